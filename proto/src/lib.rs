@@ -1,0 +1,20 @@
+//! Rust bindings for the `tunnel.v1` gRPC API (`proto/tunnel/v1/tunnel.proto`),
+//! generated at build time: message types (with serde impls following the
+//! proto3 JSON mapping), the `TunnelService` client used by `tunnelctl` and
+//! the tests, and the server trait tunneld implements.
+
+/// Well-known types (`Timestamp`, `Duration`) used by the API, with serde
+/// support.
+pub use pbjson_types;
+
+/// The `tunnel.v1` package: messages, enums, client and server.
+#[allow(missing_docs, clippy::all)] // generated; the .proto carries the docs
+pub mod v1 {
+    tonic::include_proto!("tunnel.v1");
+    include!(concat!(env!("OUT_DIR"), "/tunnel.v1.serde.rs"));
+
+    /// Encoded `FileDescriptorSet` of the API and its imports, for gRPC
+    /// server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/tunnel_v1_descriptor.bin"));
+}
