@@ -1,1 +1,44 @@
+//! tunneld: an SSH tunnel daemon with a gRPC control API.
+//!
+//! Module map (see ARCHITECTURE.md for the full picture):
+//! - [`config`]: hosts and limits, from flags and a TOML file.
+//! - [`ssh`]: one shared, lazily (re)opened SSH connection per host; host key
+//!   checks against known_hosts; routing of remote-forwarded channels.
+//! - [`tunnel`]: local and remote forwards, their counters and registry.
+//! - [`relay`] and [`budget`]: the byte path of one connection, drained
+//!   promptly into a bounded buffer so one stalled reader never stalls the
+//!   shared SSH connection.
+//! - [`exec`]: one remote command with streamed output.
+//! - [`daemon`]: the domain facade the API calls.
+//! - [`grpc`] and [`server`]: the thin gRPC adapter and the server around it.
+//! - [`error`]: the one error type.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod budget;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod exec;
+pub mod grpc;
+pub mod relay;
+pub mod server;
+pub mod ssh;
+pub mod tunnel;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use daemon::Daemon;
+pub use error::{Error, Result};
+
+/// Runs tunneld on `listener` with `config` until `shutdown` is cancelled;
+/// returns once every tunnel and SSH connection is closed.
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<()> {
+    let daemon = Arc::new(Daemon::new(config, shutdown.clone()));
+    server::serve(listener, daemon, shutdown).await
+}

@@ -1,0 +1,414 @@
+//! Daemon configuration: the SSH hosts tunneld may connect to and the limits
+//! it enforces. Built from command-line flags (the `default` host) and an
+//! optional TOML file of named hosts:
+//!
+//! ```toml
+//! default_host = "bastion"          # optional; else "default" from --ssh
+//!
+//! [hosts.bastion]
+//! address = "deploy@bastion.example.com:22"   # [user@]host[:port]
+//! identity = "~/.ssh/id_ed25519"              # default: --identity
+//! known_hosts = "~/.ssh/known_hosts"          # default: --known-hosts
+//! passphrase_file = "/run/secrets/key-pass"   # or passphrase_env = "VAR"
+//! host_key_policy = "strict"                  # or "accept-new"
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Name of the host given with `--ssh`.
+pub const DEFAULT_HOST_NAME: &str = "default";
+
+/// Default OpenSSH-style keepalive interval (ServerAliveInterval).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Default number of unanswered keepalives before the link is declared dead
+/// (ServerAliveCountMax).
+pub const DEFAULT_KEEPALIVE_MAX: usize = 3;
+
+/// Default bound on bytes received from the SSH server for one forwarded
+/// connection (or one exec) that its local reader has not taken yet.
+pub const DEFAULT_MAX_BUFFER_PER_CONNECTION: usize = 8 * 1024 * 1024;
+
+/// What to do with a host key that known_hosts does not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (OpenSSH `StrictHostKeyChecking=yes`).
+    #[default]
+    Strict,
+    /// Add keys of hosts known_hosts does not mention at all, refuse changed
+    /// keys (OpenSSH `StrictHostKeyChecking=accept-new`).
+    AcceptNew,
+}
+
+/// Where a key's passphrase comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassphraseSource {
+    /// First line of a file.
+    File(PathBuf),
+    /// An environment variable of the daemon.
+    Env(String),
+}
+
+/// One SSH server tunneld can connect to.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Name requests use for it.
+    pub name: String,
+    /// Remote user.
+    pub user: String,
+    /// Host name or IP address of the SSH server.
+    pub hostname: String,
+    /// SSH port.
+    pub port: u16,
+    /// Private key file (OpenSSH format; ed25519, ECDSA or RSA).
+    pub identity: PathBuf,
+    /// known_hosts file used to verify the server.
+    pub known_hosts: PathBuf,
+    /// Passphrase of the key, if it has one.
+    pub passphrase: Option<PassphraseSource>,
+    /// Handling of keys known_hosts does not list.
+    pub host_key_policy: HostKeyPolicy,
+    /// Interval of SSH keepalives; the connection is dropped after
+    /// `keepalive_max` go unanswered.
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalives tolerated.
+    pub keepalive_max: usize,
+}
+
+impl HostConfig {
+    /// `host:port` as dialled.
+    pub fn addr(&self) -> String {
+        if self.hostname.contains(':') {
+            format!("[{}]:{}", self.hostname, self.port)
+        } else {
+            format!("{}:{}", self.hostname, self.port)
+        }
+    }
+
+    /// `user@host:port`, as shown to people.
+    pub fn display_address(&self) -> String {
+        format!("{}@{}", self.user, self.addr())
+    }
+}
+
+/// Limits that keep one connection from taking the daemon's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes from the SSH server held for one forwarded connection or exec
+    /// whose reader is slower than the sender; past it the connection is
+    /// reset (see ARCHITECTURE.md, "The byte path").
+    pub max_buffer_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_buffer_per_connection: DEFAULT_MAX_BUFFER_PER_CONNECTION,
+        }
+    }
+}
+
+/// Everything the daemon core needs to run.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Configured hosts, by name.
+    pub hosts: BTreeMap<String, HostConfig>,
+    /// Host used when a request names none.
+    pub default_host: Option<String>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// Defaults applied to hosts that do not set their own key files.
+#[derive(Debug, Clone)]
+pub struct HostDefaults {
+    /// Identity used when a host sets none.
+    pub identity: PathBuf,
+    /// known_hosts used when a host sets none.
+    pub known_hosts: PathBuf,
+    /// Passphrase source used when a host sets none.
+    pub passphrase: Option<PassphraseSource>,
+    /// Host key policy used when a host sets none.
+    pub host_key_policy: HostKeyPolicy,
+}
+
+impl HostDefaults {
+    /// OpenSSH's defaults: `~/.ssh/id_ed25519` and `~/.ssh/known_hosts`.
+    pub fn openssh() -> Self {
+        HostDefaults {
+            identity: expand_home(Path::new("~/.ssh/id_ed25519")),
+            known_hosts: expand_home(Path::new("~/.ssh/known_hosts")),
+            passphrase: None,
+            host_key_policy: HostKeyPolicy::Strict,
+        }
+    }
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    default_host: Option<String>,
+    #[serde(default)]
+    hosts: BTreeMap<String, FileHost>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHost {
+    address: String,
+    identity: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+    passphrase_env: Option<String>,
+    host_key_policy: Option<HostKeyPolicy>,
+    keepalive_interval: Option<String>,
+    keepalive_max: Option<usize>,
+}
+
+impl Config {
+    /// Adds the host given on the command line as `--ssh` under the name
+    /// [`DEFAULT_HOST_NAME`].
+    pub fn add_destination(&mut self, destination: &str, defaults: &HostDefaults) -> Result<()> {
+        let host = host_from_destination(DEFAULT_HOST_NAME, destination, defaults)?;
+        self.hosts.insert(host.name.clone(), host);
+        if self.default_host.is_none() {
+            self.default_host = Some(DEFAULT_HOST_NAME.to_string());
+        }
+        Ok(())
+    }
+
+    /// Reads named hosts from a TOML file.
+    pub fn load_file(&mut self, path: &Path, defaults: &HostDefaults) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        self.load_str(&text, defaults)
+            .map_err(|e| Error::Config(format!("config file {}: {e}", path.display())))
+    }
+
+    /// Reads named hosts from TOML text.
+    pub fn load_str(&mut self, text: &str, defaults: &HostDefaults) -> Result<()> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        for (name, h) in file.hosts {
+            validate_host_name(&name)?;
+            if self.hosts.contains_key(&name) {
+                return Err(Error::Config(format!(
+                    "host {name:?} is defined twice (by --ssh and the config file?)"
+                )));
+            }
+            let mut host = host_from_destination(&name, &h.address, defaults)?;
+            if let Some(p) = h.identity {
+                host.identity = expand_home(&p);
+            }
+            if let Some(p) = h.known_hosts {
+                host.known_hosts = expand_home(&p);
+            }
+            match (h.passphrase_file, h.passphrase_env) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "host {name:?}: set passphrase_file or passphrase_env, not both"
+                    )));
+                }
+                (Some(f), None) => host.passphrase = Some(PassphraseSource::File(expand_home(&f))),
+                (None, Some(v)) => host.passphrase = Some(PassphraseSource::Env(v)),
+                (None, None) => {}
+            }
+            if let Some(p) = h.host_key_policy {
+                host.host_key_policy = p;
+            }
+            if let Some(s) = h.keepalive_interval {
+                host.keepalive_interval = humantime::parse_duration(&s).map_err(|e| {
+                    Error::Config(format!("host {name:?}: keepalive_interval {s:?}: {e}"))
+                })?;
+            }
+            if let Some(n) = h.keepalive_max {
+                host.keepalive_max = n;
+            }
+            self.hosts.insert(name, host);
+        }
+        if let Some(d) = file.default_host {
+            if !self.hosts.contains_key(&d) {
+                return Err(Error::Config(format!(
+                    "default_host {d:?} is not among the configured hosts"
+                )));
+            }
+            self.default_host = Some(d);
+        }
+        Ok(())
+    }
+
+    /// Checks the whole configuration once everything is loaded.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.hosts.is_empty() {
+            return Err(Error::Config(
+                "no SSH host configured: pass --ssh USER@HOST[:PORT] or --config FILE".into(),
+            ));
+        }
+        if self.default_host.is_none() && self.hosts.len() == 1 {
+            self.default_host = self.hosts.keys().next().cloned();
+        }
+        Ok(())
+    }
+}
+
+fn validate_host_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "host name {name:?} may hold only letters, digits, '-', '_' and '.'"
+        )))
+    }
+}
+
+/// Parses `[user@]host[:port]` (IPv6 as `[addr]:port`) into a host.
+fn host_from_destination(name: &str, dest: &str, d: &HostDefaults) -> Result<HostConfig> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "SSH destination {dest:?} of host {name:?}: {why} (expected [user@]host[:port])"
+        ))
+    };
+    let (user, rest) = match dest.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() => (u.to_string(), r),
+        Some(_) => return Err(bad("empty user")),
+        None => (current_user(), dest),
+    };
+    let (hostname, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (h, after) = inner.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => parse_port(p).ok_or_else(|| bad("bad port"))?,
+            None if after.is_empty() => 22,
+            None => return Err(bad("junk after ']'")),
+        };
+        (h.to_string(), port)
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) if !p.contains(':') => {
+                (h.to_string(), parse_port(p).ok_or_else(|| bad("bad port"))?)
+            }
+            Some(_) => (rest.to_string(), 22), // bare IPv6 address
+            None => (rest.to_string(), 22),
+        }
+    };
+    if hostname.is_empty() {
+        return Err(bad("empty host"));
+    }
+    Ok(HostConfig {
+        name: name.to_string(),
+        user,
+        hostname,
+        port,
+        identity: d.identity.clone(),
+        known_hosts: d.known_hosts.clone(),
+        passphrase: d.passphrase.clone(),
+        host_key_policy: d.host_key_policy,
+        keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+        keepalive_max: DEFAULT_KEEPALIVE_MAX,
+    })
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+fn current_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".to_string())
+}
+
+/// Expands a leading `~/` to `$HOME`.
+pub fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> HostDefaults {
+        HostDefaults {
+            identity: "/k".into(),
+            known_hosts: "/kh".into(),
+            passphrase: None,
+            host_key_policy: HostKeyPolicy::Strict,
+        }
+    }
+
+    #[test]
+    fn destinations_parse_like_ssh() {
+        let h = host_from_destination("a", "bob@example.com:2222", &defaults()).unwrap();
+        assert_eq!(
+            (h.user.as_str(), h.hostname.as_str(), h.port),
+            ("bob", "example.com", 2222)
+        );
+        let h = host_from_destination("a", "example.com", &defaults()).unwrap();
+        assert_eq!((h.hostname.as_str(), h.port), ("example.com", 22));
+        let h = host_from_destination("a", "u@[::1]:2200", &defaults()).unwrap();
+        assert_eq!((h.hostname.as_str(), h.port), ("::1", 2200));
+        assert_eq!(h.addr(), "[::1]:2200");
+        assert!(host_from_destination("a", "u@h:70000", &defaults()).is_err());
+        assert!(host_from_destination("a", "@h", &defaults()).is_err());
+        assert!(host_from_destination("a", "u@", &defaults()).is_err());
+    }
+
+    #[test]
+    fn file_hosts_take_defaults_and_overrides() {
+        let mut c = Config::default();
+        c.load_str(
+            r#"
+            default_host = "db"
+            [hosts.db]
+            address = "pg@10.0.0.5"
+            identity = "/keys/db"
+            host_key_policy = "accept-new"
+            passphrase_env = "DB_KEY_PASS"
+            [hosts.web]
+            address = "web:2022"
+            "#,
+            &defaults(),
+        )
+        .unwrap();
+        c.finish().unwrap();
+        assert_eq!(c.default_host.as_deref(), Some("db"));
+        let db = &c.hosts["db"];
+        assert_eq!(db.identity, PathBuf::from("/keys/db"));
+        assert_eq!(db.known_hosts, PathBuf::from("/kh"));
+        assert_eq!(db.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(
+            db.passphrase,
+            Some(PassphraseSource::Env("DB_KEY_PASS".into()))
+        );
+        assert_eq!(c.hosts["web"].port, 2022);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let mut c = Config::default();
+        let e = c.load_str(
+            "[hosts.x]\naddress = \"h\"\nidentty = \"/k\"\n",
+            &defaults(),
+        );
+        assert!(e.unwrap_err().to_string().contains("identty"));
+        let e = Config::default().load_str("default_host = \"nope\"\n", &defaults());
+        assert!(e.unwrap_err().to_string().contains("nope"));
+        assert!(Config::default().finish().is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! The domain facade: the operations the API offers (exec, open, list,
+//! close, shutdown), over the configured hosts and the tunnel registry.
+//!
+//! Architecture invariant: this is the whole surface the gRPC layer calls; it
+//! takes and returns domain types only.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::{Config, Limits},
+    error::{Error, Result},
+    exec::{self, ExecOutput, ExecSpec},
+    ssh::{HostSnapshot, SshHost},
+    tunnel::{
+        self, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel, TunnelSnapshot, TunnelState,
+    },
+};
+
+/// Bound on waiting for a closing tunnel's tasks to finish.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A host and how many tunnels run over it.
+#[derive(Debug, Clone)]
+pub struct HostStatus {
+    /// The host's state.
+    pub host: HostSnapshot,
+    /// Open tunnels over it.
+    pub tunnels: u32,
+}
+
+/// tunneld's core: hosts, tunnels, and running execs.
+pub struct Daemon {
+    hosts: BTreeMap<String, Arc<SshHost>>,
+    default_host: Option<String>,
+    tunnels: Registry,
+    limits: Limits,
+    /// Root of the cancellation tree: every host connect, tunnel and exec
+    /// holds a child.
+    shutdown: CancellationToken,
+    execs: TaskTracker,
+}
+
+impl Daemon {
+    /// A daemon for `config`; cancelling `shutdown` stops everything.
+    pub fn new(config: Config, shutdown: CancellationToken) -> Self {
+        let hosts = config
+            .hosts
+            .into_iter()
+            .map(|(name, h)| (name, Arc::new(SshHost::new(h, shutdown.child_token()))))
+            .collect();
+        Daemon {
+            hosts,
+            default_host: config.default_host,
+            tunnels: Registry::default(),
+            limits: config.limits,
+            shutdown,
+            execs: TaskTracker::new(),
+        }
+    }
+
+    fn host(&self, name: &str) -> Result<Arc<SshHost>> {
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let known = || self.hosts.keys().cloned().collect::<Vec<_>>().join(", ");
+        let name = match (name, &self.default_host) {
+            ("", Some(d)) => d.as_str(),
+            ("", None) => return Err(Error::NoDefaultHost { known: known() }),
+            (n, _) => n,
+        };
+        self.hosts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::HostNotFound {
+                name: name.to_string(),
+                known: known(),
+            })
+    }
+
+    /// Runs a command on `host` (empty: the default host).
+    pub async fn exec(&self, host: &str, spec: ExecSpec) -> Result<ExecOutput> {
+        let host = self.host(host)?;
+        let cancel = self.shutdown.child_token();
+        exec::start(
+            &host,
+            spec,
+            self.limits.max_buffer_per_connection,
+            cancel,
+            &self.execs,
+        )
+        .await
+    }
+
+    /// Opens a local forward over `host`.
+    pub async fn open_local(&self, host: &str, spec: LocalForwardSpec) -> Result<TunnelSnapshot> {
+        let host = self.host(host)?;
+        let (seq, id) = self.tunnels.next_id();
+        let t = tunnel::open_local(
+            host,
+            spec,
+            id,
+            &self.shutdown,
+            self.limits.max_buffer_per_connection,
+        )
+        .await?;
+        Ok(self.register(seq, t))
+    }
+
+    /// Opens a remote forward over `host`.
+    pub async fn open_remote(&self, host: &str, spec: RemoteForwardSpec) -> Result<TunnelSnapshot> {
+        let host = self.host(host)?;
+        let (seq, id) = self.tunnels.next_id();
+        let t = tunnel::open_remote(
+            host,
+            spec,
+            id,
+            &self.shutdown,
+            self.limits.max_buffer_per_connection,
+        )
+        .await?;
+        Ok(self.register(seq, t))
+    }
+
+    fn register(&self, seq: u64, t: Arc<Tunnel>) -> TunnelSnapshot {
+        let snapshot = t.snapshot();
+        self.tunnels.insert(seq, t);
+        snapshot
+    }
+
+    /// Every open tunnel (oldest first) and every host with its state.
+    pub fn list(&self) -> (Vec<TunnelSnapshot>, Vec<HostStatus>) {
+        let tunnels: Vec<TunnelSnapshot> =
+            self.tunnels.list().iter().map(|t| t.snapshot()).collect();
+        let hosts = self
+            .hosts
+            .values()
+            .map(|h| HostStatus {
+                host: h.snapshot(),
+                tunnels: tunnels.iter().filter(|t| t.host == h.config().name).count() as u32,
+            })
+            .collect();
+        (tunnels, hosts)
+    }
+
+    /// Closes a tunnel: frees its port or cancels its remote forward, and
+    /// closes its connections. Returns it with its final counters.
+    pub async fn close(&self, id: &str) -> Result<TunnelSnapshot> {
+        let t = self
+            .tunnels
+            .remove(id)
+            .ok_or_else(|| Error::TunnelNotFound(id.to_string()))?;
+        Ok(close_tunnel(&t).await)
+    }
+
+    /// Stops everything: cancels the root token, waits (bounded) for tunnels
+    /// and execs to end, and disconnects every host.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let tunnels = self.tunnels.drain();
+        for t in &tunnels {
+            close_tunnel(t).await;
+        }
+        self.execs.close();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.execs.wait()).await;
+        for h in self.hosts.values() {
+            h.disconnect().await;
+        }
+        tracing::info!(
+            tunnels = tunnels.len(),
+            "all tunnels closed and SSH connections ended"
+        );
+    }
+}
+
+async fn close_tunnel(t: &Tunnel) -> TunnelSnapshot {
+    t.cancel.cancel();
+    t.tasks.close();
+    if tokio::time::timeout(CLOSE_TIMEOUT, t.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(tunnel = %t.id, "tunnel tasks did not finish within {}s", CLOSE_TIMEOUT.as_secs());
+    }
+    t.set_state(TunnelState::Closed, "");
+    tracing::info!(tunnel = %t.id, "tunnel closed");
+    t.snapshot()
+}

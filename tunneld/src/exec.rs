@@ -1,0 +1,261 @@
+//! Running one command on a host, as `ssh host 'command'` does, with its
+//! output streamed as it arrives.
+//!
+//! The channel is drained at once into a byte-budgeted queue (see
+//! [`crate::budget`]) so a caller that reads slowly cannot stall the host's
+//! shared SSH connection; past the budget the command is stopped.
+
+use std::{
+    pin::{Pin, pin},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use russh::{ChannelMsg, Sig};
+use tokio_stream::Stream;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
+
+use crate::{
+    budget::{self, BudgetReceiver, BudgetSender},
+    error::{Error, Result},
+    ssh::SshHost,
+};
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    /// Command line for the remote login shell.
+    pub command: String,
+    /// Bytes for the command's stdin, followed by EOF.
+    pub stdin: Bytes,
+    /// Variables exported before the command runs.
+    pub env: Vec<(String, String)>,
+    /// Run-time limit.
+    pub timeout: Option<Duration>,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(u32),
+    /// Killed by a signal.
+    Signal {
+        /// Signal name without "SIG".
+        name: String,
+        /// Whether it dumped core.
+        core_dumped: bool,
+        /// The server's message.
+        message: String,
+    },
+}
+
+/// One event of a running command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    /// A chunk of stdout.
+    Stdout(Bytes),
+    /// A chunk of stderr.
+    Stderr(Bytes),
+    /// The end; always last on success.
+    Exit(ExitStatus),
+}
+
+/// The events of a running command; dropping it stops the command.
+pub struct ExecOutput {
+    rx: BudgetReceiver<Result<ExecEvent>>,
+}
+
+impl Stream for ExecOutput {
+    type Item = Result<ExecEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some((item, size))) => {
+                this.rx.release(size);
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Starts `spec` on `host`. Errors before the command runs (connection,
+/// channel, refusal) are returned here; later ones end the stream.
+pub async fn start(
+    host: &SshHost,
+    spec: ExecSpec,
+    max_buffer: usize,
+    cancel: CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<ExecOutput> {
+    let host_name = host.config().name.clone();
+    let session = host.session().await?;
+    let channel = session.open_session().await?;
+    let command_line = with_env(&spec.env, &spec.command);
+    if let Err(e) = channel.exec(true, command_line.as_bytes()).await {
+        tracing::warn!(host = %host_name, "exec request failed: {e}");
+        return Err(session.lost());
+    }
+    let (tx, rx) = budget::channel(max_buffer);
+    let span = tracing::info_span!("exec", host = %host_name, command = %spec.command);
+    tasks.spawn(
+        async move {
+            let end = run(channel, spec, &host_name, &tx, &cancel).await;
+            if let Err(e) = &end {
+                tracing::debug!("exec ended with error: {e}");
+            }
+            let item = match end {
+                Ok(Some(status)) => Ok(ExecEvent::Exit(status)),
+                Ok(None) => Err(session.lost()),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(item, 0);
+        }
+        .instrument(span),
+    );
+    Ok(ExecOutput { rx })
+}
+
+/// Drives the channel to its end; `Ok(None)` if it vanished without status.
+async fn run(
+    channel: crate::ssh::SshChannel,
+    spec: ExecSpec,
+    host: &str,
+    tx: &BudgetSender<Result<ExecEvent>>,
+    cancel: &CancellationToken,
+) -> Result<Option<ExitStatus>> {
+    let (mut rx, ch) = channel.split();
+    let stdin = spec.stdin;
+    let mut feed = pin!(async {
+        if !stdin.is_empty() {
+            let _ = ch.data_bytes(stdin).await;
+        }
+        let _ = ch.eof().await;
+    });
+    let mut fed = false;
+    let deadline = async {
+        match spec.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut deadline = pin!(deadline);
+    let mut status = None;
+    let stop = |reason: Error| async {
+        let _ = ch.signal(Sig::TERM).await;
+        let _ = ch.close().await;
+        Err(reason)
+    };
+    loop {
+        tokio::select! {
+            () = &mut feed, if !fed => fed = true,
+            () = &mut deadline => {
+                return stop(Error::ExecTimeout { host: host.to_string(), timeout: spec.timeout.unwrap_or_default() }).await;
+            }
+            () = cancel.cancelled() => return stop(Error::ShuttingDown).await,
+            () = tx.closed() => return stop(Error::ShuttingDown).await, // caller went away
+            msg = rx.wait() => {
+                let queued = match msg {
+                    Some(ChannelMsg::Data { data }) => { let n = data.len(); tx.send(Ok(ExecEvent::Stdout(data)), n) }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => { let n = data.len(); tx.send(Ok(ExecEvent::Stderr(data)), n) }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => { status = Some(ExitStatus::Code(exit_status)); Ok(()) }
+                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, .. }) => {
+                        status = Some(ExitStatus::Signal { name: signal_name_of(&signal_name), core_dumped, message: error_message });
+                        Ok(())
+                    }
+                    Some(ChannelMsg::Failure) => return Err(Error::ExecRefused { host: host.to_string() }),
+                    Some(ChannelMsg::Close) => {
+                        return match status {
+                            Some(s) => Ok(Some(s)),
+                            None => Err(Error::SshConnection {
+                                host: host.to_string(),
+                                addr: String::from("(channel)"),
+                                reason: "the server closed the command's channel without an exit status".into(),
+                            }),
+                        };
+                    }
+                    None => return Ok(status),
+                    Some(_) => Ok(()),
+                };
+                if queued == Err(budget::SendError::Overflow) {
+                    return stop(Error::ExecOutputOverflow { host: host.to_string(), limit: tx.limit() }).await;
+                }
+            }
+        }
+    }
+}
+
+fn signal_name_of(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(s) => s.as_str(),
+    }
+    .to_string()
+}
+
+/// Prefixes `export NAME='value';` for each variable (POSIX shell quoting):
+/// sshd drops `env` requests its AcceptEnv does not list, so variables are
+/// set by the remote shell instead.
+fn with_env(env: &[(String, String)], command: &str) -> String {
+    let mut line = String::new();
+    for (k, v) in env {
+        line.push_str("export ");
+        line.push_str(k);
+        line.push_str("='");
+        line.push_str(&v.replace('\'', r"'\''"));
+        line.push_str("'; ");
+    }
+    line.push_str(command);
+    line
+}
+
+/// Whether `name` is a valid environment variable name.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_is_exported_with_shell_quoting() {
+        let env = vec![
+            ("A".to_string(), "it's".to_string()),
+            ("B".to_string(), "$x y".to_string()),
+        ];
+        assert_eq!(
+            with_env(&env, "echo $A"),
+            r"export A='it'\''s'; export B='$x y'; echo $A"
+        );
+        assert_eq!(with_env(&[], "true"), "true");
+    }
+
+    #[test]
+    fn env_names_are_checked() {
+        assert!(valid_env_name("FOO_1"));
+        assert!(valid_env_name("_x"));
+        assert!(!valid_env_name("1A"));
+        assert!(!valid_env_name("A-B"));
+        assert!(!valid_env_name("A;rm"));
+        assert!(!valid_env_name(""));
+    }
+}

@@ -1,0 +1,278 @@
+//! Conversions between `tunnel.v1` messages and domain types, with the
+//! request validation that belongs to the wire format (port ranges, defaults
+//! for empty fields).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tunnel_proto::{pbjson_types, v1 as pb};
+
+use crate::{
+    daemon::HostStatus,
+    error::{Error, Result},
+    exec::{ExecEvent, ExecSpec, ExitStatus, valid_env_name},
+    ssh::ConnectionState,
+    tunnel::{
+        Endpoint, LocalForwardSpec, RemoteForwardSpec, TunnelKind, TunnelSnapshot, TunnelState,
+    },
+};
+
+/// Default listen address of local forwards, as `ssh -L`.
+const DEFAULT_LOCAL_BIND: &str = "127.0.0.1";
+/// Default remote bind address of remote forwards, as `ssh -R`.
+const DEFAULT_REMOTE_BIND: &str = "localhost";
+/// Default target host: the SSH server itself / this machine.
+const DEFAULT_TARGET_HOST: &str = "localhost";
+
+fn invalid(msg: String) -> Error {
+    Error::InvalidArgument(msg)
+}
+
+/// A port that must be 1..65535.
+fn port(field: &str, value: u32) -> Result<u16> {
+    match u16::try_from(value) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(invalid(format!(
+            "{field} must be a TCP port from 1 to 65535, got {value}"
+        ))),
+    }
+}
+
+/// A port that may be 0 ("pick one").
+fn port_or_any(field: &str, value: u32) -> Result<u16> {
+    u16::try_from(value).map_err(|_| {
+        invalid(format!(
+            "{field} must be 0 (any) or a TCP port up to 65535, got {value}"
+        ))
+    })
+}
+
+/// A host name or address; `default` when empty.
+fn host_field(field: &str, value: String, default: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(default.to_string());
+    }
+    let v = v
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(v);
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) || v.len() > 255 {
+        return Err(invalid(format!(
+            "{field} {value:?} is not a valid host name or address"
+        )));
+    }
+    Ok(v.to_string())
+}
+
+/// Validates an ExecRequest.
+pub fn exec_request(r: pb::ExecRequest) -> Result<(String, ExecSpec)> {
+    if r.command.trim().is_empty() {
+        return Err(invalid(
+            "command is empty; give the command line to run".into(),
+        ));
+    }
+    let mut env: Vec<(String, String)> = r.env.into_iter().collect();
+    env.sort();
+    if let Some((k, _)) = env.iter().find(|(k, _)| !valid_env_name(k)) {
+        return Err(invalid(format!(
+            "environment variable name {k:?} is not valid; use letters, digits and '_', not starting with a digit"
+        )));
+    }
+    let timeout = match r.timeout {
+        None => None,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(invalid("timeout must not be negative".into()));
+        }
+        Some(d) if d.seconds == 0 && d.nanos == 0 => None,
+        Some(d) => Some(Duration::new(d.seconds as u64, d.nanos as u32)),
+    };
+    Ok((
+        r.host,
+        ExecSpec {
+            command: r.command,
+            stdin: r.stdin.into(),
+            env,
+            timeout,
+        },
+    ))
+}
+
+/// Validates an OpenLocalForwardRequest.
+pub fn local_request(r: pb::OpenLocalForwardRequest) -> Result<(String, LocalForwardSpec)> {
+    Ok((
+        r.host,
+        LocalForwardSpec {
+            bind_address: host_field("bind_address", r.bind_address, DEFAULT_LOCAL_BIND)?,
+            local_port: port_or_any("local_port", r.local_port)?,
+            remote_host: host_field("remote_host", r.remote_host, DEFAULT_TARGET_HOST)?,
+            remote_port: port("remote_port", r.remote_port)?,
+        },
+    ))
+}
+
+/// Validates an OpenRemoteForwardRequest.
+pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<(String, RemoteForwardSpec)> {
+    Ok((
+        r.host,
+        RemoteForwardSpec {
+            bind_address: host_field(
+                "remote_bind_address",
+                r.remote_bind_address,
+                DEFAULT_REMOTE_BIND,
+            )?,
+            remote_port: port_or_any("remote_port", r.remote_port)?,
+            local_host: host_field("local_host", r.local_host, DEFAULT_TARGET_HOST)?,
+            local_port: port("local_port", r.local_port)?,
+        },
+    ))
+}
+
+/// Validates a CloseRequest.
+pub fn close_request(r: pb::CloseRequest) -> Result<String> {
+    let id = r.id.trim();
+    if id.is_empty() {
+        return Err(invalid(
+            "id is empty; give the id of the tunnel to close (see List)".into(),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+fn endpoint(e: Endpoint) -> pb::Endpoint {
+    pb::Endpoint {
+        host: e.host,
+        port: u32::from(e.port),
+    }
+}
+
+/// A tunnel as the API shows it.
+pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
+    pb::Tunnel {
+        id: t.id,
+        kind: match t.kind {
+            TunnelKind::Local => pb::TunnelKind::Local,
+            TunnelKind::Remote => pb::TunnelKind::Remote,
+        } as i32,
+        host: t.host,
+        local: Some(endpoint(t.local)),
+        remote: Some(endpoint(t.remote)),
+        state: match t.state {
+            TunnelState::Open => pb::TunnelState::Open,
+            TunnelState::Failed => pb::TunnelState::Failed,
+            TunnelState::Closed => pb::TunnelState::Closed,
+        } as i32,
+        state_detail: t.detail,
+        created_at: Some(timestamp(t.created_at)),
+        counters: Some(pb::TunnelCounters {
+            active_connections: t.counters.active,
+            total_connections: t.counters.total,
+            failed_connections: t.counters.failed,
+            bytes_to_target: t.counters.bytes_to_target,
+            bytes_from_target: t.counters.bytes_from_target,
+        }),
+    }
+}
+
+/// A host as the API shows it.
+pub fn host(h: HostStatus) -> pb::SshHost {
+    pb::SshHost {
+        name: h.host.name,
+        address: h.host.address,
+        state: match h.host.state {
+            ConnectionState::Idle => pb::SshConnectionState::Idle,
+            ConnectionState::Connecting => pb::SshConnectionState::Connecting,
+            ConnectionState::Connected => pb::SshConnectionState::Connected,
+            ConnectionState::Failed => pb::SshConnectionState::Failed,
+        } as i32,
+        state_detail: h.host.detail,
+        connected_at: h.host.connected_at.map(timestamp),
+        tunnels: h.tunnels,
+    }
+}
+
+/// An exec event as the API streams it.
+pub fn exec_event(e: ExecEvent) -> pb::ExecResponse {
+    use pb::exec_response::Event;
+    let event = match e {
+        ExecEvent::Stdout(b) => Event::Stdout(b.to_vec()),
+        ExecEvent::Stderr(b) => Event::Stderr(b.to_vec()),
+        ExecEvent::Exit(status) => Event::Exit(match status {
+            ExitStatus::Code(c) => pb::ExitStatus {
+                status: Some(pb::exit_status::Status::Code(c as i32)),
+                core_dumped: false,
+                error_message: String::new(),
+            },
+            ExitStatus::Signal {
+                name,
+                core_dumped,
+                message,
+            } => pb::ExitStatus {
+                status: Some(pb::exit_status::Status::Signal(name)),
+                core_dumped,
+                error_message: message,
+            },
+        }),
+    };
+    pb::ExecResponse { event: Some(event) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_requests_get_ssh_defaults() {
+        let (host, spec) = local_request(pb::OpenLocalForwardRequest {
+            remote_port: 5432,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(host, "");
+        assert_eq!(spec.bind_address, "127.0.0.1");
+        assert_eq!(spec.local_port, 0);
+        assert_eq!(spec.remote_host, "localhost");
+    }
+
+    #[test]
+    fn bad_ports_name_the_field() {
+        let e = local_request(pb::OpenLocalForwardRequest {
+            local_port: 70000,
+            remote_port: 1,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("local_port"), "{e}");
+        let e = local_request(pb::OpenLocalForwardRequest::default()).unwrap_err();
+        assert!(e.to_string().contains("remote_port"), "{e}");
+        let e = remote_request(pb::OpenRemoteForwardRequest {
+            remote_port: 80,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("local_port"), "{e}");
+    }
+
+    #[test]
+    fn exec_requests_are_checked() {
+        assert!(exec_request(pb::ExecRequest::default()).is_err());
+        let mut r = pb::ExecRequest {
+            command: "true".into(),
+            ..Default::default()
+        };
+        r.env.insert("BAD NAME".into(), "x".into());
+        assert!(
+            exec_request(r)
+                .unwrap_err()
+                .to_string()
+                .contains("BAD NAME")
+        );
+    }
+}

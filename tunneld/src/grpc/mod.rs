@@ -1,0 +1,11 @@
+//! The gRPC adapter: validates and converts `tunnel.v1` messages, delegates
+//! to [`crate::daemon::Daemon`], and maps errors to statuses.
+//!
+//! Architecture invariant: prost/tonic types appear only in this module and
+//! in [`crate::server`]; the domain below never sees them.
+
+mod convert;
+mod service;
+mod status;
+
+pub use service::TunnelApi;

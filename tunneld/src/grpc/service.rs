@@ -1,0 +1,80 @@
+//! `tunnel.v1.TunnelService`: one delegating call per RPC.
+
+use std::{pin::Pin, sync::Arc};
+
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use tunnel_proto::v1::{self as pb, tunnel_service_server::TunnelService};
+
+use super::convert;
+use crate::daemon::Daemon;
+
+/// The gRPC face of a [`Daemon`].
+pub struct TunnelApi {
+    daemon: Arc<Daemon>,
+}
+
+impl TunnelApi {
+    /// Serves `daemon`.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        TunnelApi { daemon }
+    }
+}
+
+type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TunnelService for TunnelApi {
+    type ExecStream = ExecStream;
+
+    async fn exec(&self, req: Request<pb::ExecRequest>) -> Result<Response<ExecStream>, Status> {
+        let (host, spec) = convert::exec_request(req.into_inner())?;
+        let output = self.daemon.exec(&host, spec).await?;
+        let stream = output.map(|e| e.map(convert::exec_event).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn open_local_forward(
+        &self,
+        req: Request<pb::OpenLocalForwardRequest>,
+    ) -> Result<Response<pb::OpenLocalForwardResponse>, Status> {
+        let (host, spec) = convert::local_request(req.into_inner())?;
+        let t = self.daemon.open_local(&host, spec).await?;
+        Ok(Response::new(pb::OpenLocalForwardResponse {
+            tunnel: Some(convert::tunnel(t)),
+        }))
+    }
+
+    async fn open_remote_forward(
+        &self,
+        req: Request<pb::OpenRemoteForwardRequest>,
+    ) -> Result<Response<pb::OpenRemoteForwardResponse>, Status> {
+        let (host, spec) = convert::remote_request(req.into_inner())?;
+        let t = self.daemon.open_remote(&host, spec).await?;
+        Ok(Response::new(pb::OpenRemoteForwardResponse {
+            tunnel: Some(convert::tunnel(t)),
+        }))
+    }
+
+    async fn list(
+        &self,
+        _req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let (tunnels, hosts) = self.daemon.list();
+        Ok(Response::new(pb::ListResponse {
+            tunnels: tunnels.into_iter().map(convert::tunnel).collect(),
+            hosts: hosts.into_iter().map(convert::host).collect(),
+        }))
+    }
+
+    async fn close(
+        &self,
+        req: Request<pb::CloseRequest>,
+    ) -> Result<Response<pb::CloseResponse>, Status> {
+        let id = convert::close_request(req.into_inner())?;
+        let t = self.daemon.close(&id).await?;
+        Ok(Response::new(pb::CloseResponse {
+            tunnel: Some(convert::tunnel(t)),
+        }))
+    }
+}

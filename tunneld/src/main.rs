@@ -1,0 +1,222 @@
+//! The `tunneld` binary: parses flags, binds the API listener, wires signals,
+//! and hands everything to [`tunneld::run`].
+
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tunneld::config::{Config, HostDefaults, HostKeyPolicy, PassphraseSource, expand_home};
+
+/// Default address of the control API.
+const DEFAULT_LISTEN: &str = "127.0.0.1:4522";
+
+/// How long shutdown may take before tunneld exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// SSH tunnel daemon with a gRPC control API.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "\
+Examples:
+  tunneld --ssh deploy@bastion.example.com
+  tunneld --listen 127.0.0.1:4522 --ssh me@10.0.0.5:2222 --identity ~/.ssh/id_ed25519
+  tunneld --config /etc/tunneld/hosts.toml"
+)]
+struct Args {
+    /// Address of the gRPC API (port 0 picks a free one). Must be loopback
+    /// unless --insecure-listen is given.
+    #[arg(long, env = "TUNNELD_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: String,
+
+    /// Allow a non-loopback --listen address without any protection: anyone
+    /// who reaches it can run commands with your SSH keys.
+    #[arg(long)]
+    insecure_listen: bool,
+
+    /// Default SSH host as [user@]host[:port]; requests that name no host use it.
+    #[arg(long, value_name = "USER@HOST[:PORT]")]
+    ssh: Option<String>,
+
+    /// Private key (OpenSSH format: ed25519, ECDSA or RSA).
+    #[arg(
+        long,
+        short = 'i',
+        value_name = "FILE",
+        default_value = "~/.ssh/id_ed25519"
+    )]
+    identity: PathBuf,
+
+    /// known_hosts file used to verify servers.
+    #[arg(long, value_name = "FILE", default_value = "~/.ssh/known_hosts")]
+    known_hosts: PathBuf,
+
+    /// File whose first line is the key's passphrase (else
+    /// TUNNELD_KEY_PASSPHRASE is used if set).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+
+    /// What to do with host keys known_hosts does not list.
+    #[arg(long, value_enum, default_value = "strict")]
+    host_key_policy: PolicyArg,
+
+    /// TOML file of named hosts.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Bytes held for one connection whose local reader lags; past it the
+    /// connection is reset. Accepts suffixes KiB, MiB.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    max_connection_buffer: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PolicyArg {
+    /// Refuse unknown and changed keys.
+    Strict,
+    /// Add keys of never-seen hosts; refuse changed keys.
+    AcceptNew,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("MiB") {
+        (n, 1 << 20)
+    } else if let Some(n) = s.strip_suffix("KiB") {
+        (n, 1 << 10)
+    } else {
+        (s, 1)
+    };
+    match num.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n * mult),
+        _ => Err(format!("{s:?} is not a size (e.g. 8MiB, 512KiB, 65536)")),
+    }
+}
+
+fn build_config(args: &Args) -> tunneld::Result<Config> {
+    let passphrase = match &args.passphrase_file {
+        Some(f) => Some(PassphraseSource::File(expand_home(f))),
+        None if std::env::var_os("TUNNELD_KEY_PASSPHRASE").is_some() => {
+            Some(PassphraseSource::Env("TUNNELD_KEY_PASSPHRASE".into()))
+        }
+        None => None,
+    };
+    let defaults = HostDefaults {
+        identity: expand_home(&args.identity),
+        known_hosts: expand_home(&args.known_hosts),
+        passphrase,
+        host_key_policy: match args.host_key_policy {
+            PolicyArg::Strict => HostKeyPolicy::Strict,
+            PolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
+        },
+    };
+    let mut config = Config::default();
+    if let Some(dest) = &args.ssh {
+        config.add_destination(dest, &defaults)?;
+    }
+    if let Some(path) = &args.config {
+        config.load_file(&expand_home(path), &defaults)?;
+    }
+    config.limits.max_buffer_per_connection = args.max_connection_buffer;
+    config.finish()?;
+    Ok(config)
+}
+
+async fn bind(args: &Args) -> Result<TcpListener, String> {
+    let addr: SocketAddr = tokio::net::lookup_host(&args.listen)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("--listen {:?} is not HOST:PORT", args.listen))?;
+    if !addr.ip().is_loopback() {
+        if !args.insecure_listen {
+            return Err(format!(
+                "refusing to serve the API on non-loopback address {addr}: anyone who reaches it could use your SSH keys; \
+                 listen on 127.0.0.1 (and reach it through SSH), or pass --insecure-listen if the network is trusted"
+            ));
+        }
+        tracing::warn!(%addr, "--insecure-listen: the API is reachable from the network WITHOUT authentication");
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tunneld: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match bind(&args).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tunneld: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    // One line on stdout so scripts and tests learn the port when it was 0.
+    println!("tunneld listening on {addr}");
+    tracing::info!(%addr, hosts = ?config.hosts.keys().collect::<Vec<_>>(), default = ?config.default_host, "tunneld started");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            stop_signal().await;
+            shutdown.cancel();
+        }
+    });
+    let run = tunneld::run(listener, config, shutdown.clone());
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = run => match r {
+            Ok(()) => {
+                tracing::info!("tunneld stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tunneld: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        () = grace => {
+            tracing::warn!("shutdown took longer than {}s; exiting anyway", SHUTDOWN_GRACE.as_secs());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The byte path of one forwarded connection: a local TCP stream on one side,
+//! an SSH channel on the other.
+//!
+//! Three parts run concurrently in the connection's task:
+//! - **drain** takes every message russh delivers for the channel at once and
+//!   queues the data in a byte-budgeted queue ([`crate::budget`]), so a local
+//!   reader that stalls never stalls the shared SSH connection. If more than
+//!   the budget is waiting, the connection is reset (the documented policy:
+//!   russh offers no per-channel backpressure we could apply instead).
+//! - **downlink** writes queued data to the local socket and turns the
+//!   channel's EOF into a TCP half-close (`shutdown(Write)`).
+//! - **uplink** reads the local socket and sends to the channel, waiting for
+//!   the SSH window (real backpressure in this direction); local EOF becomes
+//!   the channel's EOF.
+//!
+//! The connection ends when the remote side has closed the channel and its
+//! data is written out, or at once on an error, a local reset, or cancellation
+//! (tunnel closed, daemon stopping): then the local socket is reset and the
+//! channel closed.
+
+use std::{
+    pin::pin,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use russh::ChannelMsg;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{budget, ssh::SshChannel};
+
+/// Size of one read from the local socket.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Both sides finished normally.
+    Completed,
+    /// The local peer reset the connection or a local write failed.
+    LocalError,
+    /// The local reader fell more than the buffer limit behind.
+    Overflow,
+    /// The tunnel was closed or the daemon is stopping.
+    Cancelled,
+    /// The channel vanished without a close: the SSH connection died.
+    SshLost,
+}
+
+enum Down {
+    Data(Bytes),
+    Eof,
+}
+
+/// Byte counters of one relay, by direction.
+pub struct ByteCounters<'a> {
+    /// Bytes read from the TCP stream and sent into the channel.
+    pub tcp_to_channel: &'a AtomicU64,
+    /// Bytes received from the channel and written to the TCP stream.
+    pub channel_to_tcp: &'a AtomicU64,
+}
+
+/// Carries bytes both ways between `tcp` and `channel` until the connection
+/// ends, counting them into `bytes`.
+pub async fn relay(
+    tcp: TcpStream,
+    channel: SshChannel,
+    bytes: ByteCounters<'_>,
+    max_buffer: usize,
+    cancel: &CancellationToken,
+) -> RelayEnd {
+    let (mut ch_rx, ch_tx) = channel.split();
+    let (mut tcp_rx, mut tcp_tx) = tcp.into_split();
+    let (q_tx, mut q_rx) = budget::channel::<Down>(max_buffer);
+
+    let end = {
+        let drain = pin!(async move {
+            let q_tx = q_tx; // dropped when the drain ends: the downlink then finishes
+            while let Some(msg) = ch_rx.wait().await {
+                let sent = match msg {
+                    ChannelMsg::Data { data } => {
+                        let n = data.len();
+                        q_tx.send(Down::Data(data), n)
+                    }
+                    ChannelMsg::Eof => q_tx.send(Down::Eof, 0),
+                    ChannelMsg::Close => return RelayEnd::Completed,
+                    _ => Ok(()),
+                };
+                if sent == Err(budget::SendError::Overflow) {
+                    return RelayEnd::Overflow;
+                }
+            }
+            RelayEnd::SshLost
+        });
+        let downlink = pin!(async {
+            while let Some((item, n)) = q_rx.recv().await {
+                match item {
+                    Down::Data(d) => {
+                        tcp_tx.write_all(&d).await?;
+                        bytes.channel_to_tcp.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Down::Eof => tcp_tx.shutdown().await?,
+                }
+                q_rx.release(n);
+            }
+            std::io::Result::Ok(())
+        });
+        let uplink = pin!(async {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            loop {
+                buf.reserve(READ_CHUNK);
+                let n = match tcp_rx.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        let _ = ch_tx.eof().await;
+                        return true;
+                    }
+                    Ok(n) => n,
+                    Err(_) => return false, // local reset
+                };
+                if ch_tx.data_bytes(buf.split().freeze()).await.is_err() {
+                    return true; // channel gone; the drain sees the close
+                }
+                bytes.tcp_to_channel.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+        let (mut drain, mut downlink, mut uplink) = (drain, downlink, uplink);
+        let (mut drained, mut uplink_done) = (None, false);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break RelayEnd::Cancelled,
+                end = &mut drain, if drained.is_none() => match end {
+                    RelayEnd::Overflow => break RelayEnd::Overflow,
+                    end => drained = Some(end),
+                },
+                written = &mut downlink => match written {
+                    // The queue closes only after the drain ended.
+                    Ok(()) => break drained.unwrap_or(RelayEnd::Completed),
+                    Err(_) => break RelayEnd::LocalError,
+                },
+                ok = &mut uplink, if !uplink_done => {
+                    if !ok { break RelayEnd::LocalError; }
+                    uplink_done = true;
+                }
+            }
+        }
+    };
+
+    if end != RelayEnd::Completed {
+        // Abnormal end: tell the local peer with a reset, not a clean FIN.
+        let _ = socket2::SockRef::from(tcp_tx.as_ref()).set_linger(Some(Duration::ZERO));
+    }
+    let _ = ch_tx.close().await;
+    end
+}

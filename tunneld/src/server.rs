@@ -1,0 +1,62 @@
+//! Serving the API: `tunnel.v1.TunnelService`, gRPC server reflection (v1
+//! and v1alpha, for grpcurl) and `grpc.health.v1`, on a listener handed in
+//! from outside, until a shutdown token is cancelled.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Server, server::TcpIncoming};
+use tunnel_proto::v1::tunnel_service_server::TunnelServiceServer;
+
+use crate::{
+    daemon::Daemon,
+    error::{Error, Result},
+    grpc::TunnelApi,
+};
+
+/// Serves `daemon` on `listener` until `shutdown` is cancelled, then closes
+/// every tunnel and SSH connection.
+pub async fn serve(
+    listener: TcpListener,
+    daemon: Arc<Daemon>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<TunnelServiceServer<TunnelApi>>().await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tunnel_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_err =
+        |e: tonic_reflection::server::Error| Error::Config(format!("reflection: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stopping = {
+        let shutdown = shutdown.clone();
+        let health = health.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down");
+            health
+                .set_not_serving::<TunnelServiceServer<TunnelApi>>()
+                .await;
+        }
+    };
+    let served = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(TunnelServiceServer::new(TunnelApi::new(daemon.clone())))
+        .serve_with_incoming_shutdown(incoming, stopping)
+        .await;
+    daemon.shutdown().await;
+    served.map_err(|e| Error::Io {
+        context: "serving the gRPC API".into(),
+        source: std::io::Error::other(e),
+    })
+}

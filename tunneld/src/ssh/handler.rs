@@ -1,0 +1,151 @@
+//! The russh client callbacks: host key verification against known_hosts,
+//! routing of forwarded channels, and noticing the connection's end.
+
+use std::sync::{Arc, Mutex};
+
+use russh::{
+    client::{self, DisconnectReason, Session},
+    keys::{PublicKey, PublicKeyOrCertificate},
+};
+use tokio_util::sync::DropGuard;
+
+use super::{ForwardRoutes, ForwardedChannel, SshChannel, known_hosts};
+use crate::{
+    config::{HostConfig, HostKeyPolicy},
+    error::{Error, HostKeyProblem},
+};
+
+/// Errors the handler returns to russh; host key refusals keep our message.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// russh's own error.
+    Russh(russh::Error),
+    /// The host key was refused; the message is for people.
+    HostKey(Error),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        HandlerError::Russh(e)
+    }
+}
+
+/// Callbacks of one SSH connection.
+pub struct ClientHandler {
+    pub(super) host: Arc<HostConfig>,
+    pub(super) routes: Arc<ForwardRoutes>,
+    /// Why the connection ended, for the host's state detail.
+    pub(super) close_reason: Arc<Mutex<Option<String>>>,
+    /// Cancels the session's `closed` token when russh drops the handler,
+    /// which it does when the connection's task ends for any reason.
+    pub(super) _closed: DropGuard,
+}
+
+impl client::Handler for ClientHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        };
+        verify_host_key(&self.host, &key).map_err(HandlerError::HostKey)?;
+        Ok(true)
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: SshChannel,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.routes.dispatch(
+            connected_address,
+            connected_port,
+            ForwardedChannel {
+                channel,
+                reply,
+                originator: format!("{originator_address}:{originator_port}"),
+            },
+        );
+        Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let text = match &reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                format!("server disconnected: {}", info.message)
+            }
+            DisconnectReason::Error(HandlerError::Russh(e)) => describe_russh_error(e),
+            DisconnectReason::Error(HandlerError::HostKey(e)) => e.to_string(),
+        };
+        tracing::info!(host = %self.host.name, "SSH connection ended: {text}");
+        *self.close_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+        match reason {
+            DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            DisconnectReason::Error(e) => Err(e),
+        }
+    }
+}
+
+/// Words for a russh error that a person can act on.
+pub fn describe_russh_error(e: &russh::Error) -> String {
+    match e {
+        russh::Error::KeepaliveTimeout => {
+            "the server stopped answering keepalives (network down?)".into()
+        }
+        russh::Error::HUP | russh::Error::Disconnect => {
+            "the connection was closed by the server".into()
+        }
+        russh::Error::IO(io) => format!("network error: {io}"),
+        other => other.to_string(),
+    }
+}
+
+/// Checks `key` against the host's known_hosts; under accept-new, records the
+/// key of a host known_hosts does not mention at all.
+fn verify_host_key(host: &HostConfig, key: &PublicKey) -> Result<(), Error> {
+    let path = &host.known_hosts;
+    let kh_error = |reason: String| Error::KnownHostsFile {
+        host: host.name.clone(),
+        path: path.clone(),
+        reason,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(kh_error(e.to_string())),
+    };
+    let problem = match known_hosts::check(&text, &host.hostname, host.port, key) {
+        Ok(()) => return Ok(()),
+        Err(p) => p,
+    };
+    let fingerprint = known_hosts::fingerprint(key);
+    if problem == HostKeyProblem::Unknown
+        && host.host_key_policy == HostKeyPolicy::AcceptNew
+        && !known_hosts::host_is_known(&text, &host.hostname, host.port)
+    {
+        known_hosts::append(path, &host.hostname, host.port, key)
+            .map_err(|e| kh_error(format!("cannot add the new host key: {e}")))?;
+        tracing::warn!(host = %host.name, %fingerprint, known_hosts = %path.display(),
+            "accept-new: added the host key of a host seen for the first time");
+        return Ok(());
+    }
+    Err(Error::HostKeyRejected {
+        host: host.name.clone(),
+        addr: known_hosts::lookup_name(&host.hostname, host.port),
+        problem,
+        fingerprint,
+        known_hosts: path.clone(),
+    })
+}

@@ -1,0 +1,51 @@
+//! Loading the private key a host authenticates with.
+
+use std::io;
+
+use russh::keys::PrivateKey;
+
+use crate::{
+    config::{HostConfig, PassphraseSource},
+    error::{Error, Result},
+};
+
+/// Reads and, if needed, decrypts the host's identity file.
+pub fn load(host: &HostConfig) -> Result<PrivateKey> {
+    let fail = |reason: String| Error::Identity {
+        host: host.name.clone(),
+        path: host.identity.clone(),
+        reason,
+    };
+    let passphrase = match &host.passphrase {
+        None => None,
+        Some(PassphraseSource::File(p)) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| fail(format!("cannot read passphrase file {}: {e}", p.display())))?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        Some(PassphraseSource::Env(var)) => Some(std::env::var(var).map_err(|_| {
+            fail(format!(
+                "the passphrase variable {var} is not set in tunneld's environment"
+            ))
+        })?),
+    };
+    let text = std::fs::read_to_string(&host.identity).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => fail(
+            "file not found; create a key with `ssh-keygen -t ed25519` or point --identity / identity at one".into(),
+        ),
+        _ => fail(e.to_string()),
+    })?;
+    russh::keys::decode_secret_key(&text, passphrase.as_deref()).map_err(|e| match e {
+        russh::keys::Error::KeyIsEncrypted => fail(
+            "the key is passphrase-protected; give the passphrase with --passphrase-file, \
+             TUNNELD_KEY_PASSPHRASE, or passphrase_file / passphrase_env in the config"
+                .into(),
+        ),
+        other if passphrase.is_some() => fail(format!(
+            "cannot decrypt or parse the key (wrong passphrase?): {other}"
+        )),
+        other => fail(format!(
+            "cannot parse the key (expected an OpenSSH private key): {other}"
+        )),
+    })
+}

@@ -1,0 +1,21 @@
+//! SSH client side: one [`SshHost`] per configured server, holding at most one
+//! live [`SshSession`] (russh connection) that every tunnel and exec on that
+//! host shares, as OpenSSH's ControlMaster does.
+//!
+//! Architecture invariant: nothing here knows about gRPC or tunnels; it opens
+//! channels and routes the server's forwarded channels to whoever registered
+//! for them.
+
+mod forward_routes;
+mod handler;
+mod host;
+mod identity;
+pub mod known_hosts;
+mod session;
+
+pub use forward_routes::{ForwardRoutes, ForwardedChannel};
+pub use host::{ConnectionState, HostSnapshot, SshHost};
+pub use session::SshSession;
+
+/// A russh client channel.
+pub type SshChannel = russh::Channel<russh::client::Msg>;

@@ -1,0 +1,174 @@
+//! Local forwards (`ssh -L`): listen on tunneld's machine and carry each
+//! accepted connection through a `direct-tcpip` channel.
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Endpoint, Tunnel, TunnelKind};
+use crate::{
+    error::{Error, Result},
+    relay::{ByteCounters, RelayEnd, relay},
+    ssh::SshHost,
+};
+
+/// Pause after an accept error such as running out of file descriptors.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a local forward listens on and where it connects.
+#[derive(Debug, Clone)]
+pub struct LocalForwardSpec {
+    /// Address to listen on (IP or resolvable name).
+    pub bind_address: String,
+    /// Port to listen on; 0 picks one.
+    pub local_port: u16,
+    /// Host the SSH server connects to.
+    pub remote_host: String,
+    /// Port the SSH server connects to.
+    pub remote_port: u16,
+}
+
+/// Connects the host (so errors surface now), binds the listener and starts
+/// accepting. The tunnel is returned running.
+pub async fn open_local(
+    host: Arc<SshHost>,
+    spec: LocalForwardSpec,
+    id: String,
+    parent: &CancellationToken,
+    max_buffer: usize,
+) -> Result<Arc<Tunnel>> {
+    host.session().await?;
+    let listener = bind(&spec.bind_address, spec.local_port).await?;
+    let bound = listener.local_addr().map_err(|e| Error::LocalBind {
+        addr: format!("{}:{}", spec.bind_address, spec.local_port),
+        reason: e.to_string(),
+        permission: false,
+    })?;
+    let target = Endpoint {
+        host: spec.remote_host,
+        port: spec.remote_port,
+    };
+    let local = Endpoint {
+        host: bound.ip().to_string(),
+        port: bound.port(),
+    };
+    let tunnel = Arc::new(Tunnel::new(
+        id,
+        TunnelKind::Local,
+        &host.config().name,
+        local,
+        target,
+        parent,
+    ));
+    let span = tracing::info_span!("local_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %bound, target = %tunnel.remote);
+    tunnel
+        .tasks
+        .spawn(accept_loop(listener, tunnel.clone(), host, max_buffer).instrument(span));
+    tracing::info!(tunnel = %tunnel.id, listen = %bound, target = %tunnel.remote, host = %tunnel.host, "local forward open");
+    Ok(tunnel)
+}
+
+async fn bind(address: &str, port: u16) -> Result<TcpListener> {
+    let shown = if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    };
+    let addr: SocketAddr = match tokio::net::lookup_host((address, port)).await {
+        Ok(mut addrs) => addrs.next(),
+        Err(_) => None,
+    }
+    .ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "bind_address {address:?} does not resolve to an IP address"
+        ))
+    })?;
+    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => Error::LocalAddressInUse { addr: shown },
+        io::ErrorKind::PermissionDenied => Error::LocalBind {
+            addr: shown,
+            reason: "permission denied (ports below 1024 need privileges)".into(),
+            permission: true,
+        },
+        io::ErrorKind::AddrNotAvailable => Error::InvalidArgument(format!(
+            "cannot listen on {shown}: the address is not on this machine"
+        )),
+        _ => Error::LocalBind {
+            addr: shown,
+            reason: e.to_string(),
+            permission: false,
+        },
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tunnel: Arc<Tunnel>,
+    host: Arc<SshHost>,
+    max_buffer: usize,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = tunnel.cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let span = tracing::debug_span!("conn", %peer);
+                tunnel.tasks.spawn(
+                    carry(tcp, peer, tunnel.clone(), host.clone(), max_buffer).instrument(span),
+                );
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+    tracing::info!("local forward closed; port released");
+}
+
+async fn carry(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tunnel: Arc<Tunnel>,
+    host: Arc<SshHost>,
+    max_buffer: usize,
+) {
+    let counters = &tunnel.counters;
+    let _active = counters.connection();
+    let _ = tcp.set_nodelay(true);
+    let target = &tunnel.remote;
+    let opened = tokio::select! {
+        () = tunnel.cancel.cancelled() => return,
+        r = async {
+            let session = host.session().await?;
+            session.open_direct_tcpip(&target.host, target.port, peer).await
+        } => r,
+    };
+    let channel = match opened {
+        Ok(c) => c,
+        Err(e) => {
+            counters.fail();
+            tracing::warn!("cannot carry connection from {peer}: {e}");
+            let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+            return;
+        }
+    };
+    let bytes = ByteCounters {
+        tcp_to_channel: &counters.bytes_to_target,
+        channel_to_tcp: &counters.bytes_from_target,
+    };
+    match relay(tcp, channel, bytes, max_buffer, &tunnel.cancel).await {
+        RelayEnd::Overflow => {
+            counters.fail();
+            tracing::warn!(
+                limit = max_buffer,
+                "connection from {peer} reset: its reader fell more than the buffer limit behind"
+            );
+        }
+        end => tracing::debug!(?end, "connection from {peer} ended"),
+    }
+}

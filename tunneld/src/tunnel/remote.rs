@@ -1,0 +1,164 @@
+//! Remote forwards (`ssh -R`): the SSH server listens and each connection it
+//! accepts comes back as a `forwarded-tcpip` channel, carried to a local
+//! host and port.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{net::TcpStream, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Endpoint, Tunnel, TunnelKind, TunnelState};
+use crate::{
+    error::Result,
+    relay::{ByteCounters, RelayEnd, relay},
+    ssh::{ForwardedChannel, SshHost, SshSession},
+};
+
+/// Bound on connecting to the local target of a forwarded connection.
+const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Forwarded connections waiting to be picked up by the tunnel's task.
+const PENDING_CONNECTIONS: usize = 128;
+
+/// What the server listens on and where connections go.
+#[derive(Debug, Clone)]
+pub struct RemoteForwardSpec {
+    /// Address the server listens on.
+    pub bind_address: String,
+    /// Port the server listens on; 0 lets it pick.
+    pub remote_port: u16,
+    /// Host tunneld connects to.
+    pub local_host: String,
+    /// Port tunneld connects to.
+    pub local_port: u16,
+}
+
+/// Asks the server to listen and starts carrying its connections.
+pub async fn open_remote(
+    host: Arc<SshHost>,
+    spec: RemoteForwardSpec,
+    id: String,
+    parent: &CancellationToken,
+    max_buffer: usize,
+) -> Result<Arc<Tunnel>> {
+    let session = host.session().await?;
+    let routes = host.routes().clone();
+    let (tx, rx) = mpsc::channel(PENDING_CONNECTIONS);
+    // Route before asking when the port is known, so no early connection
+    // finds no taker.
+    if spec.remote_port != 0 {
+        routes.add(&spec.bind_address, u32::from(spec.remote_port), tx.clone());
+    }
+    let port = match session
+        .tcpip_forward(&spec.bind_address, spec.remote_port)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            if spec.remote_port != 0 {
+                routes.remove(&spec.bind_address, u32::from(spec.remote_port));
+            }
+            return Err(e);
+        }
+    };
+    routes.add(&spec.bind_address, u32::from(port), tx);
+    let remote = Endpoint {
+        host: spec.bind_address,
+        port,
+    };
+    let local = Endpoint {
+        host: spec.local_host,
+        port: spec.local_port,
+    };
+    let tunnel = Arc::new(Tunnel::new(
+        id,
+        TunnelKind::Remote,
+        &host.config().name,
+        local,
+        remote,
+        parent,
+    ));
+    let span = tracing::info_span!("remote_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %tunnel.remote, target = %tunnel.local);
+    tunnel
+        .tasks
+        .spawn(serve(rx, tunnel.clone(), host, session, max_buffer).instrument(span));
+    tracing::info!(tunnel = %tunnel.id, listen = %tunnel.remote, target = %tunnel.local, host = %tunnel.host, "remote forward open");
+    Ok(tunnel)
+}
+
+async fn serve(
+    mut rx: mpsc::Receiver<ForwardedChannel>,
+    tunnel: Arc<Tunnel>,
+    host: Arc<SshHost>,
+    session: Arc<SshSession>,
+    max_buffer: usize,
+) {
+    let mut lost = false;
+    loop {
+        tokio::select! {
+            () = tunnel.cancel.cancelled() => break,
+            () = session.closed(), if !lost => {
+                lost = true;
+                tunnel.set_state(TunnelState::Failed, format!(
+                    "{}; the server no longer listens on {} (close this tunnel and open it again)",
+                    session.close_reason(), tunnel.remote));
+                tracing::warn!("remote forward lost with its SSH connection");
+            }
+            Some(fc) = rx.recv() => {
+                let span = tracing::debug_span!("conn", peer = %fc.originator);
+                tunnel.tasks.spawn(carry(fc, tunnel.clone(), max_buffer).instrument(span));
+            }
+        }
+    }
+    let remote = &tunnel.remote;
+    host.routes().remove(&remote.host, u32::from(remote.port));
+    if !session.is_closed()
+        && let Err(e) = session
+            .cancel_tcpip_forward(&remote.host, remote.port)
+            .await
+    {
+        tracing::warn!("cancel-tcpip-forward failed: {e}");
+    }
+    tracing::info!("remote forward closed");
+}
+
+async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>, max_buffer: usize) {
+    let counters = &tunnel.counters;
+    let _active = counters.connection();
+    let target = &tunnel.local;
+    let connect = TcpStream::connect((target.host.as_str(), target.port));
+    let tcp = match tokio::time::timeout(LOCAL_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            return refuse(fc, counters, format!("cannot connect to {target}: {e}")).await;
+        }
+        Err(_) => return refuse(fc, counters, format!("connecting to {target} timed out")).await,
+    };
+    let _ = tcp.set_nodelay(true);
+    fc.reply.accept().await;
+    // Here the TCP side is the target: what it sends flows back to the
+    // server's listener.
+    let bytes = ByteCounters {
+        tcp_to_channel: &counters.bytes_from_target,
+        channel_to_tcp: &counters.bytes_to_target,
+    };
+    match relay(tcp, fc.channel, bytes, max_buffer, &tunnel.cancel).await {
+        RelayEnd::Overflow => {
+            counters.fail();
+            tracing::warn!(
+                limit = max_buffer,
+                "connection reset: its reader fell more than the buffer limit behind"
+            );
+        }
+        end => tracing::debug!(?end, "connection ended"),
+    }
+}
+
+async fn refuse(fc: ForwardedChannel, counters: &super::TunnelCounters, why: String) {
+    counters.fail();
+    tracing::warn!(from = %fc.originator, "refusing forwarded connection: {why}");
+    fc.reply
+        .reject(russh::ChannelOpenFailure::ConnectFailed)
+        .await;
+}
