@@ -1,1 +1,166 @@
-fn main(){}
+//! `tunnelctl`, the command-line client for tunneld.
+//!
+//! Module map:
+//! - [`cli`]: clap types for the global flags and the verbs; values are
+//!   validated there, before any call.
+//! - [`spec`]: parsers for OpenSSH `-L`/`-R` specs, ports, durations, `K=V`.
+//! - [`client`]: connecting to tunneld within a deadline; transport failures
+//!   and gRPC statuses turned into messages a person can act on.
+//! - [`output`]: tables, JSON and ids-only rendering (returns strings).
+//! - [`commands`]: one module per verb; each prints and returns an exit code.
+//!
+//! This file parses, runs, and maps errors to one stderr line and an exit
+//! code: 2 for bad usage, 1 for a failed call, and for `exec` the remote
+//! command's code or 255, as ssh does.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cli;
+mod client;
+mod commands;
+mod output;
+mod spec;
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command};
+use crate::commands::Context;
+use crate::output::Mode;
+
+/// Exit code for a command line clap rejected (clap's own choice too).
+const USAGE_EXIT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    let failure = match cli.command {
+        Command::Exec(_) => commands::exec::FAILURE_EXIT,
+        _ => 1,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tunnelctl: cannot start the async runtime: {err}");
+            return ExitCode::from(failure);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tunnelctl: {}", one_line(&format!("{err:#}")));
+            ExitCode::from(failure)
+        }
+    }
+}
+
+/// Runs the verb the command line names.
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context {
+        addr: cli.addr,
+        mode: Mode::new(cli.output, cli.quiet),
+        timeout: cli.timeout,
+    };
+    match &cli.command {
+        Command::Exec(args) => commands::exec::run(&ctx, args).await,
+        Command::OpenLocal(args) => commands::open::run_local(&ctx, args).await,
+        Command::OpenRemote(args) => commands::open::run_remote(&ctx, args).await,
+        Command::List(args) => commands::list::run(&ctx, args).await,
+        Command::Close(args) => commands::close::run(&ctx, args).await,
+    }
+}
+
+/// Prints help or version as clap does, and any other parse error as one
+/// `tunnelctl: ` line that points at the verb's help.
+fn usage_error(err: clap::Error) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
+        _ => {
+            let verb = verb_in(std::env::args().skip(1));
+            let help = match verb {
+                Some(verb) => format!("tunnelctl {verb} --help"),
+                None => "tunnelctl --help".to_string(),
+            };
+            eprintln!("tunnelctl: {}; see '{help}'", clap_message(&err));
+            ExitCode::from(USAGE_EXIT)
+        }
+    }
+}
+
+/// clap's message on one line: the first line without its `error: `, with
+/// the indented lines under it (missing arguments, tips) appended.
+fn clap_message(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let details: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .filter(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    if !details.is_empty() {
+        let sep = if message.ends_with(':') { " " } else { "; " };
+        message.push_str(sep);
+        message.push_str(&details.join(", "));
+    }
+    message
+}
+
+/// The first argument naming a verb (or an alias of one), if any.
+fn verb_in(args: impl Iterator<Item = String>) -> Option<String> {
+    let command = Cli::command();
+    let verbs: Vec<&clap::Command> = command.get_subcommands().collect();
+    args.into_iter().find_map(|arg| {
+        verbs
+            .iter()
+            .find(|v| v.get_name() == arg || v.get_all_aliases().any(|a| a == arg))
+            .map(|v| v.get_name().to_string())
+    })
+}
+
+/// Folds a message onto one line, for the one-line error contract.
+pub fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(args: &[&str]) -> String {
+        let err = Cli::try_parse_from(std::iter::once("tunnelctl").chain(args.iter().copied()))
+            .unwrap_err();
+        clap_message(&err)
+    }
+
+    #[test]
+    fn clap_errors_fold_to_one_line_naming_the_flag() {
+        let m = message(&["open-local", "--lport", "70000", "--rport", "1"]);
+        assert!(!m.contains('\n'));
+        assert!(m.contains("--lport"), "{m}");
+
+        let m = message(&["open-local", "-L", "8080:db"]);
+        assert!(m.contains("-L") && m.contains("2 fields"), "{m}");
+
+        let m = message(&["open-remote"]);
+        assert!(m.contains("--rport") && m.contains("--lport"), "{m}");
+        assert!(!m.contains('\n'));
+    }
+
+    #[test]
+    fn verb_is_found_past_global_flags() {
+        let args = ["--addr", "x:1", "ls", "-q"].map(String::from);
+        assert_eq!(verb_in(args.into_iter()).as_deref(), Some("list"));
+    }
+}

@@ -15,6 +15,9 @@ use crate::{
     grpc::TunnelApi,
 };
 
+/// Largest request accepted: an Exec's stdin travels in its request.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
 /// Serves `daemon` on `listener` until `shutdown` is cancelled, then closes
 /// every tunnel and SSH connection.
 pub async fn serve(
@@ -51,7 +54,10 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(TunnelServiceServer::new(TunnelApi::new(daemon.clone())))
+        .add_service(
+            TunnelServiceServer::new(TunnelApi::new(daemon.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, stopping)
         .await;
     daemon.shutdown().await;

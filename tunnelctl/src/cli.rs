@@ -1,0 +1,335 @@
+//! Command-line syntax: the clap types for the global flags and every verb.
+//!
+//! Values are validated here (through the parsers in [`crate::spec`]), so a
+//! malformed flag never reaches tunneld.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::Addr;
+use crate::spec::{
+    ForwardSpec, parse_duration, parse_env, parse_nonempty, parse_port, parse_port_or_pick,
+};
+
+/// Where tunneld listens unless told otherwise (its own default).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:4522";
+
+/// Bound on a call to tunneld when `--timeout` is not given. Generous because
+/// opening a forward may first have to connect and authenticate to the SSH
+/// host.
+pub const DEFAULT_TIMEOUT: &str = "30s";
+
+/// Help heading of the flags that apply to every verb.
+const GLOBAL: &str = "Global options";
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  # Reach a database behind a bastion on local port 5432
+  tunnelctl open-local --lport 5432 --rhost db.internal --rport 5432 --host bastion
+
+  # Expose a local web app on port 8080 of the SSH server
+  tunnelctl open-remote --rport 8080 --lport 3000
+
+  # Run a command on a host
+  tunnelctl exec --host web1 -- uptime
+
+  # See what is open, then close it
+  tunnelctl list
+  tunnelctl close t-1";
+
+const EXEC_EXAMPLES: &str = "\
+Examples:
+  # Run a command on a host
+  tunnelctl exec --host web1 -- uptime
+
+  # Arguments are joined with spaces and run by the remote shell, as with ssh
+  tunnelctl exec --host web1 -- 'ls /var/log | wc -l'
+
+  # Feed standard input and set variables
+  tar cz ./site | tunnelctl exec --host web1 --env DEST=/srv -- 'tar xz -C \"$DEST\"'
+
+  # Give up after 30 seconds (the command gets SIGTERM)
+  tunnelctl exec --timeout 30s -- ./migrate.sh";
+
+const OPEN_LOCAL_EXAMPLES: &str = "\
+Examples:
+  # Reach a database behind a bastion on local port 5432
+  tunnelctl open-local --lport 5432 --rhost db.internal --rport 5432 --host bastion
+
+  # The same in OpenSSH -L syntax
+  tunnelctl open-local -L 5432:db.internal:5432 --host bastion
+
+  # Let tunneld pick the local port, and close the tunnel later by id
+  id=$(tunnelctl -q open-local --lport 0 --rport 5432)
+  tunnelctl close \"$id\"";
+
+const OPEN_REMOTE_EXAMPLES: &str = "\
+Examples:
+  # Expose a local web app on port 8080 of the SSH server
+  tunnelctl open-remote --rport 8080 --lport 3000
+
+  # The same in OpenSSH -R syntax, listening on every interface of the server
+  # (honoured only if the server's GatewayPorts allows it)
+  tunnelctl open-remote -R '*:8080:localhost:3000'";
+
+const LIST_EXAMPLES: &str = "\
+Examples:
+  tunnelctl list
+  tunnelctl list -o json
+  tunnelctl ls -q          # tunnel ids only";
+
+const CLOSE_EXAMPLES: &str = "\
+Examples:
+  tunnelctl close t-1 t-2
+
+  # Close every tunnel
+  tunnelctl close $(tunnelctl ls -q)";
+
+/// `tunnelctl`: the command-line client for tunneld.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tunnelctl",
+    version,
+    about = "Control tunneld: run commands over SSH and open port forwards",
+    after_help = MAIN_EXAMPLES
+)]
+pub struct Cli {
+    /// tunneld's gRPC address, HOST:PORT or http://HOST:PORT
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "TUNNELD_ADDR",
+        default_value = DEFAULT_ADDR,
+        value_name = "HOST:PORT"
+    )]
+    pub addr: Addr,
+
+    /// Output format
+    #[arg(short, long, global = true, help_heading = GLOBAL, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Bound on each call to tunneld, connecting included (for exec: connecting
+    /// only); goes before the verb, e.g. `tunnelctl --timeout 5s list`
+    #[arg(long, help_heading = GLOBAL, value_name = "DURATION", default_value = DEFAULT_TIMEOUT, value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Print tunnel ids only (open-local, open-remote, list, close)
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable lines and tables
+    Table,
+    /// The API's messages in proto3 JSON, as grpcurl prints them
+    Json,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command on an SSH host and stream its output, like `ssh HOST CMD`
+    #[command(after_help = EXEC_EXAMPLES)]
+    Exec(ExecArgs),
+
+    /// Listen on tunneld's machine and forward through an SSH host, like `ssh -L`
+    #[command(after_help = OPEN_LOCAL_EXAMPLES)]
+    OpenLocal(OpenLocalArgs),
+
+    /// Listen on an SSH host and forward back to tunneld's side, like `ssh -R`
+    #[command(after_help = OPEN_REMOTE_EXAMPLES)]
+    OpenRemote(OpenRemoteArgs),
+
+    /// List open tunnels and SSH hosts
+    #[command(visible_alias = "ls", after_help = LIST_EXAMPLES)]
+    List(ListArgs),
+
+    /// Close tunnels by id
+    #[command(after_help = CLOSE_EXAMPLES)]
+    Close(CloseArgs),
+}
+
+/// Arguments of `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// SSH host to run on, as named in tunneld's config (default: the default host)
+    #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
+    pub host: Option<String>,
+
+    /// Limit on the command's run time; on expiry it gets SIGTERM
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Set a variable for the command (repeatable)
+    #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// Do not forward standard input, like `ssh -n` (it is forwarded only when
+    /// it is not a terminal)
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
+
+    /// The command and its arguments, joined with spaces as ssh does
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// Arguments of `open-local`.
+#[derive(Debug, Args)]
+pub struct OpenLocalArgs {
+    /// The forward in OpenSSH -L syntax, instead of the flags below
+    #[arg(
+        short = 'L',
+        value_name = "[BIND:]LPORT:RHOST:RPORT",
+        conflicts_with_all = ["lport", "rport", "rhost", "bind"]
+    )]
+    pub spec: Option<ForwardSpec>,
+
+    /// Port tunneld listens on; 0 picks a free one
+    #[arg(long, value_name = "PORT", value_parser = parse_port_or_pick, required_unless_present = "spec")]
+    pub lport: Option<u16>,
+
+    /// Port the SSH host connects to
+    #[arg(long, value_name = "PORT", value_parser = parse_port, required_unless_present = "spec")]
+    pub rport: Option<u16>,
+
+    /// Host the SSH host connects to, resolved there [default: localhost]
+    #[arg(long, value_name = "HOST", value_parser = parse_nonempty)]
+    pub rhost: Option<String>,
+
+    /// Address tunneld listens on [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR", value_parser = parse_nonempty)]
+    pub bind: Option<String>,
+
+    /// SSH host to forward through (default: the default host)
+    #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
+    pub host: Option<String>,
+}
+
+/// Arguments of `open-remote`.
+#[derive(Debug, Args)]
+pub struct OpenRemoteArgs {
+    /// The forward in OpenSSH -R syntax, instead of the flags below
+    #[arg(
+        short = 'R',
+        value_name = "[BIND:]RPORT:LHOST:LPORT",
+        conflicts_with_all = ["rport", "lport", "lhost", "rbind"]
+    )]
+    pub spec: Option<ForwardSpec>,
+
+    /// Port the SSH host listens on; 0 lets the server pick one
+    #[arg(long, value_name = "PORT", value_parser = parse_port_or_pick, required_unless_present = "spec")]
+    pub rport: Option<u16>,
+
+    /// Port tunneld connects to
+    #[arg(long, value_name = "PORT", value_parser = parse_port, required_unless_present = "spec")]
+    pub lport: Option<u16>,
+
+    /// Host tunneld connects to [default: localhost]
+    #[arg(long, value_name = "HOST", value_parser = parse_nonempty)]
+    pub lhost: Option<String>,
+
+    /// Address the SSH host listens on [default: its loopback]
+    #[arg(long, value_name = "ADDR", value_parser = parse_nonempty)]
+    pub rbind: Option<String>,
+
+    /// SSH host to listen on (default: the default host)
+    #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
+    pub host: Option<String>,
+}
+
+/// Arguments of `list` (none yet; filters will go here).
+#[derive(Debug, Args)]
+pub struct ListArgs {}
+
+/// Arguments of `close`.
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// Ids of the tunnels to close, as printed by open-* and list
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tunnelctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn exec_takes_everything_after_the_command() {
+        let cli = parse(&["exec", "--host", "web1", "--", "ls", "-la", "--color"]).unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!(args.host.as_deref(), Some("web1"));
+        assert_eq!(args.command, ["ls", "-la", "--color"]);
+
+        let cli = parse(&["exec", "uname", "-a"]).unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!(args.command, ["uname", "-a"]);
+    }
+
+    #[test]
+    fn global_flags_go_anywhere_but_timeout_goes_first() {
+        let cli = parse(&["--timeout", "5s", "list", "-q", "-o", "json"]).unwrap();
+        assert!(cli.quiet);
+        assert_eq!(cli.output, OutputFormat::Json);
+        assert_eq!(cli.timeout, Duration::from_secs(5));
+
+        let cli = parse(&["--timeout", "5s", "exec", "--timeout", "1m", "--", "true"]).unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!(cli.timeout, Duration::from_secs(5));
+        assert_eq!(args.timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn open_local_needs_ports_or_a_spec() {
+        assert!(parse(&["open-local", "--lport", "0", "--rport", "5432"]).is_ok());
+        assert!(parse(&["open-local", "-L", "[::1]:0:db:5432"]).is_ok());
+        assert!(parse(&["open-local", "--lport", "5432"]).is_err());
+        assert!(parse(&["open-local", "--lport", "1", "--rport", "0"]).is_err());
+        assert!(parse(&["open-local", "-L", "1:db:2", "--lport", "3"]).is_err());
+        assert!(parse(&["open-local", "-L", "1:db"]).is_err());
+    }
+
+    #[test]
+    fn open_remote_needs_ports_or_a_spec() {
+        assert!(parse(&["open-remote", "--rport", "0", "--lport", "3000"]).is_ok());
+        assert!(parse(&["open-remote", "-R", "8080:localhost:3000"]).is_ok());
+        assert!(parse(&["open-remote", "--rport", "8080", "--lport", "0"]).is_err());
+        assert!(parse(&["open-remote", "--rport", "65536", "--lport", "1"]).is_err());
+    }
+
+    #[test]
+    fn bad_addr_is_a_usage_error() {
+        assert!(parse(&["--addr", "https://x:1", "list"]).is_err());
+        assert!(parse(&["--addr", "[::1]:4522", "list"]).is_ok());
+    }
+}

@@ -1,0 +1,201 @@
+//! `tunnelctl open-local` and `open-remote`: open a forward, print the tunnel.
+
+use std::process::ExitCode;
+
+use tunnel_proto::v1::{OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel};
+
+use super::{Context, print};
+use crate::cli::{OpenLocalArgs, OpenRemoteArgs};
+use crate::client;
+use crate::output;
+use crate::spec::WILDCARD;
+
+/// tunneld binds a local forward itself, so OpenSSH's `*` ("every interface")
+/// must become an address it can bind. The API leaves IPv4 and IPv6 to one
+/// address; `0.0.0.0` is what `ssh -L '*:...'` binds first.
+const LOCAL_WILDCARD: &str = "0.0.0.0";
+
+/// Builds the request from either `-L` or the separate flags.
+pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
+    let (bind, lport, rhost, rport) = match &args.spec {
+        Some(spec) => (
+            spec.bind.clone(),
+            spec.listen_port,
+            Some(spec.target_host.clone()),
+            spec.target_port,
+        ),
+        // clap makes --lport and --rport required without -L.
+        None => (
+            args.bind.clone(),
+            args.lport.unwrap_or_default(),
+            args.rhost.clone(),
+            args.rport.unwrap_or_default(),
+        ),
+    };
+    let bind_address = match bind {
+        Some(b) if b == WILDCARD => LOCAL_WILDCARD.to_string(),
+        other => other.unwrap_or_default(),
+    };
+    OpenLocalForwardRequest {
+        host: args.host.clone().unwrap_or_default(),
+        bind_address,
+        local_port: lport.into(),
+        remote_host: rhost.unwrap_or_default(),
+        remote_port: rport.into(),
+    }
+}
+
+/// Builds the request from either `-R` or the separate flags. A `*` bind
+/// address is passed on as is: the SSH server reads it as "every interface",
+/// as it does for `ssh -R`.
+pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
+    let (rbind, rport, lhost, lport) = match &args.spec {
+        Some(spec) => (
+            spec.bind.clone(),
+            spec.listen_port,
+            Some(spec.target_host.clone()),
+            spec.target_port,
+        ),
+        // clap makes --rport and --lport required without -R.
+        None => (
+            args.rbind.clone(),
+            args.rport.unwrap_or_default(),
+            args.lhost.clone(),
+            args.lport.unwrap_or_default(),
+        ),
+    };
+    OpenRemoteForwardRequest {
+        host: args.host.clone().unwrap_or_default(),
+        remote_bind_address: rbind.unwrap_or_default(),
+        remote_port: rport.into(),
+        local_host: lhost.unwrap_or_default(),
+        local_port: lport.into(),
+    }
+}
+
+/// Opens a local forward (`ssh -L`).
+pub async fn run_local(ctx: &Context, args: &OpenLocalArgs) -> anyhow::Result<ExitCode> {
+    let request = local_request(args);
+    let deadline = ctx.deadline();
+    let mut client = ctx.connect(deadline).await?;
+    let what = format!(
+        "cannot open local forward of port {} to {}:{}",
+        request.local_port,
+        or_localhost(&request.remote_host),
+        request.remote_port
+    );
+    let response = client::call(
+        &ctx.addr,
+        deadline,
+        ctx.timeout,
+        what,
+        client.open_local_forward(request),
+    )
+    .await?;
+    print_tunnel(ctx, response.tunnel)
+}
+
+/// Opens a remote forward (`ssh -R`).
+pub async fn run_remote(ctx: &Context, args: &OpenRemoteArgs) -> anyhow::Result<ExitCode> {
+    let request = remote_request(args);
+    let deadline = ctx.deadline();
+    let mut client = ctx.connect(deadline).await?;
+    let what = format!(
+        "cannot open remote forward of port {} to {}:{}",
+        request.remote_port,
+        or_localhost(&request.local_host),
+        request.local_port
+    );
+    let response = client::call(
+        &ctx.addr,
+        deadline,
+        ctx.timeout,
+        what,
+        client.open_remote_forward(request),
+    )
+    .await?;
+    print_tunnel(ctx, response.tunnel)
+}
+
+fn print_tunnel(ctx: &Context, tunnel: Option<Tunnel>) -> anyhow::Result<ExitCode> {
+    let tunnel = tunnel.ok_or_else(|| {
+        anyhow::anyhow!("tunneld opened the forward but returned no tunnel; see `tunnelctl list`")
+    })?;
+    print(&output::tunnel(ctx.mode, &tunnel)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn or_localhost(host: &str) -> &str {
+    if host.is_empty() { "localhost" } else { host }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("tunnelctl").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    fn local(args: &[&str]) -> OpenLocalForwardRequest {
+        let mut all = vec!["open-local"];
+        all.extend_from_slice(args);
+        match cli(&all) {
+            Command::OpenLocal(a) => local_request(&a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn remote(args: &[&str]) -> OpenRemoteForwardRequest {
+        let mut all = vec!["open-remote"];
+        all.extend_from_slice(args);
+        match cli(&all) {
+            Command::OpenRemote(a) => remote_request(&a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn local_from_flags_and_spec_agree() {
+        let flags = local(&[
+            "--lport",
+            "5432",
+            "--rhost",
+            "db.internal",
+            "--rport",
+            "5432",
+            "--host",
+            "bastion",
+        ]);
+        let spec = local(&["-L", "5432:db.internal:5432", "--host", "bastion"]);
+        assert_eq!(flags, spec);
+        assert_eq!(flags.host, "bastion");
+        assert_eq!(flags.bind_address, "");
+        assert_eq!(flags.remote_host, "db.internal");
+        assert_eq!((flags.local_port, flags.remote_port), (5432, 5432));
+    }
+
+    #[test]
+    fn local_wildcard_binds_every_ipv4_interface() {
+        assert_eq!(local(&["-L", "*:80:web:80"]).bind_address, "0.0.0.0");
+        assert_eq!(local(&["-L", "[::1]:80:web:80"]).bind_address, "::1");
+    }
+
+    #[test]
+    fn remote_from_flags_and_spec_agree() {
+        let flags = remote(&["--rport", "8080", "--lport", "3000"]);
+        let spec = remote(&["-R", "8080:localhost:3000"]);
+        assert_eq!(flags.remote_port, 8080);
+        assert_eq!(flags.local_port, 3000);
+        assert_eq!(spec.local_host, "localhost");
+        assert_eq!(flags.local_host, "");
+        assert_eq!(
+            remote(&["-R", "*:0:localhost:3000"]).remote_bind_address,
+            "*"
+        );
+    }
+}
