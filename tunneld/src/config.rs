@@ -400,6 +400,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let mut c = Config::default();
+        c.load_str(include_str!("../../deploy/hosts.example.toml"), &defaults())
+            .unwrap();
+        c.finish().unwrap();
+        assert_eq!(c.default_host.as_deref(), Some("bastion"));
+        assert_eq!(c.hosts["db-jump"].port, 2222);
+        assert_eq!(c.hosts["bastion"].keepalive_interval, Duration::from_secs(15));
+    }
+
+    #[test]
     fn bad_files_are_refused_with_the_reason() {
         let mut c = Config::default();
         let e = c.load_str(
