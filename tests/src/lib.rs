@@ -1,1 +1,38 @@
+//! Fixtures for testing tunneld end to end against real processes.
+//!
+//! Everything here starts real things — an OpenSSH `sshd`, the `tunneld`
+//! binary, TCP and HTTP servers — on ephemeral ports of 127.0.0.1, and stops
+//! them when the handle is dropped, so tests can run in parallel without
+//! knowing about each other. The same fixtures back the `testbed` binary used
+//! by the demo script and by the Python and Go test suites.
+//!
+//! Module map:
+//! - [`sshd`]: an `sshd` with its own keys, config and known_hosts in a temp dir.
+//! - [`keys`]: `ssh-keygen` wrappers and known_hosts lines.
+//! - [`procs`]: finding and killing child processes through `/proc`.
+//! - [`binaries`]: locating (and building, once) `tunneld` and `tunnelctl`.
+//! - [`daemon`]: the `tunneld` fixture and a connected gRPC client.
+//! - [`exec`]: running an `Exec` call to completion and inspecting the result.
+//! - [`peers`]: echo, digest, flood and HTTP servers, and port helpers.
+//! - [`data`]: random payloads and their digests.
+//! - [`wait`]: bounded polling instead of sleeping.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod binaries;
+pub mod daemon;
+pub mod data;
+pub mod exec;
+pub mod keys;
+pub mod peers;
+pub mod procs;
+pub mod sshd;
+pub mod wait;
+
+pub use daemon::{HostSpec, Tunneld, TunneldBuilder};
+pub use sshd::{Sshd, SshdBuilder};
+
+/// The gRPC client type the fixtures hand out.
+pub type Client =
+    tunnel_proto::v1::tunnel_service_client::TunnelServiceClient<tonic::transport::Channel>;

@@ -407,7 +407,10 @@ mod tests {
         c.finish().unwrap();
         assert_eq!(c.default_host.as_deref(), Some("bastion"));
         assert_eq!(c.hosts["db-jump"].port, 2222);
-        assert_eq!(c.hosts["bastion"].keepalive_interval, Duration::from_secs(15));
+        assert_eq!(
+            c.hosts["bastion"].keepalive_interval,
+            Duration::from_secs(15)
+        );
     }
 
     #[test]

@@ -205,6 +205,10 @@ pub enum Error {
     #[error("tunneld is shutting down")]
     ShuttingDown,
 
+    /// The caller went away (cancelled the call) before it finished.
+    #[error("the caller cancelled the request")]
+    Cancelled,
+
     /// Bad configuration at start-up.
     #[error("{0}")]
     Config(String),

@@ -158,7 +158,7 @@ async fn run(
                 return stop(Error::ExecTimeout { host: host.to_string(), timeout: spec.timeout.unwrap_or_default() }).await;
             }
             () = cancel.cancelled() => return stop(Error::ShuttingDown).await,
-            () = tx.closed() => return stop(Error::ShuttingDown).await, // caller went away
+            () = tx.closed() => return stop(Error::Cancelled).await,
             msg = rx.wait() => {
                 let queued = match msg {
                     Some(ChannelMsg::Data { data }) => { let n = data.len(); tx.send(Ok(ExecEvent::Stdout(data)), n) }

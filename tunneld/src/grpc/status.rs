@@ -30,6 +30,7 @@ impl From<Error> for Status {
             Error::ExecTimeout { .. } => Code::DeadlineExceeded,
             Error::ExecOutputOverflow { .. } => Code::ResourceExhausted,
             Error::ShuttingDown => Code::Unavailable,
+            Error::Cancelled => Code::Cancelled,
             Error::Config(_) | Error::Io { .. } => Code::Internal,
         };
         Status::new(code, e.to_string())

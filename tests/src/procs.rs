@@ -1,0 +1,98 @@
+//! Process-tree helpers over `/proc` (Linux only, like the rest of the
+//! fixtures).
+//!
+//! OpenSSH's sshd forks one process per connection (and that one forks the
+//! session's shell); killing those children is how a test makes an SSH
+//! connection die without stopping the listener.
+
+use std::collections::VecDeque;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The parent pid of `pid`, read from `/proc/PID/stat`; `None` if the
+/// process is gone.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (comm) STATE PPID ..." — comm may contain spaces and parens, so
+    // split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The direct children of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| parent_of(p) == Some(pid))
+        .collect()
+}
+
+/// All descendants of `pid` (children, grandchildren, …), parents first.
+pub fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut queue = VecDeque::from([pid]);
+    while let Some(p) = queue.pop_front() {
+        for child in children_of(p) {
+            found.push(child);
+            queue.push_back(child);
+        }
+    }
+    found
+}
+
+/// Sends SIGKILL to every descendant of `pid` (not `pid` itself) and returns
+/// how many were signalled.
+pub fn kill_descendants(pid: u32) -> usize {
+    let victims = descendants_of(pid);
+    for &p in &victims {
+        // A process may already be gone; that is what we want anyway.
+        let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+    }
+    victims.len()
+}
+
+/// Pids of processes whose environment has `key` set to a value for which
+/// `matches` is true. Processes whose environment cannot be read (gone, or
+/// another user's when not root) are skipped.
+pub fn with_env(key: &str, matches: impl Fn(&str) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let prefix = format!("{key}=");
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                return false;
+            };
+            environ
+                .split(|&b| b == 0)
+                .filter_map(|var| std::str::from_utf8(var).ok())
+                .filter_map(|var| var.strip_prefix(&prefix))
+                .any(&matches)
+        })
+        .collect()
+}
+
+/// Sends SIGKILL to each pid (ignoring ones already gone).
+pub fn kill_all(pids: &[u32]) {
+    for &p in pids {
+        let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+    }
+}
+
+/// True while a process with this pid exists and is not a zombie (a killed
+/// child stays a zombie until its parent reaps it).
+pub fn is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}

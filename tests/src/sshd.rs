@@ -1,0 +1,396 @@
+//! An OpenSSH `sshd` of the test's own: keys, config, authorized_keys,
+//! known_hosts and log in a temp dir, listening on a free port of 127.0.0.1.
+//!
+//! The fixture follows `/work/shared/TESTING.md`: `/usr/sbin/sshd -D -e -f
+//! CONFIG` in the foreground (so this process owns it), readiness checked by
+//! reading the server's `SSH-2.0` banner, and everything killed on `Drop` —
+//! the listener and the per-connection sshd processes it forked.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use crate::keys::{self, KeyPair, KeyType};
+use crate::procs;
+
+/// Where Debian's openssh-server installs the daemon. sshd must be started by
+/// its absolute path (it re-executes itself).
+pub const SSHD_PATH: &str = "/usr/sbin/sshd";
+
+/// How long sshd may take to answer with its banner after being started.
+pub const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often a port is re-picked when another process took it between our
+/// probe and sshd's bind.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Settings every fixture sshd gets unless the test overrides the keyword.
+/// `{dir}` and `{port}` are substituted.
+const BASE_CONFIG: &[&str] = &[
+    "Port {port}",
+    "ListenAddress 127.0.0.1",
+    "HostKey {dir}/host_ed25519",
+    "PidFile {dir}/sshd.pid",
+    "AuthorizedKeysFile {dir}/authorized_keys",
+    "PubkeyAuthentication yes",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "UsePAM no",
+    // Temp dirs are not a root-owned 0755 chain.
+    "StrictModes no",
+    // CI runs as root.
+    "PermitRootLogin prohibit-password",
+    "AllowTcpForwarding yes",
+    // Load tests open many connections and channels at once.
+    "MaxStartups 200",
+    "MaxSessions 200",
+    "PrintMotd no",
+    "LogLevel VERBOSE",
+    // Keeps sessions hermetic: bash sources ~/.bashrc when started by sshd
+    // only at shell level 1, so SHLVL=1 (bumped to 2) skips it. The user's
+    // bashrc on these machines runs `pyenv init`, which takes a global
+    // lock; a session killed inside it leaves the lock behind and every
+    // later shell waits 60 s for it.
+    "SetEnv SHLVL=1",
+];
+
+/// Builds an [`Sshd`] with extra config lines or extra user keys.
+#[derive(Debug, Default, Clone)]
+pub struct SshdBuilder {
+    /// Lines appended to the config; a line whose keyword is in the base
+    /// config replaces that base line (sshd keeps the *first* value of a
+    /// keyword, so appending alone would not override it).
+    config: Vec<String>,
+    /// Additional user keys, authorized alongside the default ed25519 one.
+    extra_user_keys: Vec<KeyType>,
+}
+
+impl SshdBuilder {
+    /// Adds a config line, e.g. `AllowTcpForwarding local` or `PermitListen none`.
+    pub fn config(mut self, line: impl Into<String>) -> Self {
+        self.config.push(line.into());
+        self
+    }
+
+    /// Generates and authorizes one more user key of this type (see
+    /// [`Sshd::extra_identities`]).
+    pub fn extra_user_key(mut self, kind: KeyType) -> Self {
+        self.extra_user_keys.push(kind);
+        self
+    }
+
+    /// Generates keys, writes the config and starts sshd; returns once it
+    /// answers with an SSH banner.
+    ///
+    /// # Panics
+    /// When `/usr/sbin/sshd` is not installed: these tests must fail, never
+    /// skip, on a machine without it.
+    pub fn start(self) -> Result<Sshd> {
+        assert!(
+            Path::new(SSHD_PATH).exists(),
+            "{SSHD_PATH} not found: install openssh-server (apt-get install -y openssh-server); \
+             the tunneld end-to-end tests need a real sshd"
+        );
+        std::fs::create_dir_all("/run/sshd")
+            .context("creating /run/sshd (sshd's privilege separation dir)")?;
+
+        let dir = tempfile::Builder::new()
+            .prefix("tunneld-sshd-")
+            .tempdir()
+            .context("creating sshd temp dir")?;
+        let host_key = keys::generate(dir.path(), "host_ed25519", KeyType::Ed25519)?;
+        let identity = keys::generate(dir.path(), "id_ed25519", KeyType::Ed25519)?;
+        let mut extra_identities = Vec::new();
+        for (i, kind) in self.extra_user_keys.iter().enumerate() {
+            let name = format!("id_extra{i}_{}", kind.keygen_name());
+            extra_identities.push(keys::generate(dir.path(), &name, *kind)?);
+        }
+        let mut authorized = String::new();
+        for key in std::iter::once(&identity).chain(&extra_identities) {
+            authorized.push_str(&key.public_line()?);
+            authorized.push('\n');
+        }
+        std::fs::write(dir.path().join("authorized_keys"), authorized)
+            .context("writing authorized_keys")?;
+
+        let user = current_user()?;
+        let mut last_err = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            match self.spawn_on(dir.path(), port) {
+                Ok(child) => {
+                    let known_hosts = dir.path().join("known_hosts");
+                    keys::write_known_hosts(
+                        &known_hosts,
+                        &[keys::known_hosts_line(port, &host_key)?],
+                    )?;
+                    return Ok(Sshd {
+                        child,
+                        port,
+                        user,
+                        host_key,
+                        identity,
+                        extra_identities,
+                        known_hosts,
+                        dir,
+                    });
+                }
+                Err(e) if e.to_string().contains("Address already in use") => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.expect("at least one attempt was made")).context(format!(
+            "sshd could not bind a free port in {PORT_ATTEMPTS} attempts"
+        ))
+    }
+
+    /// Writes the config for `port`, starts sshd and waits for its banner.
+    fn spawn_on(&self, dir: &Path, port: u16) -> Result<Child> {
+        let config_path = dir.join("sshd_config");
+        std::fs::write(&config_path, self.render_config(dir, port))
+            .context("writing sshd_config")?;
+        let log_path = dir.join("sshd.log");
+        let log = File::create(&log_path).context("creating sshd.log")?;
+        let mut child = Command::new(SSHD_PATH)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {SSHD_PATH}"))?;
+        match wait_for_banner(&mut child, port) {
+            Ok(()) => Ok(child),
+            Err(e) => {
+                let _ = procs::kill_descendants(child.id());
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                Err(e.context(format!(
+                    "sshd on port {port} did not become ready; its log:\n{log}"
+                )))
+            }
+        }
+    }
+
+    fn render_config(&self, dir: &Path, port: u16) -> String {
+        let keyword = |line: &str| {
+            line.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        };
+        let overridden: Vec<String> = self.config.iter().map(|l| keyword(l)).collect();
+        let mut text = String::new();
+        for line in BASE_CONFIG {
+            if overridden.contains(&keyword(line)) {
+                continue;
+            }
+            let line = line
+                .replace("{dir}", &dir.display().to_string())
+                .replace("{port}", &port.to_string());
+            text.push_str(&line);
+            text.push('\n');
+        }
+        for line in &self.config {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// Polls until sshd accepts on `port` and sends an `SSH-2.0` banner, or
+/// fails when sshd exits or [`SSHD_READY_TIMEOUT`] passes.
+fn wait_for_banner(child: &mut Child, port: u16) -> Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + SSHD_READY_TIMEOUT;
+    let mut last = String::from("no attempt yet");
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().context("checking on sshd")? {
+            bail!("sshd exited with {status} before accepting connections");
+        }
+        match read_banner(addr) {
+            Ok(line) if line.starts_with("SSH-2.0") => return Ok(()),
+            Ok(line) => last = format!("unexpected banner {line:?}"),
+            Err(e) => last = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("no SSH banner on {addr} within {SSHD_READY_TIMEOUT:?} (last attempt: {last})")
+}
+
+fn read_banner(addr: SocketAddr) -> Result<String> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line.trim_end().to_owned())
+}
+
+/// A running sshd; killed, with its connections, when dropped.
+#[derive(Debug)]
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    user: String,
+    host_key: KeyPair,
+    identity: KeyPair,
+    extra_identities: Vec<KeyPair>,
+    known_hosts: PathBuf,
+    /// Holds keys, config and log; removed after the process is killed
+    /// (fields drop after `Drop::drop` runs).
+    dir: TempDir,
+}
+
+impl Sshd {
+    /// A builder for an sshd with extra config lines or user keys.
+    pub fn builder() -> SshdBuilder {
+        SshdBuilder::default()
+    }
+
+    /// Starts an sshd with the default config.
+    pub fn start() -> Result<Sshd> {
+        Self::builder().start()
+    }
+
+    /// The TCP port sshd listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The user to log in as: the user running the tests.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// `user@127.0.0.1:port`, the form tunneld's `--ssh` and config take.
+    pub fn address(&self) -> String {
+        format!("{}@127.0.0.1:{}", self.user, self.port)
+    }
+
+    /// The authorized ed25519 private key.
+    pub fn identity(&self) -> &Path {
+        &self.identity.private
+    }
+
+    /// The authorized ed25519 key pair.
+    pub fn identity_pair(&self) -> &KeyPair {
+        &self.identity
+    }
+
+    /// Key pairs added with [`SshdBuilder::extra_user_key`], in order.
+    pub fn extra_identities(&self) -> &[KeyPair] {
+        &self.extra_identities
+    }
+
+    /// A known_hosts file with exactly the line for this server.
+    pub fn known_hosts(&self) -> &Path {
+        &self.known_hosts
+    }
+
+    /// The server's host key pair (ed25519).
+    pub fn host_key(&self) -> &KeyPair {
+        &self.host_key
+    }
+
+    /// The known_hosts line for this server: `[127.0.0.1]:PORT ssh-ed25519 BASE64`.
+    pub fn host_key_line(&self) -> String {
+        keys::known_hosts_line(self.port, &self.host_key)
+            .expect("host key .pub was readable when the fixture started")
+    }
+
+    /// The fixture's temp dir (keys, config, log); tests may put files there.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The pid of the listening sshd.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// sshd's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log"))
+            .unwrap_or_else(|e| format!("(sshd.log unreadable: {e})"))
+    }
+
+    /// Kills every per-connection sshd process (and the sessions under
+    /// them) while the listener stays up: to clients, their connections just
+    /// die. Returns how many processes were killed, once they are all gone.
+    pub fn kill_connections(&self) -> Result<usize> {
+        let victims = procs::descendants_of(self.pid());
+        let killed = procs::kill_descendants(self.pid());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while victims.iter().any(|&p| procs::is_alive(p)) {
+            if Instant::now() > deadline {
+                bail!("sshd connection processes {victims:?} still alive 5 s after SIGKILL");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(killed)
+    }
+
+    /// Number of live per-connection sshd processes (direct children).
+    pub fn connection_count(&self) -> usize {
+        procs::children_of(self.pid())
+            .into_iter()
+            .filter(|&p| procs::is_alive(p))
+            .count()
+    }
+}
+
+impl Sshd {
+    /// Processes of sessions opened through this sshd, found by the
+    /// `SSH_CONNECTION` variable sshd gives them (`… 127.0.0.1 PORT`). Unlike
+    /// the process tree this also finds sessions orphaned when their
+    /// connection closed but their command did not end (OpenSSH leaves such
+    /// commands running, e.g. a `sleep` whose channel was closed).
+    pub fn session_processes(&self) -> Vec<u32> {
+        let suffix = format!(" 127.0.0.1 {}", self.port);
+        procs::with_env("SSH_CONNECTION", |v| v.ends_with(&suffix))
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        // Sessions and connection processes first, while the port still
+        // identifies them and before they are reparented away from sshd.
+        let sessions = self.session_processes();
+        procs::kill_all(&sessions);
+        procs::kill_descendants(self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The name of the user running this process (CI runs as root).
+pub fn current_user() -> Result<String> {
+    let uid = nix::unistd::getuid();
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
+        return Ok(user.name);
+    }
+    if let Ok(user) = std::env::var("USER")
+        && !user.is_empty()
+    {
+        return Ok(user);
+    }
+    let out = keys::run(&mut Command::new("whoami"))?;
+    Ok(out.trim().to_owned())
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (bound to port 0, then
+/// released). Another process may take it before the caller binds it.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,115 @@
+//! The daemon's life: a clean, quick exit on SIGTERM that lets go of its
+//! ports, and recovery when its SSH connection dies under it.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tunnel_proto::v1::SshConnectionState;
+use tunneld_tests::exec;
+use tunneld_tests::peers::{TcpPeer, port_is_free};
+use tunneld_tests::wait::poll_until;
+
+use crate::support::{Bed, connect, e2e, expect_closed, list, local_port, open_local};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exits_zero_quickly_and_frees_the_forward_port() -> Result<()> {
+    e2e(async {
+        let mut bed = Bed::start().await?;
+        let echo = TcpPeer::echo().await?;
+        let port = local_port(&open_local(&bed.client, "", echo.port()).await?)?;
+        let mut active = connect(port).await?;
+        active.write_all(b"ping").await?;
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), active.read_exact(&mut buf)).await??;
+
+        let (status, took) = bed.daemon.terminate().await?;
+        ensure!(
+            status.code() == Some(0),
+            "tunneld exited with {status} after SIGTERM"
+        );
+        ensure!(
+            took < Duration::from_secs(5),
+            "tunneld took {took:?} to exit after SIGTERM"
+        );
+        ensure!(
+            port_is_free(port),
+            "forward port {port} still taken after tunneld exited"
+        );
+        expect_closed(&mut active, Duration::from_secs(5))
+            .await
+            .context("client connection outlived the daemon")?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_also_exits_zero() -> Result<()> {
+    e2e(async {
+        let mut bed = Bed::start().await?;
+        exec::run_ok(&bed.client, "true").await?;
+        bed.daemon.signal(nix::sys::signal::Signal::SIGINT)?;
+        let status = poll_until(
+            "tunneld to exit after SIGINT",
+            Duration::from_secs(5),
+            || {
+                let r = bed.daemon.try_wait();
+                async move { r }
+            },
+        )
+        .await?;
+        ensure!(
+            status.code() == Some(0),
+            "tunneld exited with {status} after SIGINT"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_ssh_connection_is_reopened_on_next_use() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        exec::run_ok(&bed.client, "true")
+            .await
+            .context("first Exec")?;
+        let killed = bed.sshd.kill_connections()?;
+        ensure!(killed >= 1, "no sshd connection process to kill");
+
+        // Detection may take a moment: the first attempts may fail
+        // (UNAVAILABLE), but within a bounded time Exec works again.
+        let out = poll_until(
+            "Exec to succeed after the connection died",
+            Duration::from_secs(20),
+            || async {
+                let out = exec::run(&bed.client, exec::request("echo back")).await;
+                match out.code() {
+                    Ok(0) => Ok(Some(out.stdout_text())),
+                    _ => bail!("{out}"),
+                }
+            },
+        )
+        .await?;
+        ensure!(out == "back\n", "stdout {out:?}");
+        ensure!(
+            bed.sshd.connection_count() >= 1,
+            "no new SSH connection on the server"
+        );
+
+        let hosts = list(&bed.client).await?.hosts;
+        let host = hosts
+            .iter()
+            .find(|h| h.name == "default")
+            .context("no default host")?;
+        ensure!(
+            host.state == SshConnectionState::Connected as i32,
+            "default host state {:?} ({}) after reconnecting",
+            host.state,
+            host.state_detail
+        );
+        Ok(())
+    })
+    .await
+}

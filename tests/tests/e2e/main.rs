@@ -1,0 +1,20 @@
+//! End-to-end tests of tunneld: the real daemon binary, a real OpenSSH sshd,
+//! real TCP and HTTP peers, all on ephemeral ports of 127.0.0.1.
+//!
+//! One test binary with one module per concern (matklad's "one integration
+//! test crate"). Every test builds its own fixtures, runs under
+//! [`support::TEST_TIMEOUT`], and polls instead of sleeping, so tests run in
+//! parallel in any order. The first test that needs `tunneld` builds it once
+//! (see `tunneld_tests::binaries`).
+
+mod support;
+
+mod errors;
+mod exec;
+mod fixtures;
+mod forward_local;
+mod forward_remote;
+mod identities;
+mod isolation;
+mod lifecycle;
+mod list_close;

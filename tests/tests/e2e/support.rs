@@ -1,0 +1,238 @@
+//! Shared test plumbing: the timeout wrapper, a sshd+tunneld pair that
+//! prints its logs when a test fails, and small helpers for forwards and
+//! TCP round trips.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tunnel_proto::v1::{ListRequest, ListResponse, OpenLocalForwardRequest, Tunnel};
+use tunneld_tests::{Client, Sshd, Tunneld, TunneldBuilder, binaries};
+
+/// Upper bound for one test, fixtures included (but not the one-time build
+/// of the binaries, which happens before the clock starts).
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a single network operation in a test may take before the test
+/// calls it hung.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a test body that needs the tunneld binary: builds it first (once per
+/// process, outside the timeout), then runs `body` under [`TEST_TIMEOUT`].
+pub async fn e2e<F: Future<Output = Result<()>>>(body: F) -> Result<()> {
+    tokio::task::spawn_blocking(binaries::bin_dir)
+        .await
+        .context("build task panicked")?
+        .context("building tunneld")?;
+    bounded(body).await
+}
+
+/// Runs `body` under [`TEST_TIMEOUT`].
+pub async fn bounded<F: Future<Output = Result<()>>>(body: F) -> Result<()> {
+    tokio::time::timeout(TEST_TIMEOUT, body)
+        .await
+        .with_context(|| format!("test did not finish within {TEST_TIMEOUT:?}"))?
+}
+
+/// An sshd, a tunneld whose default host is that sshd, and a client. When
+/// dropped, prints both logs to the (captured) test output: libtest shows
+/// them only for tests that fail.
+pub struct Bed {
+    pub daemon: Tunneld,
+    pub sshd: Sshd,
+    pub client: Client,
+}
+
+impl Bed {
+    /// Default sshd, default daemon.
+    pub async fn start() -> Result<Bed> {
+        let sshd = Sshd::start()?;
+        Self::with(sshd, |b| b).await
+    }
+
+    /// A daemon on `sshd`, configured further by `configure`.
+    pub async fn with(
+        sshd: Sshd,
+        configure: impl FnOnce(TunneldBuilder) -> TunneldBuilder,
+    ) -> Result<Bed> {
+        let daemon = configure(Tunneld::builder(&sshd)).start().await?;
+        let client = daemon.client();
+        Ok(Bed {
+            daemon,
+            sshd,
+            client,
+        })
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        eprintln!(
+            "==== tunneld stderr (last lines) ====\n{}",
+            tail(&self.daemon.log(), 150)
+        );
+        eprintln!(
+            "==== sshd log (last lines) ====\n{}",
+            tail(&self.sshd.log(), 60)
+        );
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Opens a local forward on 127.0.0.1:0 to 127.0.0.1:`remote_port` over
+/// `host` ("" for the default host).
+pub async fn open_local(client: &Client, host: &str, remote_port: u16) -> Result<Tunnel> {
+    let resp = client
+        .clone()
+        .open_local_forward(OpenLocalForwardRequest {
+            host: host.into(),
+            local_port: 0,
+            remote_host: "127.0.0.1".into(),
+            remote_port: remote_port.into(),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("OpenLocalForward to 127.0.0.1:{remote_port}"))?
+        .into_inner();
+    resp.tunnel
+        .context("OpenLocalForwardResponse without a tunnel")
+}
+
+/// The port a local forward listens on.
+pub fn local_port(t: &Tunnel) -> Result<u16> {
+    let port = t
+        .local
+        .as_ref()
+        .context("tunnel without a local endpoint")?
+        .port;
+    ensure!(
+        port != 0 && port <= 65535,
+        "tunnel {} has local port {port}",
+        t.id
+    );
+    Ok(port as u16)
+}
+
+/// The port a remote forward listens on (on the SSH server).
+pub fn remote_port(t: &Tunnel) -> Result<u16> {
+    let port = t
+        .remote
+        .as_ref()
+        .context("tunnel without a remote endpoint")?
+        .port;
+    ensure!(
+        port != 0 && port <= 65535,
+        "tunnel {} has remote port {port}",
+        t.id
+    );
+    Ok(port as u16)
+}
+
+/// 127.0.0.1:`port`.
+pub fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Connects to 127.0.0.1:`port` (bounded by [`IO_TIMEOUT`]).
+pub async fn connect(port: u16) -> Result<TcpStream> {
+    tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(localhost(port)))
+        .await
+        .with_context(|| format!("connecting to 127.0.0.1:{port} hung"))?
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))
+}
+
+/// Connects, writes `data` (concurrently with reading), half-closes, and
+/// reads until EOF; returns what was read. Bounded by `limit`.
+pub async fn exchange(port: u16, data: &[u8], limit: Duration) -> Result<Vec<u8>> {
+    let work = async {
+        let stream = connect(port).await?;
+        let (mut r, mut w) = stream.into_split();
+        let write = async {
+            w.write_all(data).await.context("writing")?;
+            w.shutdown().await.context("half-closing")?;
+            anyhow::Ok(w)
+        };
+        let read = async {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.context("reading")?;
+            anyhow::Ok(got)
+        };
+        let (w, got) = tokio::try_join!(write, read)?;
+        drop(w);
+        anyhow::Ok(got)
+    };
+    tokio::time::timeout(limit, work).await.with_context(|| {
+        format!(
+            "exchange of {} bytes via 127.0.0.1:{port} took longer than {limit:?}",
+            data.len()
+        )
+    })?
+}
+
+/// Reads from `stream` until EOF or a reset, bounded by `limit`; fails if the
+/// peer keeps the connection open. Returns the bytes read before the end.
+pub async fn expect_closed(stream: &mut TcpStream, limit: Duration) -> Result<Vec<u8>> {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    if tokio::time::timeout(limit, read).await.is_err() {
+        bail!("connection still open after {limit:?}");
+    }
+    Ok(got)
+}
+
+/// The daemon's List.
+pub async fn list(client: &Client) -> Result<ListResponse> {
+    Ok(client
+        .clone()
+        .list(ListRequest {})
+        .await
+        .context("List")?
+        .into_inner())
+}
+
+/// The tunnel with this id in List, if present.
+pub async fn find_tunnel(client: &Client, id: &str) -> Result<Option<Tunnel>> {
+    Ok(list(client).await?.tunnels.into_iter().find(|t| t.id == id))
+}
+
+/// Asserts that `result` is a gRPC error with `code` whose message contains
+/// at least one of `needles` (what the message must name).
+pub fn expect_status<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    needles: &[&str],
+) -> Result<tonic::Status> {
+    let status = match result {
+        Ok(v) => bail!("{what}: expected {code:?}, got success: {v:?}"),
+        Err(s) => s,
+    };
+    ensure!(
+        status.code() == code,
+        "{what}: expected {code:?}, got {:?}: {:?}",
+        status.code(),
+        status.message()
+    );
+    ensure!(
+        needles.is_empty() || needles.iter().any(|n| status.message().contains(n)),
+        "{what}: {code:?} message {:?} names none of {needles:?}",
+        status.message()
+    );
+    Ok(status)
+}
