@@ -168,3 +168,64 @@ async fn refused_target_closes_the_client_and_the_tunnel_lives_on() -> Result<()
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_reset_closes_the_target_connection() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        // The target reports how many bytes it read once its connection ends.
+        let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let target = TcpPeer::start(move |mut s| {
+            let tx = tx.clone();
+            async move {
+                let (mut buf, mut total) = ([0u8; 4096], 0);
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                }
+                let _ = tx.send(total);
+                Ok(())
+            }
+        })
+        .await?;
+        let tunnel = open_local(&bed.client, "", target.port()).await?;
+        let mut s = connect(local_port(&tunnel)?).await?;
+        s.write_all(b"sent before the reset").await?;
+        poll_until(
+            "the bytes to reach the target",
+            Duration::from_secs(10),
+            || async {
+                let t = find_tunnel(&bed.client, &tunnel.id)
+                    .await?
+                    .context("tunnel gone")?;
+                Ok((t.counters.unwrap_or_default().bytes_to_target == 21).then_some(()))
+            },
+        )
+        .await?;
+        // An abortive close: RST, not FIN.
+        #[allow(deprecated)]
+        // tokio deprecates set_linger for its blocking-close caveat, moot here
+        s.set_linger(Some(Duration::ZERO))?;
+        drop(s);
+        let seen = tokio::time::timeout(Duration::from_secs(10), ended.recv())
+            .await
+            .context("the target's connection stayed open after the client reset")?
+            .context("target peer gone")?;
+        ensure!(seen == 21, "target read {seen} bytes, expected 21");
+        poll_until(
+            "the connection to leave the active count",
+            Duration::from_secs(10),
+            || async {
+                let t = find_tunnel(&bed.client, &tunnel.id)
+                    .await?
+                    .context("tunnel gone")?;
+                Ok((t.counters.unwrap_or_default().active_connections == 0).then_some(()))
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}

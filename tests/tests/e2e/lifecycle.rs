@@ -113,3 +113,28 @@ async fn a_dead_ssh_connection_is_reopened_on_next_use() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_ssh_connection_carries_every_exec_and_tunnel() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let echo = TcpPeer::echo().await?;
+        exec::run_ok(&bed.client, "true").await?;
+        let port = local_port(&open_local(&bed.client, "", echo.port()).await?)?;
+        let mut s = connect(port).await?;
+        s.write_all(b"ping").await?;
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf)).await??;
+        crate::forward_remote::open_remote(&bed.client, "", echo.port()).await?;
+        exec::run_ok(&bed.client, "true").await?;
+        // As OpenSSH's ControlMaster: one SSH connection (one per-connection
+        // sshd process) for everything on this host.
+        ensure!(
+            bed.sshd.connection_count() == 1,
+            "sshd holds {} connections for one host",
+            bed.sshd.connection_count()
+        );
+        Ok(())
+    })
+    .await
+}
