@@ -138,3 +138,50 @@ async fn one_ssh_connection_carries_every_exec_and_tunnel() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_forward_lost_with_its_connection_shows_failed_and_still_closes() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let echo = TcpPeer::echo().await?;
+        let tunnel = crate::forward_remote::open_remote(&bed.client, "", echo.port()).await?;
+        ensure!(
+            bed.sshd.kill_connections()? >= 1,
+            "no sshd connection process to kill"
+        );
+
+        let failed = poll_until(
+            "List to show the remote forward failed",
+            Duration::from_secs(20),
+            || async {
+                let t = crate::support::find_tunnel(&bed.client, &tunnel.id)
+                    .await?
+                    .context("the failed tunnel vanished from List")?;
+                Ok((t.state == tunnel_proto::v1::TunnelState::Failed as i32).then_some(t))
+            },
+        )
+        .await?;
+        ensure!(
+            failed.state_detail.contains("no longer listens"),
+            "state detail gives no reason a person can act on: {:?}",
+            failed.state_detail
+        );
+        let closed = bed
+            .client
+            .clone()
+            .close(tunnel_proto::v1::CloseRequest {
+                id: tunnel.id.clone(),
+            })
+            .await?
+            .into_inner()
+            .tunnel
+            .context("no tunnel in CloseResponse")?;
+        ensure!(
+            closed.state == tunnel_proto::v1::TunnelState::Closed as i32,
+            "closed state {:?}",
+            closed.state
+        );
+        Ok(())
+    })
+    .await
+}

@@ -241,7 +241,17 @@ impl SshSession {
         )
         .await
         {
-            Ok(Ok(bound)) => Ok(if port == 0 { bound as u16 } else { port }),
+            Ok(Ok(_)) if port != 0 => Ok(port),
+            Ok(Ok(bound)) => u16::try_from(bound)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| Error::SshConnection {
+                    host: self.host.name.clone(),
+                    addr: self.host.addr(),
+                    reason: format!(
+                        "the server reported listening on invalid port {bound} for {what}"
+                    ),
+                }),
             Ok(Err(russh::Error::RequestDenied)) => Err(Error::RemoteForwardRefused {
                 host: self.host.name.clone(),
                 addr: what,
