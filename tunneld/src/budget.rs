@@ -87,6 +87,11 @@ impl<T> BudgetReceiver<T> {
         self.rx.recv().await
     }
 
+    /// The next item if one is waiting now.
+    pub fn try_recv(&mut self) -> Option<(T, usize)> {
+        self.rx.try_recv().ok()
+    }
+
     /// Polls for the next item (for `Stream` impls).
     pub fn poll_recv(
         &mut self,

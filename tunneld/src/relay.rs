@@ -37,6 +37,9 @@ use crate::{budget, ssh::SshChannel};
 /// Size of one read from the local socket.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Most bytes gathered from the queue into one write to the local socket.
+const WRITE_BATCH: usize = 256 * 1024;
+
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEnd {
@@ -98,15 +101,40 @@ pub async fn relay(
             RelayEnd::SshLost
         });
         let downlink = pin!(async {
-            while let Some((item, n)) = q_rx.recv().await {
-                match item {
-                    Down::Data(d) => {
-                        tcp_tx.write_all(&d).await?;
-                        bytes.channel_to_tcp.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Down::Eof => tcp_tx.shutdown().await?,
+            // Whatever is already queued goes out in one write (up to
+            // WRITE_BATCH): one syscall per SSH packet costs throughput.
+            let mut batch = BytesMut::new();
+            while let Some((first, mut taken)) = q_rx.recv().await {
+                let mut eof = false;
+                let mut single = None;
+                match first {
+                    Down::Data(d) => single = Some(d),
+                    Down::Eof => eof = true,
                 }
-                q_rx.release(n);
+                while !eof && single.as_ref().map_or(0, Bytes::len) + batch.len() < WRITE_BATCH {
+                    match q_rx.try_recv() {
+                        Some((Down::Data(d), n)) => {
+                            if let Some(s) = single.take() {
+                                batch.extend_from_slice(&s);
+                            }
+                            batch.extend_from_slice(&d);
+                            taken += n;
+                        }
+                        Some((Down::Eof, _)) => eof = true,
+                        None => break,
+                    }
+                }
+                let chunk = single.unwrap_or_else(|| batch.split().freeze());
+                if !chunk.is_empty() {
+                    tcp_tx.write_all(&chunk).await?;
+                    bytes
+                        .channel_to_tcp
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                q_rx.release(taken);
+                if eof {
+                    tcp_tx.shutdown().await?;
+                }
             }
             std::io::Result::Ok(())
         });
