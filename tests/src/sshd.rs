@@ -72,7 +72,8 @@ pub struct SshdBuilder {
 }
 
 impl SshdBuilder {
-    /// Adds a config line, e.g. `AllowTcpForwarding local` or `PermitListen none`.
+    /// Adds a config line, e.g. `AllowTcpForwarding local` or `PermitListen none`
+    /// (`{dir}` and `{port}` are substituted, as in the base config).
     pub fn config(mut self, line: impl Into<String>) -> Self {
         self.config.push(line.into());
         self
@@ -201,7 +202,10 @@ impl SshdBuilder {
             text.push('\n');
         }
         for line in &self.config {
-            text.push_str(line);
+            let line = line
+                .replace("{dir}", &dir.display().to_string())
+                .replace("{port}", &port.to_string());
+            text.push_str(&line);
             text.push('\n');
         }
         text

@@ -25,6 +25,36 @@ pub enum HostKeyProblem {
     },
 }
 
+/// A host key that was not accepted, with what a person needs to decide.
+#[derive(Debug)]
+pub struct HostKeyRejection {
+    /// Host name.
+    pub host: String,
+    /// The known_hosts name looked up (`host` or `[host]:port`).
+    pub addr: String,
+    /// `-p PORT HOST` arguments of ssh-keyscan for this server.
+    pub keyscan: String,
+    /// What is wrong with the key.
+    pub problem: HostKeyProblem,
+    /// SHA256 fingerprint of the key the server presented.
+    pub fingerprint: String,
+    /// The known_hosts file consulted.
+    pub known_hosts: PathBuf,
+}
+
+impl std::fmt::Display for HostKeyRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&host_key_message(
+            &self.host,
+            &self.addr,
+            &self.keyscan,
+            &self.problem,
+            &self.fingerprint,
+            &self.known_hosts,
+        ))
+    }
+}
+
 /// Everything that can go wrong in tunneld.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,19 +98,8 @@ pub enum Error {
     },
 
     /// The SSH server's host key is not trusted.
-    #[error("{}", host_key_message(.host, .addr, .problem, .fingerprint, .known_hosts))]
-    HostKeyRejected {
-        /// Host name.
-        host: String,
-        /// The known_hosts name looked up (`host` or `[host]:port`).
-        addr: String,
-        /// What is wrong with the key.
-        problem: HostKeyProblem,
-        /// SHA256 fingerprint of the key the server presented.
-        fingerprint: String,
-        /// The known_hosts file consulted.
-        known_hosts: PathBuf,
-    },
+    #[error("{0}")]
+    HostKeyRejected(Box<HostKeyRejection>),
 
     /// The SSH server refused our key.
     #[error(
@@ -226,6 +245,7 @@ pub enum Error {
 fn host_key_message(
     host: &str,
     addr: &str,
+    keyscan: &str,
     problem: &HostKeyProblem,
     fingerprint: &str,
     known_hosts: &std::path::Path,
@@ -234,7 +254,7 @@ fn host_key_message(
     match problem {
         HostKeyProblem::Unknown => format!(
             "host key of {addr} (host {host:?}) is not in {kh}: the server offered {fingerprint}; \
-             if that is the right key, add it (ssh-keyscan -p PORT HOST >> {kh}) or set host_key_policy = \"accept-new\" for this host"
+             if that is the right key, add it (ssh-keyscan {keyscan} >> {kh}) or set host_key_policy = \"accept-new\" for this host"
         ),
         HostKeyProblem::Changed { lines } => format!(
             "HOST KEY CHANGED for {addr} (host {host:?}): the server offered {fingerprint}, which differs from the key at {kh} line(s) {}; \

@@ -469,3 +469,37 @@ async fn every_error_on_one_daemon_then_the_old_tunnel_still_works() -> Result<(
     })
     .await
 }
+
+/// A server with several host keys, of which known_hosts lists only the
+/// ECDSA one: as OpenSSH's client, tunneld offers the known key type first,
+/// so the server proves the key we can verify instead of its ed25519 key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_known_key_type_is_preferred_over_other_host_keys() -> Result<()> {
+    e2e(async {
+        let extra = TempDir::new()?;
+        let ecdsa = keys::generate(extra.path(), "host_ecdsa", KeyType::Ecdsa)?;
+        let sshd = Sshd::builder()
+            .config("HostKey {dir}/host_ed25519")
+            .config(format!("HostKey {}", ecdsa.private.display()))
+            .start()?;
+        let only_ecdsa = extra.path().join("known_hosts");
+        keys::write_known_hosts(&only_ecdsa, &[keys::known_hosts_line(sshd.port(), &ecdsa)?])?;
+        let host = HostSpec::from_sshd(&sshd).with_known_hosts(&only_ecdsa);
+        let bed = Bed::with(sshd, |b| b.host("ecdsa-known", host)).await?;
+        let out = exec::run(
+            &bed.client,
+            ExecRequest {
+                host: "ecdsa-known".into(),
+                command: "echo verified".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        ensure!(
+            out.code()? == 0 && out.stdout_text() == "verified\n",
+            "{out}"
+        );
+        Ok(())
+    })
+    .await
+}

@@ -11,7 +11,7 @@ impl From<Error> for Status {
             Error::TunnelNotFound(_) | Error::HostNotFound { .. } => Code::NotFound,
             Error::NoDefaultHost { .. } => Code::InvalidArgument,
             Error::SshUnreachable { .. } | Error::SshConnection { .. } => Code::Unavailable,
-            Error::HostKeyRejected { .. }
+            Error::HostKeyRejected(_)
             | Error::AuthRefused { .. }
             | Error::Identity { .. }
             | Error::KnownHostsFile { .. } => Code::FailedPrecondition,

@@ -12,7 +12,7 @@ use tokio_util::sync::DropGuard;
 use super::{ForwardRoutes, ForwardedChannel, SshChannel, known_hosts};
 use crate::{
     config::{HostConfig, HostKeyPolicy},
-    error::{Error, HostKeyProblem},
+    error::{Error, HostKeyProblem, HostKeyRejection},
 };
 
 /// Errors the handler returns to russh; host key refusals keep our message.
@@ -141,11 +141,12 @@ fn verify_host_key(host: &HostConfig, key: &PublicKey) -> Result<(), Error> {
             "accept-new: added the host key of a host seen for the first time");
         return Ok(());
     }
-    Err(Error::HostKeyRejected {
+    Err(Error::HostKeyRejected(Box::new(HostKeyRejection {
         host: host.name.clone(),
+        keyscan: format!("-p {} {}", host.port, host.hostname),
         addr: known_hosts::lookup_name(&host.hostname, host.port),
         problem,
         fingerprint,
         known_hosts: path.clone(),
-    })
+    })))
 }

@@ -16,7 +16,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
 use sha1::Sha1;
 
 use crate::error::HostKeyProblem;
@@ -102,6 +102,36 @@ pub fn host_is_known(text: &str, host: &str, port: u16) -> bool {
         .enumerate()
         .filter_map(|(i, l)| parse_line(i + 1, l))
         .any(|e| e.marker == Marker::None && host_matches(&e.patterns, &name))
+}
+
+/// The host key algorithms to offer, `defaults` reordered so that those of
+/// key types known_hosts already lists for this host come first — as
+/// OpenSSH's client does, so a server with several host keys presents one we
+/// can verify.
+pub fn preferred_host_key_order(
+    text: &str,
+    host: &str,
+    port: u16,
+    defaults: &[Algorithm],
+) -> Vec<Algorithm> {
+    let name = lookup_name(host, port);
+    let known: Vec<String> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| parse_line(i + 1, l))
+        .filter(|e| e.marker == Marker::None && host_matches(&e.patterns, &name))
+        .map(|e| e.key_type)
+        .collect();
+    let key_type = |a: &Algorithm| match a {
+        Algorithm::Rsa { .. } => "ssh-rsa".to_string(),
+        other => other.to_string(),
+    };
+    let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) = defaults
+        .iter()
+        .cloned()
+        .partition(|a| known.contains(&key_type(a)));
+    first.extend(rest);
+    first
 }
 
 /// Appends `[host]:port type base64` for `key` to the file, creating it (and
@@ -289,6 +319,28 @@ mod tests {
         assert_eq!(
             check(&text, "h", 22, &key(KEY_A)),
             Err(HostKeyProblem::Revoked { line: 2 })
+        );
+    }
+
+    #[test]
+    fn known_key_types_are_offered_first() {
+        let defaults = [
+            Algorithm::Ed25519,
+            Algorithm::Ecdsa {
+                curve: russh::keys::EcdsaCurve::NistP256,
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+        ];
+        let text = "[h]:2222 ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBA==\n";
+        let order = preferred_host_key_order(text, "h", 2222, &defaults);
+        assert_eq!(order[0], defaults[1]);
+        assert_eq!(order[1..], [defaults[0].clone(), defaults[2].clone()]);
+        // Unknown host: the defaults as they were.
+        assert_eq!(
+            preferred_host_key_order(text, "other", 22, &defaults),
+            defaults.to_vec()
         );
     }
 

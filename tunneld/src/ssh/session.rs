@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ForwardRoutes, SshChannel,
     handler::{ClientHandler, HandlerError, describe_russh_error},
-    identity,
+    identity, known_hosts,
 };
 use crate::{
     config::HostConfig,
@@ -64,12 +64,25 @@ impl SshSession {
         tcp.set_nodelay(true)
             .map_err(|e| unreachable(e.to_string()))?;
 
+        let mut preferred = russh::Preferred::default();
+        // Offer first the host key types known_hosts lists for this host, as
+        // OpenSSH does. Only the host-key list is reordered: russh's default
+        // key-exchange list is kept, it carries the strict-kex
+        // countermeasure to the Terrapin attack.
+        if let Ok(text) = std::fs::read_to_string(&host.known_hosts) {
+            preferred.key = known_hosts::preferred_host_key_order(
+                &text,
+                &host.hostname,
+                host.port,
+                &preferred.key,
+            )
+            .into();
+        }
         let config = Arc::new(client::Config {
             keepalive_interval: Some(host.keepalive_interval),
             keepalive_max: host.keepalive_max,
             nodelay: true,
-            // russh's default key-exchange list is kept: it carries the
-            // strict-kex countermeasure to the Terrapin attack.
+            preferred,
             ..Default::default()
         });
         let closed = CancellationToken::new();
