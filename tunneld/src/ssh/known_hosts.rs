@@ -65,25 +65,24 @@ pub fn check(text: &str, host: &str, port: u16, key: &PublicKey) -> Result<(), H
         .filter_map(|(i, l)| parse_line(i + 1, l))
         .collect();
 
-    let matching = entries.iter().filter(|e| host_matches(&e.patterns, &name));
-    let mut changed = Vec::new();
-    let mut accepted = false;
-    for e in matching {
-        match e.marker {
-            Marker::Revoked if e.key_blob == blob => {
-                return Err(HostKeyProblem::Revoked { line: e.line });
-            }
-            Marker::None if e.key_blob == blob => accepted = true,
-            Marker::None if e.key_type == key_type => changed.push(e.line),
-            _ => {}
-        }
-    }
-    // A revoked key is refused even for hosts whose lines do not name it.
+    // A revoked key is refused whichever host its line names.
     if let Some(e) = entries
         .iter()
         .find(|e| e.marker == Marker::Revoked && e.key_blob == blob)
     {
         return Err(HostKeyProblem::Revoked { line: e.line });
+    }
+    let mut changed = Vec::new();
+    let mut accepted = false;
+    for e in entries
+        .iter()
+        .filter(|e| e.marker == Marker::None && host_matches(&e.patterns, &name))
+    {
+        if e.key_blob == blob {
+            accepted = true;
+        } else if e.key_type == key_type {
+            changed.push(e.line);
+        }
     }
     if accepted {
         Ok(())
