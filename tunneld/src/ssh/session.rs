@@ -167,10 +167,15 @@ impl SshSession {
 
     /// The error for a request that found the connection gone.
     pub fn lost(&self) -> Error {
+        self.failed(self.close_reason())
+    }
+
+    /// An error about this connection, with `reason`.
+    pub fn failed(&self, reason: String) -> Error {
         Error::SshConnection {
             host: self.host.name.clone(),
             addr: self.host.addr(),
-            reason: self.close_reason(),
+            reason,
         }
     }
 
@@ -188,15 +193,10 @@ impl SshSession {
                     ChannelOpenFailure::UnknownChannelType => "channel type not supported".into(),
                     ChannelOpenFailure::ResourceShortage => "resource shortage on the server".into(),
                     other => format!("{other:?}"),
-
                 },
             },
             _ if self.is_closed() => self.lost(),
-            other => Error::SshConnection {
-                host: self.host.name.clone(),
-                addr: self.host.addr(),
-                reason: describe_russh_error(&other),
-            },
+            other => self.failed(describe_russh_error(&other)),
         }
     }
 
@@ -207,14 +207,10 @@ impl SshSession {
     ) -> Result<T> {
         match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
             Ok(r) => r.map_err(|e| self.map_request_error(what, e)),
-            Err(_) => Err(Error::SshConnection {
-                host: self.host.name.clone(),
-                addr: self.host.addr(),
-                reason: format!(
-                    "the server did not answer a request for {what} within {}s",
-                    REQUEST_TIMEOUT.as_secs()
-                ),
-            }),
+            Err(_) => Err(self.failed(format!(
+                "the server did not answer a request for {what} within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ))),
         }
     }
 
@@ -248,33 +244,29 @@ impl SshSession {
     /// port it listens on.
     pub async fn tcpip_forward(&self, address: &str, port: u16) -> Result<u16> {
         let what = format!("{address}:{port}");
-        match tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            self.handle.tcpip_forward(address, u32::from(port)),
-        )
-        .await
-        {
-            Ok(Ok(_)) if port != 0 => Ok(port),
-            Ok(Ok(bound)) => u16::try_from(bound)
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| Error::SshConnection {
-                    host: self.host.name.clone(),
-                    addr: self.host.addr(),
-                    reason: format!(
-                        "the server reported listening on invalid port {bound} for {what}"
-                    ),
-                }),
-            Ok(Err(russh::Error::RequestDenied)) => Err(Error::RemoteForwardRefused {
+        // A refusal is an answer, not a failure of the connection.
+        let reply = self
+            .bounded(&what, async {
+                match self.handle.tcpip_forward(address, u32::from(port)).await {
+                    Err(russh::Error::RequestDenied) => Ok(None),
+                    other => other.map(Some),
+                }
+            })
+            .await?;
+        match reply {
+            None => Err(Error::RemoteForwardRefused {
                 host: self.host.name.clone(),
                 addr: what,
             }),
-            Ok(Err(e)) => Err(self.map_request_error(&what, e)),
-            Err(_) => Err(Error::SshConnection {
-                host: self.host.name.clone(),
-                addr: self.host.addr(),
-                reason: format!("the server did not answer the tcpip-forward request for {what}"),
-            }),
+            Some(_) if port != 0 => Ok(port),
+            Some(bound) => u16::try_from(bound)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    self.failed(format!(
+                        "the server reported listening on invalid port {bound} for {what}"
+                    ))
+                }),
         }
     }
 
