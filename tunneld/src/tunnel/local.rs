@@ -10,7 +10,6 @@ use tracing::Instrument;
 use super::{Endpoint, Tunnel, TunnelKind};
 use crate::{
     error::{Error, Result},
-    relay::{ByteCounters, RelayEnd, relay},
     ssh::SshHost,
 };
 
@@ -61,11 +60,12 @@ pub async fn open_local(
         local,
         target,
         parent,
+        max_buffer,
     ));
     let span = tracing::info_span!("local_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %bound, target = %tunnel.remote);
     tunnel
         .tasks
-        .spawn(accept_loop(listener, tunnel.clone(), host, max_buffer).instrument(span));
+        .spawn(accept_loop(listener, tunnel.clone(), host).instrument(span));
     tracing::info!(tunnel = %tunnel.id, listen = %bound, target = %tunnel.remote, host = %tunnel.host, "local forward open");
     Ok(tunnel)
 }
@@ -103,12 +103,7 @@ async fn bind(address: &str, port: u16) -> Result<TcpListener> {
     })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    tunnel: Arc<Tunnel>,
-    host: Arc<SshHost>,
-    max_buffer: usize,
-) {
+async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
     loop {
         let accepted = tokio::select! {
             () = tunnel.cancel.cancelled() => break,
@@ -117,9 +112,9 @@ async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 let span = tracing::debug_span!("conn", %peer);
-                tunnel.tasks.spawn(
-                    carry(tcp, peer, tunnel.clone(), host.clone(), max_buffer).instrument(span),
-                );
+                tunnel
+                    .tasks
+                    .spawn(carry(tcp, peer, tunnel.clone(), host.clone()).instrument(span));
             }
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -130,13 +125,7 @@ async fn accept_loop(
     tracing::info!("local forward closed; port released");
 }
 
-async fn carry(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tunnel: Arc<Tunnel>,
-    host: Arc<SshHost>,
-    max_buffer: usize,
-) {
+async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
     let counters = &tunnel.counters;
     let _active = counters.connection();
     let _ = tcp.set_nodelay(true);
@@ -157,18 +146,5 @@ async fn carry(
             return;
         }
     };
-    let bytes = ByteCounters {
-        tcp_to_channel: &counters.bytes_to_target,
-        channel_to_tcp: &counters.bytes_from_target,
-    };
-    match relay(tcp, channel, bytes, max_buffer, &tunnel.cancel).await {
-        RelayEnd::Overflow => {
-            counters.fail();
-            tracing::warn!(
-                limit = max_buffer,
-                "connection from {peer} reset: its reader fell more than the buffer limit behind"
-            );
-        }
-        end => tracing::debug!(?end, "connection from {peer} ended"),
-    }
+    tunnel.relay_connection(tcp, channel).await;
 }

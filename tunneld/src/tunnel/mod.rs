@@ -14,7 +14,13 @@ use std::{
     time::SystemTime,
 };
 
+use tokio::net::TcpStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    relay::{ByteCounters, RelayEnd, relay},
+    ssh::SshChannel,
+};
 
 pub use counters::{CountersSnapshot, TunnelCounters};
 pub use local::{LocalForwardSpec, open_local};
@@ -80,6 +86,8 @@ pub struct Tunnel {
     pub cancel: CancellationToken,
     /// The tunnel's tasks (listener and connections), awaited on close.
     pub tasks: TaskTracker,
+    /// Bytes held for one connection whose local reader lags (see `relay`).
+    max_buffer: usize,
     // std Mutex: short field updates only.
     status: Mutex<(TunnelState, String)>,
 }
@@ -116,6 +124,7 @@ impl Tunnel {
         local: Endpoint,
         remote: Endpoint,
         parent: &CancellationToken,
+        max_buffer: usize,
     ) -> Self {
         Tunnel {
             id,
@@ -127,7 +136,36 @@ impl Tunnel {
             counters: Arc::default(),
             cancel: parent.child_token(),
             tasks: TaskTracker::new(),
+            max_buffer,
             status: Mutex::new((TunnelState::Open, String::new())),
+        }
+    }
+
+    /// Carries one accepted connection over `channel` until it ends,
+    /// counting its bytes and a reset at the buffer limit.
+    pub async fn relay_connection(&self, tcp: TcpStream, channel: SshChannel) {
+        let c = &self.counters;
+        // The TCP side is the client of a local forward but the target of a
+        // remote one.
+        let bytes = match self.kind {
+            TunnelKind::Local => ByteCounters {
+                tcp_to_channel: &c.bytes_to_target,
+                channel_to_tcp: &c.bytes_from_target,
+            },
+            TunnelKind::Remote => ByteCounters {
+                tcp_to_channel: &c.bytes_from_target,
+                channel_to_tcp: &c.bytes_to_target,
+            },
+        };
+        match relay(tcp, channel, bytes, self.max_buffer, &self.cancel).await {
+            RelayEnd::Overflow => {
+                c.fail();
+                tracing::warn!(
+                    limit = self.max_buffer,
+                    "connection reset: its reader fell more than the buffer limit behind"
+                );
+            }
+            end => tracing::debug!(?end, "connection ended"),
         }
     }
 

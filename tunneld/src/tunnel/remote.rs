@@ -11,7 +11,6 @@ use tracing::Instrument;
 use super::{Endpoint, Tunnel, TunnelKind, TunnelState};
 use crate::{
     error::Result,
-    relay::{ByteCounters, RelayEnd, relay},
     ssh::{ForwardedChannel, SshHost, SshSession},
 };
 
@@ -78,11 +77,12 @@ pub async fn open_remote(
         local,
         remote,
         parent,
+        max_buffer,
     ));
     let span = tracing::info_span!("remote_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %tunnel.remote, target = %tunnel.local);
     tunnel
         .tasks
-        .spawn(serve(rx, tunnel.clone(), host, session, max_buffer).instrument(span));
+        .spawn(serve(rx, tunnel.clone(), host, session).instrument(span));
     tracing::info!(tunnel = %tunnel.id, listen = %tunnel.remote, target = %tunnel.local, host = %tunnel.host, "remote forward open");
     Ok(tunnel)
 }
@@ -92,7 +92,6 @@ async fn serve(
     tunnel: Arc<Tunnel>,
     host: Arc<SshHost>,
     session: Arc<SshSession>,
-    max_buffer: usize,
 ) {
     let mut lost = false;
     loop {
@@ -107,7 +106,7 @@ async fn serve(
             }
             Some(fc) = rx.recv() => {
                 let span = tracing::debug_span!("conn", peer = %fc.originator);
-                tunnel.tasks.spawn(carry(fc, tunnel.clone(), max_buffer).instrument(span));
+                tunnel.tasks.spawn(carry(fc, tunnel.clone()).instrument(span));
             }
         }
     }
@@ -123,7 +122,7 @@ async fn serve(
     tracing::info!("remote forward closed");
 }
 
-async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>, max_buffer: usize) {
+async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>) {
     let counters = &tunnel.counters;
     let _active = counters.connection();
     let target = &tunnel.local;
@@ -137,22 +136,7 @@ async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>, max_buffer: usize) {
     };
     let _ = tcp.set_nodelay(true);
     fc.reply.accept().await;
-    // Here the TCP side is the target: what it sends flows back to the
-    // server's listener.
-    let bytes = ByteCounters {
-        tcp_to_channel: &counters.bytes_from_target,
-        channel_to_tcp: &counters.bytes_to_target,
-    };
-    match relay(tcp, fc.channel, bytes, max_buffer, &tunnel.cancel).await {
-        RelayEnd::Overflow => {
-            counters.fail();
-            tracing::warn!(
-                limit = max_buffer,
-                "connection reset: its reader fell more than the buffer limit behind"
-            );
-        }
-        end => tracing::debug!(?end, "connection ended"),
-    }
+    tunnel.relay_connection(tcp, fc.channel).await;
 }
 
 async fn refuse(fc: ForwardedChannel, counters: &super::TunnelCounters, why: String) {
