@@ -111,7 +111,10 @@ pub async fn start(
             }
             let item = match end {
                 Ok(Some(status)) => Ok(ExecEvent::Exit(status)),
-                Ok(None) => Err(session.lost()),
+                Ok(None) if session.is_closed() => Err(session.lost()),
+                Ok(None) => Err(session.failed(
+                    "the server closed the command's channel without an exit status".into(),
+                )),
                 Err(e) => Err(e),
             };
             let _ = tx.send(item, 0);
@@ -121,7 +124,8 @@ pub async fn start(
     Ok(ExecOutput { rx })
 }
 
-/// Drives the channel to its end; `Ok(None)` if it vanished without status.
+/// Drives the channel to its end; `Ok(None)` if it ended without an exit
+/// status.
 async fn run(
     channel: crate::ssh::SshChannel,
     spec: ExecSpec,
@@ -169,17 +173,7 @@ async fn run(
                         Ok(())
                     }
                     Some(ChannelMsg::Failure) => return Err(Error::ExecRefused { host: host.to_string() }),
-                    Some(ChannelMsg::Close) => {
-                        return match status {
-                            Some(s) => Ok(Some(s)),
-                            None => Err(Error::SshConnection {
-                                host: host.to_string(),
-                                addr: String::from("(channel)"),
-                                reason: "the server closed the command's channel without an exit status".into(),
-                            }),
-                        };
-                    }
-                    None => return Ok(status),
+                    Some(ChannelMsg::Close) | None => return Ok(status),
                     Some(_) => Ok(()),
                 };
                 if queued == Err(budget::SendError::Overflow) {
