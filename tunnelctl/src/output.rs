@@ -275,6 +275,7 @@ mod tests {
                 bytes_to_target: 1229,
                 bytes_from_target: 300,
             }),
+            attached: false,
         }
     }
 

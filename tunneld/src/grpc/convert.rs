@@ -178,6 +178,7 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
             bytes_to_target: t.counters.bytes_to_target,
             bytes_from_target: t.counters.bytes_from_target,
         }),
+        attached: false,
     }
 }
 

@@ -22,10 +22,12 @@ impl TunnelApi {
 }
 
 type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
+type AttachedStream = Pin<Box<dyn Stream<Item = Result<pb::OpenAttachedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl TunnelService for TunnelApi {
     type ExecStream = ExecStream;
+    type OpenAttachedStream = AttachedStream;
 
     async fn exec(&self, req: Request<pb::ExecRequest>) -> Result<Response<ExecStream>, Status> {
         let (host, spec) = convert::exec_request(req.into_inner())?;
@@ -76,5 +78,19 @@ impl TunnelService for TunnelApi {
         Ok(Response::new(pb::CloseResponse {
             tunnel: Some(convert::tunnel(t)),
         }))
+    }
+
+    async fn open_attached(
+        &self,
+        _req: Request<pb::OpenAttachedRequest>,
+    ) -> Result<Response<AttachedStream>, Status> {
+        Err(Status::unimplemented("OpenAttached is not served yet"))
+    }
+
+    async fn get_info(
+        &self,
+        _req: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::GetInfoResponse>, Status> {
+        Err(Status::unimplemented("GetInfo is not served yet"))
     }
 }
