@@ -4,7 +4,14 @@
 //! Architecture invariant: this is the whole surface the gRPC layer calls; it
 //! takes and returns domain types only.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -14,12 +21,13 @@ use crate::{
     exec::{self, ExecOutput, ExecSpec},
     ssh::{HostSnapshot, SshHost},
     tunnel::{
-        self, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel, TunnelSnapshot, TunnelState,
+        self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
+        TunnelOptions, TunnelSnapshot,
     },
 };
 
-/// Bound on waiting for a closing tunnel's tasks to finish.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on waiting for running commands to end at shutdown.
+const EXEC_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A host and how many tunnels run over it.
 #[derive(Debug, Clone)]
@@ -30,15 +38,30 @@ pub struct HostStatus {
     pub tunnels: u32,
 }
 
+/// What the daemon says about itself.
+#[derive(Debug, Clone)]
+pub struct DaemonInfo {
+    /// tunneld's version.
+    pub version: &'static str,
+    /// When the daemon was created.
+    pub started_at: SystemTime,
+    /// Its process id.
+    pub pid: u32,
+}
+
 /// tunneld's core: hosts, tunnels, and running execs.
 pub struct Daemon {
     hosts: BTreeMap<String, Arc<SshHost>>,
     default_host: Option<String>,
-    tunnels: Registry,
+    /// Shared with attachments, which remove their tunnel when dropped.
+    tunnels: Arc<Registry>,
     limits: Limits,
+    started_at: SystemTime,
     /// Root of the cancellation tree: every host connect, tunnel and exec
     /// holds a child.
     shutdown: CancellationToken,
+    /// Set by the first `shutdown` call.
+    stopped: AtomicBool,
     execs: TaskTracker,
 }
 
@@ -53,9 +76,11 @@ impl Daemon {
         Daemon {
             hosts,
             default_host: config.default_host,
-            tunnels: Registry::default(),
+            tunnels: Arc::default(),
             limits: config.limits,
+            started_at: SystemTime::now(),
             shutdown,
+            stopped: AtomicBool::new(false),
             execs: TaskTracker::new(),
         }
     }
@@ -95,38 +120,62 @@ impl Daemon {
 
     /// Opens a local forward over `host`.
     pub async fn open_local(&self, host: &str, spec: LocalForwardSpec) -> Result<TunnelSnapshot> {
-        let host = self.host(host)?;
-        let (seq, id) = self.tunnels.next_id();
-        let t = tunnel::open_local(
-            host,
-            spec,
-            id,
-            &self.shutdown,
-            self.limits.max_buffer_per_connection,
-        )
-        .await?;
+        let (seq, t) = self.open(host, ForwardSpec::Local(spec), false).await?;
         Ok(self.register(seq, t))
     }
 
     /// Opens a remote forward over `host`.
     pub async fn open_remote(&self, host: &str, spec: RemoteForwardSpec) -> Result<TunnelSnapshot> {
+        let (seq, t) = self.open(host, ForwardSpec::Remote(spec), false).await?;
+        Ok(self.register(seq, t))
+    }
+
+    /// Opens a forward that lives as long as the returned [`Attachment`].
+    pub async fn open_attached(&self, host: &str, spec: ForwardSpec) -> Result<Attachment> {
+        let (seq, t) = self.open(host, spec, true).await?;
+        let events = t.take_attach_events();
+        // Registered before the attachment exists, so dropping it always
+        // finds the tunnel to close.
+        self.tunnels.insert(seq, t.clone());
+        Ok(Attachment::new(t, events, self.tunnels.clone()))
+    }
+
+    async fn open(
+        &self,
+        host: &str,
+        spec: ForwardSpec,
+        attached: bool,
+    ) -> Result<(u64, Arc<Tunnel>)> {
         let host = self.host(host)?;
         let (seq, id) = self.tunnels.next_id();
-        let t = tunnel::open_remote(
-            host,
-            spec,
-            id,
-            &self.shutdown,
-            self.limits.max_buffer_per_connection,
-        )
-        .await?;
-        Ok(self.register(seq, t))
+        let options = TunnelOptions {
+            max_buffer: self.limits.max_buffer_per_connection,
+            attached,
+        };
+        let t = match spec {
+            ForwardSpec::Local(spec) => {
+                tunnel::open_local(host, spec, id, &self.shutdown, options).await?
+            }
+            ForwardSpec::Remote(spec) => {
+                tunnel::open_remote(host, spec, id, &self.shutdown, options).await?
+            }
+        };
+        Ok((seq, t))
     }
 
     fn register(&self, seq: u64, t: Arc<Tunnel>) -> TunnelSnapshot {
         let snapshot = t.snapshot();
         self.tunnels.insert(seq, t);
         snapshot
+    }
+
+    /// The daemon's version, start time and process id.
+    pub fn info(&self) -> DaemonInfo {
+        DaemonInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: self.started_at,
+            pid: std::process::id(),
+        }
     }
 
     /// Every open tunnel (oldest first) and every host with its state.
@@ -151,19 +200,21 @@ impl Daemon {
             .tunnels
             .remove(id)
             .ok_or_else(|| Error::TunnelNotFound(id.to_string()))?;
-        Ok(close_tunnel(&t).await)
+        Ok(t.close().await)
     }
 
     /// Stops everything: cancels the root token, waits (bounded) for tunnels
     /// and execs to end, and disconnects every host.
+    /// Only the first call does anything.
     pub async fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.shutdown.cancel();
         let tunnels = self.tunnels.drain();
-        for t in &tunnels {
-            close_tunnel(t).await;
-        }
+        futures_util::future::join_all(tunnels.iter().map(|t| t.close())).await;
         self.execs.close();
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.execs.wait()).await;
+        let _ = tokio::time::timeout(EXEC_SHUTDOWN_TIMEOUT, self.execs.wait()).await;
         for h in self.hosts.values() {
             h.disconnect().await;
         }
@@ -172,18 +223,4 @@ impl Daemon {
             "all tunnels closed and SSH connections ended"
         );
     }
-}
-
-async fn close_tunnel(t: &Tunnel) -> TunnelSnapshot {
-    t.cancel.cancel();
-    t.tasks.close();
-    if tokio::time::timeout(CLOSE_TIMEOUT, t.tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(tunnel = %t.id, "tunnel tasks did not finish within {}s", CLOSE_TIMEOUT.as_secs());
-    }
-    t.set_state(TunnelState::Closed, "");
-    tracing::info!(tunnel = %t.id, "tunnel closed");
-    t.snapshot()
 }

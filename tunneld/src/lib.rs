@@ -11,6 +11,7 @@
 //! - [`exec`]: one remote command with streamed output.
 //! - [`daemon`]: the domain facade the API calls.
 //! - [`grpc`] and [`server`]: the thin gRPC adapter and the server around it.
+//! - [`listen`]: the API's TCP or unix socket listener.
 //! - [`error`]: the one error type.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod daemon;
 pub mod error;
 pub mod exec;
 pub mod grpc;
+pub mod listen;
 pub mod relay;
 pub mod server;
 pub mod ssh;
@@ -29,16 +31,16 @@ pub mod tunnel;
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use daemon::Daemon;
 pub use error::{Error, Result};
+pub use listen::{ApiListener, ListenAddr};
 
 /// Runs tunneld on `listener` with `config` until `shutdown` is cancelled;
 /// returns once every tunnel and SSH connection is closed.
-pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(listener: ApiListener, config: Config, shutdown: CancellationToken) -> Result<()> {
     let daemon = Arc::new(Daemon::new(config, shutdown.clone()));
     server::serve(listener, daemon, shutdown).await
 }

@@ -1,11 +1,11 @@
 //! The `tunneld` binary: parses flags, binds the API listener, wires signals,
 //! and hands everything to [`tunneld::run`].
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tunneld::ListenAddr;
 use tunneld::config::{Config, HostDefaults, HostKeyPolicy, PassphraseSource, expand_home};
 
 /// Default address of the control API.
@@ -23,13 +23,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 Examples:
   tunneld --ssh deploy@bastion.example.com
   tunneld --listen 127.0.0.1:4522 --ssh me@10.0.0.5:2222 --identity ~/.ssh/id_ed25519
-  tunneld --config /etc/tunneld/hosts.toml"
+  tunneld --config /etc/tunneld/hosts.toml
+  tunneld --listen unix:$XDG_RUNTIME_DIR/tunneld.sock --ssh deploy@bastion.example.com"
 )]
 struct Args {
-    /// Address of the gRPC API (port 0 picks a free one). Must be loopback
-    /// unless --insecure-listen is given.
-    #[arg(long, env = "TUNNELD_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: String,
+    /// Address of the gRPC API: HOST:PORT (port 0 picks a free one), which
+    /// must be loopback unless --insecure-listen is given, or unix:/PATH for
+    /// a unix socket only this user can open (mode 0600).
+    #[arg(long, env = "TUNNELD_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    listen: ListenAddr,
 
     /// Allow a non-loopback --listen address without any protection: anyone
     /// who reaches it can run commands with your SSH keys.
@@ -124,26 +126,6 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
     Ok(config)
 }
 
-async fn bind(args: &Args) -> Result<TcpListener, String> {
-    let addr: SocketAddr = tokio::net::lookup_host(&args.listen)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("--listen {:?} is not HOST:PORT", args.listen))?;
-    if !addr.ip().is_loopback() {
-        if !args.insecure_listen {
-            return Err(format!(
-                "refusing to serve the API on non-loopback address {addr}: anyone who reaches it could use your SSH keys; \
-                 listen on 127.0.0.1 (and reach it through SSH), or pass --insecure-listen if the network is trusted"
-            ));
-        }
-        tracing::warn!(%addr, "--insecure-listen: the API is reachable from the network WITHOUT authentication");
-    }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
-}
-
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
@@ -175,17 +157,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match bind(&args).await {
+    let listener = match tunneld::listen::bind(&args.listen, args.insecure_listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("tunneld: {e}");
             return ExitCode::from(2);
         }
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let addr = listener.to_string();
     // One line on stdout so scripts and tests learn the port when it was 0.
     println!("tunneld listening on {addr}");
     tracing::info!(%addr, hosts = ?config.hosts.keys().collect::<Vec<_>>(), default = ?config.default_host, "tunneld started");

@@ -63,9 +63,26 @@ enum Down {
 /// Byte counters of one relay, by direction.
 pub struct ByteCounters<'a> {
     /// Bytes read from the TCP stream and sent into the channel.
-    pub tcp_to_channel: &'a AtomicU64,
+    pub tcp_to_channel: Counted<'a>,
     /// Bytes received from the channel and written to the TCP stream.
-    pub channel_to_tcp: &'a AtomicU64,
+    pub channel_to_tcp: Counted<'a>,
+}
+
+/// One direction's byte count, kept both for the whole tunnel and for the
+/// connection alone.
+#[derive(Clone, Copy)]
+pub struct Counted<'a> {
+    /// The tunnel's running total.
+    pub total: &'a AtomicU64,
+    /// This connection's count.
+    pub connection: &'a AtomicU64,
+}
+
+impl Counted<'_> {
+    fn add(self, n: usize) {
+        self.total.fetch_add(n as u64, Ordering::Relaxed);
+        self.connection.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// Carries bytes both ways between `tcp` and `channel` until the connection
@@ -127,9 +144,7 @@ pub async fn relay(
                 let chunk = single.unwrap_or_else(|| batch.split().freeze());
                 if !chunk.is_empty() {
                     tcp_tx.write_all(&chunk).await?;
-                    bytes
-                        .channel_to_tcp
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    bytes.channel_to_tcp.add(chunk.len());
                 }
                 q_rx.release(taken);
                 if eof {
@@ -153,7 +168,7 @@ pub async fn relay(
                 if ch_tx.data_bytes(buf.split().freeze()).await.is_err() {
                     return true; // channel gone; the drain sees the close
                 }
-                bytes.tcp_to_channel.fetch_add(n as u64, Ordering::Relaxed);
+                bytes.tcp_to_channel.add(n);
             }
         });
         let (mut drain, mut downlink, mut uplink) = (drain, downlink, uplink);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
 use tunnel_proto::v1::tunnel_service_server::TunnelServiceServer;
@@ -13,6 +13,7 @@ use crate::{
     daemon::Daemon,
     error::{Error, Result},
     grpc::TunnelApi,
+    listen::ApiListener,
 };
 
 /// Largest request accepted: an Exec's stdin travels in its request.
@@ -21,7 +22,7 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// Serves `daemon` on `listener` until `shutdown` is cancelled, then closes
 /// every tunnel and SSH connection.
 pub async fn serve(
-    listener: TcpListener,
+    listener: ApiListener,
     daemon: Arc<Daemon>,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -38,28 +39,46 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // The server drains in-flight calls only after this future returns, and
+    // attached and exec calls last as long as their tunnels and commands: so
+    // close those first, letting every call end with its last message.
     let stopping = {
         let shutdown = shutdown.clone();
         let health = health.clone();
+        let daemon = daemon.clone();
         async move {
             shutdown.cancelled().await;
             tracing::info!("shutting down");
             health
                 .set_not_serving::<TunnelServiceServer<TunnelApi>>()
                 .await;
+            daemon.shutdown().await;
         }
     };
-    let served = Server::builder()
+    let router = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
             TunnelServiceServer::new(TunnelApi::new(daemon.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
-        )
-        .serve_with_incoming_shutdown(incoming, stopping)
-        .await;
+        );
+    let served = match listener {
+        ApiListener::Tcp(listener) => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await
+        }
+        ApiListener::Unix(listener, _file) => {
+            // `_file` lives until serving ends, then removes the socket.
+            let incoming = UnixListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await
+        }
+    };
+    // Already done unless serving failed; doing it again is harmless.
     daemon.shutdown().await;
     served.map_err(|e| Error::Io {
         context: "serving the gRPC API".into(),

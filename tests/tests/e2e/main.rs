@@ -9,6 +9,7 @@
 
 mod support;
 
+mod attach;
 mod errors;
 mod exec;
 mod fixtures;

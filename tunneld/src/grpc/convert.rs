@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tunnel_proto::{pbjson_types, v1 as pb};
 
 use crate::{
-    daemon::HostStatus,
+    daemon::{DaemonInfo, HostStatus},
     error::{Error, Result},
     exec::{ExecEvent, ExecSpec, ExitStatus, valid_env_name},
     ssh::ConnectionState,
     tunnel::{
-        Endpoint, LocalForwardSpec, RemoteForwardSpec, TunnelKind, TunnelSnapshot, TunnelState,
+        AttachmentEvent, Endpoint, ForwardSpec, LocalForwardSpec, RemoteForwardSpec, TunnelEvent,
+        TunnelKind, TunnelSnapshot, TunnelState,
     },
 };
 
@@ -127,6 +128,19 @@ pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<(String, Remote
     ))
 }
 
+/// Validates an OpenAttachedRequest: exactly one forward, checked as its
+/// own RPC checks it.
+pub fn attached_request(r: pb::OpenAttachedRequest) -> Result<(String, ForwardSpec)> {
+    use pb::open_attached_request::Forward;
+    match r.forward {
+        Some(Forward::Local(l)) => local_request(l).map(|(h, s)| (h, ForwardSpec::Local(s))),
+        Some(Forward::Remote(r)) => remote_request(r).map(|(h, s)| (h, ForwardSpec::Remote(s))),
+        None => Err(invalid(
+            "forward is not set; set `local` (as OpenLocalForward) or `remote` (as OpenRemoteForward)".into(),
+        )),
+    }
+}
+
 /// Validates a CloseRequest.
 pub fn close_request(r: pb::CloseRequest) -> Result<String> {
     let id = r.id.trim();
@@ -178,7 +192,59 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
             bytes_to_target: t.counters.bytes_to_target,
             bytes_from_target: t.counters.bytes_from_target,
         }),
-        attached: false,
+        attached: t.attached,
+    }
+}
+
+/// The first message of an OpenAttached call.
+pub fn attached_opened(t: TunnelSnapshot) -> pb::OpenAttachedResponse {
+    attached_response(pb::open_attached_response::Event::Opened(tunnel(t)))
+}
+
+/// A later message of an OpenAttached call; `None` for what the API does
+/// not carry (events a slow caller missed).
+pub fn attachment_event(e: AttachmentEvent) -> Option<pb::OpenAttachedResponse> {
+    use pb::open_attached_response::Event;
+    let event = match e {
+        AttachmentEvent::Tunnel(TunnelEvent::ConnectionOpened { id, peer }) => {
+            Event::ConnectionOpened(pb::ConnectionOpened {
+                connection_id: id,
+                peer,
+            })
+        }
+        AttachmentEvent::Tunnel(TunnelEvent::ConnectionClosed(c)) => {
+            Event::ConnectionClosed(pb::ConnectionClosed {
+                connection_id: c.id,
+                peer: c.peer,
+                bytes_to_target: c.bytes_to_target,
+                bytes_from_target: c.bytes_from_target,
+                error: c.error.unwrap_or_default(),
+                duration: Some(duration(c.duration)),
+            })
+        }
+        AttachmentEvent::StateChanged(t) => Event::StateChanged(tunnel(t)),
+        AttachmentEvent::Missed(_) => return None,
+    };
+    Some(attached_response(event))
+}
+
+fn attached_response(event: pb::open_attached_response::Event) -> pb::OpenAttachedResponse {
+    pb::OpenAttachedResponse { event: Some(event) }
+}
+
+fn duration(d: Duration) -> pbjson_types::Duration {
+    pbjson_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// The daemon's description of itself.
+pub fn info(i: DaemonInfo) -> pb::GetInfoResponse {
+    pb::GetInfoResponse {
+        version: i.version.to_string(),
+        started_at: Some(timestamp(i.started_at)),
+        pid: i.pid,
     }
 }
 

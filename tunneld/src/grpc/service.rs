@@ -82,15 +82,27 @@ impl TunnelService for TunnelApi {
 
     async fn open_attached(
         &self,
-        _req: Request<pb::OpenAttachedRequest>,
+        req: Request<pb::OpenAttachedRequest>,
     ) -> Result<Response<AttachedStream>, Status> {
-        Err(Status::unimplemented("OpenAttached is not served yet"))
+        let (host, spec) = convert::attached_request(req.into_inner())?;
+        let attachment = self.daemon.open_attached(&host, spec).await?;
+        let opened = convert::attached_opened(attachment.snapshot());
+        // The stream owns the attachment: when tonic drops it (the caller
+        // cancelled or went away), the tunnel is closed.
+        let events = futures_util::stream::unfold(attachment, |mut a| async move {
+            let event = a.next().await?;
+            Some((event, a))
+        })
+        .filter_map(convert::attachment_event)
+        .map(Ok);
+        let stream = tokio_stream::once(Ok(opened)).chain(events);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_info(
         &self,
         _req: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
-        Err(Status::unimplemented("GetInfo is not served yet"))
+        Ok(Response::new(convert::info(self.daemon.info())))
     }
 }

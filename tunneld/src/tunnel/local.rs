@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Endpoint, Tunnel, TunnelKind};
+use super::{Endpoint, Tunnel, TunnelKind, TunnelOptions};
 use crate::{
     error::{Error, Result},
     ssh::SshHost,
@@ -36,7 +36,7 @@ pub async fn open_local(
     spec: LocalForwardSpec,
     id: String,
     parent: &CancellationToken,
-    max_buffer: usize,
+    options: TunnelOptions,
 ) -> Result<Arc<Tunnel>> {
     host.session().await?;
     let listener = bind(&spec.bind_address, spec.local_port).await?;
@@ -57,10 +57,9 @@ pub async fn open_local(
         id,
         TunnelKind::Local,
         &host.config().name,
-        local,
-        target,
+        (local, target),
         parent,
-        max_buffer,
+        options,
     ));
     let span = tracing::info_span!("local_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %bound, target = %tunnel.remote);
     tunnel
@@ -126,8 +125,7 @@ async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHo
 }
 
 async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
-    let counters = &tunnel.counters;
-    let _active = counters.connection();
+    let conn = tunnel.connection(peer);
     let _ = tcp.set_nodelay(true);
     let target = &tunnel.remote;
     let opened = tokio::select! {
@@ -140,11 +138,11 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<
     let channel = match opened {
         Ok(c) => c,
         Err(e) => {
-            counters.fail();
             tracing::warn!("cannot carry connection from {peer}: {e}");
+            conn.fail(e.to_string());
             let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
             return;
         }
     };
-    tunnel.relay_connection(tcp, channel).await;
+    tunnel.relay_connection(&conn, tcp, channel).await;
 }

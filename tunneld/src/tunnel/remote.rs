@@ -8,7 +8,7 @@ use tokio::{net::TcpStream, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Endpoint, Tunnel, TunnelKind, TunnelState};
+use super::{Connection, Endpoint, Tunnel, TunnelKind, TunnelOptions, TunnelState};
 use crate::{
     error::Result,
     ssh::{ForwardedChannel, SshHost, SshSession},
@@ -39,7 +39,7 @@ pub async fn open_remote(
     spec: RemoteForwardSpec,
     id: String,
     parent: &CancellationToken,
-    max_buffer: usize,
+    options: TunnelOptions,
 ) -> Result<Arc<Tunnel>> {
     let session = host.session().await?;
     let routes = host.routes().clone();
@@ -74,10 +74,9 @@ pub async fn open_remote(
         id,
         TunnelKind::Remote,
         &host.config().name,
-        local,
-        remote,
+        (local, remote),
         parent,
-        max_buffer,
+        options,
     ));
     let span = tracing::info_span!("remote_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %tunnel.remote, target = %tunnel.local);
     tunnel
@@ -123,25 +122,24 @@ async fn serve(
 }
 
 async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>) {
-    let counters = &tunnel.counters;
-    let _active = counters.connection();
+    let conn = tunnel.connection(&fc.originator);
     let target = &tunnel.local;
     let connect = TcpStream::connect((target.host.as_str(), target.port));
     let tcp = match tokio::time::timeout(LOCAL_CONNECT_TIMEOUT, connect).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
-            return refuse(fc, counters, format!("cannot connect to {target}: {e}")).await;
+            return refuse(fc, &conn, format!("cannot connect to {target}: {e}")).await;
         }
-        Err(_) => return refuse(fc, counters, format!("connecting to {target} timed out")).await,
+        Err(_) => return refuse(fc, &conn, format!("connecting to {target} timed out")).await,
     };
     let _ = tcp.set_nodelay(true);
     fc.reply.accept().await;
-    tunnel.relay_connection(tcp, fc.channel).await;
+    tunnel.relay_connection(&conn, tcp, fc.channel).await;
 }
 
-async fn refuse(fc: ForwardedChannel, counters: &super::TunnelCounters, why: String) {
-    counters.fail();
+async fn refuse(fc: ForwardedChannel, conn: &Connection<'_>, why: String) {
     tracing::warn!(from = %fc.originator, "refusing forwarded connection: {why}");
+    conn.fail(why);
     fc.reply
         .reject(russh::ChannelOpenFailure::ConnectFailed)
         .await;

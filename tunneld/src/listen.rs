@@ -1,0 +1,233 @@
+//! Where the API listens: a TCP address (loopback unless explicitly allowed
+//! otherwise) or a unix socket only its owner can open.
+//!
+//! A unix socket is bound inside a fresh private directory, made 0600, and
+//! only then renamed into place, so there is no moment when another user
+//! could connect to it.
+
+use std::{
+    fmt, io,
+    net::SocketAddr,
+    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use tokio::net::{TcpListener, UnixListener};
+
+/// Scheme prefix of a unix socket address, as gRPC names them.
+pub const UNIX_PREFIX: &str = "unix:";
+
+/// An address given to `--listen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `HOST:PORT` (resolved when bound).
+    Tcp(String),
+    /// `unix:/path` or `unix:///path`.
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some(rest) = s.strip_prefix(UNIX_PREFIX) else {
+            return Ok(ListenAddr::Tcp(s.to_string()));
+        };
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err("unix: needs a socket path, e.g. unix:/run/tunneld/api.sock".into());
+        }
+        Ok(ListenAddr::Unix(PathBuf::from(path)))
+    }
+}
+
+/// A bound API listener.
+pub enum ApiListener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A unix socket listener; its file is removed when this is dropped.
+    Unix(UnixListener, SocketFile),
+}
+
+impl fmt::Display for ApiListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiListener::Tcp(l) => match l.local_addr() {
+                Ok(a) => write!(f, "{a}"),
+                Err(_) => f.write_str("(unknown TCP address)"),
+            },
+            ApiListener::Unix(_, file) => write!(f, "{UNIX_PREFIX}{}", file.path.display()),
+        }
+    }
+}
+
+/// Binds `addr`. A TCP address must be loopback unless `allow_non_loopback`.
+pub async fn bind(addr: &ListenAddr, allow_non_loopback: bool) -> Result<ApiListener, String> {
+    match addr {
+        ListenAddr::Tcp(text) => bind_tcp(text, allow_non_loopback)
+            .await
+            .map(ApiListener::Tcp),
+        ListenAddr::Unix(path) => {
+            let (listener, file) = bind_unix(path)
+                .map_err(|e| format!("cannot listen on {UNIX_PREFIX}{}: {e}", path.display()))?;
+            Ok(ApiListener::Unix(listener, file))
+        }
+    }
+}
+
+async fn bind_tcp(text: &str, allow_non_loopback: bool) -> Result<TcpListener, String> {
+    let addr: SocketAddr = tokio::net::lookup_host(text)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("--listen {text:?} is not HOST:PORT or unix:/PATH"))?;
+    if !addr.ip().is_loopback() {
+        if !allow_non_loopback {
+            return Err(format!(
+                "refusing to serve the API on non-loopback address {addr}: anyone who reaches it could use your SSH keys; \
+                 listen on 127.0.0.1 or on a unix socket (unix:/PATH), or pass --insecure-listen if the network is trusted"
+            ));
+        }
+        tracing::warn!(%addr, "--insecure-listen: the API is reachable from the network WITHOUT authentication");
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// The socket file of a unix listener, removed on drop if it is still ours.
+pub struct SocketFile {
+    path: PathBuf,
+    /// Device and inode, to avoid removing a socket someone else put there.
+    id: (u64, u64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && (meta.dev(), meta.ino()) == self.id
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    remove_stale(path)?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // A private directory next to the target: bound and restricted there,
+    // then renamed into place.
+    let private = parent.join(format!(
+        ".tunneld-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| {
+            with_context(
+                e,
+                &format!("cannot create a directory in {}", parent.display()),
+            )
+        })?;
+    let staged = private.join("api.sock");
+    let bound = (|| {
+        let listener = std::os::unix::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        listener.set_nonblocking(true)?;
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok::<_, io::Error>((listener, (meta.dev(), meta.ino())))
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    let (listener, id) = bound?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        id,
+    };
+    Ok((UnixListener::from_std(listener)?, file))
+}
+
+/// Removes a socket left by a tunneld that died; refuses to touch a live
+/// socket or anything that is not a socket.
+fn remove_stale(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket; remove it or choose another path",
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is serving on this socket (is tunneld already running?)",
+        )),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
+fn with_context(e: io::Error, context: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{context}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addr_forms() {
+        assert_eq!(
+            "127.0.0.1:4522".parse::<ListenAddr>(),
+            Ok(ListenAddr::Tcp("127.0.0.1:4522".into()))
+        );
+        assert_eq!(
+            "unix:/run/t.sock".parse::<ListenAddr>(),
+            Ok(ListenAddr::Unix("/run/t.sock".into()))
+        );
+        assert_eq!(
+            "unix:///run/t.sock".parse::<ListenAddr>(),
+            Ok(ListenAddr::Unix("/run/t.sock".into()))
+        );
+        assert!("unix:".parse::<ListenAddr>().is_err());
+    }
+
+    #[tokio::test]
+    async fn unix_socket_is_private_replaces_stale_and_refuses_live() {
+        let dir = std::env::temp_dir().join(format!("tunneld-listen-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("api.sock");
+        let addr = ListenAddr::Unix(path.clone());
+
+        // A stale socket (nobody listening) is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let listener = bind(&addr, false).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(listener.to_string(), format!("unix:{}", path.display()));
+
+        // A live one is not.
+        let err = bind(&addr, false).await.err().unwrap();
+        assert!(err.contains("already running"), "{err}");
+
+        // Dropping the listener removes the file; nothing else is left.
+        drop(listener);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
