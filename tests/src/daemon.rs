@@ -4,8 +4,11 @@
 //! `tunneld --listen 127.0.0.1:0 --ssh USER@HOST:PORT --identity KEY
 //! --known-hosts FILE [--config FILE.toml] [--host-key-policy POLICY]` prints
 //! exactly one line to stdout once bound — `tunneld listening on ADDR` —
-//! logs to stderr, and exits 0 soon after SIGINT or SIGTERM.
+//! logs to stderr, and exits 0 soon after SIGINT or SIGTERM. With
+//! `--listen unix:PATH` (see [`TunneldBuilder::listen_unix`]) the line is
+//! `tunneld listening on unix:PATH`.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -124,10 +127,31 @@ impl HostSpec {
     }
 }
 
+/// Where a daemon's gRPC API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiAddr {
+    /// A TCP address (the default: an ephemeral port of 127.0.0.1).
+    Tcp(SocketAddr),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ApiAddr {
+    /// The form `tunnelctl --addr` takes: `127.0.0.1:PORT` or `unix:/path`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiAddr::Tcp(addr) => write!(f, "{addr}"),
+            ApiAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// Builds a [`Tunneld`]: the default host, named config hosts, extra args.
 #[derive(Debug, Clone)]
 pub struct TunneldBuilder {
     default: HostSpec,
+    /// `--listen unix:PATH` instead of 127.0.0.1:0.
+    unix: Option<PathBuf>,
     hosts: Vec<(String, HostSpec)>,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -138,6 +162,7 @@ impl TunneldBuilder {
     pub fn new(default: HostSpec) -> Self {
         TunneldBuilder {
             default,
+            unix: None,
             hosts: Vec::new(),
             args: Vec::new(),
             env: vec![("RUST_LOG".into(), "tunneld=debug".into())],
@@ -147,6 +172,13 @@ impl TunneldBuilder {
     /// Adds a `[hosts.NAME]` table to the daemon's config file.
     pub fn host(mut self, name: impl Into<String>, spec: HostSpec) -> Self {
         self.hosts.push((name.into(), spec));
+        self
+    }
+
+    /// Serves the API on a unix socket at `path` (`--listen unix:PATH`)
+    /// instead of 127.0.0.1:0; the fixture's client then connects there.
+    pub fn listen_unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.unix = Some(path.into());
         self
     }
 
@@ -181,9 +213,13 @@ impl TunneldBuilder {
         let stderr_path = dir.path().join("tunneld.stderr.log");
         let stderr = std::fs::File::create(&stderr_path).context("creating tunneld stderr log")?;
 
+        let listen = match &self.unix {
+            Some(path) => format!("unix:{}", path.display()),
+            None => "127.0.0.1:0".to_string(),
+        };
         let mut cmd = Command::new(bin);
         cmd.arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--ssh")
             .arg(&self.default.address)
             .arg("--identity")
@@ -214,7 +250,7 @@ impl TunneldBuilder {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
 
-        let addr = match wait_for_listening(&mut child).await {
+        let addr = match wait_for_listening(&mut child, self.unix.as_deref()).await {
             Ok(addr) => addr,
             Err(e) => {
                 let _ = child.kill().await;
@@ -222,7 +258,10 @@ impl TunneldBuilder {
                 return Err(e.context(format!("tunneld did not start; its stderr:\n{log}")));
             }
         };
-        let client = connect(addr).await?;
+        let client = match &addr {
+            ApiAddr::Tcp(tcp) => connect(*tcp).await?,
+            ApiAddr::Unix(path) => connect_unix(path).await?,
+        };
         Ok(Tunneld {
             child,
             addr,
@@ -234,8 +273,9 @@ impl TunneldBuilder {
 }
 
 /// Reads the first stdout line, which must be the listening line, then keeps
-/// draining stdout so the daemon can never block on a full pipe.
-async fn wait_for_listening(child: &mut Child) -> Result<SocketAddr> {
+/// draining stdout so the daemon can never block on a full pipe. With `unix`
+/// set the line must name that socket.
+async fn wait_for_listening(child: &mut Child, unix: Option<&Path>) -> Result<ApiAddr> {
     let stdout = child
         .stdout
         .take()
@@ -254,9 +294,21 @@ async fn wait_for_listening(child: &mut Child) -> Result<SocketAddr> {
     let addr = line.strip_prefix(LISTENING_PREFIX).with_context(|| {
         format!("tunneld's first stdout line is {line:?}, expected \"{LISTENING_PREFIX}ADDR\"")
     })?;
-    let addr: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("tunneld's listening line names no socket address: {line:?}"))?;
+    let addr = match unix {
+        Some(path) => {
+            let named = addr.strip_prefix("unix:").map(Path::new);
+            if named != Some(path) {
+                bail!(
+                    "tunneld's listening line is {line:?}, expected it to name unix:{}",
+                    path.display()
+                );
+            }
+            ApiAddr::Unix(path.to_path_buf())
+        }
+        None => ApiAddr::Tcp(addr.parse().with_context(|| {
+            format!("tunneld's listening line names no socket address: {line:?}")
+        })?),
+    };
     tokio::spawn(async move {
         let _ = tokio::io::copy(&mut lines, &mut tokio::io::sink()).await;
     });
@@ -274,11 +326,31 @@ pub async fn connect(addr: SocketAddr) -> Result<Client> {
     Ok(Client::new(channel))
 }
 
+/// Connects a gRPC client to a tunneld serving on the unix socket `path`.
+pub async fn connect_unix(path: &Path) -> Result<Client> {
+    let path = path.to_path_buf();
+    let shown = path.display().to_string();
+    // The URI is required by tonic but unused: every connection goes to the socket.
+    let endpoint = tonic::transport::Endpoint::from_static("http://tunneld.invalid")
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .with_context(|| format!("connecting a gRPC client to tunneld at unix:{shown}"))?;
+    Ok(Client::new(channel))
+}
+
 /// A running tunneld; killed when dropped.
 #[derive(Debug)]
 pub struct Tunneld {
     child: Child,
-    addr: SocketAddr,
+    addr: ApiAddr,
     client: Client,
     stderr_path: PathBuf,
     /// Holds the config file and stderr log.
@@ -297,8 +369,24 @@ impl Tunneld {
     }
 
     /// The gRPC listening address.
+    ///
+    /// # Panics
+    /// If the daemon listens on a unix socket ([`TunneldBuilder::listen_unix`]);
+    /// use [`Tunneld::api_addr`] there.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        match &self.addr {
+            ApiAddr::Tcp(addr) => *addr,
+            ApiAddr::Unix(path) => panic!(
+                "tunneld listens on unix:{}, not TCP; use api_addr()",
+                path.display()
+            ),
+        }
+    }
+
+    /// Where the API listens, TCP or unix; its `Display` is what
+    /// `tunnelctl --addr` takes.
+    pub fn api_addr(&self) -> &ApiAddr {
+        &self.addr
     }
 
     /// A client on the fixture's channel (cheap to clone; calls multiplex).

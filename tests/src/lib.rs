@@ -12,6 +12,7 @@
 //! - [`procs`]: finding and killing child processes through `/proc`.
 //! - [`binaries`]: locating (and building, once) `tunneld` and `tunnelctl`.
 //! - [`daemon`]: the `tunneld` fixture and a connected gRPC client.
+//! - [`ctl`]: the real `tunnelctl` binary, run to completion or spawned.
 //! - [`exec`]: running an `Exec` call to completion and inspecting the result.
 //! - [`peers`]: echo, digest, flood and HTTP servers, and port helpers.
 //! - [`data`]: random payloads and their digests.
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod binaries;
+pub mod ctl;
 pub mod daemon;
 pub mod data;
 pub mod exec;
@@ -30,7 +32,8 @@ pub mod procs;
 pub mod sshd;
 pub mod wait;
 
-pub use daemon::{HostSpec, Tunneld, TunneldBuilder};
+pub use ctl::{Ctl, CtlChild, CtlOutput};
+pub use daemon::{ApiAddr, HostSpec, Tunneld, TunneldBuilder};
 pub use sshd::{Sshd, SshdBuilder};
 
 /// The gRPC client type the fixtures hand out.

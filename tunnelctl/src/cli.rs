@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 
 use crate::client::Addr;
 use crate::spec::{
@@ -31,12 +32,18 @@ Examples:
   # Expose a local web app on port 8080 of the SSH server
   tunnelctl open-remote --rport 8080 --lport 3000
 
+  # Keep a forward only while this command runs (Ctrl-C closes it), like ssh -N -L
+  tunnelctl open-local --attach -L 5432:db.internal:5432 --host bastion
+
   # Run a command on a host
   tunnelctl exec --host web1 -- uptime
 
   # See what is open, then close it
   tunnelctl list
-  tunnelctl close t-1";
+  tunnelctl close t-1
+
+  # Talk to a tunneld on a Unix socket
+  tunnelctl --addr unix:/run/tunneld/tunneld.sock status";
 
 const EXEC_EXAMPLES: &str = "\
 Examples:
@@ -50,19 +57,26 @@ Examples:
   tar cz ./site | tunnelctl exec --host web1 --env DEST=/srv -- 'tar xz -C \"$DEST\"'
 
   # Give up after 30 seconds (the command gets SIGTERM)
-  tunnelctl exec --timeout 30s -- ./migrate.sh";
+  tunnelctl exec --timeout 30s -- ./migrate.sh
+
+  # Use the exit code in a script
+  tunnelctl exec --host db1 -- pg_isready -q || echo 'database down'";
 
 const OPEN_LOCAL_EXAMPLES: &str = "\
 Examples:
   # Reach a database behind a bastion on local port 5432
   tunnelctl open-local --lport 5432 --rhost db.internal --rport 5432 --host bastion
+  psql -h 127.0.0.1 -p 5432 app
 
   # The same in OpenSSH -L syntax
   tunnelctl open-local -L 5432:db.internal:5432 --host bastion
 
   # Let tunneld pick the local port, and close the tunnel later by id
   id=$(tunnelctl -q open-local --lport 0 --rport 5432)
-  tunnelctl close \"$id\"";
+  tunnelctl close \"$id\"
+
+  # Keep the tunnel only while this runs, printing connections; Ctrl-C closes it
+  tunnelctl open-local --attach -L 5432:db.internal:5432 --host bastion";
 
 const OPEN_REMOTE_EXAMPLES: &str = "\
 Examples:
@@ -71,20 +85,64 @@ Examples:
 
   # The same in OpenSSH -R syntax, listening on every interface of the server
   # (honoured only if the server's GatewayPorts allows it)
-  tunnelctl open-remote -R '*:8080:localhost:3000'";
+  tunnelctl open-remote -R '*:8080:localhost:3000'
+
+  # Share the app only while this runs, watching who connects; Ctrl-C closes it
+  tunnelctl open-remote --attach -R 8080:localhost:3000 --host web1";
 
 const LIST_EXAMPLES: &str = "\
 Examples:
   tunnelctl list
   tunnelctl list -o json
-  tunnelctl ls -q          # tunnel ids only";
+  tunnelctl ls -q          # tunnel ids only
+
+  # Ports of the local forwards, with jq
+  tunnelctl list -o json | jq '.tunnels[] | select(.kind == \"TUNNEL_KIND_LOCAL\") | .local.port'";
 
 const CLOSE_EXAMPLES: &str = "\
 Examples:
   tunnelctl close t-1 t-2
 
   # Close every tunnel
-  tunnelctl close $(tunnelctl ls -q)";
+  tunnelctl close --all
+
+  # Open, use and close in a script
+  id=$(tunnelctl -q open-local --lport 15432 --rhost db.internal --rport 5432)
+  pg_dump -h 127.0.0.1 -p 15432 app > app.sql
+  tunnelctl close \"$id\"";
+
+const HOSTS_EXAMPLES: &str = "\
+Examples:
+  tunnelctl hosts
+  tunnelctl hosts -q       # host names only
+
+  # Hosts whose last connection failed, and why
+  tunnelctl hosts -o json | jq -r '.hosts[] | select(.state == \"SSH_CONNECTION_STATE_FAILED\") | \"\\(.name): \\(.stateDetail)\"'";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  tunnelctl status
+  tunnelctl --addr unix:/run/tunneld/tunneld.sock status
+
+  # Wait until tunneld serves (exit 0 when SERVING)
+  until tunnelctl -q --timeout 1s status 2>/dev/null; do sleep 0.2; done
+
+  # tunneld's version, for a bug report
+  tunnelctl status -o json | jq -r .info.version";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  # bash
+  tunnelctl completions bash > ~/.local/share/bash-completion/completions/tunnelctl
+
+  # zsh (any directory in $fpath, before compinit runs)
+  tunnelctl completions zsh > ~/.zfunc/_tunnelctl
+
+  # fish
+  tunnelctl completions fish > ~/.config/fish/completions/tunnelctl.fish
+
+  # Just for the current bash session
+  source <(tunnelctl completions bash)";
 
 /// `tunnelctl`: the command-line client for tunneld.
 #[derive(Debug, Parser)]
@@ -95,14 +153,15 @@ Examples:
     after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
-    /// tunneld's gRPC address, HOST:PORT or http://HOST:PORT
+    /// tunneld's gRPC address: HOST:PORT, http://HOST:PORT, or a Unix
+    /// socket as unix:/PATH
     #[arg(
         long,
         global = true,
         help_heading = GLOBAL,
         env = "TUNNELD_ADDR",
         default_value = DEFAULT_ADDR,
-        value_name = "HOST:PORT"
+        value_name = "ADDR"
     )]
     pub addr: Addr,
 
@@ -111,11 +170,13 @@ pub struct Cli {
     pub output: OutputFormat,
 
     /// Bound on each call to tunneld, connecting included (for exec: connecting
-    /// only); goes before the verb, e.g. `tunnelctl --timeout 5s list`
+    /// only; for --attach: connecting and opening); goes before the verb, e.g.
+    /// `tunnelctl --timeout 5s list`
     #[arg(long, help_heading = GLOBAL, value_name = "DURATION", default_value = DEFAULT_TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Print tunnel ids only (open-local, open-remote, list, close)
+    /// Print ids only: tunnel ids (open-local, open-remote, list, close), host
+    /// names (hosts), nothing (status)
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
@@ -148,13 +209,25 @@ pub enum Command {
     #[command(after_help = OPEN_REMOTE_EXAMPLES)]
     OpenRemote(OpenRemoteArgs),
 
-    /// List open tunnels and SSH hosts
+    /// List open tunnels
     #[command(visible_alias = "ls", after_help = LIST_EXAMPLES)]
     List(ListArgs),
 
-    /// Close tunnels by id
+    /// Close tunnels by id, or all of them
     #[command(after_help = CLOSE_EXAMPLES)]
     Close(CloseArgs),
+
+    /// List the SSH hosts tunneld knows and the state of their connections
+    #[command(after_help = HOSTS_EXAMPLES)]
+    Hosts(HostsArgs),
+
+    /// Show whether tunneld is up: its version, health, tunnels and hosts
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(StatusArgs),
+
+    /// Print a shell completion script
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
 }
 
 /// Arguments of `exec`.
@@ -218,6 +291,11 @@ pub struct OpenLocalArgs {
     /// SSH host to forward through (default: the default host)
     #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
     pub host: Option<String>,
+
+    /// Keep the tunnel only while tunnelctl runs, printing each connection;
+    /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -L`
+    #[arg(long)]
+    pub attach: bool,
 }
 
 /// Arguments of `open-remote`.
@@ -250,18 +328,44 @@ pub struct OpenRemoteArgs {
     /// SSH host to listen on (default: the default host)
     #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
     pub host: Option<String>,
+
+    /// Keep the tunnel only while tunnelctl runs, printing each connection;
+    /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -R`
+    #[arg(long)]
+    pub attach: bool,
 }
 
 /// Arguments of `list` (none yet; filters will go here).
 #[derive(Debug, Args)]
 pub struct ListArgs {}
 
-/// Arguments of `close`.
+/// Arguments of `close`: ids, or `--all`, exactly one of the two.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["ids", "all"])))]
 pub struct CloseArgs {
     /// Ids of the tunnels to close, as printed by open-* and list
-    #[arg(value_name = "ID", required = true)]
+    #[arg(value_name = "ID", value_parser = parse_nonempty)]
     pub ids: Vec<String>,
+
+    /// Close every open tunnel
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Arguments of `hosts` (none yet).
+#[derive(Debug, Args)]
+pub struct HostsArgs {}
+
+/// Arguments of `status` (none yet).
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
+
+/// Arguments of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
 }
 
 #[cfg(test)]
@@ -331,5 +435,104 @@ mod tests {
     fn bad_addr_is_a_usage_error() {
         assert!(parse(&["--addr", "https://x:1", "list"]).is_err());
         assert!(parse(&["--addr", "[::1]:4522", "list"]).is_ok());
+        assert!(parse(&["--addr", "unix:", "list"]).is_err());
+        assert!(parse(&["--addr", "unix://host/x.sock", "list"]).is_err());
+    }
+
+    #[test]
+    fn unix_addr_goes_anywhere_and_shows_as_given() {
+        let cli = parse(&["status", "--addr", "unix:///run/tunneld.sock"]).unwrap();
+        assert_eq!(cli.addr.to_string(), "unix:///run/tunneld.sock");
+        let cli = parse(&["--addr", "unix:/run/tunneld.sock", "hosts"]).unwrap();
+        assert_eq!(cli.addr.to_string(), "unix:/run/tunneld.sock");
+        let cli = parse(&["--addr", "unix:tunneld.sock", "ls"]).unwrap();
+        assert_eq!(cli.addr.to_string(), "unix:tunneld.sock");
+    }
+
+    #[test]
+    fn close_needs_ids_or_all_but_not_both() {
+        let Command::Close(args) = parse(&["close", "t-1", "t-2"]).unwrap().command else {
+            panic!("not close")
+        };
+        assert_eq!(args.ids, ["t-1", "t-2"]);
+        assert!(!args.all);
+
+        let Command::Close(args) = parse(&["close", "--all"]).unwrap().command else {
+            panic!("not close")
+        };
+        assert!(args.all && args.ids.is_empty());
+
+        let err = parse(&["close"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(err.to_string().contains("--all"), "{err}");
+        let err = parse(&["close", "t-1", "--all"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(parse(&["close", ""]).is_err());
+    }
+
+    #[test]
+    fn attach_on_both_open_verbs() {
+        let cli = parse(&["open-local", "--attach", "-L", "0:db:5432"]).unwrap();
+        let Command::OpenLocal(args) = cli.command else {
+            panic!("not open-local")
+        };
+        assert!(args.attach);
+        let cli = parse(&[
+            "-o",
+            "json",
+            "open-remote",
+            "-R",
+            "0:localhost:3000",
+            "--attach",
+        ])
+        .unwrap();
+        let Command::OpenRemote(args) = cli.command else {
+            panic!("not open-remote")
+        };
+        assert!(args.attach);
+        assert_eq!(cli.output, OutputFormat::Json);
+        let cli = parse(&["open-local", "--lport", "0", "--rport", "1"]).unwrap();
+        let Command::OpenLocal(args) = cli.command else {
+            panic!("not open-local")
+        };
+        assert!(!args.attach);
+    }
+
+    #[test]
+    fn new_verbs_parse() {
+        assert!(matches!(
+            parse(&["hosts", "-q"]).unwrap().command,
+            Command::Hosts(_)
+        ));
+        assert!(matches!(
+            parse(&["--timeout", "1s", "status", "-o", "json"])
+                .unwrap()
+                .command,
+            Command::Status(_)
+        ));
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let Command::Completions(args) = parse(&["completions", shell]).unwrap().command else {
+                panic!("not completions")
+            };
+            assert_eq!(args.shell.to_string(), shell);
+        }
+        assert!(parse(&["completions"]).is_err());
+        assert!(parse(&["completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn every_verb_has_examples() {
+        let command = Cli::command();
+        for verb in command.get_subcommands() {
+            let help = verb
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.starts_with("Examples:\n") && help.contains("tunnelctl "),
+                "{} has no examples",
+                verb.get_name()
+            );
+        }
     }
 }

@@ -1,16 +1,21 @@
-//! Talking to tunneld: address parsing, connecting within a deadline, and
-//! turning transport failures and gRPC statuses into one-line messages that
+//! Talking to tunneld: address parsing (TCP or a Unix socket), connecting
+//! within a deadline, and turning transport failures and gRPC statuses into one-line messages that
 //! say what to do.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
 use tokio::time::Instant;
+use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
+use tower::service_fn;
 use tunnel_proto::v1::tunnel_service_client::TunnelServiceClient;
 
 /// The generated client over a tonic channel.
@@ -19,18 +24,37 @@ pub type Client = TunnelServiceClient<Channel>;
 /// Port tunneld listens on by default, used when `--addr` names no port.
 const DEFAULT_PORT: u16 = 4522;
 
-/// tunneld's address: `host:port` or `http://host:port`.
+/// What `--addr` accepts, for error messages.
+const ADDR_FORMS: &str = "expected HOST:PORT, http://HOST:PORT or unix:/PATH";
+
+/// The URI tonic is given for a Unix socket. tonic needs one to build
+/// requests, but the connector ignores it; its host goes out as the HTTP/2
+/// `:authority`, so it is a plain name.
+const UNIX_URI: &str = "http://localhost";
+
+/// tunneld's address: `host:port`, `http://host:port`, or a Unix socket as
+/// `unix:/path`, `unix:///path` or `unix:relative/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addr {
-    /// `http://host:port`, what tonic connects to.
-    uri: String,
-    /// `host:port`, what messages show.
-    authority: String,
+    /// Where to connect.
+    target: Target,
+    /// What messages show: `host:port` for TCP, the text given for a socket.
+    shown: String,
+}
+
+/// The transport behind an [`Addr`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// TCP, as the URI tonic connects to (`http://host:port`).
+    Tcp(String),
+    /// A Unix socket path; a relative one is relative to the working
+    /// directory, as for any file.
+    Unix(PathBuf),
 }
 
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.authority)
+        f.write_str(&self.shown)
     }
 }
 
@@ -38,29 +62,32 @@ impl FromStr for Addr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("unix:") {
+            return unix_addr(s, rest);
+        }
         let rest = if let Some(rest) = s.strip_prefix("http://") {
             rest
         } else if s.starts_with("https://") {
             return Err("TLS is not supported; tunneld serves plain http://HOST:PORT".into());
         } else if s.contains("://") {
-            return Err("expected HOST:PORT or http://HOST:PORT".into());
+            return Err(ADDR_FORMS.into());
         } else {
             s
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() || rest.contains('/') {
-            return Err("expected HOST:PORT or http://HOST:PORT".into());
+            return Err(ADDR_FORMS.into());
         }
         let uri: tonic::codegen::http::Uri = format!("http://{rest}")
             .parse()
-            .map_err(|_| "expected HOST:PORT or http://HOST:PORT (IPv6 in brackets)".to_string())?;
+            .map_err(|_| format!("{ADDR_FORMS} (IPv6 in brackets)"))?;
         let authority = uri
             .authority()
             .ok_or_else(|| "the host is missing".to_string())?
             .as_str();
         let host = uri.host().unwrap_or_default();
         if host.is_empty() || authority.contains('@') {
-            return Err("expected HOST:PORT or http://HOST:PORT".into());
+            return Err(ADDR_FORMS.into());
         }
         // `Uri::port` hides a port that is out of range, so read the text.
         let port = match authority[host.len()..].strip_prefix(':') {
@@ -73,37 +100,86 @@ impl FromStr for Addr {
         };
         let authority = format!("{host}:{port}");
         Ok(Addr {
-            uri: format!("http://{authority}"),
-            authority,
+            target: Target::Tcp(format!("http://{authority}")),
+            shown: authority,
         })
     }
 }
 
+/// Parses what follows `unix:`: a path, or `//` and an absolute path (the
+/// URI form gRPC tools use, `unix:///run/tunneld.sock`).
+fn unix_addr(given: &str, rest: &str) -> Result<Addr, String> {
+    let path = match rest.strip_prefix("//") {
+        Some(path) if path.starts_with('/') => path,
+        Some(_) => {
+            return Err(
+                "a socket URI has no host: use unix:///ABS/PATH (three slashes) or unix:/ABS/PATH"
+                    .into(),
+            );
+        }
+        None => rest,
+    };
+    if path.is_empty() {
+        return Err("the socket path is missing; expected unix:/PATH".into());
+    }
+    Ok(Addr {
+        target: Target::Unix(PathBuf::from(path)),
+        shown: given.to_string(),
+    })
+}
+
 /// Connects to tunneld, giving up at `deadline`.
 pub async fn connect(addr: &Addr, deadline: Instant, timeout: Duration) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(addr.uri.clone())
-        .with_context(|| format!("invalid tunneld address {addr}"))?;
-    match tokio::time::timeout_at(deadline, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(TunnelServiceClient::new(channel)),
-        Ok(Err(err)) => {
-            let (reason, refused) = match io_kind(&err) {
-                Some(io) => (io_reason(io), is_down(io.kind())),
-                None => (error_chain(&err), false),
-            };
-            let hint = if refused {
-                "is tunneld running?"
-            } else {
-                "check --addr (or TUNNELD_ADDR)"
-            };
-            Err(anyhow!(
-                "tunneld is not reachable at {addr}: {reason} — {hint}"
-            ))
-        }
+    Ok(TunnelServiceClient::new(
+        channel(addr, deadline, timeout).await?,
+    ))
+}
+
+/// Opens a connection to tunneld that any of its services can use, giving
+/// up at `deadline`.
+pub async fn channel(addr: &Addr, deadline: Instant, timeout: Duration) -> anyhow::Result<Channel> {
+    let connecting = async {
+        let connected = match &addr.target {
+            Target::Tcp(uri) => {
+                let endpoint = Endpoint::from_shared(uri.clone())
+                    .with_context(|| format!("invalid tunneld address {addr}"))?;
+                endpoint.connect().await
+            }
+            Target::Unix(path) => {
+                let path = path.clone();
+                let connector = service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+                });
+                Endpoint::from_static(UNIX_URI)
+                    .connect_with_connector(connector)
+                    .await
+            }
+        };
+        connected.map_err(|err| unreachable_error(addr, &err))
+    };
+    match tokio::time::timeout_at(deadline, connecting).await {
+        Ok(result) => result,
         Err(_) => Err(anyhow!(
             "tunneld at {addr} did not accept a connection within {} — is tunneld running, and is --addr right?",
             humantime::format_duration(timeout)
         )),
     }
+}
+
+/// The one-line error for a connection attempt that failed: why, and what
+/// to check.
+fn unreachable_error(addr: &Addr, err: &(dyn std::error::Error + 'static)) -> anyhow::Error {
+    let (reason, down) = match io_kind(err) {
+        Some(io) => (io_reason(io), is_down(io.kind())),
+        None => (error_chain(err), false),
+    };
+    let hint = if down {
+        "is tunneld running?"
+    } else {
+        "check --addr (or TUNNELD_ADDR)"
+    };
+    anyhow!("tunneld is not reachable at {addr}: {reason} — {hint}")
 }
 
 /// Awaits one call, bounded by `deadline`, and turns its failure into a
@@ -135,7 +211,9 @@ pub fn timeout_error(addr: &Addr, timeout: Duration) -> anyhow::Error {
 /// transport failure, what happened to the connection.
 pub fn status_error(addr: &Addr, status: tonic::Status) -> anyhow::Error {
     if let Some(source) = std::error::Error::source(&status) {
-        let reason = io_kind(source).map_or_else(|| error_chain(source), io_reason);
+        // The deepest cause says what happened ("stream closed because of a
+        // broken pipe"); the layers above it only say where it was noticed.
+        let reason = io_kind(source).map_or_else(|| root_cause(source).to_string(), io_reason);
         return anyhow!("lost the connection to tunneld at {addr}: {reason}");
     }
     anyhow::Error::new(StatusError(status))
@@ -158,6 +236,14 @@ impl fmt::Display for StatusError {
 }
 
 impl std::error::Error for StatusError {}
+
+/// Whether an error (under any context) is a status tunneld answered with
+/// `code`.
+pub fn has_code(err: &anyhow::Error, code: tonic::Code) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<StatusError>())
+        .any(|s| s.0.code() == code)
+}
 
 /// The canonical name of a gRPC code, as in the API's docs (`NOT_FOUND`).
 pub fn code_name(code: tonic::Code) -> &'static str {
@@ -199,9 +285,10 @@ fn io_kind<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Err
 /// than that the address is wrong.
 fn is_down(kind: io::ErrorKind) -> bool {
     use io::ErrorKind::*;
+    // NotFound: a Unix socket path with nothing there.
     matches!(
         kind,
-        ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut
+        ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | NotFound
     )
 }
 
@@ -210,12 +297,24 @@ fn is_down(kind: io::ErrorKind) -> bool {
 fn io_reason(io: &io::Error) -> String {
     use io::ErrorKind::*;
     match io.kind() {
+        // std calls it "entity not found"; for a socket path, say it as ls does.
+        NotFound => "no such file or directory".into(),
         kind @ (ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut
-        | HostUnreachable | NetworkUnreachable | AddrNotAvailable | PermissionDenied) => {
-            kind.to_string()
-        }
+        | HostUnreachable | NetworkUnreachable | AddrNotAvailable | PermissionDenied
+        | BrokenPipe | UnexpectedEof) => kind.to_string(),
         _ => io.to_string(),
     }
+}
+
+/// The last error in a chain of sources.
+fn root_cause<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur
 }
 
 /// Joins an error and its sources with ": ", skipping repeats.
@@ -237,8 +336,10 @@ mod tests {
     use super::*;
 
     fn addr(s: &str) -> Result<String, String> {
-        s.parse::<Addr>()
-            .map(|a| format!("{}|{}", a.uri, a.authority))
+        s.parse::<Addr>().map(|a| match a.target {
+            Target::Tcp(uri) => format!("{uri}|{}", a.shown),
+            Target::Unix(path) => format!("unix {}|{}", path.display(), a.shown),
+        })
     }
 
     #[test]
@@ -262,14 +363,74 @@ mod tests {
     }
 
     #[test]
+    fn unix_addr_forms_show_as_given() {
+        assert_eq!(
+            addr("unix:/run/tunneld.sock"),
+            Ok("unix /run/tunneld.sock|unix:/run/tunneld.sock".into())
+        );
+        assert_eq!(
+            addr("unix:///run/tunneld.sock"),
+            Ok("unix /run/tunneld.sock|unix:///run/tunneld.sock".into())
+        );
+        assert_eq!(
+            addr("unix:run/t.sock"),
+            Ok("unix run/t.sock|unix:run/t.sock".into())
+        );
+        assert!(addr("unix:").unwrap_err().contains("path is missing"));
+        assert!(addr("unix://").unwrap_err().contains("three slashes"));
+        assert!(
+            addr("unix://host/t.sock")
+                .unwrap_err()
+                .contains("three slashes")
+        );
+    }
+
+    #[test]
     fn bad_addrs() {
         assert!(addr("https://x:1").unwrap_err().contains("TLS"));
-        assert!(addr("unix:///run/t.sock").is_err());
+        assert!(addr("ftp://x:1").unwrap_err().contains("unix:/PATH"));
         assert!(addr("").is_err());
         assert!(addr("host:").is_err());
         assert!(addr("host:0").is_err());
         assert!(addr("host:99999").is_err());
         assert!(addr("host:1/path").is_err());
+    }
+
+    async fn connect_error(addr: &str) -> String {
+        let addr: Addr = addr.parse().unwrap();
+        let timeout = Duration::from_secs(5);
+        let err = connect(&addr, Instant::now() + timeout, timeout)
+            .await
+            .expect_err("connected to nothing");
+        format!("{err:#}")
+    }
+
+    #[tokio::test]
+    async fn missing_socket_says_so_and_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("tunnelctl-test-{}", std::process::id()));
+        let path = format!("unix:{}/none.sock", dir.display());
+        assert_eq!(
+            connect_error(&path).await,
+            format!(
+                "tunneld is not reachable at {path}: no such file or directory — is tunneld running?"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_tcp_port_says_so_and_what_to_do() {
+        // A port that was just free: nothing listens on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert_eq!(
+            connect_error(&format!("127.0.0.1:{port}")).await,
+            format!(
+                "tunneld is not reachable at 127.0.0.1:{port}: connection refused — is tunneld running?"
+            )
+        );
     }
 
     #[test]
@@ -279,6 +440,17 @@ mod tests {
         assert_eq!(err.to_string(), "no tunnel with id t-9 (NOT_FOUND)");
         let err = status_error(&a, tonic::Status::new(tonic::Code::Internal, ""));
         assert!(err.to_string().ends_with("(INTERNAL)"));
+    }
+
+    #[test]
+    fn codes_are_seen_through_context() {
+        let a: Addr = "127.0.0.1:1".parse().unwrap();
+        let err = Err::<(), _>(status_error(&a, tonic::Status::not_found("no tunnel t-9")))
+            .context("cannot close t-9")
+            .unwrap_err();
+        assert!(has_code(&err, tonic::Code::NotFound));
+        let err = status_error(&a, tonic::Status::internal("boom"));
+        assert!(!has_code(&err, tonic::Code::NotFound));
     }
 
     #[test]

@@ -4,10 +4,16 @@
 //! - [`cli`]: clap types for the global flags and the verbs; values are
 //!   validated there, before any call.
 //! - [`spec`]: parsers for OpenSSH `-L`/`-R` specs, ports, durations, `K=V`.
-//! - [`client`]: connecting to tunneld within a deadline; transport failures
-//!   and gRPC statuses turned into messages a person can act on.
-//! - [`output`]: tables, JSON and ids-only rendering (returns strings).
-//! - [`commands`]: one module per verb; each prints and returns an exit code.
+//! - [`client`]: the `--addr` forms (TCP or `unix:/path`), connecting to
+//!   tunneld within a deadline; transport failures and gRPC statuses turned
+//!   into messages a person can act on.
+//! - [`output`]: rendering that returns strings and prints nothing: tables
+//!   and lines (`tunnels`, `hosts`, `status`, the `--attach` `events`), and
+//!   proto3 JSON as grpcurl prints it (`json`, through prost-reflect and the
+//!   API's own descriptors).
+//! - [`commands`]: one module per verb (`exec`, `open`, `list`, `close`,
+//!   `hosts`, `status`, `completions`), plus `attach`, the `--attach` mode of
+//!   the open verbs; each prints and returns an exit code.
 //!
 //! This file parses, runs, and maps errors to one stderr line and an exit
 //! code: 2 for bad usage, 1 for a failed call, and for `exec` the remote
@@ -49,14 +55,14 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("tunnelctl: cannot start the async runtime: {err}");
+            commands::report(&format!("cannot start the async runtime: {err}"));
             return ExitCode::from(failure);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("tunnelctl: {}", one_line(&format!("{err:#}")));
+            commands::report(&one_line(&format!("{err:#}")));
             ExitCode::from(failure)
         }
     }
@@ -75,6 +81,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::OpenRemote(args) => commands::open::run_remote(&ctx, args).await,
         Command::List(args) => commands::list::run(&ctx, args).await,
         Command::Close(args) => commands::close::run(&ctx, args).await,
+        Command::Hosts(args) => commands::hosts::run(&ctx, args).await,
+        Command::Status(args) => commands::status::run(&ctx, args).await,
+        Command::Completions(args) => commands::completions::run(args),
     }
 }
 
@@ -91,7 +100,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
                 Some(verb) => format!("tunnelctl {verb} --help"),
                 None => "tunnelctl --help".to_string(),
             };
-            eprintln!("tunnelctl: {}; see '{help}'", clap_message(&err));
+            commands::report(&format!("{}; see '{help}'", clap_message(&err)));
             ExitCode::from(USAGE_EXIT)
         }
     }
@@ -156,6 +165,15 @@ mod tests {
         let m = message(&["open-remote"]);
         assert!(m.contains("--rport") && m.contains("--lport"), "{m}");
         assert!(!m.contains('\n'));
+    }
+
+    #[test]
+    fn close_without_ids_names_all() {
+        let m = message(&["close"]);
+        assert!(m.ends_with("not provided: <ID|--all>"), "{m}");
+        assert!(!m.contains('\n'));
+        let m = message(&["close", "t-1", "--all"]);
+        assert!(m.contains("--all") && m.contains("cannot be used"), "{m}");
     }
 
     #[test]

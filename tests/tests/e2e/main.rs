@@ -10,6 +10,7 @@
 mod support;
 
 mod attach;
+mod cli;
 mod errors;
 mod exec;
 mod fixtures;

@@ -1,20 +1,28 @@
-//! `tunnelctl close ID...`: close tunnels, reporting each failure and going on.
+//! `tunnelctl close ID...` and `close --all`: close tunnels, reporting each
+//! failure and going on.
 
 use std::process::ExitCode;
 
 use tunnel_proto::v1::{CloseRequest, Tunnel};
 
-use super::{Context, print};
+use super::{Context, list, print, report};
 use crate::cli::CloseArgs;
 use crate::client;
-use crate::output::{self, Mode};
+use crate::output::{Mode, json};
 
-/// Closes every id given; fails (after trying them all) if any could not be closed.
+/// Closes every id given, or every tunnel open; fails (after trying them
+/// all) if any could not be closed.
 pub async fn run(ctx: &Context, args: &CloseArgs) -> anyhow::Result<ExitCode> {
+    let ids: Vec<String> = if args.all {
+        let response = list::fetch(ctx, "cannot list the tunnels to close").await?;
+        response.tunnels.into_iter().map(|t| t.id).collect()
+    } else {
+        args.ids.clone()
+    };
     let mut client = ctx.connect(ctx.deadline()).await?;
     let mut closed: Vec<Tunnel> = Vec::new();
     let mut failed = false;
-    for id in &args.ids {
+    for id in ids {
         let result = client::call(
             &ctx.addr,
             ctx.deadline(),
@@ -31,18 +39,21 @@ pub async fn run(ctx: &Context, args: &CloseArgs) -> anyhow::Result<ExitCode> {
                 });
                 // Ids go out as they close, so a later failure loses nothing.
                 if ctx.mode != Mode::Json {
-                    print(&tunnel.id);
+                    print(&tunnel.id)?;
                 }
                 closed.push(tunnel);
             }
+            // With --all, a tunnel that went away since the listing (an
+            // attached one whose command ended) is as good as closed.
+            Err(err) if args.all && client::has_code(&err, tonic::Code::NotFound) => {}
             Err(err) => {
                 failed = true;
-                eprintln!("tunnelctl: {}", crate::one_line(&format!("{err:#}")));
+                report(&crate::one_line(&format!("{err:#}")));
             }
         }
     }
     if ctx.mode == Mode::Json {
-        print(&output::json(&closed)?);
+        print(&json::pretty_array(&closed)?)?;
     }
     Ok(if failed {
         ExitCode::FAILURE

@@ -11,7 +11,7 @@ use tunnel_proto::v1::exec_response::Event;
 use tunnel_proto::v1::exit_status::Status;
 use tunnel_proto::v1::{ExecRequest, ExitStatus};
 
-use super::Context;
+use super::{Context, report};
 use crate::cli::ExecArgs;
 use crate::client;
 
@@ -186,7 +186,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     match outcome {
         Outcome::Exited(status) => {
             if let Some(note) = signal_note(&status) {
-                eprintln!("tunnelctl: {note}");
+                report(&note);
             }
             Ok(ExitCode::from(exit_code(&status)))
         }

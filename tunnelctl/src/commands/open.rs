@@ -1,10 +1,12 @@
-//! `tunnelctl open-local` and `open-remote`: open a forward, print the tunnel.
+//! `tunnelctl open-local` and `open-remote`: open a forward, print the tunnel;
+//! with `--attach`, hand over to [`super::attach`].
 
 use std::process::ExitCode;
 
+use tunnel_proto::v1::open_attached_request::Forward;
 use tunnel_proto::v1::{OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel};
 
-use super::{Context, print};
+use super::{Context, attach, print};
 use crate::cli::{OpenLocalArgs, OpenRemoteArgs};
 use crate::client;
 use crate::output;
@@ -76,14 +78,17 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
 /// Opens a local forward (`ssh -L`).
 pub async fn run_local(ctx: &Context, args: &OpenLocalArgs) -> anyhow::Result<ExitCode> {
     let request = local_request(args);
-    let deadline = ctx.deadline();
-    let mut client = ctx.connect(deadline).await?;
     let what = format!(
         "cannot open local forward of port {} to {}:{}",
         request.local_port,
         or_localhost(&request.remote_host),
         request.remote_port
     );
+    if args.attach {
+        return attach::run(ctx, Forward::Local(request), what).await;
+    }
+    let deadline = ctx.deadline();
+    let mut client = ctx.connect(deadline).await?;
     let response = client::call(
         &ctx.addr,
         deadline,
@@ -98,14 +103,17 @@ pub async fn run_local(ctx: &Context, args: &OpenLocalArgs) -> anyhow::Result<Ex
 /// Opens a remote forward (`ssh -R`).
 pub async fn run_remote(ctx: &Context, args: &OpenRemoteArgs) -> anyhow::Result<ExitCode> {
     let request = remote_request(args);
-    let deadline = ctx.deadline();
-    let mut client = ctx.connect(deadline).await?;
     let what = format!(
         "cannot open remote forward of port {} to {}:{}",
         request.remote_port,
         or_localhost(&request.local_host),
         request.local_port
     );
+    if args.attach {
+        return attach::run(ctx, Forward::Remote(request), what).await;
+    }
+    let deadline = ctx.deadline();
+    let mut client = ctx.connect(deadline).await?;
     let response = client::call(
         &ctx.addr,
         deadline,
@@ -121,7 +129,7 @@ fn print_tunnel(ctx: &Context, tunnel: Option<Tunnel>) -> anyhow::Result<ExitCod
     let tunnel = tunnel.ok_or_else(|| {
         anyhow::anyhow!("tunneld opened the forward but returned no tunnel; see `tunnelctl list`")
     })?;
-    print(&output::tunnel(ctx.mode, &tunnel)?);
+    print(&output::tunnels::tunnel(ctx.mode, &tunnel)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,195 @@
+//! `open-local --attach` and `open-remote --attach`: a tunnel tied to this
+//! process, as `ssh -N -L` ties a forward to ssh.
+//!
+//! The tunnel is opened with the streaming `OpenAttached` call, whose life
+//! is the tunnel's: tunneld closes the tunnel when the call ends, however it
+//! ends. On SIGINT, SIGTERM or SIGHUP tunnelctl still closes it explicitly
+//! (bounded by [`CLOSE_TIMEOUT`]) so the port is free by the time it exits;
+//! if tunnelctl is killed outright, tunneld notices the call is gone.
+//!
+//! Architecture Invariant: after the connection to tunneld is lost, nothing
+//! is sent in the tunnel's name. A reconnect could reach a restarted tunneld
+//! where the same id names someone else's tunnel.
+
+use std::io;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::time::Instant;
+use tonic::Streaming;
+use tunnel_proto::v1::open_attached_request::Forward;
+use tunnel_proto::v1::open_attached_response::Event;
+use tunnel_proto::v1::{CloseRequest, OpenAttachedRequest, OpenAttachedResponse, Tunnel};
+
+use super::{Context, print, report};
+use crate::client::{self, Client};
+use crate::output::Mode;
+use crate::output::events::{self, StateNote};
+
+/// Bound on the `Close` sent when a signal ends the attachment: long enough
+/// for tunneld to stop listening, short enough that Ctrl-C feels immediate.
+/// If it runs out, tunneld still closes the tunnel when the call drops.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens the forward attached to this process and reports its connections
+/// until a signal, a close from elsewhere, a failure, or a lost connection.
+/// `what` names the forward for errors ("cannot open local forward ...").
+pub async fn run(ctx: &Context, forward: Forward, what: String) -> anyhow::Result<ExitCode> {
+    // Handlers go in before anything is opened: a Ctrl-C that comes just as
+    // the tunnel is printed must still close it, not kill the process.
+    let mut signals =
+        Signals::new().map_err(|e| anyhow!("cannot handle signals, so cannot attach: {e}"))?;
+    let deadline = ctx.deadline();
+    let (mut client, mut stream, first) = tokio::select! {
+        opened = open(ctx, deadline, forward, &what) => opened?,
+        // Interrupted while opening: dropping the call makes tunneld close
+        // whatever it opened; end as an interrupted process does.
+        number = signals.recv() => return Ok(ExitCode::from(128 + number)),
+    };
+    let id = first.id.clone();
+    emit(
+        ctx.mode,
+        &id,
+        &OpenAttachedResponse {
+            event: Some(Event::Opened(first)),
+        },
+    );
+    loop {
+        let message = tokio::select! {
+            _ = signals.recv() => {
+                if let Err(err) = close(ctx, &mut client, &id).await {
+                    report(&format!(
+                        "{}; tunneld closes it when it sees tunnelctl has gone",
+                        crate::one_line(&format!("{err:#}"))
+                    ));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            message = stream.message() => message,
+        };
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) => bail!(
+                "tunneld ended the attachment of tunnel {id} without closing it; see `tunnelctl list`"
+            ),
+            Err(status) => {
+                return Err(client::status_error(&ctx.addr, status)
+                    .context(format!("tunnel {id} is no longer attached")));
+            }
+        };
+        emit(ctx.mode, &id, &message);
+        let Some(Event::StateChanged(tunnel)) = &message.event else {
+            continue;
+        };
+        match events::state_note(tunnel) {
+            Some(StateNote::Closed(note)) => {
+                report(&note);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(StateNote::Failed(error)) => {
+                // A failed tunnel may still hold its port; free it. The
+                // failure is what to report, not a failure to close.
+                let _ = close(ctx, &mut client, &id).await;
+                bail!(error);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Connects and opens the forward within `deadline`, up to the first
+/// message, which must carry the opened tunnel. The rest of the call is
+/// unbounded: it lasts as long as the attachment.
+async fn open(
+    ctx: &Context,
+    deadline: Instant,
+    forward: Forward,
+    what: &str,
+) -> anyhow::Result<(Client, Streaming<OpenAttachedResponse>, Tunnel)> {
+    let mut client = ctx.connect(deadline).await?;
+    let request = OpenAttachedRequest {
+        forward: Some(forward),
+    };
+    let mut stream = client::call(
+        &ctx.addr,
+        deadline,
+        ctx.timeout,
+        what,
+        client.open_attached(request),
+    )
+    .await?;
+    let first = match tokio::time::timeout_at(deadline, stream.message()).await {
+        Ok(Ok(Some(first))) => first,
+        Ok(Ok(None)) => bail!("{what}: tunneld ended the call without opening the tunnel"),
+        Ok(Err(status)) => {
+            return Err(client::status_error(&ctx.addr, status).context(what.to_string()));
+        }
+        Err(_) => {
+            return Err(client::timeout_error(&ctx.addr, ctx.timeout).context(what.to_string()));
+        }
+    };
+    match first.event {
+        Some(Event::Opened(tunnel)) => Ok((client, stream, tunnel)),
+        _ => bail!("{what}: tunneld's first message was not the opened tunnel"),
+    }
+}
+
+/// Prints one message as the mode wants. A failure to print does not end the
+/// attachment (the tunnel works without its log), so it is only reported.
+fn emit(mode: Mode, id: &str, message: &OpenAttachedResponse) {
+    let printed =
+        events::event(mode, id, message).and_then(|line| line.map_or(Ok(()), |line| print(&line)));
+    if let Err(err) = printed {
+        report(&crate::one_line(&format!("{err:#}")));
+    }
+}
+
+/// Closes the tunnel within [`CLOSE_TIMEOUT`]; NOT_FOUND (already gone) is
+/// success.
+async fn close(ctx: &Context, client: &mut Client, id: &str) -> anyhow::Result<()> {
+    let closed = client::call(
+        &ctx.addr,
+        Instant::now() + CLOSE_TIMEOUT,
+        CLOSE_TIMEOUT,
+        format_args!("cannot close {id}"),
+        client.close(CloseRequest { id: id.to_string() }),
+    )
+    .await;
+    match closed {
+        Err(err) if !client::has_code(&err, tonic::Code::NotFound) => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// The signals that end an attachment the way Ctrl-C ends `ssh -N`.
+struct Signals {
+    /// Ctrl-C.
+    interrupt: Signal,
+    /// `kill`, service managers.
+    terminate: Signal,
+    /// The terminal went away.
+    hangup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; from then on these signals no longer kill the
+    /// process.
+    fn new() -> io::Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next of them and returns its number.
+    async fn recv(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 2,
+            _ = self.terminate.recv() => 15,
+            _ = self.hangup.recv() => 1,
+        }
+    }
+}

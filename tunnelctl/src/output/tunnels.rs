@@ -1,0 +1,289 @@
+//! Tunnels: the line an open verb prints, and the `list` table.
+
+use std::time::SystemTime;
+
+use comfy_table::Cell;
+use tunnel_proto::v1::{Endpoint, ListResponse, Tunnel, TunnelKind, TunnelState};
+
+use super::{
+    Mode, age, endpoint, human_bytes, json, kind_name, new_table, or_dash, tunnel_state_name,
+};
+
+/// What `list` says on stderr, in table mode, when no tunnel is open (stdout
+/// stays empty, so `$(tunnelctl list)` is empty too).
+pub const NO_TUNNELS: &str = "No tunnels are open.";
+
+/// Renders one tunnel just opened.
+pub fn tunnel(mode: Mode, tunnel: &Tunnel) -> anyhow::Result<String> {
+    Ok(match mode {
+        Mode::Table => tunnel_line(tunnel),
+        Mode::Json => json::pretty(tunnel)?,
+        Mode::Quiet => tunnel.id.clone(),
+    })
+}
+
+/// Renders the answer to `list`: the tunnels table (empty when there are no
+/// tunnels; see [`NO_TUNNELS`]), the whole `ListResponse` as JSON, or ids.
+pub fn list(mode: Mode, list: &ListResponse, now: SystemTime) -> anyhow::Result<String> {
+    Ok(match mode {
+        Mode::Table if list.tunnels.is_empty() => String::new(),
+        Mode::Table => table(&list.tunnels, now),
+        Mode::Json => json::pretty(list)?,
+        Mode::Quiet => list
+            .tunnels
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// One line saying what a tunnel carries, listening side first:
+/// `t-1  local  127.0.0.1:7777 -> localhost:7780 via default`.
+pub fn tunnel_line(tunnel: &Tunnel) -> String {
+    let (listen, target) = listen_and_target(tunnel);
+    format!(
+        "{}  {}  {} -> {} via {}",
+        tunnel.id,
+        kind_name(tunnel.kind),
+        endpoint(listen),
+        endpoint(target),
+        or_dash(&tunnel.host),
+    )
+}
+
+/// The listening and target ends: a local forward listens on the local end,
+/// a remote forward on the remote end.
+fn listen_and_target(tunnel: &Tunnel) -> (Option<&Endpoint>, Option<&Endpoint>) {
+    if tunnel.kind == TunnelKind::Remote as i32 {
+        (tunnel.remote.as_ref(), tunnel.local.as_ref())
+    } else {
+        (tunnel.local.as_ref(), tunnel.remote.as_ref())
+    }
+}
+
+/// The table of tunnels printed by `list`.
+pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
+    let mut table = new_table([
+        "ID", "KIND", "LOCAL", "REMOTE", "HOST", "STATE", "CONNS", "BYTES", "AGE",
+    ]);
+    for t in tunnels {
+        let counters = t.counters.unwrap_or_default();
+        table.add_row([
+            Cell::new(&t.id),
+            Cell::new(kind_name(t.kind)),
+            Cell::new(endpoint(t.local.as_ref())),
+            Cell::new(endpoint(t.remote.as_ref())),
+            Cell::new(or_dash(&t.host)),
+            Cell::new(state(t)),
+            Cell::new(format!(
+                "{}/{}",
+                counters.active_connections, counters.total_connections
+            )),
+            Cell::new(format!(
+                "{} / {}",
+                human_bytes(counters.bytes_to_target),
+                human_bytes(counters.bytes_from_target)
+            )),
+            Cell::new(age(t.created_at.as_ref(), now)),
+        ]);
+    }
+    table.trim_fmt()
+}
+
+/// The STATE column: `open (attached)` for an open tunnel that lives only as
+/// long as some `--attach` call, else the state's name.
+fn state(tunnel: &Tunnel) -> String {
+    let name = tunnel_state_name(tunnel.state);
+    if tunnel.attached && tunnel.state == TunnelState::Open as i32 {
+        format!("{name} (attached)")
+    } else {
+        name.to_string()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use tunnel_proto::pbjson_types::Timestamp;
+    use tunnel_proto::v1::TunnelCounters;
+
+    fn ep(host: &str, port: u32) -> Option<Endpoint> {
+        Some(Endpoint {
+            host: host.into(),
+            port,
+        })
+    }
+
+    /// An open local forward with some traffic, made at second 1000.
+    pub(crate) fn local_tunnel() -> Tunnel {
+        Tunnel {
+            id: "t-1".into(),
+            kind: TunnelKind::Local as i32,
+            host: "default".into(),
+            local: ep("127.0.0.1", 7777),
+            remote: ep("localhost", 7780),
+            state: TunnelState::Open as i32,
+            state_detail: String::new(),
+            created_at: Some(Timestamp {
+                seconds: 1_000,
+                nanos: 0,
+            }),
+            counters: Some(TunnelCounters {
+                active_connections: 1,
+                total_connections: 3,
+                failed_connections: 0,
+                bytes_to_target: 1229,
+                bytes_from_target: 300,
+            }),
+            attached: false,
+        }
+    }
+
+    /// A failed remote forward over web1.
+    pub(crate) fn remote_tunnel() -> Tunnel {
+        Tunnel {
+            id: "t-2".into(),
+            kind: TunnelKind::Remote as i32,
+            host: "web1".into(),
+            local: ep("localhost", 3000),
+            remote: ep("::1", 8080),
+            state: TunnelState::Failed as i32,
+            ..Default::default()
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn tunnel_line_reads_listen_to_target() {
+        assert_eq!(
+            tunnel_line(&local_tunnel()),
+            "t-1  local  127.0.0.1:7777 -> localhost:7780 via default"
+        );
+        assert_eq!(
+            tunnel_line(&remote_tunnel()),
+            "t-2  remote  [::1]:8080 -> localhost:3000 via web1"
+        );
+    }
+
+    #[test]
+    fn quiet_and_json_modes() {
+        let t = local_tunnel();
+        assert_eq!(tunnel(Mode::Quiet, &t).unwrap(), "t-1");
+        let json: serde_json::Value =
+            serde_json::from_str(&tunnel(Mode::Json, &t).unwrap()).unwrap();
+        // proto3 JSON mapping: camelCase, enum names, 64-bit ints as strings.
+        assert_eq!(json["kind"], "TUNNEL_KIND_LOCAL");
+        assert_eq!(json["local"]["port"], 7777);
+        assert_eq!(json["counters"]["bytesToTarget"], "1229");
+        assert_eq!(json["createdAt"], "1970-01-01T00:16:40Z");
+
+        let list_response = ListResponse {
+            tunnels: vec![local_tunnel(), remote_tunnel()],
+            hosts: vec![],
+        };
+        assert_eq!(
+            list(Mode::Quiet, &list_response, at(0)).unwrap(),
+            "t-1\nt-2"
+        );
+    }
+
+    #[test]
+    fn table_columns() {
+        let table = table(&[local_tunnel(), remote_tunnel()], at(1_000 + 150));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let header: Vec<&str> = lines[0].split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "ID", "KIND", "LOCAL", "REMOTE", "HOST", "STATE", "CONNS", "BYTES", "AGE"
+            ]
+        );
+        assert!(lines[0].starts_with("ID "), "no leading padding: {table}");
+        assert!(
+            lines.iter().all(|l| !l.ends_with(' ')),
+            "trailing spaces: {table}"
+        );
+        let row: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "t-1",
+                "local",
+                "127.0.0.1:7777",
+                "localhost:7780",
+                "default",
+                "open",
+                "1/3",
+                "1.2",
+                "KiB",
+                "/",
+                "300",
+                "B",
+                "2m"
+            ]
+        );
+        let row: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "t-2",
+                "remote",
+                "localhost:3000",
+                "[::1]:8080",
+                "web1",
+                "failed",
+                "0/0",
+                "0",
+                "B",
+                "/",
+                "0",
+                "B",
+                "-"
+            ]
+        );
+        // Columns line up: every row's second column starts where KIND does.
+        let kind_at = lines[0].find("KIND").unwrap();
+        assert_eq!(lines[1].find("local"), Some(kind_at));
+        assert_eq!(lines[2].find("remote"), Some(kind_at));
+    }
+
+    #[test]
+    fn attached_tunnels_say_so() {
+        let mut t = local_tunnel();
+        t.attached = true;
+        let table = table(&[t], at(1_000));
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.contains("   open (attached)   1/3"), "{table}");
+        let conns_at = table.lines().next().unwrap().find("CONNS").unwrap();
+        assert_eq!(row.find("1/3"), Some(conns_at), "{table}");
+    }
+
+    #[test]
+    fn empty_list_prints_nothing_on_stdout_in_table_mode() {
+        let empty = ListResponse::default();
+        assert_eq!(list(Mode::Table, &empty, at(0)).unwrap(), "");
+        assert_eq!(list(Mode::Quiet, &empty, at(0)).unwrap(), "");
+        assert_eq!(list(Mode::Json, &empty, at(0)).unwrap(), "{}");
+    }
+
+    #[test]
+    fn list_table_has_no_hosts() {
+        let response = ListResponse {
+            tunnels: vec![local_tunnel()],
+            hosts: vec![tunnel_proto::v1::SshHost {
+                name: "web1".into(),
+                ..Default::default()
+            }],
+        };
+        let out = list(Mode::Table, &response, at(1_000)).unwrap();
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(!out.contains("NAME") && !out.contains("web1"), "{out}");
+    }
+}
