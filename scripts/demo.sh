@@ -5,6 +5,7 @@
 #   3. open-local  (ssh -L): reach a service "behind" the SSH server
 #   4. open-remote (ssh -R): expose a local web app through the SSH server
 #   5. list, then close both tunnels and show the ports are freed
+#   6. --attach: a tunnel that lives only while tunnelctl runs (ssh -N -L)
 # Everything it starts is stopped on exit. Only loopback is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,10 @@ for p in "$db_port" "$app_port"; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
 done
 
+step "status and hosts"
+show "$ctl" status
+show "$ctl" hosts
+
 # 2. exec
 step "exec: run a command on the SSH host"
 show "$ctl" exec -- uname -a
@@ -89,5 +94,23 @@ if curl -s -m 2 -o /dev/null "http://127.0.0.1:$local_port/"; then
   exit 1
 fi
 echo "local port $local_port is free again"
+
+# 6. attach (ssh -N -L): the tunnel lives as long as tunnelctl
+step "open-local --attach: connections print as they come; SIGINT closes it"
+"$ctl" open-local --attach --lport 0 --rhost 127.0.0.1 --rport "$db_port" >"$work/attach.out" &
+attach_pid=$!
+pids+=($attach_pid)
+for _ in $(seq 100); do [ -s "$work/attach.out" ] && break; sleep 0.1; done
+attach_port=$(head -1 "$work/attach.out" | sed -E 's/.* 127\.0\.0\.1:([0-9]+) -> .*/\1/')
+show curl -s "http://127.0.0.1:$attach_port/"
+show "$ctl" list
+kill -INT "$attach_pid"
+wait "$attach_pid"
+cat "$work/attach.out"
+if curl -s -m 2 -o /dev/null "http://127.0.0.1:$attach_port/"; then
+  echo "attached port $attach_port still answers after tunnelctl ended" >&2
+  exit 1
+fi
+echo "tunnelctl ended; port $attach_port is free again"
 
 step "demo finished"
