@@ -16,6 +16,7 @@ mod exec;
 mod fixtures;
 mod forward_local;
 mod forward_remote;
+mod grpcurl;
 mod identities;
 mod isolation;
 mod lifecycle;

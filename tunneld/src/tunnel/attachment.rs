@@ -62,7 +62,10 @@ impl Attachment {
             biased;
             event = self.events.recv() => match event {
                 Ok(event) => Some(AttachmentEvent::Tunnel(event)),
-                Err(broadcast::error::RecvError::Lagged(n)) => Some(AttachmentEvent::Missed(n)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(tunnel = %self.tunnel.id, missed = n, "attached caller reads too slowly; connection events dropped");
+                    Some(AttachmentEvent::Missed(n))
+                }
                 // The tunnel holds the sender, and so do we through it.
                 Err(broadcast::error::RecvError::Closed) => self.state_changed().await,
             },

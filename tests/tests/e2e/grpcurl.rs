@@ -1,0 +1,245 @@
+//! grpcurl, the tool operators poke the daemon with, run for real against
+//! tunneld through server reflection: no proto files on its side.
+//!
+//! grpcurl comes from `scripts/tools.sh` (pinned, through the Go module
+//! proxy), which exports `GRPCURL`; otherwise it is looked up on `PATH`. A
+//! missing grpcurl fails these tests: they never skip.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use tokio::process::Command;
+use tunneld_tests::peers::{TcpPeer, port_is_free};
+use tunneld_tests::{Sshd, Tunneld};
+
+use crate::support::{Bed, IO_TIMEOUT, e2e, exchange};
+
+/// Bound on one grpcurl run.
+const GRPCURL_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn grpcurl_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("GRPCURL") {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("grpcurl"))
+        .find(|p| p.is_file())
+        .context(
+            "grpcurl not found: run `. scripts/tools.sh` (installs the pinned grpcurl and sets GRPCURL), \
+             or set GRPCURL to its path",
+        )
+}
+
+/// Runs `grpcurl -plaintext ARGS... ADDR_ARGS` and returns its output.
+async fn grpcurl(target: &[&str], args: &[&str]) -> Result<Output> {
+    let bin = grpcurl_path()?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("-plaintext")
+        .args(args)
+        .args(target)
+        .kill_on_drop(true);
+    let shown = format!("grpcurl -plaintext {} {}", args.join(" "), target.join(" "));
+    tokio::time::timeout(GRPCURL_TIMEOUT, cmd.output())
+        .await
+        .with_context(|| format!("{shown} still running after {GRPCURL_TIMEOUT:?}"))?
+        .with_context(|| format!("running {}", bin.display()))
+}
+
+/// Runs grpcurl and fails unless it succeeded; returns stdout.
+async fn grpcurl_ok(target: &[&str], args: &[&str]) -> Result<String> {
+    let out = grpcurl(target, args).await?;
+    ensure!(
+        out.status.success(),
+        "grpcurl {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Runs a unary call with a JSON request and parses the JSON answer.
+async fn call(addr: &str, method: &str, request: &str) -> Result<Value> {
+    let out = grpcurl_ok(&[addr, method], &["-d", request]).await?;
+    serde_json::from_str(&out).with_context(|| format!("{method} printed non-JSON: {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_lists_and_describes_the_services_through_reflection() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let addr = bed.daemon.addr().to_string();
+        let services = grpcurl_ok(&[&addr, "list"], &[]).await?;
+        for name in [
+            "tunnel.v1.TunnelService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+        ] {
+            ensure!(
+                services.lines().any(|l| l.trim() == name),
+                "`grpcurl list` does not show {name}: {services}"
+            );
+        }
+        let described = grpcurl_ok(&[&addr, "describe", "tunnel.v1.TunnelService"], &[]).await?;
+        for rpc in [
+            "rpc Exec ( .tunnel.v1.ExecRequest ) returns ( stream .tunnel.v1.ExecResponse )",
+            "rpc OpenLocalForward",
+            "rpc OpenRemoteForward",
+            "rpc OpenAttached",
+            "rpc List",
+            "rpc Close",
+            "rpc GetInfo",
+        ] {
+            ensure!(
+                described.contains(rpc),
+                "describe lacks {rpc:?}: {described}"
+            );
+        }
+        // Message descriptions come with the proto's comments.
+        let message = grpcurl_ok(&[&addr, "describe", "tunnel.v1.Tunnel"], &[]).await?;
+        ensure!(
+            message.contains("google.protobuf.Timestamp created_at")
+                && message.contains("Stable identifier"),
+            "describe tunnel.v1.Tunnel lacks fields or comments: {message}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_opens_uses_lists_and_closes_a_forward() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let addr = bed.daemon.addr().to_string();
+        let echo = TcpPeer::echo().await?;
+
+        let opened = call(
+            &addr,
+            "tunnel.v1.TunnelService/OpenLocalForward",
+            &format!(
+                r#"{{"remoteHost": "127.0.0.1", "remotePort": {}}}"#,
+                echo.port()
+            ),
+        )
+        .await?;
+        let id = opened["tunnel"]["id"]
+            .as_str()
+            .context("no tunnel.id")?
+            .to_string();
+        let port = opened["tunnel"]["local"]["port"]
+            .as_u64()
+            .context("no tunnel.local.port")? as u16;
+        ensure!(
+            opened["tunnel"]["kind"] == "TUNNEL_KIND_LOCAL",
+            "kind {}",
+            opened["tunnel"]["kind"]
+        );
+        let back = exchange(port, b"through grpcurl's tunnel", IO_TIMEOUT).await?;
+        ensure!(
+            back == b"through grpcurl's tunnel",
+            "echo differs: {back:?}"
+        );
+
+        let listed = call(&addr, "tunnel.v1.TunnelService/List", "{}").await?;
+        let tunnels = listed["tunnels"].as_array().context("no tunnels array")?;
+        ensure!(
+            tunnels.len() == 1 && tunnels[0]["id"] == id.as_str(),
+            "List shows {tunnels:?}"
+        );
+        // 64-bit counters are JSON strings in the proto3 mapping.
+        ensure!(
+            tunnels[0]["counters"]["bytesToTarget"] == "24",
+            "counters {}",
+            tunnels[0]["counters"]
+        );
+
+        let closed = call(
+            &addr,
+            "tunnel.v1.TunnelService/Close",
+            &format!(r#"{{"id": "{id}"}}"#),
+        )
+        .await?;
+        ensure!(
+            closed["tunnel"]["state"] == "TUNNEL_STATE_CLOSED",
+            "Close answered {closed}"
+        );
+        ensure!(port_is_free(port), "port {port} still taken after Close");
+
+        // An unknown id: grpcurl exits non-zero and prints the code and message.
+        let out = grpcurl(
+            &[&addr, "tunnel.v1.TunnelService/Close"],
+            &["-d", &format!(r#"{{"id": "{id}"}}"#)],
+        )
+        .await?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains("NotFound") && stderr.contains(&id),
+            "closing {id} twice: {} {stderr}",
+            out.status
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_streams_exec_and_checks_health() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let addr = bed.daemon.addr().to_string();
+        let health = call(&addr, "grpc.health.v1.Health/Check", "{}").await?;
+        ensure!(health["status"] == "SERVING", "overall health {health}");
+        let health = call(
+            &addr,
+            "grpc.health.v1.Health/Check",
+            r#"{"service": "tunnel.v1.TunnelService"}"#,
+        )
+        .await?;
+        ensure!(health["status"] == "SERVING", "service health {health}");
+
+        // A server stream: grpcurl prints one JSON object per message.
+        let out = grpcurl_ok(
+            &[&addr, "tunnel.v1.TunnelService/Exec"],
+            &["-d", r#"{"command": "echo hi; exit 3"}"#],
+        )
+        .await?;
+        let messages: Vec<Value> = serde_json::Deserializer::from_str(&out)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("Exec output is not a JSON stream: {out}"))?;
+        // bytes are base64 in JSON: "hi\n" is "aGkK".
+        ensure!(
+            messages.iter().any(|m| m["stdout"] == "aGkK"),
+            "no stdout \"hi\": {messages:?}"
+        );
+        match messages.last() {
+            Some(last) if last["exit"]["code"] == 3 => Ok(()),
+            other => bail!("last message is not exit code 3: {other:?}"),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_reaches_tunneld_on_a_unix_socket() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("tunneld.sock");
+        let _daemon = Tunneld::builder(&sshd).listen_unix(&socket).start().await?;
+        let path = socket.to_str().context("socket path is not UTF-8")?;
+        let info = grpcurl_ok(&[path, "tunnel.v1.TunnelService/GetInfo"], &["-unix"]).await?;
+        let info: Value = serde_json::from_str(&info)?;
+        ensure!(
+            info["version"] == env!("CARGO_PKG_VERSION"),
+            "GetInfo over the unix socket: {info}"
+        );
+        Ok(())
+    })
+    .await
+}
