@@ -16,7 +16,6 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
-use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tunneld_tests::{Sshd, Tunneld};
 
@@ -57,13 +56,24 @@ async fn main() -> Result<()> {
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // Stdin is read on a plain thread, not tokio's blocking pool: a read
+    // cannot be cancelled, and the runtime waits for its pool on exit, so a
+    // SIGTERM would otherwise hang until stdin closed. The thread dies with
+    // the process.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    if watch_stdin {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            let mut stdin = std::io::stdin();
+            while matches!(std::io::Read::read(&mut stdin, &mut buf), Ok(n) if n > 0) {}
+            let _ = closed_tx.send(());
+        });
+    }
     let stdin_closed = async {
-        if !watch_stdin {
-            return std::future::pending().await;
+        if closed_rx.await.is_err() {
+            // Not watching: never.
+            std::future::pending::<()>().await;
         }
-        let mut stdin = tokio::io::stdin();
-        let mut buf = [0u8; 1024];
-        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
     };
     tokio::select! {
         _ = sigint.recv() => {}
