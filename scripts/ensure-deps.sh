@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages tunneld's demo and tests need when missing:
 # OpenSSH's server and client (a real sshd is the test peer), curl and
-# Python (demo peers). Safe to run again; does nothing when all are present.
+# Python with venv (demo peers, the Python client suite). Go must already be
+# there (1.24+; the machines we use have it): scripts/tools.sh says so if not.
+# Safe to run again; does nothing when all are present.
 set -euo pipefail
 
 missing=()
@@ -10,6 +12,8 @@ command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The client suites make a venv (Debian splits venv and ensurepip out).
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

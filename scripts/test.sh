@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace against a real OpenSSH sshd on loopback,
-# installing what the tests need first. CI runs exactly this.
+# Runs every test: the Rust workspace (unit tests and the end-to-end suite,
+# grpcurl included), the Python and Go client suites, the proto lint and the
+# stubs' drift check — all against a real OpenSSH sshd on loopback. Installs
+# what they need first (system packages via apt-get, pinned Go tools via the
+# Go module proxy, Python packages via pip). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-deps.sh
-# The end-to-end tests run the real binaries; build them first.
+. scripts/tools.sh
+
+scripts/check-clients.sh
+
+# The end-to-end tests and the client suites run the real binaries.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --color never
+
+clients/python/run-tests.sh
+clients/go/run-tests.sh
+echo "==> all suites passed" >&2
