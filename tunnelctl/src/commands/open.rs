@@ -84,20 +84,7 @@ pub async fn run_local(ctx: &Context, args: &OpenLocalArgs) -> anyhow::Result<Ex
         or_localhost(&request.remote_host),
         request.remote_port
     );
-    if args.attach {
-        return attach::run(ctx, Forward::Local(request), what).await;
-    }
-    let deadline = ctx.deadline();
-    let mut client = ctx.connect(deadline).await?;
-    let response = client::call(
-        &ctx.addr,
-        deadline,
-        ctx.timeout,
-        what,
-        client.open_local_forward(request),
-    )
-    .await?;
-    print_tunnel(ctx, response.tunnel)
+    open(ctx, Forward::Local(request), what, args.attach).await
 }
 
 /// Opens a remote forward (`ssh -R`).
@@ -109,20 +96,36 @@ pub async fn run_remote(ctx: &Context, args: &OpenRemoteArgs) -> anyhow::Result<
         or_localhost(&request.local_host),
         request.local_port
     );
-    if args.attach {
-        return attach::run(ctx, Forward::Remote(request), what).await;
+    open(ctx, Forward::Remote(request), what, args.attach).await
+}
+
+/// Opens `forward`, attached to this process or not; `what` names it in
+/// errors.
+async fn open(
+    ctx: &Context,
+    forward: Forward,
+    what: String,
+    attached: bool,
+) -> anyhow::Result<ExitCode> {
+    if attached {
+        return attach::run(ctx, forward, what).await;
     }
     let deadline = ctx.deadline();
     let mut client = ctx.connect(deadline).await?;
-    let response = client::call(
-        &ctx.addr,
-        deadline,
-        ctx.timeout,
-        what,
-        client.open_remote_forward(request),
-    )
-    .await?;
-    print_tunnel(ctx, response.tunnel)
+    let (addr, timeout) = (&ctx.addr, ctx.timeout);
+    let tunnel = match forward {
+        Forward::Local(r) => {
+            client::call(addr, deadline, timeout, what, client.open_local_forward(r))
+                .await?
+                .tunnel
+        }
+        Forward::Remote(r) => {
+            client::call(addr, deadline, timeout, what, client.open_remote_forward(r))
+                .await?
+                .tunnel
+        }
+    };
+    print_tunnel(ctx, tunnel)
 }
 
 fn print_tunnel(ctx: &Context, tunnel: Option<Tunnel>) -> anyhow::Result<ExitCode> {
