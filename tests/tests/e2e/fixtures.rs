@@ -2,7 +2,6 @@
 //! sockets: if these fail, nothing else in the suite means anything. They do
 //! not need tunneld.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,32 +14,7 @@ use tunneld_tests::keys::KeyType;
 use tunneld_tests::peers::{self, HttpPeer, TcpPeer};
 use tunneld_tests::wait::poll_until;
 
-use crate::support::{bounded, connect, exchange, expect_closed, tail};
-
-/// `ssh` with only the options given here: no user config, no agent, strict
-/// host key checking against `known_hosts`.
-fn ssh(sshd: &Sshd, identity: &Path, known_hosts: &Path) -> Command {
-    let mut cmd = Command::new("ssh");
-    cmd.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-    ])
-    .args(["-o", "StrictHostKeyChecking=yes", "-o"])
-    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-    .arg("-i")
-    .arg(identity)
-    .arg("-p")
-    .arg(sshd.port().to_string())
-    .arg(format!("{}@127.0.0.1", sshd.user()))
-    .env_remove("SSH_AUTH_SOCK")
-    .stdin(Stdio::null())
-    .kill_on_drop(true);
-    cmd
-}
+use crate::support::{bounded, connect, exchange, expect_closed, ssh, tail};
 
 async fn output(mut cmd: Command) -> Result<std::process::Output> {
     tokio::time::timeout(Duration::from_secs(20), cmd.output())

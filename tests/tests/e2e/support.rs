@@ -4,11 +4,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::process::Command;
 use tunnel_proto::v1::{ListRequest, ListResponse, OpenLocalForwardRequest, Tunnel};
 use tunneld_tests::{Client, Sshd, Tunneld, TunneldBuilder, binaries};
 
@@ -235,4 +238,29 @@ pub fn expect_status<T: std::fmt::Debug>(
         status.message()
     );
     Ok(status)
+}
+
+/// `ssh` with only the options given here: no user config, no agent, strict
+/// host key checking against `known_hosts`.
+pub fn ssh(sshd: &Sshd, identity: &Path, known_hosts: &Path) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+    ])
+    .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+    .arg("-i")
+    .arg(identity)
+    .arg("-p")
+    .arg(sshd.port().to_string())
+    .arg(format!("{}@127.0.0.1", sshd.user()))
+    .env_remove("SSH_AUTH_SOCK")
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    cmd
 }

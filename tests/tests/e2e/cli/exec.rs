@@ -3,17 +3,13 @@
 //! stdin piped through byte for byte, and the command line built as `ssh`
 //! builds it — checked against the real OpenSSH client.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use tokio::process::Command;
-use tunneld_tests::Sshd;
 use tunneld_tests::data::random_bytes;
 
 use super::ctl;
-use crate::support::{Bed, e2e};
+use crate::support::{Bed, e2e, ssh};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stdout_and_stderr_land_on_their_own_streams() -> Result<()> {
@@ -164,30 +160,6 @@ async fn env_flags_are_visible_to_the_command() -> Result<()> {
         Ok(())
     })
     .await
-}
-
-/// `ssh` alone, against the fixture sshd, with no user config.
-fn ssh(sshd: &Sshd, identity: &Path, known_hosts: &Path) -> Command {
-    let mut cmd = Command::new("ssh");
-    cmd.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-    ])
-    .args(["-o", "StrictHostKeyChecking=yes", "-o"])
-    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-    .arg("-i")
-    .arg(identity)
-    .arg("-p")
-    .arg(sshd.port().to_string())
-    .arg(format!("{}@127.0.0.1", sshd.user()))
-    .env_remove("SSH_AUTH_SOCK")
-    .stdin(Stdio::null())
-    .kill_on_drop(true);
-    cmd
 }
 
 #[tokio::test(flavor = "multi_thread")]
