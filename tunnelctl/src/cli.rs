@@ -10,7 +10,8 @@ use clap_complete::Shell;
 
 use crate::client::Addr;
 use crate::spec::{
-    ForwardSpec, parse_duration, parse_env, parse_nonempty, parse_port, parse_port_or_pick,
+    ForwardSpec, parse_count, parse_duration, parse_env, parse_nonempty, parse_port,
+    parse_port_or_pick,
 };
 
 /// Where tunneld listens unless told otherwise (its own default).
@@ -41,6 +42,9 @@ Examples:
   # See what is open, then close it
   tunnelctl list
   tunnelctl close t-1
+
+  # Follow hosts, tunnels and connections as they change
+  tunnelctl watch
 
   # Talk to a tunneld on a Unix socket
   tunnelctl --addr unix:/run/tunneld/tunneld.sock status";
@@ -76,7 +80,10 @@ Examples:
   tunnelctl close \"$id\"
 
   # Keep the tunnel only while this runs, printing connections; Ctrl-C closes it
-  tunnelctl open-local --attach -L 5432:db.internal:5432 --host bastion";
+  tunnelctl open-local --attach -L 5432:db.internal:5432 --host bastion
+
+  # At most 20 connections at once; close any idle for 10 minutes
+  tunnelctl open-local -L 5432:db.internal:5432 --max-connections 20 --idle-timeout 10m";
 
 const OPEN_REMOTE_EXAMPLES: &str = "\
 Examples:
@@ -88,7 +95,10 @@ Examples:
   tunnelctl open-remote -R '*:8080:localhost:3000'
 
   # Share the app only while this runs, watching who connects; Ctrl-C closes it
-  tunnelctl open-remote --attach -R 8080:localhost:3000 --host web1";
+  tunnelctl open-remote --attach -R 8080:localhost:3000 --host web1
+
+  # One visitor at a time, dropped after 5 idle minutes
+  tunnelctl open-remote -R 8080:localhost:3000 --max-connections 1 --idle-timeout 5m";
 
 const LIST_EXAMPLES: &str = "\
 Examples:
@@ -130,6 +140,20 @@ Examples:
   # tunneld's version, for a bug report
   tunnelctl status -o json | jq -r .info.version";
 
+const WATCH_EXAMPLES: &str = "\
+Examples:
+  # Everything: hosts and tunnels as they are, then every change (Ctrl-C stops)
+  tunnelctl watch
+
+  # One tunnel and its host; ends when the tunnel is closed
+  tunnelctl watch t-3
+
+  # Wait until a tunnel is closed, printing nothing
+  tunnelctl -q watch t-3
+
+  # One JSON object per event (NDJSON), e.g. every reconnect attempt
+  tunnelctl watch -o json | jq -c 'select(.host.state == \"SSH_CONNECTION_STATE_RECONNECTING\")'";
+
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
   # bash
@@ -170,13 +194,13 @@ pub struct Cli {
     pub output: OutputFormat,
 
     /// Bound on each call to tunneld, connecting included (for exec: connecting
-    /// only; for --attach: connecting and opening); goes before the verb, e.g.
-    /// `tunnelctl --timeout 5s list`
+    /// only; for --attach: connecting and opening; for watch: connecting and
+    /// starting); goes before the verb, e.g. `tunnelctl --timeout 5s list`
     #[arg(long, help_heading = GLOBAL, value_name = "DURATION", default_value = DEFAULT_TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Print ids only: tunnel ids (open-local, open-remote, list, close), host
-    /// names (hosts), nothing (status)
+    /// names (hosts), nothing (status, watch)
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
@@ -224,6 +248,10 @@ pub enum Command {
     /// Show whether tunneld is up: its version, health, tunnels and hosts
     #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
+
+    /// Follow hosts, tunnels and connections as they change, one line each
+    #[command(after_help = WATCH_EXAMPLES)]
+    Watch(WatchArgs),
 
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_EXAMPLES)]
@@ -292,6 +320,16 @@ pub struct OpenLocalArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
     pub host: Option<String>,
 
+    /// Connections carried at once; more are refused [default: tunneld's
+    /// --max-connections-per-tunnel]
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub max_connections: Option<u32>,
+
+    /// Close a connection after no byte has moved either way for this long,
+    /// e.g. 30s, 10m [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub idle_timeout: Option<Duration>,
+
     /// Keep the tunnel only while tunnelctl runs, printing each connection;
     /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -L`
     #[arg(long)]
@@ -329,6 +367,16 @@ pub struct OpenRemoteArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
     pub host: Option<String>,
 
+    /// Connections carried at once; more are refused [default: tunneld's
+    /// --max-connections-per-tunnel]
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub max_connections: Option<u32>,
+
+    /// Close a connection after no byte has moved either way for this long,
+    /// e.g. 30s, 10m [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub idle_timeout: Option<Duration>,
+
     /// Keep the tunnel only while tunnelctl runs, printing each connection;
     /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -R`
     #[arg(long)]
@@ -359,6 +407,14 @@ pub struct HostsArgs {}
 /// Arguments of `status` (none yet).
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
+
+/// Arguments of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Watch only this tunnel (and its host), until it is closed
+    #[arg(value_name = "ID", value_parser = parse_nonempty)]
+    pub id: Option<String>,
+}
 
 /// Arguments of `completions`.
 #[derive(Debug, Args)]

@@ -8,11 +8,12 @@
 //!   tunneld within a deadline; transport failures and gRPC statuses turned
 //!   into messages a person can act on.
 //! - [`output`]: rendering that returns strings and prints nothing: tables
-//!   and lines (`tunnels`, `hosts`, `status`, the `--attach` `events`), and
+//!   and lines (`tunnels`, `hosts`, `status`, the `--attach` `events`, the
+//!   `watch` lines), and
 //!   proto3 JSON as grpcurl prints it (`json`, through prost-reflect and the
 //!   API's own descriptors).
 //! - [`commands`]: one module per verb (`exec`, `open`, `list`, `close`,
-//!   `hosts`, `status`, `completions`), plus `attach`, the `--attach` mode of
+//!   `hosts`, `status`, `watch`, `completions`), plus `attach`, the `--attach` mode of
 //!   the open verbs; each prints and returns an exit code.
 //!
 //! This file parses, runs, and maps errors to one stderr line and an exit
@@ -83,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Close(args) => commands::close::run(&ctx, args).await,
         Command::Hosts(args) => commands::hosts::run(&ctx, args).await,
         Command::Status(args) => commands::status::run(&ctx, args).await,
+        Command::Watch(args) => commands::watch::run(&ctx, args).await,
         Command::Completions(args) => commands::completions::run(args),
     }
 }

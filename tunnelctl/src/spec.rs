@@ -1,5 +1,5 @@
 //! Parsing of the values users type: OpenSSH `-L`/`-R` forward specs, ports,
-//! durations and `NAME=VALUE` pairs.
+//! durations, counts and `NAME=VALUE` pairs.
 //!
 //! These run as clap value parsers, so a bad value is rejected before any call
 //! to tunneld, and clap's message names the flag it came with.
@@ -151,6 +151,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parses a count that must be 1..=4294967295, such as a connection limit.
+pub fn parse_count(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("must be more than zero".into()),
+        Ok(n) => Ok(n),
+        Err(_) if s.starts_with('-') => Err("must be more than zero".into()),
+        Err(_) => Err(format!("not a whole number (1..{})", u32::MAX)),
+    }
+}
+
 /// Parses `NAME=VALUE` with a shell-safe name (`[A-Za-z_][A-Za-z0-9_]*`).
 pub fn parse_env(s: &str) -> Result<(String, String), String> {
     let (name, value) = s
@@ -279,6 +289,21 @@ mod tests {
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("1"), Ok(1));
+        assert_eq!(parse_count("4294967295"), Ok(u32::MAX));
+        assert!(parse_count("0").unwrap_err().contains("more than zero"));
+        assert!(parse_count("-1").unwrap_err().contains("more than zero"));
+        assert!(parse_count("abc").unwrap_err().contains("whole number"));
+        assert!(
+            parse_count("4294967296")
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(parse_count("").is_err());
     }
 
     #[test]

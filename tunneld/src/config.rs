@@ -11,6 +11,11 @@
 //! known_hosts = "~/.ssh/known_hosts"          # default: --known-hosts
 //! passphrase_file = "/run/secrets/key-pass"   # or passphrase_env = "VAR"
 //! host_key_policy = "strict"                  # or "accept-new"
+//! keepalive_interval = "15s"                  # ServerAliveInterval
+//! keepalive_max = 3                           # ServerAliveCountMax
+//! reconnect_min = "1s"                        # first backoff delay
+//! reconnect_max = "30s"                       # longest backoff delay
+//! rekey_limit = "4GiB"                        # bytes between re-keys
 //! ```
 
 use std::{
@@ -21,7 +26,10 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::{
+    backoff::Backoff,
+    error::{Error, Result},
+};
 
 /// Name of the host given with `--ssh`.
 pub const DEFAULT_HOST_NAME: &str = "default";
@@ -32,6 +40,21 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// Default number of unanswered keepalives before the link is declared dead
 /// (ServerAliveCountMax).
 pub const DEFAULT_KEEPALIVE_MAX: usize = 3;
+
+/// Default bytes either way after which tunneld starts a key re-exchange.
+/// Above OpenSSH's own limit for chacha20-poly1305 (1 GiB), so sshd usually
+/// starts it; see ARCHITECTURE.md, "Surviving faults".
+pub const DEFAULT_REKEY_LIMIT: usize = 4 << 30;
+
+/// Default cap on connections carried at once by the whole daemon.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Default cap on connections carried at once by one tunnel.
+pub const DEFAULT_MAX_CONNECTIONS_PER_TUNNEL: u32 = 1024;
+
+/// Default time a new connection to a local forward waits for a lost SSH
+/// connection to come back.
+pub const DEFAULT_RECONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// Default bound on bytes received from the SSH server for one forwarded
 /// connection (or one exec) that its local reader has not taken yet.
@@ -82,6 +105,10 @@ pub struct HostConfig {
     pub keepalive_interval: Duration,
     /// Unanswered keepalives tolerated.
     pub keepalive_max: usize,
+    /// Delays between reconnection attempts after the connection was lost.
+    pub reconnect: Backoff,
+    /// Bytes either way after which tunneld starts a key re-exchange.
+    pub rekey_limit: usize,
 }
 
 impl HostConfig {
@@ -107,12 +134,22 @@ pub struct Limits {
     /// whose reader is slower than the sender; past it the connection is
     /// reset (see ARCHITECTURE.md, "The byte path").
     pub max_buffer_per_connection: usize,
+    /// Connections carried at once by the whole daemon; more are refused.
+    pub max_connections: usize,
+    /// Connections carried at once by a tunnel that sets no cap of its own.
+    pub max_connections_per_tunnel: u32,
+    /// How long a new connection to a local forward waits for a lost SSH
+    /// connection to come back before it is closed.
+    pub reconnect_wait: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_buffer_per_connection: DEFAULT_MAX_BUFFER_PER_CONNECTION,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_tunnel: DEFAULT_MAX_CONNECTIONS_PER_TUNNEL,
+            reconnect_wait: DEFAULT_RECONNECT_WAIT,
         }
     }
 }
@@ -139,6 +176,14 @@ pub struct HostDefaults {
     pub passphrase: Option<PassphraseSource>,
     /// Host key policy used when a host sets none.
     pub host_key_policy: HostKeyPolicy,
+    /// Keepalive interval used when a host sets none.
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalives tolerated when a host sets none.
+    pub keepalive_max: usize,
+    /// Reconnection backoff used when a host sets none.
+    pub reconnect: Backoff,
+    /// Re-key limit used when a host sets none.
+    pub rekey_limit: usize,
 }
 
 impl HostDefaults {
@@ -149,6 +194,10 @@ impl HostDefaults {
             known_hosts: expand_home(Path::new("~/.ssh/known_hosts")),
             passphrase: None,
             host_key_policy: HostKeyPolicy::Strict,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_max: DEFAULT_KEEPALIVE_MAX,
+            reconnect: Backoff::default(),
+            rekey_limit: DEFAULT_REKEY_LIMIT,
         }
     }
 }
@@ -173,6 +222,9 @@ struct FileHost {
     host_key_policy: Option<HostKeyPolicy>,
     keepalive_interval: Option<String>,
     keepalive_max: Option<usize>,
+    reconnect_min: Option<String>,
+    reconnect_max: Option<String>,
+    rekey_limit: Option<String>,
 }
 
 impl Config {
@@ -226,13 +278,29 @@ impl Config {
             if let Some(p) = h.host_key_policy {
                 host.host_key_policy = p;
             }
+            let duration = |key: &str, s: &str| {
+                parse_duration(s).map_err(|e| Error::Config(format!("host {name:?}: {key}: {e}")))
+            };
             if let Some(s) = h.keepalive_interval {
-                host.keepalive_interval = humantime::parse_duration(&s).map_err(|e| {
-                    Error::Config(format!("host {name:?}: keepalive_interval {s:?}: {e}"))
-                })?;
+                host.keepalive_interval = duration("keepalive_interval", &s)?;
             }
             if let Some(n) = h.keepalive_max {
                 host.keepalive_max = n;
+            }
+            if let Some(s) = h.reconnect_min {
+                host.reconnect.min = duration("reconnect_min", &s)?;
+            }
+            if let Some(s) = h.reconnect_max {
+                host.reconnect.max = duration("reconnect_max", &s)?;
+            }
+            if host.reconnect.max < host.reconnect.min {
+                return Err(Error::Config(format!(
+                    "host {name:?}: reconnect_max is shorter than reconnect_min"
+                )));
+            }
+            if let Some(s) = h.rekey_limit {
+                host.rekey_limit = parse_size(&s)
+                    .map_err(|e| Error::Config(format!("host {name:?}: rekey_limit: {e}")))?;
             }
             self.hosts.insert(name, host);
         }
@@ -316,9 +384,38 @@ fn host_from_destination(name: &str, dest: &str, d: &HostDefaults) -> Result<Hos
         known_hosts: d.known_hosts.clone(),
         passphrase: d.passphrase.clone(),
         host_key_policy: d.host_key_policy,
-        keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
-        keepalive_max: DEFAULT_KEEPALIVE_MAX,
+        keepalive_interval: d.keepalive_interval,
+        keepalive_max: d.keepalive_max,
+        reconnect: d.reconnect,
+        rekey_limit: d.rekey_limit,
     })
+}
+
+/// Parses a positive duration such as `500ms`, `15s` or `2m`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("{s:?} must be longer than zero")),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration ({e}; e.g. 500ms, 15s, 2m)"
+        )),
+    }
+}
+
+/// Parses a positive size in bytes with an optional `KiB`, `MiB` or `GiB`
+/// suffix.
+pub fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        .iter()
+        .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n, *m)))
+        .unwrap_or((t, 1));
+    match num.trim().parse::<usize>() {
+        Ok(n) if n > 0 => n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("{s:?} is too large")),
+        _ => Err(format!("{s:?} is not a size (e.g. 8MiB, 512KiB, 65536)")),
+    }
 }
 
 fn parse_port(s: &str) -> Option<u16> {
@@ -349,6 +446,10 @@ mod tests {
             known_hosts: "/kh".into(),
             passphrase: None,
             host_key_policy: HostKeyPolicy::Strict,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_max: DEFAULT_KEEPALIVE_MAX,
+            reconnect: Backoff::default(),
+            rekey_limit: DEFAULT_REKEY_LIMIT,
         }
     }
 
@@ -397,6 +498,54 @@ mod tests {
             Some(PassphraseSource::Env("DB_KEY_PASS".into()))
         );
         assert_eq!(c.hosts["web"].port, 2022);
+    }
+
+    #[test]
+    fn hosts_set_their_own_reconnect_and_rekey() {
+        let mut c = Config::default();
+        c.load_str(
+            "[hosts.a]\naddress = \"u@h\"\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\nrekey_limit = \"256MiB\"\n",
+            &defaults(),
+        )
+        .unwrap();
+        let a = &c.hosts["a"];
+        assert_eq!(
+            a.reconnect,
+            Backoff {
+                min: Duration::from_millis(200),
+                max: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(a.rekey_limit, 256 << 20);
+        let e = Config::default()
+            .load_str(
+                "[hosts.a]\naddress = \"h\"\nreconnect_min = \"5s\"\nreconnect_max = \"1s\"\n",
+                &defaults(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reconnect_max is shorter"), "{e}");
+        let e = Config::default()
+            .load_str(
+                "[hosts.a]\naddress = \"h\"\nreconnect_min = \"0s\"\n",
+                &defaults(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("reconnect_min") && e.contains("longer than zero"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("4GB").is_err());
     }
 
     #[test]

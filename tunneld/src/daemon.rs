@@ -13,7 +13,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
 
 use crate::{
     config::{Config, Limits},
@@ -24,6 +26,7 @@ use crate::{
         self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
         TunnelOptions, TunnelSnapshot,
     },
+    watch::{Bus, Change, WatchFilter, Watcher},
 };
 
 /// Bound on waiting for running commands to end at shutdown.
@@ -56,6 +59,10 @@ pub struct Daemon {
     /// Shared with attachments, which remove their tunnel when dropped.
     tunnels: Arc<Registry>,
     limits: Limits,
+    /// Places for connections under `--max-connections`, shared by tunnels.
+    capacity: Arc<Semaphore>,
+    /// Every change to hosts and tunnels, for watchers.
+    bus: Bus,
     started_at: SystemTime,
     /// Root of the cancellation tree: every host connect, tunnel and exec
     /// holds a child.
@@ -67,16 +74,30 @@ pub struct Daemon {
 
 impl Daemon {
     /// A daemon for `config`; cancelling `shutdown` stops everything.
+    /// Must be called within a tokio runtime (it starts one task per host
+    /// that publishes the host's changes).
     pub fn new(config: Config, shutdown: CancellationToken) -> Self {
-        let hosts = config
+        let hosts: BTreeMap<String, Arc<SshHost>> = config
             .hosts
             .into_iter()
             .map(|(name, h)| (name, Arc::new(SshHost::new(h, shutdown.child_token()))))
             .collect();
+        let bus = Bus::default();
+        let tunnels: Arc<Registry> = Arc::default();
+        for host in hosts.values() {
+            tokio::spawn(publish_host(
+                host.clone(),
+                tunnels.clone(),
+                bus.clone(),
+                shutdown.clone(),
+            ));
+        }
         Daemon {
             hosts,
             default_host: config.default_host,
-            tunnels: Arc::default(),
+            tunnels,
+            capacity: Arc::new(Semaphore::new(config.limits.max_connections)),
+            bus,
             limits: config.limits,
             started_at: SystemTime::now(),
             shutdown,
@@ -137,6 +158,7 @@ impl Daemon {
         // Registered before the attachment exists, so dropping it always
         // finds the tunnel to close.
         self.tunnels.insert(seq, t.clone());
+        t.announce();
         Ok(Attachment::new(t, events, self.tunnels.clone()))
     }
 
@@ -148,9 +170,17 @@ impl Daemon {
     ) -> Result<(u64, Arc<Tunnel>)> {
         let host = self.host(host)?;
         let (seq, id) = self.tunnels.next_id();
+        let limits = spec.connection_limits();
         let options = TunnelOptions {
             max_buffer: self.limits.max_buffer_per_connection,
             attached,
+            max_connections: limits
+                .max_connections
+                .unwrap_or(self.limits.max_connections_per_tunnel),
+            idle_timeout: limits.idle_timeout,
+            reconnect_wait: self.limits.reconnect_wait,
+            capacity: self.capacity.clone(),
+            bus: self.bus.clone(),
         };
         let t = match spec {
             ForwardSpec::Local(spec) => {
@@ -165,8 +195,44 @@ impl Daemon {
 
     fn register(&self, seq: u64, t: Arc<Tunnel>) -> TunnelSnapshot {
         let snapshot = t.snapshot();
-        self.tunnels.insert(seq, t);
+        self.tunnels.insert(seq, t.clone());
+        t.announce();
         snapshot
+    }
+
+    /// Follows hosts and tunnels: first their state now, then changes.
+    /// With `tunnel_id`, only that tunnel and its host, until it closes.
+    pub fn watch(&self, tunnel_id: &str) -> Result<Watcher> {
+        // Subscribed before the state is read: a change in between is seen
+        // twice rather than lost.
+        let rx = self.bus.subscribe();
+        let (tunnels, hosts) = self.list();
+        let filter = if tunnel_id.is_empty() {
+            WatchFilter::default()
+        } else {
+            let t = tunnels
+                .iter()
+                .find(|t| t.id == tunnel_id)
+                .ok_or_else(|| Error::TunnelNotFound(tunnel_id.to_string()))?;
+            WatchFilter {
+                tunnel: Some((t.id.clone(), t.host.clone())),
+            }
+        };
+        let initial = hosts
+            .into_iter()
+            .map(|h| Change::Host {
+                host: h.host,
+                tunnels: h.tunnels,
+            })
+            .chain(tunnels.into_iter().map(Change::Tunnel))
+            .filter(|c| filter.wants(c))
+            .collect();
+        Ok(Watcher::new(
+            initial,
+            rx,
+            filter,
+            self.shutdown.child_token(),
+        ))
     }
 
     /// The daemon's version, start time and process id.
@@ -223,4 +289,32 @@ impl Daemon {
             "all tunnels closed and SSH connections ended"
         );
     }
+}
+
+/// Publishes every change of `host`'s connection on `bus`.
+async fn publish_host(
+    host: Arc<SshHost>,
+    tunnels: Arc<Registry>,
+    bus: Bus,
+    shutdown: CancellationToken,
+) {
+    let mut link = host.subscribe();
+    let span = tracing::debug_span!("publish_host", host = %host.config().name);
+    async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = link.changed() => if r.is_err() { break },
+            }
+            link.borrow_and_update();
+            let name = &host.config().name;
+            let count = tunnels.list().iter().filter(|t| &t.host == name).count();
+            bus.send(Change::Host {
+                host: host.snapshot(),
+                tunnels: count as u32,
+            });
+        }
+    }
+    .instrument(span)
+    .await
 }

@@ -7,6 +7,7 @@
 
 use std::{
     pin::{Pin, pin},
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -87,7 +88,7 @@ impl Stream for ExecOutput {
 /// Starts `spec` on `host`. Errors before the command runs (connection,
 /// channel, refusal) are returned here; later ones end the stream.
 pub async fn start(
-    host: &SshHost,
+    host: &Arc<SshHost>,
     spec: ExecSpec,
     max_buffer: usize,
     cancel: CancellationToken,

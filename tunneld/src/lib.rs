@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod budget;
 pub mod config;
 pub mod daemon;
@@ -28,6 +29,7 @@ pub mod relay;
 pub mod server;
 pub mod ssh;
 pub mod tunnel;
+pub mod watch;
 
 use std::sync::Arc;
 

@@ -6,7 +6,13 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tunneld::ListenAddr;
-use tunneld::config::{Config, HostDefaults, HostKeyPolicy, PassphraseSource, expand_home};
+use tunneld::{
+    backoff::Backoff,
+    config::{
+        Config, HostDefaults, HostKeyPolicy, PassphraseSource, expand_home, parse_duration,
+        parse_size,
+    },
+};
 
 /// Default address of the control API.
 const DEFAULT_LISTEN: &str = "127.0.0.1:4522";
@@ -72,6 +78,44 @@ struct Args {
     /// connection is reset. Accepts suffixes KiB, MiB.
     #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
     max_connection_buffer: usize,
+
+    /// Send an SSH keepalive after this long without traffic from the server
+    /// (OpenSSH ServerAliveInterval); default for every host.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    keepalive_interval: Duration,
+
+    /// Unanswered keepalives before the connection is declared dead and
+    /// reconnected (OpenSSH ServerAliveCountMax); default for every host.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    keepalive_count: u32,
+
+    /// First delay between reconnection attempts; it doubles (±20% jitter)
+    /// after each failure. Default for every host.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    reconnect_min: Duration,
+
+    /// Longest delay between reconnection attempts. Default for every host.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    reconnect_max: Duration,
+
+    /// How long a new connection to a local forward waits for a lost SSH
+    /// connection to come back before it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    reconnect_wait: Duration,
+
+    /// Connections carried at once by the whole daemon; more are refused.
+    #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_CONNECTIONS, value_parser = positive)]
+    max_connections: usize,
+
+    /// Connections carried at once by one tunnel, unless its open request
+    /// sets max_connections; more are refused.
+    #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_CONNECTIONS_PER_TUNNEL, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_tunnel: u32,
+
+    /// Bytes either way after which tunneld starts an SSH key re-exchange
+    /// (OpenSSH RekeyLimit). Default for every host.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    rekey_limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -82,18 +126,10 @@ enum PolicyArg {
     AcceptNew,
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("MiB") {
-        (n, 1 << 20)
-    } else if let Some(n) = s.strip_suffix("KiB") {
-        (n, 1 << 10)
-    } else {
-        (s, 1)
-    };
-    match num.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n * mult),
-        _ => Err(format!("{s:?} is not a size (e.g. 8MiB, 512KiB, 65536)")),
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number")),
     }
 }
 
@@ -113,6 +149,13 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
             PolicyArg::Strict => HostKeyPolicy::Strict,
             PolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
         },
+        keepalive_interval: args.keepalive_interval,
+        keepalive_max: args.keepalive_count as usize,
+        reconnect: Backoff {
+            min: args.reconnect_min,
+            max: args.reconnect_max.max(args.reconnect_min),
+        },
+        rekey_limit: args.rekey_limit,
     };
     let mut config = Config::default();
     if let Some(dest) = &args.ssh {
@@ -122,6 +165,9 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
         config.load_file(&expand_home(path), &defaults)?;
     }
     config.limits.max_buffer_per_connection = args.max_connection_buffer;
+    config.limits.max_connections = args.max_connections;
+    config.limits.max_connections_per_tunnel = args.max_connections_per_tunnel;
+    config.limits.reconnect_wait = args.reconnect_wait;
     config.finish()?;
     Ok(config)
 }
@@ -157,6 +203,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Each carried connection holds a descriptor; take what the hard limit
+    // allows, as OpenSSH and Go programs do.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     let listener = match tunneld::listen::bind(&args.listen, args.insecure_listen).await {
         Ok(l) => l,
         Err(e) => {

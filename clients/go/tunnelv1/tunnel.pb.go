@@ -102,11 +102,19 @@ const (
 	TunnelState_TUNNEL_STATE_UNSPECIFIED TunnelState = 0
 	// Listening and carrying connections.
 	TunnelState_TUNNEL_STATE_OPEN TunnelState = 1
-	// The SSH connection under the tunnel was lost; see state_detail.
+	// The tunnel could not be restored after its SSH connection came back
+	// (e.g. the server refused the remote port again); state_detail says why.
+	// tunneld keeps retrying until the tunnel is closed.
 	TunnelState_TUNNEL_STATE_FAILED TunnelState = 2
 	// Closed by a Close call, by shutdown, or by the end of its OpenAttached
 	// call; seen only in CloseResponse and OpenAttached's last message.
 	TunnelState_TUNNEL_STATE_CLOSED TunnelState = 3
+	// The SSH connection under the tunnel was lost and tunneld is reconnecting
+	// (state_detail: the attempt and when the next one is). A local forward
+	// keeps its port: new connections wait for the SSH connection a bounded
+	// time (--reconnect-wait), then are closed. Connections that were being
+	// carried when the link died are closed.
+	TunnelState_TUNNEL_STATE_RECONNECTING TunnelState = 4
 )
 
 // Enum value maps for TunnelState.
@@ -116,12 +124,14 @@ var (
 		1: "TUNNEL_STATE_OPEN",
 		2: "TUNNEL_STATE_FAILED",
 		3: "TUNNEL_STATE_CLOSED",
+		4: "TUNNEL_STATE_RECONNECTING",
 	}
 	TunnelState_value = map[string]int32{
-		"TUNNEL_STATE_UNSPECIFIED": 0,
-		"TUNNEL_STATE_OPEN":        1,
-		"TUNNEL_STATE_FAILED":      2,
-		"TUNNEL_STATE_CLOSED":      3,
+		"TUNNEL_STATE_UNSPECIFIED":  0,
+		"TUNNEL_STATE_OPEN":         1,
+		"TUNNEL_STATE_FAILED":       2,
+		"TUNNEL_STATE_CLOSED":       3,
+		"TUNNEL_STATE_RECONNECTING": 4,
 	}
 )
 
@@ -164,9 +174,13 @@ const (
 	SshConnectionState_SSH_CONNECTION_STATE_CONNECTING SshConnectionState = 2
 	// Connected and authenticated.
 	SshConnectionState_SSH_CONNECTION_STATE_CONNECTED SshConnectionState = 3
-	// The last attempt failed or the connection was lost; see state_detail.
-	// The next request that needs the host connects again.
+	// The last attempt failed or the connection was lost, and no tunnel needs
+	// it; see state_detail. The next request that needs the host connects.
 	SshConnectionState_SSH_CONNECTION_STATE_FAILED SshConnectionState = 4
+	// The connection was lost while tunnels run over it; tunneld reconnects
+	// with exponential backoff (see reconnect_attempt, next_attempt_at) and
+	// restores them.
+	SshConnectionState_SSH_CONNECTION_STATE_RECONNECTING SshConnectionState = 5
 )
 
 // Enum value maps for SshConnectionState.
@@ -177,13 +191,15 @@ var (
 		2: "SSH_CONNECTION_STATE_CONNECTING",
 		3: "SSH_CONNECTION_STATE_CONNECTED",
 		4: "SSH_CONNECTION_STATE_FAILED",
+		5: "SSH_CONNECTION_STATE_RECONNECTING",
 	}
 	SshConnectionState_value = map[string]int32{
-		"SSH_CONNECTION_STATE_UNSPECIFIED": 0,
-		"SSH_CONNECTION_STATE_IDLE":        1,
-		"SSH_CONNECTION_STATE_CONNECTING":  2,
-		"SSH_CONNECTION_STATE_CONNECTED":   3,
-		"SSH_CONNECTION_STATE_FAILED":      4,
+		"SSH_CONNECTION_STATE_UNSPECIFIED":  0,
+		"SSH_CONNECTION_STATE_IDLE":         1,
+		"SSH_CONNECTION_STATE_CONNECTING":   2,
+		"SSH_CONNECTION_STATE_CONNECTED":    3,
+		"SSH_CONNECTION_STATE_FAILED":       4,
+		"SSH_CONNECTION_STATE_RECONNECTING": 5,
 	}
 )
 
@@ -530,7 +546,14 @@ type OpenLocalForwardRequest struct {
 	// server; empty means "localhost", the SSH server itself.
 	RemoteHost string `protobuf:"bytes,4,opt,name=remote_host,json=remoteHost,proto3" json:"remote_host,omitempty"`
 	// Port the SSH server connects to, 1..65535.
-	RemotePort    uint32 `protobuf:"varint,5,opt,name=remote_port,json=remotePort,proto3" json:"remote_port,omitempty"`
+	RemotePort uint32 `protobuf:"varint,5,opt,name=remote_port,json=remotePort,proto3" json:"remote_port,omitempty"`
+	// Connections carried at once; more are refused (reset) and counted in
+	// refused_connections. 0 means tunneld's default
+	// (--max-connections-per-tunnel).
+	MaxConnections uint32 `protobuf:"varint,6,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// Close a connection after no byte has moved either way for this long.
+	// Unset or zero: never.
+	IdleTimeout   *durationpb.Duration `protobuf:"bytes,7,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -600,6 +623,20 @@ func (x *OpenLocalForwardRequest) GetRemotePort() uint32 {
 	return 0
 }
 
+func (x *OpenLocalForwardRequest) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *OpenLocalForwardRequest) GetIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return nil
+}
+
 // OpenLocalForwardResponse returns the tunnel that was opened.
 type OpenLocalForwardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -663,7 +700,14 @@ type OpenRemoteForwardRequest struct {
 	// "localhost".
 	LocalHost string `protobuf:"bytes,4,opt,name=local_host,json=localHost,proto3" json:"local_host,omitempty"`
 	// Port tunneld connects to, 1..65535.
-	LocalPort     uint32 `protobuf:"varint,5,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	LocalPort uint32 `protobuf:"varint,5,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	// Connections carried at once; more are refused (the channel is rejected)
+	// and counted in refused_connections. 0 means tunneld's default
+	// (--max-connections-per-tunnel).
+	MaxConnections uint32 `protobuf:"varint,6,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// Close a connection after no byte has moved either way for this long.
+	// Unset or zero: never.
+	IdleTimeout   *durationpb.Duration `protobuf:"bytes,7,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -731,6 +775,20 @@ func (x *OpenRemoteForwardRequest) GetLocalPort() uint32 {
 		return x.LocalPort
 	}
 	return 0
+}
+
+func (x *OpenRemoteForwardRequest) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *OpenRemoteForwardRequest) GetIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return nil
 }
 
 // OpenRemoteForwardResponse returns the tunnel that was opened.
@@ -1179,7 +1237,9 @@ type ConnectionOpened struct {
 	ConnectionId uint64 `protobuf:"varint,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
 	// Where it came from: the TCP peer of a local forward, or the originator
 	// the SSH server reports for a remote forward, as "host:port".
-	Peer          string `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
+	Peer string `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The tunnel carrying it.
+	TunnelId      string `protobuf:"bytes,3,opt,name=tunnel_id,json=tunnelId,proto3" json:"tunnel_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1228,6 +1288,13 @@ func (x *ConnectionOpened) GetPeer() string {
 	return ""
 }
 
+func (x *ConnectionOpened) GetTunnelId() string {
+	if x != nil {
+		return x.TunnelId
+	}
+	return ""
+}
+
 // ConnectionClosed reports the end of a connection.
 type ConnectionClosed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1243,7 +1310,9 @@ type ConnectionClosed struct {
 	// target refused it); empty when it ended normally.
 	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	// How long the connection lasted.
-	Duration      *durationpb.Duration `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
+	Duration *durationpb.Duration `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
+	// The tunnel that carried it.
+	TunnelId      string `protobuf:"bytes,7,opt,name=tunnel_id,json=tunnelId,proto3" json:"tunnel_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1320,6 +1389,264 @@ func (x *ConnectionClosed) GetDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *ConnectionClosed) GetTunnelId() string {
+	if x != nil {
+		return x.TunnelId
+	}
+	return ""
+}
+
+// WatchRequest says what to watch.
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Watch only this tunnel (and its host); empty watches everything.
+	TunnelId      string `protobuf:"bytes,1,opt,name=tunnel_id,json=tunnelId,proto3" json:"tunnel_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WatchRequest) GetTunnelId() string {
+	if x != nil {
+		return x.TunnelId
+	}
+	return ""
+}
+
+// WatchResponse is one thing that happened, or the state of one thing when
+// the call started.
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When tunneld observed it.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// What happened.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchResponse_Host
+	//	*WatchResponse_Tunnel
+	//	*WatchResponse_ConnectionOpened
+	//	*WatchResponse_ConnectionClosed
+	//	*WatchResponse_Synced
+	//	*WatchResponse_MissedEvents
+	Event         isWatchResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WatchResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetEvent() isWatchResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetHost() *SshHost {
+	if x != nil {
+		if x, ok := x.Event.(*WatchResponse_Host); ok {
+			return x.Host
+		}
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetTunnel() *Tunnel {
+	if x != nil {
+		if x, ok := x.Event.(*WatchResponse_Tunnel); ok {
+			return x.Tunnel
+		}
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetConnectionOpened() *ConnectionOpened {
+	if x != nil {
+		if x, ok := x.Event.(*WatchResponse_ConnectionOpened); ok {
+			return x.ConnectionOpened
+		}
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetConnectionClosed() *ConnectionClosed {
+	if x != nil {
+		if x, ok := x.Event.(*WatchResponse_ConnectionClosed); ok {
+			return x.ConnectionClosed
+		}
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetSynced() *WatchSynced {
+	if x != nil {
+		if x, ok := x.Event.(*WatchResponse_Synced); ok {
+			return x.Synced
+		}
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetMissedEvents() uint64 {
+	if x != nil {
+		if x, ok := x.Event.(*WatchResponse_MissedEvents); ok {
+			return x.MissedEvents
+		}
+	}
+	return 0
+}
+
+type isWatchResponse_Event interface {
+	isWatchResponse_Event()
+}
+
+type WatchResponse_Host struct {
+	// A host as it was when the call started, or after its state changed.
+	Host *SshHost `protobuf:"bytes,2,opt,name=host,proto3,oneof"`
+}
+
+type WatchResponse_Tunnel struct {
+	// A tunnel as it was when the call started, or after it was opened,
+	// changed state, or was closed (state CLOSED, the last message about it).
+	Tunnel *Tunnel `protobuf:"bytes,3,opt,name=tunnel,proto3,oneof"`
+}
+
+type WatchResponse_ConnectionOpened struct {
+	// A connection arrived at a tunnel.
+	ConnectionOpened *ConnectionOpened `protobuf:"bytes,4,opt,name=connection_opened,json=connectionOpened,proto3,oneof"`
+}
+
+type WatchResponse_ConnectionClosed struct {
+	// A connection of a tunnel ended.
+	ConnectionClosed *ConnectionClosed `protobuf:"bytes,5,opt,name=connection_closed,json=connectionClosed,proto3,oneof"`
+}
+
+type WatchResponse_Synced struct {
+	// Everything that existed when the call started has been sent; what
+	// follows are changes.
+	Synced *WatchSynced `protobuf:"bytes,6,opt,name=synced,proto3,oneof"`
+}
+
+type WatchResponse_MissedEvents struct {
+	// The caller fell behind and this many events were dropped; the stream
+	// goes on with the newest. Call List to resynchronise.
+	MissedEvents uint64 `protobuf:"varint,7,opt,name=missed_events,json=missedEvents,proto3,oneof"`
+}
+
+func (*WatchResponse_Host) isWatchResponse_Event() {}
+
+func (*WatchResponse_Tunnel) isWatchResponse_Event() {}
+
+func (*WatchResponse_ConnectionOpened) isWatchResponse_Event() {}
+
+func (*WatchResponse_ConnectionClosed) isWatchResponse_Event() {}
+
+func (*WatchResponse_Synced) isWatchResponse_Event() {}
+
+func (*WatchResponse_MissedEvents) isWatchResponse_Event() {}
+
+// WatchSynced marks the end of the initial state in a Watch stream.
+type WatchSynced struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSynced) Reset() {
+	*x = WatchSynced{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSynced) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSynced) ProtoMessage() {}
+
+func (x *WatchSynced) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSynced.ProtoReflect.Descriptor instead.
+func (*WatchSynced) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
+}
+
 // GetInfoRequest asks for tunneld's identity.
 type GetInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1329,7 +1656,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1668,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1681,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
 }
 
 // GetInfoResponse describes the running tunneld.
@@ -1372,7 +1699,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1711,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1724,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetInfoResponse) GetVersion() string {
@@ -1446,14 +1773,20 @@ type Tunnel struct {
 	Counters *TunnelCounters `protobuf:"bytes,9,opt,name=counters,proto3" json:"counters,omitempty"`
 	// True when the tunnel was opened by OpenAttached and closes when that call
 	// ends.
-	Attached      bool `protobuf:"varint,10,opt,name=attached,proto3" json:"attached,omitempty"`
+	Attached bool `protobuf:"varint,10,opt,name=attached,proto3" json:"attached,omitempty"`
+	// Connections it carries at once; more are refused.
+	MaxConnections uint32 `protobuf:"varint,11,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// Idle connections are closed after this long; unset: never.
+	IdleTimeout *durationpb.Duration `protobuf:"bytes,12,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	// Times the tunnel was restored after its SSH connection was lost.
+	Restores      uint32 `protobuf:"varint,13,opt,name=restores,proto3" json:"restores,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tunnel) Reset() {
 	*x = Tunnel{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1798,7 @@ func (x *Tunnel) String() string {
 func (*Tunnel) ProtoMessage() {}
 
 func (x *Tunnel) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1811,7 @@ func (x *Tunnel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tunnel.ProtoReflect.Descriptor instead.
 func (*Tunnel) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Tunnel) GetId() string {
@@ -1551,6 +1884,27 @@ func (x *Tunnel) GetAttached() bool {
 	return false
 }
 
+func (x *Tunnel) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *Tunnel) GetIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return nil
+}
+
+func (x *Tunnel) GetRestores() uint32 {
+	if x != nil {
+		return x.Restores
+	}
+	return 0
+}
+
 // Endpoint is a host (name or IP address) and TCP port.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1564,7 +1918,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1930,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1943,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Endpoint) GetHost() string {
@@ -1613,20 +1967,23 @@ type TunnelCounters struct {
 	ActiveConnections uint64 `protobuf:"varint,1,opt,name=active_connections,json=activeConnections,proto3" json:"active_connections,omitempty"`
 	// Connections accepted since the tunnel opened, including active ones.
 	TotalConnections uint64 `protobuf:"varint,2,opt,name=total_connections,json=totalConnections,proto3" json:"total_connections,omitempty"`
-	// Connections that could not be carried (target refused, channel refused,
-	// buffer limit reached).
+	// Connections that could not be carried or were cut short (target
+	// refused, channel refused, buffer limit reached, SSH connection lost).
 	FailedConnections uint64 `protobuf:"varint,3,opt,name=failed_connections,json=failedConnections,proto3" json:"failed_connections,omitempty"`
 	// Bytes carried from the listening side to the target.
 	BytesToTarget uint64 `protobuf:"varint,4,opt,name=bytes_to_target,json=bytesToTarget,proto3" json:"bytes_to_target,omitempty"`
 	// Bytes carried from the target back to the listening side.
 	BytesFromTarget uint64 `protobuf:"varint,5,opt,name=bytes_from_target,json=bytesFromTarget,proto3" json:"bytes_from_target,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Connections refused because the tunnel (max_connections) or tunneld
+	// (--max-connections) was at its cap. Not included in total_connections.
+	RefusedConnections uint64 `protobuf:"varint,6,opt,name=refused_connections,json=refusedConnections,proto3" json:"refused_connections,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TunnelCounters) Reset() {
 	*x = TunnelCounters{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1995,7 @@ func (x *TunnelCounters) String() string {
 func (*TunnelCounters) ProtoMessage() {}
 
 func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +2008,7 @@ func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelCounters.ProtoReflect.Descriptor instead.
 func (*TunnelCounters) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TunnelCounters) GetActiveConnections() uint64 {
@@ -1689,6 +2046,13 @@ func (x *TunnelCounters) GetBytesFromTarget() uint64 {
 	return 0
 }
 
+func (x *TunnelCounters) GetRefusedConnections() uint64 {
+	if x != nil {
+		return x.RefusedConnections
+	}
+	return 0
+}
+
 // SshHost is an SSH server tunneld knows and the state of its connection.
 type SshHost struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1703,14 +2067,18 @@ type SshHost struct {
 	// When the current connection was established; unset when not connected.
 	ConnectedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
 	// Number of open tunnels over this host.
-	Tunnels       uint32 `protobuf:"varint,6,opt,name=tunnels,proto3" json:"tunnels,omitempty"`
+	Tunnels uint32 `protobuf:"varint,6,opt,name=tunnels,proto3" json:"tunnels,omitempty"`
+	// While RECONNECTING: the attempt under way or next (from 1).
+	ReconnectAttempt uint32 `protobuf:"varint,7,opt,name=reconnect_attempt,json=reconnectAttempt,proto3" json:"reconnect_attempt,omitempty"`
+	// While RECONNECTING: when the next attempt starts; unset while one runs.
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SshHost) Reset() {
 	*x = SshHost{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +2090,7 @@ func (x *SshHost) String() string {
 func (*SshHost) ProtoMessage() {}
 
 func (x *SshHost) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +2103,7 @@ func (x *SshHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SshHost.ProtoReflect.Descriptor instead.
 func (*SshHost) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SshHost) GetName() string {
@@ -1780,6 +2148,20 @@ func (x *SshHost) GetTunnels() uint32 {
 	return 0
 }
 
+func (x *SshHost) GetReconnectAttempt() uint32 {
+	if x != nil {
+		return x.ReconnectAttempt
+	}
+	return 0
+}
+
+func (x *SshHost) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
 var File_tunnel_v1_tunnel_proto protoreflect.FileDescriptor
 
 const file_tunnel_v1_tunnel_proto_rawDesc = "" +
@@ -1806,7 +2188,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\vcore_dumped\x18\x03 \x01(\bR\n" +
 	"coreDumped\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessageB\b\n" +
-	"\x06status\"\xb1\x01\n" +
+	"\x06status\"\x98\x02\n" +
 	"\x17OpenLocalForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12!\n" +
 	"\fbind_address\x18\x02 \x01(\tR\vbindAddress\x12\x1d\n" +
@@ -1815,9 +2197,11 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\vremote_host\x18\x04 \x01(\tR\n" +
 	"remoteHost\x12\x1f\n" +
 	"\vremote_port\x18\x05 \x01(\rR\n" +
-	"remotePort\"E\n" +
+	"remotePort\x12'\n" +
+	"\x0fmax_connections\x18\x06 \x01(\rR\x0emaxConnections\x12<\n" +
+	"\fidle_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"E\n" +
 	"\x18OpenLocalForwardResponse\x12)\n" +
-	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xbd\x01\n" +
+	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xa4\x02\n" +
 	"\x18OpenRemoteForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12.\n" +
 	"\x13remote_bind_address\x18\x02 \x01(\tR\x11remoteBindAddress\x12\x1f\n" +
@@ -1826,7 +2210,9 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\n" +
 	"local_host\x18\x04 \x01(\tR\tlocalHost\x12\x1d\n" +
 	"\n" +
-	"local_port\x18\x05 \x01(\rR\tlocalPort\"F\n" +
+	"local_port\x18\x05 \x01(\rR\tlocalPort\x12'\n" +
+	"\x0fmax_connections\x18\x06 \x01(\rR\x0emaxConnections\x12<\n" +
+	"\fidle_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"F\n" +
 	"\x19OpenRemoteForwardResponse\x12)\n" +
 	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\r\n" +
 	"\vListRequest\"e\n" +
@@ -1846,23 +2232,37 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x11connection_opened\x18\x02 \x01(\v2\x1b.tunnel.v1.ConnectionOpenedH\x00R\x10connectionOpened\x12J\n" +
 	"\x11connection_closed\x18\x03 \x01(\v2\x1b.tunnel.v1.ConnectionClosedH\x00R\x10connectionClosed\x128\n" +
 	"\rstate_changed\x18\x04 \x01(\v2\x11.tunnel.v1.TunnelH\x00R\fstateChangedB\a\n" +
-	"\x05event\"K\n" +
+	"\x05event\"h\n" +
 	"\x10ConnectionOpened\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\x04R\fconnectionId\x12\x12\n" +
-	"\x04peer\x18\x02 \x01(\tR\x04peer\"\xec\x01\n" +
+	"\x04peer\x18\x02 \x01(\tR\x04peer\x12\x1b\n" +
+	"\ttunnel_id\x18\x03 \x01(\tR\btunnelId\"\x89\x02\n" +
 	"\x10ConnectionClosed\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\x04R\fconnectionId\x12\x12\n" +
 	"\x04peer\x18\x02 \x01(\tR\x04peer\x12&\n" +
 	"\x0fbytes_to_target\x18\x03 \x01(\x04R\rbytesToTarget\x12*\n" +
 	"\x11bytes_from_target\x18\x04 \x01(\x04R\x0fbytesFromTarget\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x125\n" +
-	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x10\n" +
+	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1b\n" +
+	"\ttunnel_id\x18\a \x01(\tR\btunnelId\"+\n" +
+	"\fWatchRequest\x12\x1b\n" +
+	"\ttunnel_id\x18\x01 \x01(\tR\btunnelId\"\x90\x03\n" +
+	"\rWatchResponse\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
+	"\x04host\x18\x02 \x01(\v2\x12.tunnel.v1.SshHostH\x00R\x04host\x12+\n" +
+	"\x06tunnel\x18\x03 \x01(\v2\x11.tunnel.v1.TunnelH\x00R\x06tunnel\x12J\n" +
+	"\x11connection_opened\x18\x04 \x01(\v2\x1b.tunnel.v1.ConnectionOpenedH\x00R\x10connectionOpened\x12J\n" +
+	"\x11connection_closed\x18\x05 \x01(\v2\x1b.tunnel.v1.ConnectionClosedH\x00R\x10connectionClosed\x120\n" +
+	"\x06synced\x18\x06 \x01(\v2\x16.tunnel.v1.WatchSyncedH\x00R\x06synced\x12%\n" +
+	"\rmissed_events\x18\a \x01(\x04H\x00R\fmissedEventsB\a\n" +
+	"\x05event\"\r\n" +
+	"\vWatchSynced\"\x10\n" +
 	"\x0eGetInfoRequest\"x\n" +
 	"\x0fGetInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\n" +
 	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\rR\x03pid\"\x8e\x03\n" +
+	"\x03pid\x18\x03 \x01(\rR\x03pid\"\x91\x04\n" +
 	"\x06Tunnel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.tunnel.v1.TunnelKindR\x04kind\x12\x12\n" +
@@ -1875,39 +2275,47 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x125\n" +
 	"\bcounters\x18\t \x01(\v2\x19.tunnel.v1.TunnelCountersR\bcounters\x12\x1a\n" +
 	"\battached\x18\n" +
-	" \x01(\bR\battached\"2\n" +
+	" \x01(\bR\battached\x12'\n" +
+	"\x0fmax_connections\x18\v \x01(\rR\x0emaxConnections\x12<\n" +
+	"\fidle_timeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12\x1a\n" +
+	"\brestores\x18\r \x01(\rR\brestores\"2\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\rR\x04port\"\xef\x01\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\xa0\x02\n" +
 	"\x0eTunnelCounters\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x04R\x11activeConnections\x12+\n" +
 	"\x11total_connections\x18\x02 \x01(\x04R\x10totalConnections\x12-\n" +
 	"\x12failed_connections\x18\x03 \x01(\x04R\x11failedConnections\x12&\n" +
 	"\x0fbytes_to_target\x18\x04 \x01(\x04R\rbytesToTarget\x12*\n" +
-	"\x11bytes_from_target\x18\x05 \x01(\x04R\x0fbytesFromTarget\"\xe8\x01\n" +
+	"\x11bytes_from_target\x18\x05 \x01(\x04R\x0fbytesFromTarget\x12/\n" +
+	"\x13refused_connections\x18\x06 \x01(\x04R\x12refusedConnections\"\xd9\x02\n" +
 	"\aSshHost\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x123\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x1d.tunnel.v1.SshConnectionStateR\x05state\x12!\n" +
 	"\fstate_detail\x18\x04 \x01(\tR\vstateDetail\x12=\n" +
 	"\fconnected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12\x18\n" +
-	"\atunnels\x18\x06 \x01(\rR\atunnels*X\n" +
+	"\atunnels\x18\x06 \x01(\rR\atunnels\x12+\n" +
+	"\x11reconnect_attempt\x18\a \x01(\rR\x10reconnectAttempt\x12B\n" +
+	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt*X\n" +
 	"\n" +
 	"TunnelKind\x12\x1b\n" +
 	"\x17TUNNEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TUNNEL_KIND_LOCAL\x10\x01\x12\x16\n" +
-	"\x12TUNNEL_KIND_REMOTE\x10\x02*t\n" +
+	"\x12TUNNEL_KIND_REMOTE\x10\x02*\x93\x01\n" +
 	"\vTunnelState\x12\x1c\n" +
 	"\x18TUNNEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TUNNEL_STATE_OPEN\x10\x01\x12\x17\n" +
 	"\x13TUNNEL_STATE_FAILED\x10\x02\x12\x17\n" +
-	"\x13TUNNEL_STATE_CLOSED\x10\x03*\xc3\x01\n" +
+	"\x13TUNNEL_STATE_CLOSED\x10\x03\x12\x1d\n" +
+	"\x19TUNNEL_STATE_RECONNECTING\x10\x04*\xea\x01\n" +
 	"\x12SshConnectionState\x12$\n" +
 	" SSH_CONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19SSH_CONNECTION_STATE_IDLE\x10\x01\x12#\n" +
 	"\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n" +
 	"\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n" +
-	"\x1bSSH_CONNECTION_STATE_FAILED\x10\x042\x91\x04\n" +
+	"\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x12%\n" +
+	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\xcf\x04\n" +
 	"\rTunnelService\x129\n" +
 	"\x04Exec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12[\n" +
 	"\x10OpenLocalForward\x12\".tunnel.v1.OpenLocalForwardRequest\x1a#.tunnel.v1.OpenLocalForwardResponse\x12^\n" +
@@ -1915,7 +2323,8 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x04List\x12\x16.tunnel.v1.ListRequest\x1a\x17.tunnel.v1.ListResponse\x12:\n" +
 	"\x05Close\x12\x17.tunnel.v1.CloseRequest\x1a\x18.tunnel.v1.CloseResponse\x12Q\n" +
 	"\fOpenAttached\x12\x1e.tunnel.v1.OpenAttachedRequest\x1a\x1f.tunnel.v1.OpenAttachedResponse0\x01\x12@\n" +
-	"\aGetInfo\x12\x19.tunnel.v1.GetInfoRequest\x1a\x1a.tunnel.v1.GetInfoResponseB9Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3"
+	"\aGetInfo\x12\x19.tunnel.v1.GetInfoRequest\x1a\x1a.tunnel.v1.GetInfoResponse\x12<\n" +
+	"\x05Watch\x12\x17.tunnel.v1.WatchRequest\x1a\x18.tunnel.v1.WatchResponse0\x01B9Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3"
 
 var (
 	file_tunnel_v1_tunnel_proto_rawDescOnce sync.Once
@@ -1930,7 +2339,7 @@ func file_tunnel_v1_tunnel_proto_rawDescGZIP() []byte {
 }
 
 var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_tunnel_v1_tunnel_proto_goTypes = []any{
 	(TunnelKind)(0),                   // 0: tunnel.v1.TunnelKind
 	(TunnelState)(0),                  // 1: tunnel.v1.TunnelState
@@ -1950,60 +2359,75 @@ var file_tunnel_v1_tunnel_proto_goTypes = []any{
 	(*OpenAttachedResponse)(nil),      // 15: tunnel.v1.OpenAttachedResponse
 	(*ConnectionOpened)(nil),          // 16: tunnel.v1.ConnectionOpened
 	(*ConnectionClosed)(nil),          // 17: tunnel.v1.ConnectionClosed
-	(*GetInfoRequest)(nil),            // 18: tunnel.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),           // 19: tunnel.v1.GetInfoResponse
-	(*Tunnel)(nil),                    // 20: tunnel.v1.Tunnel
-	(*Endpoint)(nil),                  // 21: tunnel.v1.Endpoint
-	(*TunnelCounters)(nil),            // 22: tunnel.v1.TunnelCounters
-	(*SshHost)(nil),                   // 23: tunnel.v1.SshHost
-	nil,                               // 24: tunnel.v1.ExecRequest.EnvEntry
-	(*durationpb.Duration)(nil),       // 25: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
+	(*WatchRequest)(nil),              // 18: tunnel.v1.WatchRequest
+	(*WatchResponse)(nil),             // 19: tunnel.v1.WatchResponse
+	(*WatchSynced)(nil),               // 20: tunnel.v1.WatchSynced
+	(*GetInfoRequest)(nil),            // 21: tunnel.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),           // 22: tunnel.v1.GetInfoResponse
+	(*Tunnel)(nil),                    // 23: tunnel.v1.Tunnel
+	(*Endpoint)(nil),                  // 24: tunnel.v1.Endpoint
+	(*TunnelCounters)(nil),            // 25: tunnel.v1.TunnelCounters
+	(*SshHost)(nil),                   // 26: tunnel.v1.SshHost
+	nil,                               // 27: tunnel.v1.ExecRequest.EnvEntry
+	(*durationpb.Duration)(nil),       // 28: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
 }
 var file_tunnel_v1_tunnel_proto_depIdxs = []int32{
-	24, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
-	25, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	27, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
+	28, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	5,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
-	20, // 3: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	20, // 4: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	20, // 5: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
-	23, // 6: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
-	20, // 7: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	6,  // 8: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
-	8,  // 9: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
-	20, // 10: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
-	16, // 11: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	17, // 12: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	20, // 13: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
-	25, // 14: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
-	26, // 15: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	0,  // 16: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
-	21, // 17: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
-	21, // 18: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
-	1,  // 19: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
-	26, // 20: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
-	22, // 21: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
-	2,  // 22: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
-	26, // 23: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
-	3,  // 24: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
-	6,  // 25: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
-	8,  // 26: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
-	10, // 27: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
-	12, // 28: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
-	14, // 29: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
-	18, // 30: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
-	4,  // 31: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
-	7,  // 32: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
-	9,  // 33: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
-	11, // 34: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
-	13, // 35: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
-	15, // 36: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
-	19, // 37: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	28, // 3: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	23, // 4: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	28, // 5: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	23, // 6: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	23, // 7: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
+	26, // 8: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
+	23, // 9: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	6,  // 10: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
+	8,  // 11: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
+	23, // 12: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
+	16, // 13: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	17, // 14: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	23, // 15: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
+	28, // 16: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
+	29, // 17: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
+	26, // 18: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
+	23, // 19: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	16, // 20: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	17, // 21: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	20, // 22: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
+	29, // 23: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	0,  // 24: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
+	24, // 25: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
+	24, // 26: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
+	1,  // 27: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
+	29, // 28: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
+	25, // 29: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
+	28, // 30: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
+	2,  // 31: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
+	29, // 32: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
+	29, // 33: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 34: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
+	6,  // 35: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
+	8,  // 36: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
+	10, // 37: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
+	12, // 38: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
+	14, // 39: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
+	21, // 40: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
+	18, // 41: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
+	4,  // 42: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
+	7,  // 43: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
+	9,  // 44: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
+	11, // 45: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
+	13, // 46: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
+	15, // 47: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
+	22, // 48: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
+	19, // 49: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
+	42, // [42:50] is the sub-list for method output_type
+	34, // [34:42] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_tunnel_v1_tunnel_proto_init() }
@@ -2030,13 +2454,21 @@ func file_tunnel_v1_tunnel_proto_init() {
 		(*OpenAttachedResponse_ConnectionClosed)(nil),
 		(*OpenAttachedResponse_StateChanged)(nil),
 	}
+	file_tunnel_v1_tunnel_proto_msgTypes[16].OneofWrappers = []any{
+		(*WatchResponse_Host)(nil),
+		(*WatchResponse_Tunnel)(nil),
+		(*WatchResponse_ConnectionOpened)(nil),
+		(*WatchResponse_ConnectionClosed)(nil),
+		(*WatchResponse_Synced)(nil),
+		(*WatchResponse_MissedEvents)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tunnel_v1_tunnel_proto_rawDesc), len(file_tunnel_v1_tunnel_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,7 @@ const (
 	TunnelService_Close_FullMethodName             = "/tunnel.v1.TunnelService/Close"
 	TunnelService_OpenAttached_FullMethodName      = "/tunnel.v1.TunnelService/OpenAttached"
 	TunnelService_GetInfo_FullMethodName           = "/tunnel.v1.TunnelService/GetInfo"
+	TunnelService_Watch_FullMethodName             = "/tunnel.v1.TunnelService/Watch"
 )
 
 // TunnelServiceClient is the client API for TunnelService service.
@@ -83,6 +84,16 @@ type TunnelServiceClient interface {
 	OpenAttached(ctx context.Context, in *OpenAttachedRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OpenAttachedResponse], error)
 	// GetInfo reports tunneld's version, process id and start time.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
+	// Watch streams what happens to hosts and tunnels as it happens. It first
+	// sends every host and every open tunnel as they are (one message each),
+	// then `synced`, then each change: a host's connection state (connecting,
+	// connected, reconnecting with its attempt and next try, ...), a tunnel
+	// opened, changing state, or closed (state CLOSED), and connections opened
+	// and closed. A caller that falls too far behind is sent `missed_events`
+	// and continues with the newest events (call List to resynchronise). With
+	// `tunnel_id` set, only that tunnel and its host are watched and the call
+	// ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
 type tunnelServiceClient struct {
@@ -181,6 +192,25 @@ func (c *tunnelServiceClient) GetInfo(ctx context.Context, in *GetInfoRequest, o
 	return out, nil
 }
 
+func (c *tunnelServiceClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TunnelService_ServiceDesc.Streams[2], TunnelService_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TunnelService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
 // TunnelServiceServer is the server API for TunnelService service.
 // All implementations must embed UnimplementedTunnelServiceServer
 // for forward compatibility.
@@ -218,6 +248,16 @@ type TunnelServiceServer interface {
 	OpenAttached(*OpenAttachedRequest, grpc.ServerStreamingServer[OpenAttachedResponse]) error
 	// GetInfo reports tunneld's version, process id and start time.
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
+	// Watch streams what happens to hosts and tunnels as it happens. It first
+	// sends every host and every open tunnel as they are (one message each),
+	// then `synced`, then each change: a host's connection state (connecting,
+	// connected, reconnecting with its attempt and next try, ...), a tunnel
+	// opened, changing state, or closed (state CLOSED), and connections opened
+	// and closed. A caller that falls too far behind is sent `missed_events`
+	// and continues with the newest events (call List to resynchronise). With
+	// `tunnel_id` set, only that tunnel and its host are watched and the call
+	// ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedTunnelServiceServer()
 }
 
@@ -248,6 +288,9 @@ func (UnimplementedTunnelServiceServer) OpenAttached(*OpenAttachedRequest, grpc.
 }
 func (UnimplementedTunnelServiceServer) GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetInfo not implemented")
+}
+func (UnimplementedTunnelServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedTunnelServiceServer) mustEmbedUnimplementedTunnelServiceServer() {}
 func (UnimplementedTunnelServiceServer) testEmbeddedByValue()                       {}
@@ -382,6 +425,17 @@ func _TunnelService_GetInfo_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TunnelService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TunnelServiceServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TunnelService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
 // TunnelService_ServiceDesc is the grpc.ServiceDesc for TunnelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -419,6 +473,11 @@ var TunnelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "OpenAttached",
 			Handler:       _TunnelService_OpenAttached_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _TunnelService_Watch_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use anyhow::{Context, Result, bail, ensure};
 use tunnel_proto::v1::{
     CloseRequest, ConnectionClosed, GetInfoRequest, OpenAttachedRequest, OpenAttachedResponse,
@@ -300,11 +302,11 @@ async fn get_info_names_the_version_and_the_process() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lost_remote_forward_is_reported_failed_on_its_call() -> Result<()> {
+async fn a_lost_remote_forward_is_reported_reconnecting_then_open_on_its_call() -> Result<()> {
     e2e(async {
         let bed = Bed::start().await?;
         let echo = TcpPeer::echo().await?;
-        let (_tunnel, mut events) = attach(
+        let (tunnel, mut events) = attach(
             &bed.client,
             Forward::Remote(OpenRemoteForwardRequest {
                 local_host: "127.0.0.1".into(),
@@ -317,27 +319,49 @@ async fn a_lost_remote_forward_is_reported_failed_on_its_call() -> Result<()> {
             bed.sshd.kill_connections()? >= 1,
             "no sshd connection process to kill"
         );
-        // The session sees the reset at once; keepalives would notice within
-        // 45 s, so 30 s is a fair bound for "at once".
-        let failed = tokio::time::timeout(Duration::from_secs(30), async {
+        // The session sees the reset at once and the first reconnection
+        // attempt is immediate, so 30 s is a generous bound.
+        let mut seen = Vec::new();
+        let restored = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 match events.message().await {
                     Ok(Some(msg)) => match msg.event {
-                        Some(Event::StateChanged(t)) if t.state == TunnelState::Failed as i32 => {
-                            return Ok(t);
+                        Some(Event::StateChanged(t)) => {
+                            seen.push((t.state, t.state_detail.clone()));
+                            if t.state == TunnelState::Open as i32 {
+                                return Ok(t);
+                            }
                         }
                         _ => continue,
                     },
-                    other => bail!("call ended before FAILED was reported: {other:?}"),
+                    other => bail!("call ended before the tunnel was restored: {other:?}"),
                 }
             }
         })
         .await
-        .context("no state_changed FAILED within 30 s")??;
+        .with_context(|| format!("not restored within 30 s; states seen: {seen:?}"))??;
+        let reconnecting = seen
+            .iter()
+            .find(|(s, _)| *s == TunnelState::Reconnecting as i32)
+            .with_context(|| format!("no RECONNECTING before OPEN: {seen:?}"))?;
         ensure!(
-            failed.state_detail.contains("no longer listens"),
-            "detail {:?}",
-            failed.state_detail
+            reconnecting.1.contains("reconnecting to"),
+            "RECONNECTING detail names no host: {:?}",
+            reconnecting.1
+        );
+        ensure!(restored.restores == 1, "restores = {}", restored.restores);
+        let port = tunnel.remote.as_ref().context("no remote end")?.port;
+        ensure!(
+            restored.remote.as_ref().map(|e| e.port) == Some(port),
+            "the remote port changed"
+        );
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port as u16)).await?;
+        conn.write_all(b"after").await?;
+        let mut buf = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut buf)).await??;
+        ensure!(
+            &buf == b"after",
+            "echo through the restored forward: {buf:?}"
         );
         Ok(())
     })

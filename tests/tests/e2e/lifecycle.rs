@@ -140,31 +140,42 @@ async fn one_ssh_connection_carries_every_exec_and_tunnel() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_remote_forward_lost_with_its_connection_shows_failed_and_still_closes() -> Result<()> {
+async fn a_remote_forward_lost_with_its_connection_is_restored_on_the_same_port() -> Result<()> {
     e2e(async {
         let bed = Bed::start().await?;
         let echo = TcpPeer::echo().await?;
         let tunnel = crate::forward_remote::open_remote(&bed.client, "", echo.port()).await?;
+        let port = tunnel.remote.as_ref().context("no remote end")?.port as u16;
         ensure!(
             bed.sshd.kill_connections()? >= 1,
             "no sshd connection process to kill"
         );
-
-        let failed = poll_until(
-            "List to show the remote forward failed",
+        let restored = poll_until(
+            "List to show the remote forward restored",
             Duration::from_secs(20),
             || async {
                 let t = crate::support::find_tunnel(&bed.client, &tunnel.id)
                     .await?
-                    .context("the failed tunnel vanished from List")?;
-                Ok((t.state == tunnel_proto::v1::TunnelState::Failed as i32).then_some(t))
+                    .context("the tunnel vanished from List")?;
+                Ok(
+                    (t.restores == 1 && t.state == tunnel_proto::v1::TunnelState::Open as i32)
+                        .then_some(t),
+                )
             },
         )
         .await?;
         ensure!(
-            failed.state_detail.contains("no longer listens"),
-            "state detail gives no reason a person can act on: {:?}",
-            failed.state_detail
+            restored.remote.as_ref().map(|e| e.port) == Some(u32::from(port)),
+            "the remote port changed: {:?}",
+            restored.remote
+        );
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        conn.write_all(b"again").await?;
+        let mut buf = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut buf)).await??;
+        ensure!(
+            &buf == b"again",
+            "echo through the restored forward: {buf:?}"
         );
         let closed = bed
             .client

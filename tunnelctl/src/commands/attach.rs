@@ -7,23 +7,26 @@
 //! (bounded by [`CLOSE_TIMEOUT`]) so the port is free by the time it exits;
 //! if tunnelctl is killed outright, tunneld notices the call is gone.
 //!
+//! Losing the SSH connection does not end the attachment: tunneld
+//! reconnects and restores the tunnel, so RECONNECTING and FAILED are notes
+//! on stderr (and lines in `-o json`), and so is being open again. Only
+//! CLOSED, or losing tunneld, ends it.
+//!
 //! Architecture Invariant: after the connection to tunneld is lost, nothing
 //! is sent in the tunnel's name. A reconnect could reach a restarted tunneld
 //! where the same id names someone else's tunnel.
 
-use std::io;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 use tonic::Streaming;
 use tunnel_proto::v1::open_attached_request::Forward;
 use tunnel_proto::v1::open_attached_response::Event;
 use tunnel_proto::v1::{CloseRequest, OpenAttachedRequest, OpenAttachedResponse, Tunnel};
 
-use super::{Context, print, report};
+use super::{Context, Signals, print, report};
 use crate::client::{self, Client};
 use crate::output::Mode;
 use crate::output::events::{self, StateNote};
@@ -34,7 +37,8 @@ use crate::output::events::{self, StateNote};
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Opens the forward attached to this process and reports its connections
-/// until a signal, a close from elsewhere, a failure, or a lost connection.
+/// and state changes until a signal, a close from elsewhere, or a lost
+/// connection to tunneld.
 /// `what` names the forward for errors ("cannot open local forward ...").
 pub async fn run(ctx: &Context, forward: Forward, what: String) -> anyhow::Result<ExitCode> {
     // Handlers go in before anything is opened: a Ctrl-C that comes just as
@@ -49,6 +53,7 @@ pub async fn run(ctx: &Context, forward: Forward, what: String) -> anyhow::Resul
         number = signals.recv() => return Ok(ExitCode::from(128 + number)),
     };
     let id = first.id.clone();
+    let mut state = first.state;
     emit(
         ctx.mode,
         &id,
@@ -83,17 +88,14 @@ pub async fn run(ctx: &Context, forward: Forward, what: String) -> anyhow::Resul
         let Some(Event::StateChanged(tunnel)) = &message.event else {
             continue;
         };
-        match events::state_note(tunnel) {
+        let before = std::mem::replace(&mut state, tunnel.state);
+        match events::state_note(tunnel, before) {
             Some(StateNote::Closed(note)) => {
                 report(&note);
                 return Ok(ExitCode::SUCCESS);
             }
-            Some(StateNote::Failed(error)) => {
-                // A failed tunnel may still hold its port; free it. The
-                // failure is what to report, not a failure to close.
-                let _ = close(ctx, &mut client, &id).await;
-                bail!(error);
-            }
+            // tunneld keeps retrying; so does the attachment.
+            Some(StateNote::Trouble(note) | StateNote::Restored(note)) => report(&note),
             None => {}
         }
     }
@@ -160,36 +162,5 @@ async fn close(ctx: &Context, client: &mut Client, id: &str) -> anyhow::Result<(
     match closed {
         Err(err) if !client::has_code(&err, tonic::Code::NotFound) => Err(err),
         _ => Ok(()),
-    }
-}
-
-/// The signals that end an attachment the way Ctrl-C ends `ssh -N`.
-struct Signals {
-    /// Ctrl-C.
-    interrupt: Signal,
-    /// `kill`, service managers.
-    terminate: Signal,
-    /// The terminal went away.
-    hangup: Signal,
-}
-
-impl Signals {
-    /// Installs the handlers; from then on these signals no longer kill the
-    /// process.
-    fn new() -> io::Result<Self> {
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// Waits for the next of them and returns its number.
-    async fn recv(&mut self) -> u8 {
-        tokio::select! {
-            _ = self.interrupt.recv() => 2,
-            _ = self.terminate.recv() => 15,
-            _ = self.hangup.recv() => 1,
-        }
     }
 }

@@ -1,12 +1,14 @@
 //! One module per verb. Each takes the parsed arguments and a [`Context`]
 //! built from the global flags, talks to tunneld, prints, and returns the
 //! process exit code. `attach` is not a verb but the `--attach` mode of the
-//! two open verbs.
+//! two open verbs. What they share lives here: the context, printing, and
+//! the [`Signals`] that end the long-running ones (`--attach`, `watch`).
 
 use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::anyhow;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -21,6 +23,7 @@ pub mod hosts;
 pub mod list;
 pub mod open;
 pub mod status;
+pub mod watch;
 
 /// What every verb needs from the global flags.
 #[derive(Debug, Clone)]
@@ -54,15 +57,20 @@ impl Context {
 /// to print. A reader that went away (`| head -1`) is not an error: what it
 /// read is all it wanted.
 pub fn print(text: &str) -> anyhow::Result<()> {
+    print_line(text).map(|_| ())
+}
+
+/// Like [`print`], and says whether the reader is still there: `false` once
+/// stdout is a closed pipe, so a stream printer can stop.
+pub fn print_line(text: &str) -> anyhow::Result<bool> {
     if text.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let mut out = io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(anyhow!(e).context("cannot write to standard output"))
-        }
-        _ => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow!(e).context("cannot write to standard output")),
     }
 }
 
@@ -76,4 +84,35 @@ pub fn report(line: &str) {
 /// tell, so a failure is ignored rather than a panic as with `eprintln!`.
 pub fn note(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// The signals that end a long-running verb the way Ctrl-C ends `ssh -N`.
+pub struct Signals {
+    /// Ctrl-C.
+    interrupt: Signal,
+    /// `kill`, service managers.
+    terminate: Signal,
+    /// The terminal went away.
+    hangup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; from then on these signals no longer kill the
+    /// process.
+    pub fn new() -> io::Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the next of them and returns its number.
+    pub async fn recv(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 2,
+            _ = self.terminate.recv() => 15,
+            _ = self.hangup.recv() => 1,
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! with `--attach`, hand over to [`super::attach`].
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use tunnel_proto::pbjson_types;
 use tunnel_proto::v1::open_attached_request::Forward;
 use tunnel_proto::v1::{OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel};
 
@@ -44,6 +46,8 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
         local_port: lport.into(),
         remote_host: rhost.unwrap_or_default(),
         remote_port: rport.into(),
+        max_connections: args.max_connections.unwrap_or_default(),
+        idle_timeout: args.idle_timeout.map(proto_duration),
     }
 }
 
@@ -72,6 +76,17 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
         remote_port: rport.into(),
         local_host: lhost.unwrap_or_default(),
         local_port: lport.into(),
+        max_connections: args.max_connections.unwrap_or_default(),
+        idle_timeout: args.idle_timeout.map(proto_duration),
+    }
+}
+
+/// A duration as the API's `google.protobuf.Duration`; one too long for it
+/// (hundreds of billions of years) is capped rather than wrapped.
+fn proto_duration(d: Duration) -> pbjson_types::Duration {
+    pbjson_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos() as i32,
     }
 }
 
@@ -208,5 +223,71 @@ mod tests {
             remote(&["-R", "*:0:localhost:3000"]).remote_bind_address,
             "*"
         );
+    }
+
+    #[test]
+    fn limits_default_to_unset() {
+        let r = local(&["-L", "0:db:5432"]);
+        assert_eq!((r.max_connections, r.idle_timeout), (0, None));
+        let r = remote(&["-R", "0:localhost:3000"]);
+        assert_eq!((r.max_connections, r.idle_timeout), (0, None));
+    }
+
+    #[test]
+    fn limits_go_into_both_requests() {
+        let r = local(&[
+            "-L",
+            "0:db:5432",
+            "--max-connections",
+            "20",
+            "--idle-timeout",
+            "1m 500ms",
+        ]);
+        assert_eq!(r.max_connections, 20);
+        assert_eq!(
+            r.idle_timeout,
+            Some(pbjson_types::Duration {
+                seconds: 60,
+                nanos: 500_000_000
+            })
+        );
+        let r = remote(&[
+            "--rport",
+            "0",
+            "--lport",
+            "3000",
+            "--max-connections=1",
+            "--idle-timeout=2s",
+        ]);
+        assert_eq!(r.max_connections, 1);
+        assert_eq!(r.idle_timeout.map(|d| d.seconds), Some(2));
+    }
+
+    #[test]
+    fn bad_limits_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--max-connections", "-1"),
+            ("--max-connections", "abc"),
+            ("--idle-timeout", "0s"),
+            ("--idle-timeout", "-1"),
+            ("--idle-timeout", "abc"),
+        ] {
+            for verb in [
+                ["open-local", "-L", "0:db:1"],
+                ["open-remote", "-R", "0:h:1"],
+            ] {
+                let mut args = vec!["tunnelctl"];
+                args.extend(verb);
+                args.extend([flag, value]);
+                let err = Cli::try_parse_from(&args).unwrap_err();
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ValueValidation,
+                    "{args:?}: {err}"
+                );
+                assert!(err.to_string().contains(flag), "{args:?}: {err}");
+            }
+        }
     }
 }

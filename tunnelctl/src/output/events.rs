@@ -1,12 +1,15 @@
 //! The lines `--attach` prints while it holds a tunnel: the tunnel once,
-//! then one line per connection opened or closed.
+//! then one line per connection opened or closed; and the notes on stderr
+//! when the tunnel's state changes.
 
 use std::time::Duration;
 
 use tunnel_proto::v1::open_attached_response::Event;
-use tunnel_proto::v1::{ConnectionClosed, ConnectionOpened, OpenAttachedResponse, Tunnel};
+use tunnel_proto::v1::{
+    ConnectionClosed, ConnectionOpened, OpenAttachedResponse, Tunnel, TunnelState,
+};
 
-use super::{Mode, human_bytes, json, or_dash, tunnels, two_units};
+use super::{Mode, human_bytes, json, one_line, or_dash, short_duration, std_duration, tunnels};
 
 /// Renders one message of the attachment to tunnel `id`, or `None` when the
 /// mode prints nothing for it. JSON prints every message, compact, one per
@@ -39,17 +42,15 @@ fn opened_line(id: &str, opened: &ConnectionOpened) -> String {
 /// `t-3  - 127.0.0.1:50312 connection 1 closed after 2.1s: 1.2 KiB to
 /// target, 340 B back`, and `: error TEXT` when it failed.
 fn closed_line(id: &str, closed: &ConnectionClosed) -> String {
-    let lasted = closed.duration.map_or(Duration::ZERO, |d| {
-        Duration::new(
-            d.seconds.max(0) as u64,
-            d.nanos.clamp(0, 999_999_999) as u32,
-        )
-    });
+    let lasted = closed
+        .duration
+        .as_ref()
+        .map_or(Duration::ZERO, std_duration);
     let mut line = format!(
         "{id}  - {} connection {} closed after {}: {} to target, {} back",
         or_dash(&closed.peer),
         closed.connection_id,
-        lasted_for(lasted),
+        short_duration(lasted),
         human_bytes(closed.bytes_to_target),
         human_bytes(closed.bytes_from_target),
     );
@@ -65,47 +66,49 @@ fn closed_line(id: &str, closed: &ConnectionClosed) -> String {
     line
 }
 
-/// How long a connection lasted: tenths of a second under a minute (most
-/// connections are short), then two units.
-fn lasted_for(d: Duration) -> String {
-    if d < Duration::from_secs(60) {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        two_units(d)
-    }
-}
-
-/// How an attachment ends when the tunnel's state changes from elsewhere.
+/// What to say when an attached tunnel's state changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateNote {
-    /// Closed by `tunnelctl close` or tunneld's shutdown: a note, success.
+    /// Closed by `tunnelctl close` or tunneld's shutdown: a note, and the
+    /// attachment ends with success.
     Closed(String),
-    /// The tunnel failed: an error line, failure.
-    Failed(String),
+    /// The SSH connection under it was lost (reconnecting), or it could not
+    /// be restored yet (failed): a note, and the attachment goes on, since
+    /// tunneld keeps retrying.
+    Trouble(String),
+    /// Open again after trouble: a note.
+    Restored(String),
 }
 
-/// The stderr line (without `tunnelctl: `) for a `state_changed` message,
-/// or `None` for a state that does not end the attachment.
-pub fn state_note(tunnel: &Tunnel) -> Option<StateNote> {
-    use tunnel_proto::v1::TunnelState;
-    let detail = tunnel
-        .state_detail
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+/// The stderr note (without `tunnelctl: `) for a `state_changed` message,
+/// given the state the tunnel had before; `None` when there is nothing to
+/// say (still open, or an unknown state).
+pub fn state_note(tunnel: &Tunnel, before: i32) -> Option<StateNote> {
+    let id = &tunnel.id;
+    let detail = match tunnel.state_detail.trim() {
+        "" => String::new(),
+        detail => format!(": {}", one_line(detail)),
+    };
+    let again = tunnel.state == before;
     match TunnelState::try_from(tunnel.state) {
-        Ok(TunnelState::Closed) => Some(StateNote::Closed(format!(
-            "tunnel {} was closed",
-            tunnel.id
+        Ok(TunnelState::Closed) => Some(StateNote::Closed(format!("tunnel {id} was closed"))),
+        // Each attempt may come with new detail; say it without repeating
+        // the news.
+        Ok(TunnelState::Reconnecting) if again => Some(StateNote::Trouble(format!(
+            "tunnel {id} is still reconnecting{detail}"
         ))),
-        Ok(TunnelState::Failed) if detail.is_empty() => Some(StateNote::Failed(format!(
-            "tunnel {} failed; see tunneld's log",
-            tunnel.id
+        Ok(TunnelState::Reconnecting) => Some(StateNote::Trouble(format!(
+            "tunnel {id} lost its SSH connection; tunneld is reconnecting{detail}"
         ))),
-        Ok(TunnelState::Failed) => Some(StateNote::Failed(format!(
-            "tunnel {} failed: {detail}",
-            tunnel.id
+        Ok(TunnelState::Failed) if again => Some(StateNote::Trouble(format!(
+            "tunnel {id} still cannot be restored{detail}"
         ))),
+        Ok(TunnelState::Failed) => Some(StateNote::Trouble(format!(
+            "tunnel {id} failed{detail}; tunneld keeps retrying until it is closed"
+        ))),
+        Ok(TunnelState::Open) if before != TunnelState::Open as i32 => {
+            Some(StateNote::Restored(format!("tunnel {id} is open again")))
+        }
         _ => None,
     }
 }
@@ -125,6 +128,7 @@ mod tests {
         message(Event::ConnectionOpened(ConnectionOpened {
             connection_id: 1,
             peer: "127.0.0.1:50312".into(),
+            tunnel_id: "t-3".into(),
         }))
     }
 
@@ -139,6 +143,7 @@ mod tests {
                 seconds: 2,
                 nanos: 100_000_000,
             }),
+            tunnel_id: "t-3".into(),
         }))
     }
 
@@ -180,13 +185,6 @@ mod tests {
     }
 
     #[test]
-    fn long_connections_in_two_units() {
-        assert_eq!(lasted_for(Duration::from_millis(0)), "0.0s");
-        assert_eq!(lasted_for(Duration::from_millis(59_940)), "59.9s");
-        assert_eq!(lasted_for(Duration::from_secs(125)), "2m 5s");
-    }
-
-    #[test]
     fn json_is_one_compact_object_per_message() {
         let first = event(Mode::Json, "t-1", &message(Event::Opened(local_tunnel())))
             .unwrap()
@@ -199,7 +197,7 @@ mod tests {
         let line = event(Mode::Json, "t-3", &opened_conn()).unwrap().unwrap();
         assert_eq!(
             line,
-            r#"{"connectionOpened":{"connectionId":"1","peer":"127.0.0.1:50312"}}"#
+            r#"{"connectionOpened":{"connectionId":"1","peer":"127.0.0.1:50312","tunnelId":"t-3"}}"#
         );
         let line = event(Mode::Json, "t-3", &state_changed(TunnelState::Closed, ""))
             .unwrap()
@@ -224,32 +222,62 @@ mod tests {
 
     #[test]
     fn state_notes() {
-        let note = |state, detail| {
+        let open = TunnelState::Open as i32;
+        let note = |state, detail, before| {
             let m = state_changed(state, detail);
             let Some(Event::StateChanged(t)) = m.event else {
                 unreachable!()
             };
-            state_note(&t)
+            state_note(&t, before)
         };
         assert_eq!(
-            note(TunnelState::Closed, ""),
+            note(TunnelState::Closed, "", open),
             Some(StateNote::Closed("tunnel t-1 was closed".into()))
         );
         assert_eq!(
             note(
-                TunnelState::Failed,
-                "SSH connection to default lost:\nreset"
+                TunnelState::Reconnecting,
+                "attempt 2, next in 1s:\nconnection reset",
+                open
             ),
-            Some(StateNote::Failed(
-                "tunnel t-1 failed: SSH connection to default lost: reset".into()
+            Some(StateNote::Trouble(
+                "tunnel t-1 lost its SSH connection; tunneld is reconnecting: attempt 2, next in 1s: connection reset".into()
             ))
         );
         assert_eq!(
-            note(TunnelState::Failed, ""),
-            Some(StateNote::Failed(
-                "tunnel t-1 failed; see tunneld's log".into()
+            note(TunnelState::Failed, "port 8080 is taken", open),
+            Some(StateNote::Trouble(
+                "tunnel t-1 failed: port 8080 is taken; tunneld keeps retrying until it is closed"
+                    .into()
             ))
         );
-        assert_eq!(note(TunnelState::Open, ""), None);
+        let reconnecting = TunnelState::Reconnecting as i32;
+        assert_eq!(
+            note(TunnelState::Reconnecting, "attempt 3", reconnecting),
+            Some(StateNote::Trouble(
+                "tunnel t-1 is still reconnecting: attempt 3".into()
+            ))
+        );
+        assert_eq!(
+            note(
+                TunnelState::Failed,
+                "port taken",
+                TunnelState::Failed as i32
+            ),
+            Some(StateNote::Trouble(
+                "tunnel t-1 still cannot be restored: port taken".into()
+            ))
+        );
+        assert_eq!(
+            note(TunnelState::Failed, "", open),
+            Some(StateNote::Trouble(
+                "tunnel t-1 failed; tunneld keeps retrying until it is closed".into()
+            ))
+        );
+        assert_eq!(
+            note(TunnelState::Open, "", TunnelState::Reconnecting as i32),
+            Some(StateNote::Restored("tunnel t-1 is open again".into()))
+        );
+        assert_eq!(note(TunnelState::Open, "", open), None);
     }
 }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use comfy_table::Cell;
 use tunnel_proto::v1::{ListResponse, SshHost};
 
-use super::{Mode, age, host_state_name, json, new_table, one_line, or_dash};
+use super::{Mode, age, host_state_name, json, new_table, one_line, or_dash, reconnect_progress};
 
 /// What `hosts` says on stderr, in table mode, when tunneld knows no host.
 pub const NO_HOSTS: &str = "tunneld knows no SSH hosts.";
@@ -29,7 +29,8 @@ pub fn hosts(mode: Mode, hosts: &[SshHost], now: SystemTime) -> anyhow::Result<S
 }
 
 /// The table of SSH hosts: CONNECTED is how long the current connection has
-/// been up.
+/// been up; DETAIL says why the last connection failed, or for a
+/// reconnecting host which attempt it is at and when the next one starts.
 pub fn table(hosts: &[SshHost], now: SystemTime) -> String {
     let mut table = new_table(["NAME", "ADDRESS", "STATE", "TUNNELS", "CONNECTED", "DETAIL"]);
     for h in hosts {
@@ -39,10 +40,20 @@ pub fn table(hosts: &[SshHost], now: SystemTime) -> String {
             Cell::new(host_state_name(h.state)),
             Cell::new(h.tunnels),
             Cell::new(age(h.connected_at.as_ref(), now)),
-            Cell::new(one_line(&h.state_detail)),
+            Cell::new(detail(h, now)),
         ]);
     }
     table.trim_fmt()
+}
+
+/// The DETAIL column: `attempt 2, next in 1.5s: WHY` while reconnecting,
+/// else tunneld's `state_detail`, on one line.
+fn detail(host: &SshHost, now: SystemTime) -> String {
+    match reconnect_progress(host, now) {
+        Some(progress) if host.state_detail.trim().is_empty() => progress,
+        Some(progress) => format!("{progress}: {}", one_line(&host.state_detail)),
+        None => one_line(&host.state_detail),
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +109,33 @@ mod tests {
             "{table}"
         );
         assert!(lines.iter().all(|l| !l.ends_with(' ')), "{table}");
+    }
+
+    #[test]
+    fn reconnecting_hosts_show_the_attempt_and_the_next_try() {
+        let mut host = SshHost {
+            name: "default".into(),
+            address: "deploy@10.0.0.5:22".into(),
+            state: SshConnectionState::Reconnecting as i32,
+            state_detail: "connection lost: reset".into(),
+            tunnels: 1,
+            reconnect_attempt: 3,
+            next_attempt_at: Some(Timestamp {
+                seconds: 1_004,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let out = table(std::slice::from_ref(&host), at(1_000));
+        let row = out.lines().nth(1).unwrap();
+        assert!(
+            row.ends_with("reconnecting   1         -           attempt 3, next in 4.0s: connection lost: reset"),
+            "{out}"
+        );
+        host.state_detail.clear();
+        host.next_attempt_at = None;
+        let out = table(&[host], at(1_000));
+        assert!(out.ends_with("   attempt 3 under way"), "{out}");
     }
 
     #[test]

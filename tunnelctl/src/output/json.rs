@@ -14,6 +14,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde::Serialize;
 use tunnel_proto::v1::{
     FILE_DESCRIPTOR_SET, GetInfoResponse, ListResponse, OpenAttachedResponse, SshHost, Tunnel,
+    WatchResponse,
 };
 
 /// A generated message type and its full protobuf name, which finds its
@@ -41,6 +42,10 @@ impl ProtoMessage for GetInfoResponse {
 
 impl ProtoMessage for OpenAttachedResponse {
     const NAME: &'static str = "tunnel.v1.OpenAttachedResponse";
+}
+
+impl ProtoMessage for WatchResponse {
+    const NAME: &'static str = "tunnel.v1.WatchResponse";
 }
 
 /// The API's descriptors (with the well-known types it imports), decoded
@@ -110,6 +115,7 @@ mod tests {
             ListResponse::NAME,
             GetInfoResponse::NAME,
             OpenAttachedResponse::NAME,
+            WatchResponse::NAME,
         ] {
             assert!(pool.get_message_by_name(name).is_some(), "{name}");
         }
@@ -190,11 +196,12 @@ mod tests {
                     seconds: 1,
                     nanos: 500_000_000,
                 }),
+                tunnel_id: "t-3".into(),
             })),
         };
         assert_eq!(
             compact(&event).unwrap(),
-            r#"{"connectionClosed":{"connectionId":"1","peer":"127.0.0.1:50312","bytesToTarget":"1229","bytesFromTarget":"340","duration":"1.500s"}}"#
+            r#"{"connectionClosed":{"connectionId":"1","peer":"127.0.0.1:50312","bytesToTarget":"1229","bytesFromTarget":"340","duration":"1.500s","tunnelId":"t-3"}}"#
         );
     }
 

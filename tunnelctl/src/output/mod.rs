@@ -8,14 +8,15 @@
 //! - [`hosts`]: the `hosts` table.
 //! - [`status`]: what `status` found out.
 //! - [`events`]: the lines `--attach` prints as connections come and go.
+//! - [`watch`]: the lines `watch` prints, one per event.
 //!
 //! This module holds what they share: the [`Mode`], tables, and units.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{ContentArrangement, Row, Table, presets};
 use tunnel_proto::pbjson_types::Timestamp;
-use tunnel_proto::v1::{Endpoint, SshConnectionState, TunnelKind, TunnelState};
+use tunnel_proto::v1::{Endpoint, SshConnectionState, SshHost, TunnelKind, TunnelState};
 
 use crate::cli::OutputFormat;
 
@@ -24,6 +25,7 @@ pub mod hosts;
 pub mod json;
 pub mod status;
 pub mod tunnels;
+pub mod watch;
 
 /// How results are printed, from `--output` and `--quiet` (which wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +51,7 @@ impl Mode {
 
 /// A borderless table in the kubectl style: columns separated by spaces,
 /// never wrapped (scripts cut columns out of it).
-fn new_table<const N: usize>(header: [&str; N]) -> Table {
+fn new_table(header: impl Into<Row>) -> Table {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
@@ -79,24 +81,80 @@ pub fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-/// `open`, `failed` or `closed`.
+/// `open`, `reconnecting`, `failed` or `closed`.
 pub fn tunnel_state_name(state: i32) -> &'static str {
     match TunnelState::try_from(state) {
         Ok(TunnelState::Open) => "open",
+        Ok(TunnelState::Reconnecting) => "reconnecting",
         Ok(TunnelState::Failed) => "failed",
         Ok(TunnelState::Closed) => "closed",
         _ => "unknown",
     }
 }
 
-/// `idle`, `connecting`, `connected` or `failed`.
+/// `idle`, `connecting`, `connected`, `reconnecting` or `failed`.
 pub fn host_state_name(state: i32) -> &'static str {
     match SshConnectionState::try_from(state) {
         Ok(SshConnectionState::Idle) => "idle",
         Ok(SshConnectionState::Connecting) => "connecting",
         Ok(SshConnectionState::Connected) => "connected",
+        Ok(SshConnectionState::Reconnecting) => "reconnecting",
         Ok(SshConnectionState::Failed) => "failed",
         _ => "unknown",
+    }
+}
+
+/// What a reconnecting host is doing, as of `now`: `attempt 2, next in
+/// 1.5s`, or `attempt 2 under way` when no next attempt is scheduled or it
+/// is due. `None` unless the host is reconnecting.
+pub fn reconnect_progress(host: &SshHost, now: SystemTime) -> Option<String> {
+    if host.state != SshConnectionState::Reconnecting as i32 {
+        return None;
+    }
+    let attempt = host.reconnect_attempt;
+    let wait = host
+        .next_attempt_at
+        .as_ref()
+        .map(|next| until(next, now))
+        .filter(|wait| !wait.is_zero());
+    Some(match wait {
+        Some(wait) => format!("attempt {attempt}, next in {}", short_duration(wait)),
+        None => format!("attempt {attempt} under way"),
+    })
+}
+
+/// Time from `now` to `at`, to the millisecond; zero when `at` has passed.
+pub fn until(at: &Timestamp, now: SystemTime) -> Duration {
+    let left = system_time(at)
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO);
+    Duration::from_millis(left.as_millis() as u64)
+}
+
+/// A timestamp as a `SystemTime`; before 1970 counts as 1970.
+pub fn system_time(at: &Timestamp) -> SystemTime {
+    UNIX_EPOCH
+        + Duration::new(
+            at.seconds.max(0) as u64,
+            at.nanos.clamp(0, 999_999_999) as u32,
+        )
+}
+
+/// An API duration as a std one; negative counts as zero.
+pub fn std_duration(d: &tunnel_proto::pbjson_types::Duration) -> Duration {
+    Duration::new(
+        d.seconds.max(0) as u64,
+        d.nanos.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// A short span for events: tenths of a second under a minute (`0.3s`,
+/// `1.0s`, `59.9s`), then two units (`2m 5s`).
+pub fn short_duration(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        two_units(d)
     }
 }
 
@@ -215,6 +273,43 @@ mod tests {
             "2h 3m"
         );
         assert_eq!(two_units(Duration::from_secs(4 * 86400 + 3600)), "4d 1h");
+    }
+
+    #[test]
+    fn reconnect_progress_counts_down_to_the_next_attempt() {
+        let mut host = SshHost {
+            name: "default".into(),
+            state: SshConnectionState::Reconnecting as i32,
+            reconnect_attempt: 2,
+            next_attempt_at: Some(Timestamp {
+                seconds: 1_001,
+                nanos: 500_000_000,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            reconnect_progress(&host, at(1_000)).as_deref(),
+            Some("attempt 2, next in 1.5s")
+        );
+        assert_eq!(
+            reconnect_progress(&host, at(1_002)).as_deref(),
+            Some("attempt 2 under way")
+        );
+        host.next_attempt_at = None;
+        assert_eq!(
+            reconnect_progress(&host, at(1_000)).as_deref(),
+            Some("attempt 2 under way")
+        );
+        host.state = SshConnectionState::Connected as i32;
+        assert_eq!(reconnect_progress(&host, at(1_000)), None);
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(short_duration(Duration::from_millis(0)), "0.0s");
+        assert_eq!(short_duration(Duration::from_millis(300)), "0.3s");
+        assert_eq!(short_duration(Duration::from_millis(59_940)), "59.9s");
+        assert_eq!(short_duration(Duration::from_secs(125)), "2m 5s");
     }
 
     #[test]

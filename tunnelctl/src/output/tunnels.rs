@@ -54,7 +54,7 @@ pub fn tunnel_line(tunnel: &Tunnel) -> String {
 
 /// The listening and target ends: a local forward listens on the local end,
 /// a remote forward on the remote end.
-fn listen_and_target(tunnel: &Tunnel) -> (Option<&Endpoint>, Option<&Endpoint>) {
+pub fn listen_and_target(tunnel: &Tunnel) -> (Option<&Endpoint>, Option<&Endpoint>) {
     if tunnel.kind == TunnelKind::Remote as i32 {
         (tunnel.remote.as_ref(), tunnel.local.as_ref())
     } else {
@@ -62,14 +62,29 @@ fn listen_and_target(tunnel: &Tunnel) -> (Option<&Endpoint>, Option<&Endpoint>) 
     }
 }
 
-/// The table of tunnels printed by `list`.
+/// The table of tunnels printed by `list`. Two columns appear only when
+/// they have something to say, to keep the usual table narrow: REFUSED
+/// (connections turned away at a cap) after CONNS, and DETAIL (why a tunnel
+/// is not open, how often it was restored) at the end.
 pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
-    let mut table = new_table([
-        "ID", "KIND", "LOCAL", "REMOTE", "HOST", "STATE", "CONNS", "BYTES", "AGE",
-    ]);
-    for t in tunnels {
+    let refused = tunnels
+        .iter()
+        .any(|t| t.counters.unwrap_or_default().refused_connections > 0);
+    let details: Vec<String> = tunnels.iter().map(detail).collect();
+    let with_detail = details.iter().any(|d| !d.is_empty());
+
+    let mut header = vec!["ID", "KIND", "LOCAL", "REMOTE", "HOST", "STATE", "CONNS"];
+    if refused {
+        header.push("REFUSED");
+    }
+    header.extend(["BYTES", "AGE"]);
+    if with_detail {
+        header.push("DETAIL");
+    }
+    let mut table = new_table(header);
+    for (t, detail) in tunnels.iter().zip(details) {
         let counters = t.counters.unwrap_or_default();
-        table.add_row([
+        let mut row = vec![
             Cell::new(&t.id),
             Cell::new(kind_name(t.kind)),
             Cell::new(endpoint(t.local.as_ref())),
@@ -80,6 +95,11 @@ pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
                 "{}/{}",
                 counters.active_connections, counters.total_connections
             )),
+        ];
+        if refused {
+            row.push(Cell::new(counters.refused_connections));
+        }
+        row.extend([
             Cell::new(format!(
                 "{} / {}",
                 human_bytes(counters.bytes_to_target),
@@ -87,19 +107,40 @@ pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
             )),
             Cell::new(age(t.created_at.as_ref(), now)),
         ]);
+        if with_detail {
+            row.push(Cell::new(or_dash(&detail)));
+        }
+        table.add_row(row);
     }
     table.trim_fmt()
 }
 
-/// The STATE column: `open (attached)` for an open tunnel that lives only as
-/// long as some `--attach` call, else the state's name.
+/// The STATE column: the state's name, with `(attached)` for a tunnel that
+/// lives only as long as some `--attach` call.
 fn state(tunnel: &Tunnel) -> String {
     let name = tunnel_state_name(tunnel.state);
-    if tunnel.attached && tunnel.state == TunnelState::Open as i32 {
+    if tunnel.attached && tunnel.state != TunnelState::Closed as i32 {
         format!("{name} (attached)")
     } else {
         name.to_string()
     }
+}
+
+/// The DETAIL column: why the tunnel is not open (tunneld's `state_detail`)
+/// and how many times it was restored after losing its SSH connection;
+/// empty when there is neither.
+pub fn detail(tunnel: &Tunnel) -> String {
+    let mut parts = Vec::new();
+    let why = tunnel.state_detail.split_whitespace().collect::<Vec<_>>();
+    if !why.is_empty() {
+        parts.push(why.join(" "));
+    }
+    match tunnel.restores {
+        0 => {}
+        1 => parts.push("restored once".to_string()),
+        n => parts.push(format!("restored {n} times")),
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]
@@ -137,8 +178,12 @@ pub(crate) mod tests {
                 failed_connections: 0,
                 bytes_to_target: 1229,
                 bytes_from_target: 300,
+                refused_connections: 0,
             }),
             attached: false,
+            max_connections: 1024,
+            idle_timeout: None,
+            restores: 0,
         }
     }
 
@@ -252,6 +297,47 @@ pub(crate) mod tests {
         let kind_at = lines[0].find("KIND").unwrap();
         assert_eq!(lines[1].find("local"), Some(kind_at));
         assert_eq!(lines[2].find("remote"), Some(kind_at));
+    }
+
+    #[test]
+    fn refused_and_detail_columns_appear_when_needed() {
+        let mut busy = local_tunnel();
+        busy.counters.as_mut().unwrap().refused_connections = 4;
+        let mut troubled = remote_tunnel();
+        troubled.state = TunnelState::Reconnecting as i32;
+        troubled.state_detail = "SSH connection to web1 lost:\nreset".into();
+        troubled.restores = 2;
+        let table = table(&[busy, troubled], at(1_000 + 150));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "ID", "KIND", "LOCAL", "REMOTE", "HOST", "STATE", "CONNS", "REFUSED", "BYTES",
+                "AGE", "DETAIL"
+            ]
+        );
+        let column = |line: &str, name: &str| {
+            let at = lines[0].find(name).unwrap();
+            line[at..].split("  ").next().unwrap().to_string()
+        };
+        assert_eq!(column(lines[1], "REFUSED"), "4");
+        assert_eq!(column(lines[1], "DETAIL"), "-");
+        assert_eq!(column(lines[2], "STATE"), "reconnecting");
+        assert_eq!(column(lines[2], "REFUSED"), "0");
+        assert_eq!(
+            &lines[2][lines[0].find("DETAIL").unwrap()..],
+            "SSH connection to web1 lost: reset; restored 2 times"
+        );
+        assert!(lines.iter().all(|l| !l.ends_with(' ')), "{table}");
+    }
+
+    #[test]
+    fn failed_tunnels_say_why() {
+        let mut t = remote_tunnel();
+        t.state_detail = "the server refused port 8080".into();
+        t.restores = 1;
+        assert_eq!(detail(&t), "the server refused port 8080; restored once");
+        assert_eq!(detail(&local_tunnel()), "");
     }
 
     #[test]

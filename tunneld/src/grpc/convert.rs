@@ -12,9 +12,10 @@ use crate::{
     exec::{ExecEvent, ExecSpec, ExitStatus, valid_env_name},
     ssh::ConnectionState,
     tunnel::{
-        AttachmentEvent, Endpoint, ForwardSpec, LocalForwardSpec, RemoteForwardSpec, TunnelEvent,
-        TunnelKind, TunnelSnapshot, TunnelState,
+        AttachmentEvent, ConnectionLimits, Endpoint, ForwardSpec, LocalForwardSpec,
+        RemoteForwardSpec, TunnelEvent, TunnelKind, TunnelSnapshot, TunnelState,
     },
+    watch::{Change, WatchEvent},
 };
 
 /// Default listen address of local forwards, as `ssh -L`.
@@ -107,6 +108,7 @@ pub fn local_request(r: pb::OpenLocalForwardRequest) -> Result<(String, LocalFor
             local_port: port_or_any("local_port", r.local_port)?,
             remote_host: host_field("remote_host", r.remote_host, DEFAULT_TARGET_HOST)?,
             remote_port: port("remote_port", r.remote_port)?,
+            limits: connection_limits(r.max_connections, r.idle_timeout)?,
         },
     ))
 }
@@ -124,8 +126,32 @@ pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<(String, Remote
             remote_port: port_or_any("remote_port", r.remote_port)?,
             local_host: host_field("local_host", r.local_host, DEFAULT_TARGET_HOST)?,
             local_port: port("local_port", r.local_port)?,
+            limits: connection_limits(r.max_connections, r.idle_timeout)?,
         },
     ))
+}
+
+/// The connection limits of an open request: 0 and an unset or zero
+/// duration mean "the default"; a negative duration is refused.
+fn connection_limits(
+    max_connections: u32,
+    idle_timeout: Option<pbjson_types::Duration>,
+) -> Result<ConnectionLimits> {
+    let idle_timeout = match idle_timeout {
+        None => None,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(invalid(format!(
+                "idle_timeout must not be negative (got {}s); leave it unset for no timeout",
+                d.seconds
+            )));
+        }
+        Some(d) if d.seconds == 0 && d.nanos == 0 => None,
+        Some(d) => Some(Duration::new(d.seconds as u64, d.nanos as u32)),
+    };
+    Ok(ConnectionLimits {
+        max_connections: (max_connections != 0).then_some(max_connections),
+        idle_timeout,
+    })
 }
 
 /// Validates an OpenAttachedRequest: exactly one forward, checked as its
@@ -180,6 +206,7 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
         remote: Some(endpoint(t.remote)),
         state: match t.state {
             TunnelState::Open => pb::TunnelState::Open,
+            TunnelState::Reconnecting => pb::TunnelState::Reconnecting,
             TunnelState::Failed => pb::TunnelState::Failed,
             TunnelState::Closed => pb::TunnelState::Closed,
         } as i32,
@@ -191,8 +218,12 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
             failed_connections: t.counters.failed,
             bytes_to_target: t.counters.bytes_to_target,
             bytes_from_target: t.counters.bytes_from_target,
+            refused_connections: t.counters.refused,
         }),
         attached: t.attached,
+        max_connections: t.max_connections,
+        idle_timeout: t.idle_timeout.map(duration),
+        restores: t.restores,
     }
 }
 
@@ -203,29 +234,63 @@ pub fn attached_opened(t: TunnelSnapshot) -> pb::OpenAttachedResponse {
 
 /// A later message of an OpenAttached call; `None` for what the API does
 /// not carry (events a slow caller missed).
-pub fn attachment_event(e: AttachmentEvent) -> Option<pb::OpenAttachedResponse> {
+pub fn attachment_event(id: &str, e: AttachmentEvent) -> Option<pb::OpenAttachedResponse> {
     use pb::open_attached_response::Event;
     let event = match e {
-        AttachmentEvent::Tunnel(TunnelEvent::ConnectionOpened { id, peer }) => {
-            Event::ConnectionOpened(pb::ConnectionOpened {
-                connection_id: id,
-                peer,
-            })
-        }
-        AttachmentEvent::Tunnel(TunnelEvent::ConnectionClosed(c)) => {
-            Event::ConnectionClosed(pb::ConnectionClosed {
-                connection_id: c.id,
-                peer: c.peer,
-                bytes_to_target: c.bytes_to_target,
-                bytes_from_target: c.bytes_from_target,
-                error: c.error.unwrap_or_default(),
-                duration: Some(duration(c.duration)),
-            })
-        }
+        AttachmentEvent::Tunnel(e) => match connection_event(id, e) {
+            Connection::Opened(o) => Event::ConnectionOpened(o),
+            Connection::Closed(c) => Event::ConnectionClosed(c),
+        },
         AttachmentEvent::StateChanged(t) => Event::StateChanged(tunnel(t)),
         AttachmentEvent::Missed(_) => return None,
     };
     Some(attached_response(event))
+}
+
+/// A connection event as the API carries it.
+enum Connection {
+    Opened(pb::ConnectionOpened),
+    Closed(pb::ConnectionClosed),
+}
+
+fn connection_event(tunnel_id: &str, e: TunnelEvent) -> Connection {
+    match e {
+        TunnelEvent::ConnectionOpened { id, peer } => Connection::Opened(pb::ConnectionOpened {
+            connection_id: id,
+            peer,
+            tunnel_id: tunnel_id.to_string(),
+        }),
+        TunnelEvent::ConnectionClosed(c) => Connection::Closed(pb::ConnectionClosed {
+            connection_id: c.id,
+            peer: c.peer,
+            bytes_to_target: c.bytes_to_target,
+            bytes_from_target: c.bytes_from_target,
+            error: c.error.unwrap_or_default(),
+            duration: Some(duration(c.duration)),
+            tunnel_id: tunnel_id.to_string(),
+        }),
+    }
+}
+
+/// One message of a Watch call.
+pub fn watch_event(e: WatchEvent) -> pb::WatchResponse {
+    use pb::watch_response::Event;
+    let event = match e {
+        WatchEvent::Change(c) => match *c {
+            Change::Host { host: h, tunnels } => Event::Host(host(HostStatus { host: h, tunnels })),
+            Change::Tunnel(t) => Event::Tunnel(tunnel(t)),
+            Change::Connection { tunnel_id, event } => match connection_event(&tunnel_id, event) {
+                Connection::Opened(o) => Event::ConnectionOpened(o),
+                Connection::Closed(c) => Event::ConnectionClosed(c),
+            },
+        },
+        WatchEvent::Synced => Event::Synced(pb::WatchSynced {}),
+        WatchEvent::Missed(n) => Event::MissedEvents(n),
+    };
+    pb::WatchResponse {
+        time: Some(timestamp(SystemTime::now())),
+        event: Some(event),
+    }
 }
 
 fn attached_response(event: pb::open_attached_response::Event) -> pb::OpenAttachedResponse {
@@ -257,11 +322,14 @@ pub fn host(h: HostStatus) -> pb::SshHost {
             ConnectionState::Idle => pb::SshConnectionState::Idle,
             ConnectionState::Connecting => pb::SshConnectionState::Connecting,
             ConnectionState::Connected => pb::SshConnectionState::Connected,
+            ConnectionState::Reconnecting => pb::SshConnectionState::Reconnecting,
             ConnectionState::Failed => pb::SshConnectionState::Failed,
         } as i32,
         state_detail: h.host.detail,
         connected_at: h.host.connected_at.map(timestamp),
         tunnels: h.tunnels,
+        reconnect_attempt: h.host.reconnect_attempt,
+        next_attempt_at: h.host.next_attempt_at.map(timestamp),
     }
 }
 

@@ -23,11 +23,13 @@ impl TunnelApi {
 
 type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
 type AttachedStream = Pin<Box<dyn Stream<Item = Result<pb::OpenAttachedResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl TunnelService for TunnelApi {
     type ExecStream = ExecStream;
     type OpenAttachedStream = AttachedStream;
+    type WatchStream = WatchStream;
 
     async fn exec(&self, req: Request<pb::ExecRequest>) -> Result<Response<ExecStream>, Status> {
         let (host, spec) = convert::exec_request(req.into_inner())?;
@@ -86,14 +88,16 @@ impl TunnelService for TunnelApi {
     ) -> Result<Response<AttachedStream>, Status> {
         let (host, spec) = convert::attached_request(req.into_inner())?;
         let attachment = self.daemon.open_attached(&host, spec).await?;
-        let opened = convert::attached_opened(attachment.snapshot());
+        let snapshot = attachment.snapshot();
+        let id = snapshot.id.clone();
+        let opened = convert::attached_opened(snapshot);
         // The stream owns the attachment: when tonic drops it (the caller
         // cancelled or went away), the tunnel is closed.
         let events = futures_util::stream::unfold(attachment, |mut a| async move {
             let event = a.next().await?;
             Some((event, a))
         })
-        .filter_map(convert::attachment_event)
+        .filter_map(move |e| convert::attachment_event(&id, e))
         .map(Ok);
         let stream = tokio_stream::once(Ok(opened)).chain(events);
         Ok(Response::new(Box::pin(stream)))
@@ -104,5 +108,14 @@ impl TunnelService for TunnelApi {
         _req: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
         Ok(Response::new(convert::info(self.daemon.info())))
+    }
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let watcher = self.daemon.watch(&req.into_inner().tunnel_id)?;
+        let stream = futures_util::stream::unfold(watcher, |mut w| async move {
+            let event = w.next().await?;
+            Some((Ok(convert::watch_event(event)), w))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -1,17 +1,23 @@
 //! A configured SSH server and the one connection tunneld holds to it:
-//! opened on first use, shared by every tunnel and exec, reopened by the next
-//! request after it died.
+//! opened on first use and shared by every tunnel and exec. When it is lost
+//! while something holds the host (a tunnel), it is reconnected with
+//! exponential backoff; otherwise the next request reconnects.
 
 use std::{
-    sync::{Arc, Mutex},
-    time::SystemTime,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
 };
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{ForwardRoutes, SshSession};
 use crate::{
+    backoff,
     config::HostConfig,
     error::{Error, Result},
 };
@@ -25,8 +31,33 @@ pub enum ConnectionState {
     Connecting,
     /// Connected and authenticated.
     Connected,
-    /// The last attempt failed or the connection was lost.
+    /// Lost while tunnels need it; reconnecting with backoff.
+    Reconnecting,
+    /// The last attempt failed or the connection was lost, and nothing holds
+    /// the host; the next request connects.
     Failed,
+}
+
+/// The connection as tunnels and watchers see it; every change is published.
+#[derive(Clone)]
+pub struct Link {
+    /// The live connection, if any.
+    pub session: Option<Arc<SshSession>>,
+    /// State.
+    pub state: ConnectionState,
+    /// Detail, e.g. the last error.
+    pub detail: String,
+    /// While reconnecting: the attempt under way or next, from 1.
+    pub attempt: u32,
+    /// While reconnecting: when the next attempt starts.
+    pub next_attempt_at: Option<SystemTime>,
+}
+
+impl Link {
+    /// The connection, if it is still alive.
+    pub fn live(&self) -> Option<Arc<SshSession>> {
+        self.session.clone().filter(|s| !s.is_closed())
+    }
 }
 
 /// A point-in-time view of a host.
@@ -42,12 +73,10 @@ pub struct HostSnapshot {
     pub detail: String,
     /// When the current connection was made.
     pub connected_at: Option<SystemTime>,
-}
-
-struct Link {
-    session: Option<Arc<SshSession>>,
-    state: ConnectionState,
-    detail: String,
+    /// While reconnecting: the attempt under way or next, from 1.
+    pub reconnect_attempt: u32,
+    /// While reconnecting: when the next attempt starts.
+    pub next_attempt_at: Option<SystemTime>,
 }
 
 /// One configured SSH server.
@@ -55,11 +84,25 @@ pub struct SshHost {
     config: Arc<HostConfig>,
     /// Remote-forward routing, kept across reconnects.
     routes: Arc<ForwardRoutes>,
-    // std Mutex: held for field updates only, never across an await.
-    link: Arc<Mutex<Link>>,
+    link: watch::Sender<Link>,
     /// Serialises connection attempts so concurrent requests share one.
     connecting: tokio::sync::Mutex<()>,
+    /// Tunnels running over the host: while any, a lost connection is
+    /// reconnected without waiting for a request.
+    holders: AtomicUsize,
+    /// Whether the reconnecting task runs.
+    reconnecting: AtomicBool,
     shutdown: CancellationToken,
+}
+
+/// Keeps a host reconnecting whenever its connection is lost; see
+/// [`SshHost::hold`].
+pub struct HostHold(Arc<SshHost>);
+
+impl Drop for HostHold {
+    fn drop(&mut self) {
+        self.0.holders.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SshHost {
@@ -68,12 +111,16 @@ impl SshHost {
         SshHost {
             config: Arc::new(config),
             routes: Arc::default(),
-            link: Arc::new(Mutex::new(Link {
+            link: watch::Sender::new(Link {
                 session: None,
                 state: ConnectionState::Idle,
                 detail: String::new(),
-            })),
+                attempt: 0,
+                next_attempt_at: None,
+            }),
             connecting: tokio::sync::Mutex::new(()),
+            holders: AtomicUsize::new(0),
+            reconnecting: AtomicBool::new(false),
             shutdown,
         }
     }
@@ -88,16 +135,24 @@ impl SshHost {
         &self.routes
     }
 
-    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
-        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    /// Follows the connection: every state change and new session.
+    pub fn subscribe(&self) -> watch::Receiver<Link> {
+        self.link.subscribe()
+    }
+
+    /// Marks the host as needed (by a tunnel) until the guard drops: a lost
+    /// connection is then reconnected with backoff at once.
+    pub fn hold(self: &Arc<Self>) -> HostHold {
+        self.holders.fetch_add(1, Ordering::AcqRel);
+        HostHold(self.clone())
     }
 
     fn live_session(&self) -> Option<Arc<SshSession>> {
-        self.link().session.clone().filter(|s| !s.is_closed())
+        self.link.borrow().live()
     }
 
     /// The live connection, connecting first if there is none.
-    pub async fn session(&self) -> Result<Arc<SshSession>> {
+    pub async fn session(self: &Arc<Self>) -> Result<Arc<SshSession>> {
         if let Some(s) = self.live_session() {
             return Ok(s);
         }
@@ -105,56 +160,216 @@ impl SshHost {
         if let Some(s) = self.live_session() {
             return Ok(s);
         }
+        self.connect_locked().await
+    }
+
+    /// The live connection; while the host is (re)connecting, waits for it
+    /// up to `bound`. Connects at once when nothing is under way.
+    pub async fn wait_session(self: &Arc<Self>, bound: Duration) -> Result<Arc<SshSession>> {
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut rx = self.link.subscribe();
+        loop {
+            let (live, state, attempt) = {
+                let l = rx.borrow_and_update();
+                (l.live(), l.state, l.attempt)
+            };
+            if let Some(s) = live {
+                return Ok(s);
+            }
+            if !matches!(
+                state,
+                ConnectionState::Reconnecting | ConnectionState::Connecting
+            ) {
+                return self.session().await;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::ShuttingDown),
+                Err(_) => {
+                    return Err(Error::SshConnection {
+                        host: self.config.name.clone(),
+                        addr: self.config.addr(),
+                        reason: format!(
+                            "the SSH connection is down and did not come back within {} \
+                             (--reconnect-wait); tunneld keeps reconnecting (attempt {attempt})",
+                            humantime::format_duration(bound)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Connects; the caller holds `connecting`.
+    async fn connect_locked(self: &Arc<Self>) -> Result<Arc<SshSession>> {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        {
-            let mut link = self.link();
-            link.state = ConnectionState::Connecting;
-            link.detail.clear();
-        }
+        let reconnecting = self.reconnecting.load(Ordering::Acquire);
+        self.link.send_modify(|l| {
+            if reconnecting {
+                l.state = ConnectionState::Reconnecting;
+                l.next_attempt_at = None;
+                l.detail = format!("attempt {} under way", l.attempt);
+            } else {
+                l.state = ConnectionState::Connecting;
+                l.detail.clear();
+            }
+        });
         let connect = SshSession::connect(self.config.clone(), self.routes.clone());
         let result = tokio::select! {
             r = connect => r,
             () = self.shutdown.cancelled() => Err(Error::ShuttingDown),
         };
-        let mut link = self.link();
         match result {
             Ok(session) => {
                 let session = Arc::new(session);
-                link.session = Some(session.clone());
-                link.state = ConnectionState::Connected;
-                drop(link);
+                // Cleared before the session is watched, so a loss right
+                // away starts a new reconnecting task.
+                self.reconnecting.store(false, Ordering::Release);
+                self.link.send_modify(|l| {
+                    l.session = Some(session.clone());
+                    l.state = ConnectionState::Connected;
+                    l.detail.clear();
+                    l.attempt = 0;
+                    l.next_attempt_at = None;
+                });
                 self.watch(session.clone());
                 Ok(session)
             }
             Err(e) => {
-                link.session = None;
-                link.state = ConnectionState::Failed;
-                link.detail = e.to_string();
+                if !self.reconnecting.load(Ordering::Acquire) {
+                    self.link.send_modify(|l| {
+                        l.session = None;
+                        l.state = ConnectionState::Failed;
+                        l.detail = e.to_string();
+                    });
+                }
                 tracing::warn!(host = %self.config.name, "SSH connection failed: {e}");
                 Err(e)
             }
         }
     }
 
-    /// Marks the host failed when this session ends, unless replaced by then.
-    fn watch(&self, session: Arc<SshSession>) {
-        let link = self.link.clone();
+    /// When this session ends (unless replaced by then): reconnects if the
+    /// host is held, else marks it failed for the next request.
+    fn watch(self: &Arc<Self>, session: Arc<SshSession>) {
+        let host = self.clone();
         let span = tracing::info_span!("ssh_watch", host = %self.config.name);
         tokio::spawn(
             async move {
                 session.closed().await;
-                let mut link = link.lock().unwrap_or_else(|p| p.into_inner());
-                if link
-                    .session
-                    .as_ref()
-                    .is_some_and(|s| Arc::ptr_eq(s, &session))
-                {
-                    link.session = None;
-                    link.state = ConnectionState::Failed;
-                    link.detail =
-                        format!("{}; the next request reconnects", session.close_reason());
+                let reason = session.close_reason();
+                let stopping = host.shutdown.is_cancelled();
+                let held = host.holders.load(Ordering::Acquire) > 0;
+                // The session is cleared and the next state set in one
+                // change, so nobody sees a connection that is neither up
+                // nor reconnecting.
+                let mut ours = false;
+                host.link.send_if_modified(|l| {
+                    ours = l.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session));
+                    if ours {
+                        l.session = None;
+                        if stopping {
+                            l.state = ConnectionState::Idle;
+                        } else if held {
+                            lost_while_held(l, &reason);
+                        } else {
+                            l.state = ConnectionState::Failed;
+                            l.detail = format!("{reason}; the next request reconnects");
+                        }
+                    }
+                    ours
+                });
+                if ours && !stopping && held {
+                    tracing::warn!("SSH connection lost ({reason}); reconnecting");
+                    host.start_reconnecting(reason);
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Reconnects with backoff until connected, nothing holds the host any
+    /// more, or tunneld stops.
+    fn start_reconnecting(self: &Arc<Self>, reason: String) {
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.link.send_if_modified(|l| {
+            let changed = l.state != ConnectionState::Reconnecting;
+            if changed {
+                lost_while_held(l, &reason);
+            }
+            changed
+        });
+        let host = self.clone();
+        let span = tracing::info_span!("ssh_reconnect", host = %self.config.name);
+        tokio::spawn(
+            async move {
+                let started = tokio::time::Instant::now();
+                let waiting = |next: u32, delay: Duration, e: &Error| {
+                    tracing::info!(
+                        attempt = next - 1,
+                        "reconnect failed: {e}; next in {delay:?}"
+                    );
+                    host.link.send_modify(|l| {
+                        l.state = ConnectionState::Reconnecting;
+                        l.attempt = next;
+                        l.next_attempt_at = Some(SystemTime::now() + delay);
+                        l.detail = format!(
+                            "attempt {} failed: {e}; next in {}",
+                            next - 1,
+                            humantime::format_duration(round_ms(delay))
+                        );
+                    });
+                };
+                let attempt = |n: u32| {
+                    let host = host.clone();
+                    async move {
+                        let _one_at_a_time = host.connecting.lock().await;
+                        if host.live_session().is_some() {
+                            return Ok(true);
+                        }
+                        if host.holders.load(Ordering::Acquire) == 0 {
+                            return Ok(false);
+                        }
+                        host.link.send_modify(|l| l.attempt = n);
+                        host.connect_locked().await.map(|_| true)
+                    }
+                };
+                let outcome = backoff::retry(
+                    host.config.reconnect,
+                    host.shutdown.cancelled(),
+                    waiting,
+                    attempt,
+                )
+                .await;
+                match outcome {
+                    Some(true) => tracing::info!(
+                        "SSH connection restored after {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    Some(false) | None => {
+                        host.reconnecting.store(false, Ordering::Release);
+                        let stopping = host.shutdown.is_cancelled();
+                        host.link.send_modify(|l| {
+                            if l.live().is_none() {
+                                l.state = if stopping {
+                                    ConnectionState::Idle
+                                } else {
+                                    ConnectionState::Failed
+                                };
+                                l.attempt = 0;
+                                l.next_attempt_at = None;
+                                if !stopping {
+                                    l.detail = "not reconnecting: no tunnel needs the \
+                                                connection; the next request reconnects"
+                                        .into();
+                                }
+                            }
+                        });
+                    }
                 }
             }
             .instrument(span),
@@ -163,30 +378,53 @@ impl SshHost {
 
     /// A point-in-time view.
     pub fn snapshot(&self) -> HostSnapshot {
-        let link = self.link();
-        let live = link.session.as_ref().filter(|s| !s.is_closed());
-        let (state, detail) = match (live, link.state) {
+        let link = self.link.borrow();
+        let live = link.live();
+        // Lost a moment ago; the watching task has not recorded it yet.
+        let (state, detail) = match (&live, link.state) {
+            (None, ConnectionState::Connected) if self.holders.load(Ordering::Acquire) > 0 => (
+                ConnectionState::Reconnecting,
+                "connection lost; reconnecting".to_string(),
+            ),
             (None, ConnectionState::Connected) => (
                 ConnectionState::Failed,
                 "the SSH connection was lost".to_string(),
             ),
             (_, s) => (s, link.detail.clone()),
         };
+        let reconnecting = state == ConnectionState::Reconnecting;
         HostSnapshot {
             name: self.config.name.clone(),
             address: self.config.display_address(),
             state,
             detail,
             connected_at: live.map(|s| s.connected_at),
+            reconnect_attempt: if reconnecting { link.attempt } else { 0 },
+            next_attempt_at: link.next_attempt_at.filter(|_| reconnecting),
         }
     }
 
     /// Closes the connection, if any.
     pub async fn disconnect(&self) {
-        let session = self.link().session.take();
+        let session = self.link.borrow().session.clone();
         if let Some(s) = session {
+            self.link.send_modify(|l| l.session = None);
             s.disconnect().await;
-            self.link().state = ConnectionState::Idle;
+            self.link.send_modify(|l| l.state = ConnectionState::Idle);
         }
     }
+}
+
+/// The state of a link lost while tunnels need it: reconnecting, first
+/// attempt at once.
+fn lost_while_held(l: &mut Link, reason: &str) {
+    l.state = ConnectionState::Reconnecting;
+    l.attempt = 1;
+    l.next_attempt_at = None;
+    l.detail = format!("connection lost: {reason}");
+}
+
+/// `d` to whole milliseconds, so details read "next in 1s 234ms".
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }

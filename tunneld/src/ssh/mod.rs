@@ -14,7 +14,7 @@ pub mod known_hosts;
 mod session;
 
 pub use forward_routes::{ForwardRoutes, ForwardedChannel};
-pub use host::{ConnectionState, HostSnapshot, SshHost};
+pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
 pub use session::SshSession;
 
 /// A russh client channel.

@@ -83,6 +83,11 @@ impl SshSession {
             keepalive_max: host.keepalive_max,
             nodelay: true,
             preferred,
+            limits: russh::Limits {
+                rekey_write_limit: host.rekey_limit,
+                rekey_read_limit: host.rekey_limit,
+                ..Default::default()
+            },
             ..Default::default()
         });
         let closed = CancellationToken::new();

@@ -10,6 +10,8 @@ use std::{
     time::Instant,
 };
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::{
     Tunnel, TunnelKind,
     counters::ActiveConnection,
@@ -29,11 +31,18 @@ pub struct Connection<'a> {
     error: Mutex<Option<String>>,
     /// Counted as active until taken, just before the end is reported.
     active: Option<ActiveConnection<'a>>,
+    /// Its places under the tunnel's and the daemon's caps.
+    _slots: [OwnedSemaphorePermit; 2],
 }
 
 impl<'a> Connection<'a> {
     /// Counts a new connection from `peer` and reports it.
-    pub(super) fn new(tunnel: &'a Tunnel, id: u64, peer: String) -> Self {
+    pub(super) fn new(
+        tunnel: &'a Tunnel,
+        id: u64,
+        peer: String,
+        slots: [OwnedSemaphorePermit; 2],
+    ) -> Self {
         let active = tunnel.counters.connection();
         tunnel.emit(TunnelEvent::ConnectionOpened {
             id,
@@ -48,7 +57,20 @@ impl<'a> Connection<'a> {
             bytes_from_target: AtomicU64::new(0),
             error: Mutex::new(None),
             active: Some(active),
+            _slots: slots,
         }
+    }
+
+    /// Bytes moved either way so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_to_target.load(Ordering::Relaxed)
+            + self.bytes_from_target.load(Ordering::Relaxed)
+    }
+
+    /// Records why the connection was ended, without counting it failed.
+    pub fn ended_by(&self, reason: impl Into<String>) {
+        let mut error = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        error.get_or_insert_with(|| reason.into());
     }
 
     /// Marks the connection as failed, with the reason its end will report.

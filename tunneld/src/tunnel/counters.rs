@@ -15,6 +15,8 @@ pub struct TunnelCounters {
     pub bytes_to_target: AtomicU64,
     /// Bytes from the target to the listening side.
     pub bytes_from_target: AtomicU64,
+    /// Connections refused at a cap; not in `total`.
+    pub refused: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -30,6 +32,8 @@ pub struct CountersSnapshot {
     pub bytes_to_target: u64,
     /// Bytes from the target.
     pub bytes_from_target: u64,
+    /// Connections refused at a cap.
+    pub refused: u64,
 }
 
 impl TunnelCounters {
@@ -41,6 +45,7 @@ impl TunnelCounters {
             failed: self.failed.load(Ordering::Relaxed),
             bytes_to_target: self.bytes_to_target.load(Ordering::Relaxed),
             bytes_from_target: self.bytes_from_target.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -49,6 +54,11 @@ impl TunnelCounters {
         self.total.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::Relaxed);
         ActiveConnection(self)
+    }
+
+    /// Counts a connection refused at a cap; returns how many so far.
+    pub fn refuse(&self) -> u64 {
+        self.refused.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Counts a connection that could not be carried.

@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Endpoint, Tunnel, TunnelKind, TunnelOptions};
+use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions};
 use crate::{
     error::{Error, Result},
     ssh::SshHost,
@@ -27,6 +27,8 @@ pub struct LocalForwardSpec {
     pub remote_host: String,
     /// Port the SSH server connects to.
     pub remote_port: u16,
+    /// Limits on its connections.
+    pub limits: ConnectionLimits,
 }
 
 /// Connects the host (so errors surface now), binds the listener and starts
@@ -56,12 +58,15 @@ pub async fn open_local(
     let tunnel = Arc::new(Tunnel::new(
         id,
         TunnelKind::Local,
-        &host.config().name,
+        &host,
         (local, target),
         parent,
         options,
     ));
     let span = tracing::info_span!("local_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %bound, target = %tunnel.remote);
+    tunnel
+        .tasks
+        .spawn(follow_link(tunnel.clone(), host.clone()).instrument(span.clone()));
     tunnel
         .tasks
         .spawn(accept_loop(listener, tunnel.clone(), host).instrument(span));
@@ -102,6 +107,24 @@ async fn bind(address: &str, port: u16) -> Result<TcpListener> {
     })
 }
 
+/// Shows the SSH connection's outages in the tunnel's state. The port stays
+/// bound throughout; connections wait for the link in `carry`.
+async fn follow_link(tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
+    let mut link = host.subscribe();
+    loop {
+        tokio::select! {
+            () = tunnel.cancel.cancelled() => break,
+            r = link.changed() => if r.is_err() { break },
+        }
+        let now = link.borrow_and_update().clone();
+        if now.live().is_some() {
+            tunnel.restored();
+        } else {
+            tunnel.on_link(&now);
+        }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
     loop {
         let accepted = tokio::select! {
@@ -125,13 +148,16 @@ async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHo
 }
 
 async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
-    let conn = tunnel.connection(peer);
+    let Some(conn) = tunnel.connection(peer) else {
+        reset(&tcp);
+        return;
+    };
     let _ = tcp.set_nodelay(true);
     let target = &tunnel.remote;
     let opened = tokio::select! {
         () = tunnel.cancel.cancelled() => return,
         r = async {
-            let session = host.session().await?;
+            let session = host.wait_session(tunnel.reconnect_wait()).await?;
             session.open_direct_tcpip(&target.host, target.port, peer).await
         } => r,
     };
@@ -140,9 +166,15 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<
         Err(e) => {
             tracing::warn!("cannot carry connection from {peer}: {e}");
             conn.fail(e.to_string());
-            let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+            reset(&tcp);
             return;
         }
     };
     tunnel.relay_connection(&conn, tcp, channel).await;
+}
+
+/// Makes the coming close a reset (RST), so the client sees at once that the
+/// connection was not carried.
+fn reset(tcp: &TcpStream) {
+    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }

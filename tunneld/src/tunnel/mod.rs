@@ -15,20 +15,21 @@ mod remote;
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
 };
 
 use tokio::{
     net::TcpStream,
-    sync::{broadcast, watch},
+    sync::{Semaphore, broadcast, watch},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     relay::{RelayEnd, relay},
-    ssh::SshChannel,
+    ssh::{HostHold, Link, SshChannel, SshHost},
+    watch::{Bus, Change},
 };
 
 pub use attachment::{Attachment, AttachmentEvent};
@@ -43,12 +44,22 @@ pub use remote::{RemoteForwardSpec, open_remote};
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a tunnel is set up, besides where it listens and connects.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct TunnelOptions {
     /// Bytes held for one connection whose local reader lags (see `relay`).
     pub max_buffer: usize,
     /// Whether the tunnel lives only as long as an [`Attachment`].
     pub attached: bool,
+    /// Connections carried at once; more are refused.
+    pub max_connections: u32,
+    /// Close a connection after this long without a byte either way.
+    pub idle_timeout: Option<Duration>,
+    /// How long a new connection waits for a lost SSH connection.
+    pub reconnect_wait: Duration,
+    /// The daemon's cap on connections, shared by every tunnel.
+    pub capacity: Arc<Semaphore>,
+    /// Where state changes and connection events are published.
+    pub bus: Bus,
 }
 
 /// A forward to open, either way.
@@ -58,6 +69,25 @@ pub enum ForwardSpec {
     Local(LocalForwardSpec),
     /// `ssh -R`.
     Remote(RemoteForwardSpec),
+}
+
+impl ForwardSpec {
+    /// The limits the request sets on the tunnel's connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        match self {
+            ForwardSpec::Local(s) => s.limits,
+            ForwardSpec::Remote(s) => s.limits,
+        }
+    }
+}
+
+/// Limits a request may set on a tunnel's connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections carried at once; `None`: the daemon's default.
+    pub max_connections: Option<u32>,
+    /// Close a connection idle this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Direction of a forward.
@@ -74,7 +104,10 @@ pub enum TunnelKind {
 pub enum TunnelState {
     /// Carrying connections.
     Open,
-    /// The SSH connection under it was lost (remote forwards).
+    /// The SSH connection under it was lost; tunneld is reconnecting.
+    Reconnecting,
+    /// Not restored after the SSH connection came back (e.g. the server
+    /// refused the remote port); retried until closed.
     Failed,
     /// Closed.
     Closed,
@@ -123,6 +156,21 @@ pub struct Tunnel {
     max_buffer: usize,
     /// Whether an [`Attachment`] owns the tunnel.
     attached: bool,
+    /// Connections carried at once.
+    max_connections: u32,
+    /// Idle connections are closed after this long.
+    idle_timeout: Option<Duration>,
+    /// How long a new connection waits for a lost SSH connection.
+    reconnect_wait: Duration,
+    /// Places under the tunnel's cap and the daemon's.
+    slots: Arc<Semaphore>,
+    capacity: Arc<Semaphore>,
+    /// Times restored after the SSH connection was lost.
+    restores: AtomicU32,
+    bus: Bus,
+    /// Keeps the host reconnecting while the tunnel is open.
+    // std Mutex: taken once, on close.
+    hold: Mutex<Option<HostHold>>,
     /// State and its detail; a watch so an attachment sees every change.
     status: watch::Sender<(TunnelState, String)>,
     /// Connection events, for whoever is attached.
@@ -158,6 +206,12 @@ pub struct TunnelSnapshot {
     pub counters: CountersSnapshot,
     /// Whether it closes when its attached caller goes away.
     pub attached: bool,
+    /// Connections carried at once.
+    pub max_connections: u32,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Option<Duration>,
+    /// Times restored after the SSH connection was lost.
+    pub restores: u32,
 }
 
 impl Tunnel {
@@ -165,7 +219,7 @@ impl Tunnel {
     pub fn new(
         id: String,
         kind: TunnelKind,
-        host: &str,
+        host: &Arc<SshHost>,
         (local, remote): (Endpoint, Endpoint),
         parent: &CancellationToken,
         options: TunnelOptions,
@@ -174,7 +228,7 @@ impl Tunnel {
         Tunnel {
             id,
             kind,
-            host: host.to_string(),
+            host: host.config().name.clone(),
             local,
             remote,
             created_at: SystemTime::now(),
@@ -183,6 +237,14 @@ impl Tunnel {
             tasks: TaskTracker::new(),
             max_buffer: options.max_buffer,
             attached: options.attached,
+            max_connections: options.max_connections,
+            idle_timeout: options.idle_timeout,
+            reconnect_wait: options.reconnect_wait,
+            slots: Arc::new(Semaphore::new(options.max_connections as usize)),
+            capacity: options.capacity,
+            restores: AtomicU32::new(0),
+            bus: options.bus,
+            hold: Mutex::new(Some(host.hold())),
             status: watch::Sender::new((TunnelState::Open, String::new())),
             events,
             attach_events: Mutex::new(options.attached.then_some(first)),
@@ -190,10 +252,35 @@ impl Tunnel {
         }
     }
 
-    /// Starts counting and reporting a connection from `peer`.
-    pub fn connection(&self, peer: impl std::fmt::Display) -> Connection<'_> {
+    /// Starts counting and reporting a connection from `peer`, or refuses
+    /// it (counted, `None`) when the tunnel or the daemon is at its cap.
+    pub fn connection(&self, peer: impl std::fmt::Display) -> Option<Connection<'_>> {
+        let slots = match (
+            self.slots.clone().try_acquire_owned(),
+            self.capacity.clone().try_acquire_owned(),
+        ) {
+            (Ok(mine), Ok(daemon)) => [mine, daemon],
+            (mine, _) => {
+                let refused = self.counters.refuse();
+                // Logged at 1, 2, 4, 8, ... refusals: a flood stays readable.
+                if refused.is_power_of_two() {
+                    let which = if mine.is_err() {
+                        format!("the tunnel's cap of {} connections", self.max_connections)
+                    } else {
+                        "tunneld's cap (--max-connections)".to_string()
+                    };
+                    tracing::warn!(%peer, refused, "connection refused: {which} is reached");
+                }
+                return None;
+            }
+        };
         let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        Connection::new(self, id, peer.to_string())
+        Some(Connection::new(self, id, peer.to_string(), slots))
+    }
+
+    /// How long a new connection waits for a lost SSH connection.
+    pub fn reconnect_wait(&self) -> Duration {
+        self.reconnect_wait
     }
 
     /// Carries one accepted connection over `channel` until it ends; a
@@ -204,15 +291,26 @@ impl Tunnel {
         tcp: TcpStream,
         channel: SshChannel,
     ) {
-        match relay(
-            tcp,
-            channel,
-            conn.byte_counters(),
-            self.max_buffer,
-            &self.cancel,
-        )
-        .await
-        {
+        let cancel = self.cancel.child_token();
+        let idled = AtomicBool::new(false);
+        let carried = relay(tcp, channel, conn.byte_counters(), self.max_buffer, &cancel);
+        let end = match self.idle_timeout {
+            None => carried.await,
+            Some(limit) => tokio::select! {
+                end = carried => end,
+                () = close_when_idle(conn, limit, &cancel, &idled) => unreachable!(),
+            },
+        };
+        if idled.load(Ordering::Relaxed) {
+            let reason = format!(
+                "closed after {} without traffic (idle_timeout)",
+                humantime::format_duration(self.idle_timeout.unwrap_or_default())
+            );
+            tracing::debug!("connection {reason}");
+            conn.ended_by(reason);
+            return;
+        }
+        match end {
             RelayEnd::Overflow => {
                 let reason = format!(
                     "reset: its reader fell more than {} KiB behind (--max-connection-buffer)",
@@ -227,8 +325,12 @@ impl Tunnel {
         }
     }
 
-    /// Reports an event to whoever is attached (nobody, usually).
+    /// Reports an event to whoever is attached or watching.
     fn emit(&self, event: TunnelEvent) {
+        self.bus.send(Change::Connection {
+            tunnel_id: self.id.clone(),
+            event: event.clone(),
+        });
         let _ = self.events.send(event);
     }
 
@@ -247,9 +349,47 @@ impl Tunnel {
         self.status.subscribe()
     }
 
-    /// Sets the state and its detail.
+    /// Sets the state and its detail, and publishes the change.
     pub fn set_state(&self, state: TunnelState, detail: impl Into<String>) {
-        self.status.send_replace((state, detail.into()));
+        let new = (state, detail.into());
+        let changed = self.status.send_if_modified(|s| {
+            let changed = *s != new;
+            *s = new;
+            changed
+        });
+        if changed {
+            self.bus.send(Change::Tunnel(self.snapshot()));
+        }
+    }
+
+    /// Marks the tunnel `Reconnecting`, with the host's attempt and next
+    /// try, while its SSH connection is down.
+    pub fn on_link(&self, link: &Link) {
+        if link.live().is_none() && self.state() != TunnelState::Closed {
+            self.set_state(
+                TunnelState::Reconnecting,
+                format!("reconnecting to {}: {}", self.host, link.detail),
+            );
+        }
+    }
+
+    /// Marks the tunnel carrying again after an outage.
+    pub fn restored(&self) {
+        if self.state() != TunnelState::Open {
+            self.restores.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(tunnel = %self.id, "tunnel restored");
+            self.set_state(TunnelState::Open, "");
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> TunnelState {
+        self.status.borrow().0
+    }
+
+    /// Publishes the tunnel as it is now (e.g. just opened).
+    pub fn announce(&self) {
+        self.bus.send(Change::Tunnel(self.snapshot()));
     }
 
     /// Closes the tunnel: cancels its listener and connections, waits
@@ -263,6 +403,7 @@ impl Tunnel {
         {
             tracing::warn!(tunnel = %self.id, "tunnel tasks did not finish within {}s", CLOSE_TIMEOUT.as_secs());
         }
+        drop(self.hold.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.set_state(TunnelState::Closed, "");
         tracing::info!(tunnel = %self.id, "tunnel closed");
         self.snapshot()
@@ -282,6 +423,34 @@ impl Tunnel {
             created_at: self.created_at,
             counters: self.counters.snapshot(),
             attached: self.attached,
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            restores: self.restores.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Cancels `cancel` (and sets `idled`) once no byte has moved on `conn` for
+/// `limit`; checked four times per `limit`. Never returns.
+async fn close_when_idle(
+    conn: &Connection<'_>,
+    limit: Duration,
+    cancel: &CancellationToken,
+    idled: &AtomicBool,
+) {
+    let tick = (limit / 4).max(Duration::from_millis(20));
+    let mut last = conn.bytes();
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = conn.bytes();
+        if now != last {
+            last = now;
+            quiet_since = tokio::time::Instant::now();
+        } else if quiet_since.elapsed() >= limit {
+            idled.store(true, Ordering::Relaxed);
+            cancel.cancel();
+            return std::future::pending().await;
         }
     }
 }

@@ -8,11 +8,19 @@ use tokio::{net::TcpStream, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Connection, Endpoint, Tunnel, TunnelKind, TunnelOptions, TunnelState};
+use super::{
+    Connection, ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions, TunnelState,
+};
 use crate::{
     error::Result,
     ssh::{ForwardedChannel, SshHost, SshSession},
 };
+
+/// Pause between a restore the server refused and the next try: the host's
+/// reconnect backoff, counted per refusal.
+fn restore_delay(host: &SshHost, refusals: u32) -> Duration {
+    host.config().reconnect.delay(refusals)
+}
 
 /// Bound on connecting to the local target of a forwarded connection.
 const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +39,8 @@ pub struct RemoteForwardSpec {
     pub local_host: String,
     /// Port tunneld connects to.
     pub local_port: u16,
+    /// Limits on its connections.
+    pub limits: ConnectionLimits,
 }
 
 /// Asks the server to listen and starts carrying its connections.
@@ -73,7 +83,7 @@ pub async fn open_remote(
     let tunnel = Arc::new(Tunnel::new(
         id,
         TunnelKind::Remote,
-        &host.config().name,
+        &host,
         (local, remote),
         parent,
         options,
@@ -86,32 +96,87 @@ pub async fn open_remote(
     Ok(tunnel)
 }
 
+/// Carries the server's connections; when the SSH connection is replaced
+/// after a loss, asks the new one to listen on the same address and port
+/// again, retrying with backoff while the server refuses.
 async fn serve(
     mut rx: mpsc::Receiver<ForwardedChannel>,
     tunnel: Arc<Tunnel>,
     host: Arc<SshHost>,
     session: Arc<SshSession>,
 ) {
-    let mut lost = false;
+    let remote = tunnel.remote.clone();
+    let mut link = host.subscribe();
+    // The connection the server listens for us on, if any.
+    let mut listening: Option<Arc<SshSession>> = Some(session.clone());
+    // The connection last asked to listen: a new one is asked at once.
+    let mut asked_on = session;
+    let mut refusals = 0;
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let restore_now = tokio::select! {
             () = tunnel.cancel.cancelled() => break,
-            () = session.closed(), if !lost => {
-                lost = true;
-                tunnel.set_state(TunnelState::Failed, format!(
-                    "{}; the server no longer listens on {} (close this tunnel and open it again)",
-                    session.close_reason(), tunnel.remote));
-                tracing::warn!("remote forward lost with its SSH connection");
-            }
             Some(fc) = rx.recv() => {
                 let span = tracing::debug_span!("conn", peer = %fc.originator);
                 tunnel.tasks.spawn(carry(fc, tunnel.clone()).instrument(span));
+                false
+            }
+            r = link.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                let now = link.borrow_and_update().clone();
+                match now.live() {
+                    Some(s) if Arc::ptr_eq(&s, &asked_on) => false,
+                    Some(_) => {
+                        listening = None;
+                        refusals = 0;
+                        true
+                    }
+                    None => {
+                        listening = None;
+                        retry_at = None;
+                        tunnel.on_link(&now);
+                        false
+                    }
+                }
+            }
+            () = wait_until(retry_at) => true,
+        };
+        if !restore_now {
+            continue;
+        }
+        retry_at = None;
+        let Some(session) = link.borrow().live() else {
+            continue;
+        };
+        asked_on = session.clone();
+        let asked = tokio::select! {
+            () = tunnel.cancel.cancelled() => break,
+            r = session.tcpip_forward(&remote.host, remote.port) => r,
+        };
+        match asked {
+            Ok(_) => {
+                listening = Some(session);
+                tunnel.restored();
+            }
+            Err(e) => {
+                refusals += 1;
+                let delay = restore_delay(&host, refusals);
+                tracing::warn!("remote forward not restored: {e}; retrying in {delay:?}");
+                tunnel.set_state(
+                    TunnelState::Failed,
+                    format!(
+                        "not restored after reconnecting: {e}; retrying in {} (attempt {refusals})",
+                        humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+                    ),
+                );
+                retry_at = Some(tokio::time::Instant::now() + delay);
             }
         }
     }
-    let remote = &tunnel.remote;
     host.routes().remove(&remote.host, u32::from(remote.port));
-    if !session.is_closed()
+    if let Some(session) = listening.filter(|s| !s.is_closed())
         && let Err(e) = session
             .cancel_tcpip_forward(&remote.host, remote.port)
             .await
@@ -121,8 +186,21 @@ async fn serve(
     tracing::info!("remote forward closed");
 }
 
+/// Resolves at `at`, or never when there is none.
+async fn wait_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>) {
-    let conn = tunnel.connection(&fc.originator);
+    let Some(conn) = tunnel.connection(&fc.originator) else {
+        fc.reply
+            .reject(russh::ChannelOpenFailure::ResourceShortage)
+            .await;
+        return;
+    };
     let target = &tunnel.local;
     let connect = TcpStream::connect((target.host.as_str(), target.port));
     let tcp = match tokio::time::timeout(LOCAL_CONNECT_TIMEOUT, connect).await {

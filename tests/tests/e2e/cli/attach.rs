@@ -3,6 +3,8 @@
 //! connection event; Ctrl-C (SIGINT, also SIGTERM and SIGHUP) closes the
 //! tunnel before tunnelctl exits 0; SIGKILL leaves tunneld to close it; a
 //! close from elsewhere or a daemon shutdown ends tunnelctl with a message.
+//! A lost SSH connection does not end it: tunneld reconnects and restores
+//! the tunnel, and tunnelctl says so on stderr and keeps going.
 
 use std::time::Duration;
 
@@ -11,9 +13,9 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tunnel_proto::v1::Tunnel;
-use tunneld_tests::CtlChild;
 use tunneld_tests::peers::{HttpPeer, TcpPeer, http_get, port_is_free};
 use tunneld_tests::wait::poll_until;
+use tunneld_tests::{CtlChild, Sshd};
 
 use super::open::wait_refused;
 use super::{TunnelLine, check_local_tunnel_json, ctl, parse_tunnel_line, str_field};
@@ -412,36 +414,122 @@ async fn attach_remote_serves_until_interrupted() -> Result<()> {
     .await
 }
 
+/// A daemon on a fresh sshd that retries a lost SSH connection quickly.
+async fn fast_reconnecting_bed() -> Result<Bed> {
+    Bed::with(Sshd::start()?, |b| {
+        b.arg("--reconnect-min")
+            .arg("100ms")
+            .arg("--reconnect-max")
+            .arg("1s")
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_tunnel_ends_tunnelctl_with_exit_1() -> Result<()> {
+async fn a_lost_ssh_connection_is_a_note_and_the_attachment_goes_on() -> Result<()> {
     e2e(async {
-        let bed = Bed::start().await?;
-        let http = HttpPeer::start("soon gone").await?;
+        let bed = fast_reconnecting_bed().await?;
+        let http = HttpPeer::start("back again").await?;
         let spec = format!("0:127.0.0.1:{}", http.port());
         let (mut child, t) =
             start_attached(&bed, &["open-remote", "--attach", "-R", &spec]).await?;
-        // The SSH server's side of the forward dies with its connection.
+        let url = format!("http://127.0.0.1:{}/", t.listen_port);
+        let (status, body) = http_get(&url).await?;
+        ensure!(status == 200 && body == "back again", "{status} {body:?}");
+
+        // The SSH server's side of the forward dies with its connection;
+        // tunneld reconnects and asks for the same port again.
         if bed.sshd.kill_connections()? == 0 {
             bail!("no SSH connection to kill");
         }
-        let status = child.wait(PROMPT).await?;
-        let stderr = child.stderr_text();
-        ensure!(status.code() == Some(1), "{status}; stderr {stderr:?}");
-        ensure!(
-            stderr.contains(&format!("tunnelctl: tunnel {} failed", t.id)),
-            "stderr {stderr:?}"
+        let reconnecting = format!(
+            "tunnelctl: tunnel {} lost its SSH connection; tunneld is reconnecting",
+            t.id
         );
-        poll_until(
-            "the failed attached tunnel to be closed",
-            PROMPT,
-            || async {
-                Ok(find_tunnel(&bed.client, &t.id)
-                    .await?
-                    .is_none()
-                    .then_some(()))
-            },
-        )
-        .await
+        poll_until("a note that the tunnel is reconnecting", PROMPT, || async {
+            Ok(child.stderr_text().contains(&reconnecting).then_some(()))
+        })
+        .await?;
+        poll_until("the forward to serve again", PROMPT, || async {
+            let (status, body) = http_get(&url).await?;
+            Ok((status == 200 && body == "back again").then_some(()))
+        })
+        .await?;
+        let again = format!("tunnelctl: tunnel {} is open again", t.id);
+        poll_until("a note that the tunnel is open again", PROMPT, || async {
+            Ok(child.stderr_text().contains(&again).then_some(()))
+        })
+        .await?;
+        ensure!(
+            child.try_wait()?.is_none(),
+            "tunnelctl exited after the SSH connection was lost; stderr {:?}",
+            child.stderr_text()
+        );
+        let tunnel = listed(&bed, &t.id).await?;
+        ensure!(
+            tunnel.restores >= 1,
+            "List does not count the restore: {tunnel:?}"
+        );
+
+        // Still attached: Ctrl-C closes it as before.
+        child.signal(Signal::SIGINT)?;
+        let status = child.wait(PROMPT).await?;
+        ensure!(
+            status.code() == Some(0),
+            "{status}; stderr {:?}",
+            child.stderr_text()
+        );
+        ensure!(
+            find_tunnel(&bed.client, &t.id).await?.is_none(),
+            "{} left open",
+            t.id
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_json_reports_reconnecting_as_state_changes() -> Result<()> {
+    e2e(async {
+        let bed = fast_reconnecting_bed().await?;
+        let echo = TcpPeer::echo().await?;
+        let spec = format!("0:127.0.0.1:{}", echo.port());
+        let mut child = ctl(&bed)?
+            .spawn(["open-local", "--attach", "-o", "json", "-L", &spec])
+            .await?;
+        let (key, opened) = event(&child.expect_line(PROMPT).await?)?;
+        ensure!(key == "opened", "first event {key:?}: {opened}");
+        let id = str_field(&opened, "id")?.to_owned();
+        let port = opened["local"]["port"].as_u64().context("local.port")? as u16;
+        if bed.sshd.kill_connections()? == 0 {
+            bail!("no SSH connection to kill");
+        }
+        let mut states = Vec::new();
+        while states.last().map(String::as_str) != Some("TUNNEL_STATE_OPEN") {
+            let (key, body) = event(&child.expect_line(PROMPT).await?)?;
+            ensure!(key == "stateChanged", "unexpected event {key:?}: {body}");
+            ensure!(str_field(&body, "id")? == id, "{body}");
+            states.push(str_field(&body, "state")?.to_owned());
+        }
+        ensure!(
+            states.first().map(String::as_str) == Some("TUNNEL_STATE_RECONNECTING"),
+            "states after the SSH connection was lost: {states:?}"
+        );
+        round_trip(port, b"after the reconnect").await?;
+        ensure!(
+            child.try_wait()?.is_none(),
+            "tunnelctl exited; stderr {:?}",
+            child.stderr_text()
+        );
+        child.signal(Signal::SIGINT)?;
+        let status = child.wait(PROMPT).await?;
+        ensure!(
+            status.code() == Some(0),
+            "{status}; stderr {:?}",
+            child.stderr_text()
+        );
+        Ok(())
     })
     .await
 }

@@ -19,8 +19,10 @@ mod completions;
 mod errors;
 mod exec;
 mod hosts_status;
+mod limits;
 mod list_close;
 mod open;
+mod watch;
 
 /// A tunnelctl runner pointed at the bed's daemon.
 pub fn ctl(bed: &Bed) -> Result<Ctl> {

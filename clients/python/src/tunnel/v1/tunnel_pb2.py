@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tunnel/v1/tunnel.proto\x12\ttunnel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\x0b\x45xecRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\x0c\x12,\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1f.tunnel.v1.ExecRequest.EnvEntry\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"b\n\x0c\x45xecResponse\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12%\n\x04\x65xit\x18\x03 \x01(\x0b\x32\x15.tunnel.v1.ExitStatusH\x00\x42\x07\n\x05\x65vent\"d\n\nExitStatus\x12\x0e\n\x04\x63ode\x18\x01 \x01(\x05H\x00\x12\x10\n\x06signal\x18\x02 \x01(\tH\x00\x12\x13\n\x0b\x63ore_dumped\x18\x03 \x01(\x08\x12\x15\n\rerror_message\x18\x04 \x01(\tB\x08\n\x06status\"{\n\x17OpenLocalForwardRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x14\n\x0c\x62ind_address\x18\x02 \x01(\t\x12\x12\n\nlocal_port\x18\x03 \x01(\r\x12\x13\n\x0bremote_host\x18\x04 \x01(\t\x12\x13\n\x0bremote_port\x18\x05 \x01(\r\"=\n\x18OpenLocalForwardResponse\x12!\n\x06tunnel\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.Tunnel\"\x82\x01\n\x18OpenRemoteForwardRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x1b\n\x13remote_bind_address\x18\x02 \x01(\t\x12\x13\n\x0bremote_port\x18\x03 \x01(\r\x12\x12\n\nlocal_host\x18\x04 \x01(\t\x12\x12\n\nlocal_port\x18\x05 \x01(\r\">\n\x19OpenRemoteForwardResponse\x12!\n\x06tunnel\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.Tunnel\"\r\n\x0bListRequest\"U\n\x0cListResponse\x12\"\n\x07tunnels\x18\x01 \x03(\x0b\x32\x11.tunnel.v1.Tunnel\x12!\n\x05hosts\x18\x02 \x03(\x0b\x32\x12.tunnel.v1.SshHost\"\x1a\n\x0c\x43loseRequest\x12\n\n\x02id\x18\x01 \x01(\t\"2\n\rCloseResponse\x12!\n\x06tunnel\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.Tunnel\"\x8c\x01\n\x13OpenAttachedRequest\x12\x33\n\x05local\x18\x01 \x01(\x0b\x32\".tunnel.v1.OpenLocalForwardRequestH\x00\x12\x35\n\x06remote\x18\x02 \x01(\x0b\x32#.tunnel.v1.OpenRemoteForwardRequestH\x00\x42\t\n\x07\x66orward\"\xe4\x01\n\x14OpenAttachedResponse\x12#\n\x06opened\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.TunnelH\x00\x12\x38\n\x11\x63onnection_opened\x18\x02 \x01(\x0b\x32\x1b.tunnel.v1.ConnectionOpenedH\x00\x12\x38\n\x11\x63onnection_closed\x18\x03 \x01(\x0b\x32\x1b.tunnel.v1.ConnectionClosedH\x00\x12*\n\rstate_changed\x18\x04 \x01(\x0b\x32\x11.tunnel.v1.TunnelH\x00\x42\x07\n\x05\x65vent\"7\n\x10\x43onnectionOpened\x12\x15\n\rconnection_id\x18\x01 \x01(\x04\x12\x0c\n\x04peer\x18\x02 \x01(\t\"\xa7\x01\n\x10\x43onnectionClosed\x12\x15\n\rconnection_id\x18\x01 \x01(\x04\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12\x17\n\x0f\x62ytes_to_target\x18\x03 \x01(\x04\x12\x19\n\x11\x62ytes_from_target\x18\x04 \x01(\x04\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x10\n\x0eGetInfoRequest\"_\n\x0fGetInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03pid\x18\x03 \x01(\r\"\xbc\x02\n\x06Tunnel\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.tunnel.v1.TunnelKind\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\"\n\x05local\x18\x04 \x01(\x0b\x32\x13.tunnel.v1.Endpoint\x12#\n\x06remote\x18\x05 \x01(\x0b\x32\x13.tunnel.v1.Endpoint\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.tunnel.v1.TunnelState\x12\x14\n\x0cstate_detail\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63ounters\x18\t \x01(\x0b\x32\x19.tunnel.v1.TunnelCounters\x12\x10\n\x08\x61ttached\x18\n \x01(\x08\"&\n\x08\x45ndpoint\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\x97\x01\n\x0eTunnelCounters\x12\x1a\n\x12\x61\x63tive_connections\x18\x01 \x01(\x04\x12\x19\n\x11total_connections\x18\x02 \x01(\x04\x12\x1a\n\x12\x66\x61iled_connections\x18\x03 \x01(\x04\x12\x17\n\x0f\x62ytes_to_target\x18\x04 \x01(\x04\x12\x19\n\x11\x62ytes_from_target\x18\x05 \x01(\x04\"\xaf\x01\n\x07SshHost\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.tunnel.v1.SshConnectionState\x12\x14\n\x0cstate_detail\x18\x04 \x01(\t\x12\x30\n\x0c\x63onnected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07tunnels\x18\x06 \x01(\r*X\n\nTunnelKind\x12\x1b\n\x17TUNNEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11TUNNEL_KIND_LOCAL\x10\x01\x12\x16\n\x12TUNNEL_KIND_REMOTE\x10\x02*t\n\x0bTunnelState\x12\x1c\n\x18TUNNEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TUNNEL_STATE_OPEN\x10\x01\x12\x17\n\x13TUNNEL_STATE_FAILED\x10\x02\x12\x17\n\x13TUNNEL_STATE_CLOSED\x10\x03*\xc3\x01\n\x12SshConnectionState\x12$\n SSH_CONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SSH_CONNECTION_STATE_IDLE\x10\x01\x12#\n\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x32\x91\x04\n\rTunnelService\x12\x39\n\x04\x45xec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12[\n\x10OpenLocalForward\x12\".tunnel.v1.OpenLocalForwardRequest\x1a#.tunnel.v1.OpenLocalForwardResponse\x12^\n\x11OpenRemoteForward\x12#.tunnel.v1.OpenRemoteForwardRequest\x1a$.tunnel.v1.OpenRemoteForwardResponse\x12\x37\n\x04List\x12\x16.tunnel.v1.ListRequest\x1a\x17.tunnel.v1.ListResponse\x12:\n\x05\x43lose\x12\x17.tunnel.v1.CloseRequest\x1a\x18.tunnel.v1.CloseResponse\x12Q\n\x0cOpenAttached\x12\x1e.tunnel.v1.OpenAttachedRequest\x1a\x1f.tunnel.v1.OpenAttachedResponse0\x01\x12@\n\x07GetInfo\x12\x19.tunnel.v1.GetInfoRequest\x1a\x1a.tunnel.v1.GetInfoResponseB9Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tunnel/v1/tunnel.proto\x12\ttunnel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\x0b\x45xecRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\x0c\x12,\n\x03\x65nv\x18\x04 \x03(\x0b\x32\x1f.tunnel.v1.ExecRequest.EnvEntry\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"b\n\x0c\x45xecResponse\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12%\n\x04\x65xit\x18\x03 \x01(\x0b\x32\x15.tunnel.v1.ExitStatusH\x00\x42\x07\n\x05\x65vent\"d\n\nExitStatus\x12\x0e\n\x04\x63ode\x18\x01 \x01(\x05H\x00\x12\x10\n\x06signal\x18\x02 \x01(\tH\x00\x12\x13\n\x0b\x63ore_dumped\x18\x03 \x01(\x08\x12\x15\n\rerror_message\x18\x04 \x01(\tB\x08\n\x06status\"\xc5\x01\n\x17OpenLocalForwardRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x14\n\x0c\x62ind_address\x18\x02 \x01(\t\x12\x12\n\nlocal_port\x18\x03 \x01(\r\x12\x13\n\x0bremote_host\x18\x04 \x01(\t\x12\x13\n\x0bremote_port\x18\x05 \x01(\r\x12\x17\n\x0fmax_connections\x18\x06 \x01(\r\x12/\n\x0cidle_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"=\n\x18OpenLocalForwardResponse\x12!\n\x06tunnel\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.Tunnel\"\xcc\x01\n\x18OpenRemoteForwardRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x1b\n\x13remote_bind_address\x18\x02 \x01(\t\x12\x13\n\x0bremote_port\x18\x03 \x01(\r\x12\x12\n\nlocal_host\x18\x04 \x01(\t\x12\x12\n\nlocal_port\x18\x05 \x01(\r\x12\x17\n\x0fmax_connections\x18\x06 \x01(\r\x12/\n\x0cidle_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\">\n\x19OpenRemoteForwardResponse\x12!\n\x06tunnel\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.Tunnel\"\r\n\x0bListRequest\"U\n\x0cListResponse\x12\"\n\x07tunnels\x18\x01 \x03(\x0b\x32\x11.tunnel.v1.Tunnel\x12!\n\x05hosts\x18\x02 \x03(\x0b\x32\x12.tunnel.v1.SshHost\"\x1a\n\x0c\x43loseRequest\x12\n\n\x02id\x18\x01 \x01(\t\"2\n\rCloseResponse\x12!\n\x06tunnel\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.Tunnel\"\x8c\x01\n\x13OpenAttachedRequest\x12\x33\n\x05local\x18\x01 \x01(\x0b\x32\".tunnel.v1.OpenLocalForwardRequestH\x00\x12\x35\n\x06remote\x18\x02 \x01(\x0b\x32#.tunnel.v1.OpenRemoteForwardRequestH\x00\x42\t\n\x07\x66orward\"\xe4\x01\n\x14OpenAttachedResponse\x12#\n\x06opened\x18\x01 \x01(\x0b\x32\x11.tunnel.v1.TunnelH\x00\x12\x38\n\x11\x63onnection_opened\x18\x02 \x01(\x0b\x32\x1b.tunnel.v1.ConnectionOpenedH\x00\x12\x38\n\x11\x63onnection_closed\x18\x03 \x01(\x0b\x32\x1b.tunnel.v1.ConnectionClosedH\x00\x12*\n\rstate_changed\x18\x04 \x01(\x0b\x32\x11.tunnel.v1.TunnelH\x00\x42\x07\n\x05\x65vent\"J\n\x10\x43onnectionOpened\x12\x15\n\rconnection_id\x18\x01 \x01(\x04\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12\x11\n\ttunnel_id\x18\x03 \x01(\t\"\xba\x01\n\x10\x43onnectionClosed\x12\x15\n\rconnection_id\x18\x01 \x01(\x04\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12\x17\n\x0f\x62ytes_to_target\x18\x03 \x01(\x04\x12\x19\n\x11\x62ytes_from_target\x18\x04 \x01(\x04\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttunnel_id\x18\x07 \x01(\t\"!\n\x0cWatchRequest\x12\x11\n\ttunnel_id\x18\x01 \x01(\t\"\xc2\x02\n\rWatchResponse\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04host\x18\x02 \x01(\x0b\x32\x12.tunnel.v1.SshHostH\x00\x12#\n\x06tunnel\x18\x03 \x01(\x0b\x32\x11.tunnel.v1.TunnelH\x00\x12\x38\n\x11\x63onnection_opened\x18\x04 \x01(\x0b\x32\x1b.tunnel.v1.ConnectionOpenedH\x00\x12\x38\n\x11\x63onnection_closed\x18\x05 \x01(\x0b\x32\x1b.tunnel.v1.ConnectionClosedH\x00\x12(\n\x06synced\x18\x06 \x01(\x0b\x32\x16.tunnel.v1.WatchSyncedH\x00\x12\x17\n\rmissed_events\x18\x07 \x01(\x04H\x00\x42\x07\n\x05\x65vent\"\r\n\x0bWatchSynced\"\x10\n\x0eGetInfoRequest\"_\n\x0fGetInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03pid\x18\x03 \x01(\r\"\x98\x03\n\x06Tunnel\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.tunnel.v1.TunnelKind\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\"\n\x05local\x18\x04 \x01(\x0b\x32\x13.tunnel.v1.Endpoint\x12#\n\x06remote\x18\x05 \x01(\x0b\x32\x13.tunnel.v1.Endpoint\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.tunnel.v1.TunnelState\x12\x14\n\x0cstate_detail\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63ounters\x18\t \x01(\x0b\x32\x19.tunnel.v1.TunnelCounters\x12\x10\n\x08\x61ttached\x18\n \x01(\x08\x12\x17\n\x0fmax_connections\x18\x0b \x01(\r\x12/\n\x0cidle_timeout\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08restores\x18\r \x01(\r\"&\n\x08\x45ndpoint\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xb4\x01\n\x0eTunnelCounters\x12\x1a\n\x12\x61\x63tive_connections\x18\x01 \x01(\x04\x12\x19\n\x11total_connections\x18\x02 \x01(\x04\x12\x1a\n\x12\x66\x61iled_connections\x18\x03 \x01(\x04\x12\x17\n\x0f\x62ytes_to_target\x18\x04 \x01(\x04\x12\x19\n\x11\x62ytes_from_target\x18\x05 \x01(\x04\x12\x1b\n\x13refused_connections\x18\x06 \x01(\x04\"\xff\x01\n\x07SshHost\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.tunnel.v1.SshConnectionState\x12\x14\n\x0cstate_detail\x18\x04 \x01(\t\x12\x30\n\x0c\x63onnected_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07tunnels\x18\x06 \x01(\r\x12\x19\n\x11reconnect_attempt\x18\x07 \x01(\r\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*X\n\nTunnelKind\x12\x1b\n\x17TUNNEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11TUNNEL_KIND_LOCAL\x10\x01\x12\x16\n\x12TUNNEL_KIND_REMOTE\x10\x02*\x93\x01\n\x0bTunnelState\x12\x1c\n\x18TUNNEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TUNNEL_STATE_OPEN\x10\x01\x12\x17\n\x13TUNNEL_STATE_FAILED\x10\x02\x12\x17\n\x13TUNNEL_STATE_CLOSED\x10\x03\x12\x1d\n\x19TUNNEL_STATE_RECONNECTING\x10\x04*\xea\x01\n\x12SshConnectionState\x12$\n SSH_CONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SSH_CONNECTION_STATE_IDLE\x10\x01\x12#\n\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x12%\n!SSH_CONNECTION_STATE_RECONNECTING\x10\x05\x32\xcf\x04\n\rTunnelService\x12\x39\n\x04\x45xec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12[\n\x10OpenLocalForward\x12\".tunnel.v1.OpenLocalForwardRequest\x1a#.tunnel.v1.OpenLocalForwardResponse\x12^\n\x11OpenRemoteForward\x12#.tunnel.v1.OpenRemoteForwardRequest\x1a$.tunnel.v1.OpenRemoteForwardResponse\x12\x37\n\x04List\x12\x16.tunnel.v1.ListRequest\x1a\x17.tunnel.v1.ListResponse\x12:\n\x05\x43lose\x12\x17.tunnel.v1.CloseRequest\x1a\x18.tunnel.v1.CloseResponse\x12Q\n\x0cOpenAttached\x12\x1e.tunnel.v1.OpenAttachedRequest\x1a\x1f.tunnel.v1.OpenAttachedResponse0\x01\x12@\n\x07GetInfo\x12\x19.tunnel.v1.GetInfoRequest\x1a\x1a.tunnel.v1.GetInfoResponse\x12<\n\x05Watch\x12\x17.tunnel.v1.WatchRequest\x1a\x18.tunnel.v1.WatchResponse0\x01\x42\x39Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1'
   _globals['_EXECREQUEST_ENVENTRY']._loaded_options = None
   _globals['_EXECREQUEST_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_TUNNELKIND']._serialized_start=2474
-  _globals['_TUNNELKIND']._serialized_end=2562
-  _globals['_TUNNELSTATE']._serialized_start=2564
-  _globals['_TUNNELSTATE']._serialized_end=2680
-  _globals['_SSHCONNECTIONSTATE']._serialized_start=2683
-  _globals['_SSHCONNECTIONSTATE']._serialized_end=2878
+  _globals['_TUNNELKIND']._serialized_start=3237
+  _globals['_TUNNELKIND']._serialized_end=3325
+  _globals['_TUNNELSTATE']._serialized_start=3328
+  _globals['_TUNNELSTATE']._serialized_end=3475
+  _globals['_SSHCONNECTIONSTATE']._serialized_start=3478
+  _globals['_SSHCONNECTIONSTATE']._serialized_end=3712
   _globals['_EXECREQUEST']._serialized_start=103
   _globals['_EXECREQUEST']._serialized_end=296
   _globals['_EXECREQUEST_ENVENTRY']._serialized_start=254
@@ -50,42 +50,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECRESPONSE']._serialized_end=396
   _globals['_EXITSTATUS']._serialized_start=398
   _globals['_EXITSTATUS']._serialized_end=498
-  _globals['_OPENLOCALFORWARDREQUEST']._serialized_start=500
-  _globals['_OPENLOCALFORWARDREQUEST']._serialized_end=623
-  _globals['_OPENLOCALFORWARDRESPONSE']._serialized_start=625
-  _globals['_OPENLOCALFORWARDRESPONSE']._serialized_end=686
-  _globals['_OPENREMOTEFORWARDREQUEST']._serialized_start=689
-  _globals['_OPENREMOTEFORWARDREQUEST']._serialized_end=819
-  _globals['_OPENREMOTEFORWARDRESPONSE']._serialized_start=821
-  _globals['_OPENREMOTEFORWARDRESPONSE']._serialized_end=883
-  _globals['_LISTREQUEST']._serialized_start=885
-  _globals['_LISTREQUEST']._serialized_end=898
-  _globals['_LISTRESPONSE']._serialized_start=900
-  _globals['_LISTRESPONSE']._serialized_end=985
-  _globals['_CLOSEREQUEST']._serialized_start=987
-  _globals['_CLOSEREQUEST']._serialized_end=1013
-  _globals['_CLOSERESPONSE']._serialized_start=1015
-  _globals['_CLOSERESPONSE']._serialized_end=1065
-  _globals['_OPENATTACHEDREQUEST']._serialized_start=1068
-  _globals['_OPENATTACHEDREQUEST']._serialized_end=1208
-  _globals['_OPENATTACHEDRESPONSE']._serialized_start=1211
-  _globals['_OPENATTACHEDRESPONSE']._serialized_end=1439
-  _globals['_CONNECTIONOPENED']._serialized_start=1441
-  _globals['_CONNECTIONOPENED']._serialized_end=1496
-  _globals['_CONNECTIONCLOSED']._serialized_start=1499
-  _globals['_CONNECTIONCLOSED']._serialized_end=1666
-  _globals['_GETINFOREQUEST']._serialized_start=1668
-  _globals['_GETINFOREQUEST']._serialized_end=1684
-  _globals['_GETINFORESPONSE']._serialized_start=1686
-  _globals['_GETINFORESPONSE']._serialized_end=1781
-  _globals['_TUNNEL']._serialized_start=1784
-  _globals['_TUNNEL']._serialized_end=2100
-  _globals['_ENDPOINT']._serialized_start=2102
-  _globals['_ENDPOINT']._serialized_end=2140
-  _globals['_TUNNELCOUNTERS']._serialized_start=2143
-  _globals['_TUNNELCOUNTERS']._serialized_end=2294
-  _globals['_SSHHOST']._serialized_start=2297
-  _globals['_SSHHOST']._serialized_end=2472
-  _globals['_TUNNELSERVICE']._serialized_start=2881
-  _globals['_TUNNELSERVICE']._serialized_end=3410
+  _globals['_OPENLOCALFORWARDREQUEST']._serialized_start=501
+  _globals['_OPENLOCALFORWARDREQUEST']._serialized_end=698
+  _globals['_OPENLOCALFORWARDRESPONSE']._serialized_start=700
+  _globals['_OPENLOCALFORWARDRESPONSE']._serialized_end=761
+  _globals['_OPENREMOTEFORWARDREQUEST']._serialized_start=764
+  _globals['_OPENREMOTEFORWARDREQUEST']._serialized_end=968
+  _globals['_OPENREMOTEFORWARDRESPONSE']._serialized_start=970
+  _globals['_OPENREMOTEFORWARDRESPONSE']._serialized_end=1032
+  _globals['_LISTREQUEST']._serialized_start=1034
+  _globals['_LISTREQUEST']._serialized_end=1047
+  _globals['_LISTRESPONSE']._serialized_start=1049
+  _globals['_LISTRESPONSE']._serialized_end=1134
+  _globals['_CLOSEREQUEST']._serialized_start=1136
+  _globals['_CLOSEREQUEST']._serialized_end=1162
+  _globals['_CLOSERESPONSE']._serialized_start=1164
+  _globals['_CLOSERESPONSE']._serialized_end=1214
+  _globals['_OPENATTACHEDREQUEST']._serialized_start=1217
+  _globals['_OPENATTACHEDREQUEST']._serialized_end=1357
+  _globals['_OPENATTACHEDRESPONSE']._serialized_start=1360
+  _globals['_OPENATTACHEDRESPONSE']._serialized_end=1588
+  _globals['_CONNECTIONOPENED']._serialized_start=1590
+  _globals['_CONNECTIONOPENED']._serialized_end=1664
+  _globals['_CONNECTIONCLOSED']._serialized_start=1667
+  _globals['_CONNECTIONCLOSED']._serialized_end=1853
+  _globals['_WATCHREQUEST']._serialized_start=1855
+  _globals['_WATCHREQUEST']._serialized_end=1888
+  _globals['_WATCHRESPONSE']._serialized_start=1891
+  _globals['_WATCHRESPONSE']._serialized_end=2213
+  _globals['_WATCHSYNCED']._serialized_start=2215
+  _globals['_WATCHSYNCED']._serialized_end=2228
+  _globals['_GETINFOREQUEST']._serialized_start=2230
+  _globals['_GETINFOREQUEST']._serialized_end=2246
+  _globals['_GETINFORESPONSE']._serialized_start=2248
+  _globals['_GETINFORESPONSE']._serialized_end=2343
+  _globals['_TUNNEL']._serialized_start=2346
+  _globals['_TUNNEL']._serialized_end=2754
+  _globals['_ENDPOINT']._serialized_start=2756
+  _globals['_ENDPOINT']._serialized_end=2794
+  _globals['_TUNNELCOUNTERS']._serialized_start=2797
+  _globals['_TUNNELCOUNTERS']._serialized_end=2977
+  _globals['_SSHHOST']._serialized_start=2980
+  _globals['_SSHHOST']._serialized_end=3235
+  _globals['_TUNNELSERVICE']._serialized_start=3715
+  _globals['_TUNNELSERVICE']._serialized_end=4306
 # @@protoc_insertion_point(module_scope)

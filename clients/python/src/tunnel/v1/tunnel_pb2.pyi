@@ -73,10 +73,20 @@ class _TunnelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TunnelSta
     TUNNEL_STATE_OPEN: _TunnelState.ValueType  # 1
     """Listening and carrying connections."""
     TUNNEL_STATE_FAILED: _TunnelState.ValueType  # 2
-    """The SSH connection under the tunnel was lost; see state_detail."""
+    """The tunnel could not be restored after its SSH connection came back
+    (e.g. the server refused the remote port again); state_detail says why.
+    tunneld keeps retrying until the tunnel is closed.
+    """
     TUNNEL_STATE_CLOSED: _TunnelState.ValueType  # 3
     """Closed by a Close call, by shutdown, or by the end of its OpenAttached
     call; seen only in CloseResponse and OpenAttached's last message.
+    """
+    TUNNEL_STATE_RECONNECTING: _TunnelState.ValueType  # 4
+    """The SSH connection under the tunnel was lost and tunneld is reconnecting
+    (state_detail: the attempt and when the next one is). A local forward
+    keeps its port: new connections wait for the SSH connection a bounded
+    time (--reconnect-wait), then are closed. Connections that were being
+    carried when the link died are closed.
     """
 
 class TunnelState(_TunnelState, metaclass=_TunnelStateEnumTypeWrapper):
@@ -87,10 +97,20 @@ TUNNEL_STATE_UNSPECIFIED: TunnelState.ValueType  # 0
 TUNNEL_STATE_OPEN: TunnelState.ValueType  # 1
 """Listening and carrying connections."""
 TUNNEL_STATE_FAILED: TunnelState.ValueType  # 2
-"""The SSH connection under the tunnel was lost; see state_detail."""
+"""The tunnel could not be restored after its SSH connection came back
+(e.g. the server refused the remote port again); state_detail says why.
+tunneld keeps retrying until the tunnel is closed.
+"""
 TUNNEL_STATE_CLOSED: TunnelState.ValueType  # 3
 """Closed by a Close call, by shutdown, or by the end of its OpenAttached
 call; seen only in CloseResponse and OpenAttached's last message.
+"""
+TUNNEL_STATE_RECONNECTING: TunnelState.ValueType  # 4
+"""The SSH connection under the tunnel was lost and tunneld is reconnecting
+(state_detail: the attempt and when the next one is). A local forward
+keeps its port: new connections wait for the SSH connection a bounded
+time (--reconnect-wait), then are closed. Connections that were being
+carried when the link died are closed.
 """
 Global___TunnelState: _TypeAlias = TunnelState  # noqa: Y015
 
@@ -109,8 +129,13 @@ class _SshConnectionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ss
     SSH_CONNECTION_STATE_CONNECTED: _SshConnectionState.ValueType  # 3
     """Connected and authenticated."""
     SSH_CONNECTION_STATE_FAILED: _SshConnectionState.ValueType  # 4
-    """The last attempt failed or the connection was lost; see state_detail.
-    The next request that needs the host connects again.
+    """The last attempt failed or the connection was lost, and no tunnel needs
+    it; see state_detail. The next request that needs the host connects.
+    """
+    SSH_CONNECTION_STATE_RECONNECTING: _SshConnectionState.ValueType  # 5
+    """The connection was lost while tunnels run over it; tunneld reconnects
+    with exponential backoff (see reconnect_attempt, next_attempt_at) and
+    restores them.
     """
 
 class SshConnectionState(_SshConnectionState, metaclass=_SshConnectionStateEnumTypeWrapper):
@@ -125,8 +150,13 @@ SSH_CONNECTION_STATE_CONNECTING: SshConnectionState.ValueType  # 2
 SSH_CONNECTION_STATE_CONNECTED: SshConnectionState.ValueType  # 3
 """Connected and authenticated."""
 SSH_CONNECTION_STATE_FAILED: SshConnectionState.ValueType  # 4
-"""The last attempt failed or the connection was lost; see state_detail.
-The next request that needs the host connects again.
+"""The last attempt failed or the connection was lost, and no tunnel needs
+it; see state_detail. The next request that needs the host connects.
+"""
+SSH_CONNECTION_STATE_RECONNECTING: SshConnectionState.ValueType  # 5
+"""The connection was lost while tunnels run over it; tunneld reconnects
+with exponential backoff (see reconnect_attempt, next_attempt_at) and
+restores them.
 """
 Global___SshConnectionState: _TypeAlias = SshConnectionState  # noqa: Y015
 
@@ -290,6 +320,8 @@ class OpenLocalForwardRequest(_message.Message):
     LOCAL_PORT_FIELD_NUMBER: _builtins.int
     REMOTE_HOST_FIELD_NUMBER: _builtins.int
     REMOTE_PORT_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     """Name of the SSH host; empty selects the default host."""
     bind_address: _builtins.str
@@ -304,6 +336,17 @@ class OpenLocalForwardRequest(_message.Message):
     """
     remote_port: _builtins.int
     """Port the SSH server connects to, 1..65535."""
+    max_connections: _builtins.int
+    """Connections carried at once; more are refused (reset) and counted in
+    refused_connections. 0 means tunneld's default
+    (--max-connections-per-tunnel).
+    """
+    @_builtins.property
+    def idle_timeout(self) -> _duration_pb2.Duration:
+        """Close a connection after no byte has moved either way for this long.
+        Unset or zero: never.
+        """
+
     def __init__(
         self,
         *,
@@ -312,10 +355,12 @@ class OpenLocalForwardRequest(_message.Message):
         local_port: _builtins.int = ...,
         remote_host: _builtins.str = ...,
         remote_port: _builtins.int = ...,
+        max_connections: _builtins.int = ...,
+        idle_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "local_port", b"local_port", "remote_host", b"remote_host", "remote_port", b"remote_port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_port", b"local_port", "max_connections", b"max_connections", "remote_host", b"remote_host", "remote_port", b"remote_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -358,6 +403,8 @@ class OpenRemoteForwardRequest(_message.Message):
     REMOTE_PORT_FIELD_NUMBER: _builtins.int
     LOCAL_HOST_FIELD_NUMBER: _builtins.int
     LOCAL_PORT_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     """Name of the SSH host; empty selects the default host."""
     remote_bind_address: _builtins.str
@@ -375,6 +422,17 @@ class OpenRemoteForwardRequest(_message.Message):
     """
     local_port: _builtins.int
     """Port tunneld connects to, 1..65535."""
+    max_connections: _builtins.int
+    """Connections carried at once; more are refused (the channel is rejected)
+    and counted in refused_connections. 0 means tunneld's default
+    (--max-connections-per-tunnel).
+    """
+    @_builtins.property
+    def idle_timeout(self) -> _duration_pb2.Duration:
+        """Close a connection after no byte has moved either way for this long.
+        Unset or zero: never.
+        """
+
     def __init__(
         self,
         *,
@@ -383,10 +441,12 @@ class OpenRemoteForwardRequest(_message.Message):
         remote_port: _builtins.int = ...,
         local_host: _builtins.str = ...,
         local_port: _builtins.int = ...,
+        max_connections: _builtins.int = ...,
+        idle_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "local_host", b"local_host", "local_port", b"local_port", "remote_bind_address", b"remote_bind_address", "remote_port", b"remote_port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "idle_timeout", b"idle_timeout", "local_host", b"local_host", "local_port", b"local_port", "max_connections", b"max_connections", "remote_bind_address", b"remote_bind_address", "remote_port", b"remote_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -595,21 +655,25 @@ class ConnectionOpened(_message.Message):
 
     CONNECTION_ID_FIELD_NUMBER: _builtins.int
     PEER_FIELD_NUMBER: _builtins.int
+    TUNNEL_ID_FIELD_NUMBER: _builtins.int
     connection_id: _builtins.int
     """Number of the connection within its tunnel, counting from 1."""
     peer: _builtins.str
     """Where it came from: the TCP peer of a local forward, or the originator
     the SSH server reports for a remote forward, as "host:port".
     """
+    tunnel_id: _builtins.str
+    """The tunnel carrying it."""
     def __init__(
         self,
         *,
         connection_id: _builtins.int = ...,
         peer: _builtins.str = ...,
+        tunnel_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "peer", b"peer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "peer", b"peer", "tunnel_id", b"tunnel_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -627,6 +691,7 @@ class ConnectionClosed(_message.Message):
     BYTES_FROM_TARGET_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
+    TUNNEL_ID_FIELD_NUMBER: _builtins.int
     connection_id: _builtins.int
     """Number of the connection within its tunnel, as in ConnectionOpened."""
     peer: _builtins.str
@@ -639,6 +704,8 @@ class ConnectionClosed(_message.Message):
     """Why the connection could not be carried or was cut short (e.g. the
     target refused it); empty when it ended normally.
     """
+    tunnel_id: _builtins.str
+    """The tunnel that carried it."""
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration:
         """How long the connection lasted."""
@@ -652,14 +719,122 @@ class ConnectionClosed(_message.Message):
         bytes_from_target: _builtins.int = ...,
         error: _builtins.str = ...,
         duration: _duration_pb2.Duration | None = ...,
+        tunnel_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_from_target", b"bytes_from_target", "bytes_to_target", b"bytes_to_target", "connection_id", b"connection_id", "duration", b"duration", "error", b"error", "peer", b"peer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_from_target", b"bytes_from_target", "bytes_to_target", b"bytes_to_target", "connection_id", b"connection_id", "duration", b"duration", "error", b"error", "peer", b"peer", "tunnel_id", b"tunnel_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConnectionClosed: _TypeAlias = ConnectionClosed  # noqa: Y015
+
+@_typing.final
+class WatchRequest(_message.Message):
+    """WatchRequest says what to watch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TUNNEL_ID_FIELD_NUMBER: _builtins.int
+    tunnel_id: _builtins.str
+    """Watch only this tunnel (and its host); empty watches everything."""
+    def __init__(
+        self,
+        *,
+        tunnel_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tunnel_id", b"tunnel_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
+
+@_typing.final
+class WatchResponse(_message.Message):
+    """WatchResponse is one thing that happened, or the state of one thing when
+    the call started.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    TUNNEL_FIELD_NUMBER: _builtins.int
+    CONNECTION_OPENED_FIELD_NUMBER: _builtins.int
+    CONNECTION_CLOSED_FIELD_NUMBER: _builtins.int
+    SYNCED_FIELD_NUMBER: _builtins.int
+    MISSED_EVENTS_FIELD_NUMBER: _builtins.int
+    missed_events: _builtins.int
+    """The caller fell behind and this many events were dropped; the stream
+    goes on with the newest. Call List to resynchronise.
+    """
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When tunneld observed it."""
+
+    @_builtins.property
+    def host(self) -> Global___SshHost:
+        """A host as it was when the call started, or after its state changed."""
+
+    @_builtins.property
+    def tunnel(self) -> Global___Tunnel:
+        """A tunnel as it was when the call started, or after it was opened,
+        changed state, or was closed (state CLOSED, the last message about it).
+        """
+
+    @_builtins.property
+    def connection_opened(self) -> Global___ConnectionOpened:
+        """A connection arrived at a tunnel."""
+
+    @_builtins.property
+    def connection_closed(self) -> Global___ConnectionClosed:
+        """A connection of a tunnel ended."""
+
+    @_builtins.property
+    def synced(self) -> Global___WatchSynced:
+        """Everything that existed when the call started has been sent; what
+        follows are changes.
+        """
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        host: Global___SshHost | None = ...,
+        tunnel: Global___Tunnel | None = ...,
+        connection_opened: Global___ConnectionOpened | None = ...,
+        connection_closed: Global___ConnectionClosed | None = ...,
+        synced: Global___WatchSynced | None = ...,
+        missed_events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connection_closed", b"connection_closed", "connection_opened", b"connection_opened", "event", b"event", "host", b"host", "missed_events", b"missed_events", "synced", b"synced", "time", b"time", "tunnel", b"tunnel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_closed", b"connection_closed", "connection_opened", b"connection_opened", "event", b"event", "host", b"host", "missed_events", b"missed_events", "synced", b"synced", "time", b"time", "tunnel", b"tunnel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["host", "tunnel", "connection_opened", "connection_closed", "synced", "missed_events"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___WatchResponse: _TypeAlias = WatchResponse  # noqa: Y015
+
+@_typing.final
+class WatchSynced(_message.Message):
+    """WatchSynced marks the end of the initial state in a Watch stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSynced: _TypeAlias = WatchSynced  # noqa: Y015
 
 @_typing.final
 class GetInfoRequest(_message.Message):
@@ -726,6 +901,9 @@ class Tunnel(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     COUNTERS_FIELD_NUMBER: _builtins.int
     ATTACHED_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    RESTORES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable identifier, unique for the life of the daemon (e.g. "t-3")."""
     kind: Global___TunnelKind.ValueType
@@ -740,6 +918,10 @@ class Tunnel(_message.Message):
     """True when the tunnel was opened by OpenAttached and closes when that call
     ends.
     """
+    max_connections: _builtins.int
+    """Connections it carries at once; more are refused."""
+    restores: _builtins.int
+    """Times the tunnel was restored after its SSH connection was lost."""
     @_builtins.property
     def local(self) -> Global___Endpoint:
         """The end on tunneld's machine: the listening address of a local forward,
@@ -760,6 +942,10 @@ class Tunnel(_message.Message):
     def counters(self) -> Global___TunnelCounters:
         """Traffic counters since the tunnel was opened."""
 
+    @_builtins.property
+    def idle_timeout(self) -> _duration_pb2.Duration:
+        """Idle connections are closed after this long; unset: never."""
+
     def __init__(
         self,
         *,
@@ -773,10 +959,13 @@ class Tunnel(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         counters: Global___TunnelCounters | None = ...,
         attached: _builtins.bool = ...,
+        max_connections: _builtins.int = ...,
+        idle_timeout: _duration_pb2.Duration | None = ...,
+        restores: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "created_at", b"created_at", "local", b"local", "remote", b"remote"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "created_at", b"created_at", "idle_timeout", b"idle_timeout", "local", b"local", "remote", b"remote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "counters", b"counters", "created_at", b"created_at", "host", b"host", "id", b"id", "kind", b"kind", "local", b"local", "remote", b"remote", "state", b"state", "state_detail", b"state_detail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "counters", b"counters", "created_at", b"created_at", "host", b"host", "id", b"id", "idle_timeout", b"idle_timeout", "kind", b"kind", "local", b"local", "max_connections", b"max_connections", "remote", b"remote", "restores", b"restores", "state", b"state", "state_detail", b"state_detail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -819,18 +1008,23 @@ class TunnelCounters(_message.Message):
     FAILED_CONNECTIONS_FIELD_NUMBER: _builtins.int
     BYTES_TO_TARGET_FIELD_NUMBER: _builtins.int
     BYTES_FROM_TARGET_FIELD_NUMBER: _builtins.int
+    REFUSED_CONNECTIONS_FIELD_NUMBER: _builtins.int
     active_connections: _builtins.int
     """Connections being carried now."""
     total_connections: _builtins.int
     """Connections accepted since the tunnel opened, including active ones."""
     failed_connections: _builtins.int
-    """Connections that could not be carried (target refused, channel refused,
-    buffer limit reached).
+    """Connections that could not be carried or were cut short (target
+    refused, channel refused, buffer limit reached, SSH connection lost).
     """
     bytes_to_target: _builtins.int
     """Bytes carried from the listening side to the target."""
     bytes_from_target: _builtins.int
     """Bytes carried from the target back to the listening side."""
+    refused_connections: _builtins.int
+    """Connections refused because the tunnel (max_connections) or tunneld
+    (--max-connections) was at its cap. Not included in total_connections.
+    """
     def __init__(
         self,
         *,
@@ -839,10 +1033,11 @@ class TunnelCounters(_message.Message):
         failed_connections: _builtins.int = ...,
         bytes_to_target: _builtins.int = ...,
         bytes_from_target: _builtins.int = ...,
+        refused_connections: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_connections", b"active_connections", "bytes_from_target", b"bytes_from_target", "bytes_to_target", b"bytes_to_target", "failed_connections", b"failed_connections", "total_connections", b"total_connections"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_connections", b"active_connections", "bytes_from_target", b"bytes_from_target", "bytes_to_target", b"bytes_to_target", "failed_connections", b"failed_connections", "refused_connections", b"refused_connections", "total_connections", b"total_connections"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -860,6 +1055,8 @@ class SshHost(_message.Message):
     STATE_DETAIL_FIELD_NUMBER: _builtins.int
     CONNECTED_AT_FIELD_NUMBER: _builtins.int
     TUNNELS_FIELD_NUMBER: _builtins.int
+    RECONNECT_ATTEMPT_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name requests use for this host ("default" for the host given by --ssh)."""
     address: _builtins.str
@@ -870,9 +1067,15 @@ class SshHost(_message.Message):
     """Human-readable detail (e.g. the last connection error)."""
     tunnels: _builtins.int
     """Number of open tunnels over this host."""
+    reconnect_attempt: _builtins.int
+    """While RECONNECTING: the attempt under way or next (from 1)."""
     @_builtins.property
     def connected_at(self) -> _timestamp_pb2.Timestamp:
         """When the current connection was established; unset when not connected."""
+
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """While RECONNECTING: when the next attempt starts; unset while one runs."""
 
     def __init__(
         self,
@@ -883,10 +1086,12 @@ class SshHost(_message.Message):
         state_detail: _builtins.str = ...,
         connected_at: _timestamp_pb2.Timestamp | None = ...,
         tunnels: _builtins.int = ...,
+        reconnect_attempt: _builtins.int = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected_at", b"connected_at", "name", b"name", "state", b"state", "state_detail", b"state_detail", "tunnels", b"tunnels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected_at", b"connected_at", "name", b"name", "next_attempt_at", b"next_attempt_at", "reconnect_attempt", b"reconnect_attempt", "state", b"state", "state_detail", b"state_detail", "tunnels", b"tunnels"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

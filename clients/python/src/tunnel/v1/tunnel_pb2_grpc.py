@@ -70,6 +70,11 @@ class TunnelServiceStub:
                 request_serializer=tunnel_dot_v1_dot_tunnel__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.GetInfoResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/tunnel.v1.TunnelService/Watch',
+                request_serializer=tunnel_dot_v1_dot_tunnel__pb2.WatchRequest.SerializeToString,
+                response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.WatchResponse.FromString,
+                _registered_method=True)
 
 
 class TunnelServiceServicer:
@@ -142,6 +147,21 @@ class TunnelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Watch streams what happens to hosts and tunnels as it happens. It first
+        sends every host and every open tunnel as they are (one message each),
+        then `synced`, then each change: a host's connection state (connecting,
+        connected, reconnecting with its attempt and next try, ...), a tunnel
+        opened, changing state, or closed (state CLOSED), and connections opened
+        and closed. A caller that falls too far behind is sent `missed_events`
+        and continues with the newest events (call List to resynchronise). With
+        `tunnel_id` set, only that tunnel and its host are watched and the call
+        ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TunnelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +199,11 @@ def add_TunnelServiceServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.GetInfoRequest.FromString,
                     response_serializer=tunnel_dot_v1_dot_tunnel__pb2.GetInfoResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.WatchRequest.FromString,
+                    response_serializer=tunnel_dot_v1_dot_tunnel__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -371,6 +396,33 @@ class TunnelService:
             '/tunnel.v1.TunnelService/GetInfo',
             tunnel_dot_v1_dot_tunnel__pb2.GetInfoRequest.SerializeToString,
             tunnel_dot_v1_dot_tunnel__pb2.GetInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tunnel.v1.TunnelService/Watch',
+            tunnel_dot_v1_dot_tunnel__pb2.WatchRequest.SerializeToString,
+            tunnel_dot_v1_dot_tunnel__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,17 @@ class TunnelServiceStub:
     """
     GetInfo: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.GetInfoRequest, _tunnel_pb2.GetInfoResponse]
     """GetInfo reports tunneld's version, process id and start time."""
+    Watch: _grpc.UnaryStreamMultiCallable[_tunnel_pb2.WatchRequest, _tunnel_pb2.WatchResponse]
+    """Watch streams what happens to hosts and tunnels as it happens. It first
+    sends every host and every open tunnel as they are (one message each),
+    then `synced`, then each change: a host's connection state (connecting,
+    connected, reconnecting with its attempt and next try, ...), a tunnel
+    opened, changing state, or closed (state CLOSED), and connections opened
+    and closed. A caller that falls too far behind is sent `missed_events`
+    and continues with the newest events (call List to resynchronise). With
+    `tunnel_id` set, only that tunnel and its host are watched and the call
+    ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class TunnelServiceAsyncStub(TunnelServiceStub):
@@ -128,6 +139,17 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     """
     GetInfo: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.GetInfoRequest, _tunnel_pb2.GetInfoResponse]  # type: ignore[assignment]
     """GetInfo reports tunneld's version, process id and start time."""
+    Watch: _aio.UnaryStreamMultiCallable[_tunnel_pb2.WatchRequest, _tunnel_pb2.WatchResponse]  # type: ignore[assignment]
+    """Watch streams what happens to hosts and tunnels as it happens. It first
+    sends every host and every open tunnel as they are (one message each),
+    then `synced`, then each change: a host's connection state (connecting,
+    connected, reconnecting with its attempt and next try, ...), a tunnel
+    opened, changing state, or closed (state CLOSED), and connections opened
+    and closed. A caller that falls too far behind is sent `missed_events`
+    and continues with the newest events (call List to resynchronise). With
+    `tunnel_id` set, only that tunnel and its host are watched and the call
+    ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+    """
 
 class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
     """TunnelService runs commands and manages port forwards over held SSH connections."""
@@ -209,5 +231,22 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tunnel_pb2.GetInfoResponse, _abc.Awaitable[_tunnel_pb2.GetInfoResponse]]:
         """GetInfo reports tunneld's version, process id and start time."""
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _tunnel_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_tunnel_pb2.WatchResponse], _abc.AsyncIterator[_tunnel_pb2.WatchResponse]]:
+        """Watch streams what happens to hosts and tunnels as it happens. It first
+        sends every host and every open tunnel as they are (one message each),
+        then `synced`, then each change: a host's connection state (connecting,
+        connected, reconnecting with its attempt and next try, ...), a tunnel
+        opened, changing state, or closed (state CLOSED), and connections opened
+        and closed. A caller that falls too far behind is sent `missed_events`
+        and continues with the newest events (call List to resynchronise). With
+        `tunnel_id` set, only that tunnel and its host are watched and the call
+        ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+        """
 
 def add_TunnelServiceServicer_to_server(servicer: TunnelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
