@@ -7,7 +7,10 @@
 //! by the demo script and by the Python and Go test suites.
 //!
 //! Module map:
-//! - [`sshd`]: an `sshd` with its own keys, config and known_hosts in a temp dir.
+//! - [`sshd`]: an `sshd` with its own keys, config and known_hosts in a temp
+//!   dir; it can be stopped with its sessions and restarted on the same port.
+//! - [`blackhole`]: a TCP relay to sshd that can stop passing bytes without
+//!   closing anything, like a network path that fails silently.
 //! - [`keys`]: `ssh-keygen` wrappers and known_hosts lines.
 //! - [`procs`]: finding and killing child processes through `/proc`.
 //! - [`binaries`]: locating (and building, once) `tunneld` and `tunnelctl`.
@@ -16,16 +19,19 @@
 //! - [`exec`]: running an `Exec` call to completion and inspecting the result.
 //! - [`peers`]: echo, digest, flood and HTTP servers, and port helpers.
 //! - [`data`]: random payloads and their digests.
+//! - [`fds`]: counting a process's open file descriptors; raising the limit.
 //! - [`wait`]: bounded polling instead of sleeping.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod binaries;
+pub mod blackhole;
 pub mod ctl;
 pub mod daemon;
 pub mod data;
 pub mod exec;
+pub mod fds;
 pub mod keys;
 pub mod peers;
 pub mod procs;

@@ -5,6 +5,11 @@
 //! CONFIG` in the foreground (so this process owns it), readiness checked by
 //! reading the server's `SSH-2.0` banner, and everything killed on `Drop` —
 //! the listener and the per-connection sshd processes it forked.
+//!
+//! A test can also take the whole server away ([`Sshd::stop`]: sessions,
+//! connection processes and listener killed, port released) and bring it
+//! back ([`Sshd::restart`]) on the same port with the same host key, config
+//! and authorized keys, so clients that reconnect find the server they knew.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -13,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use tempfile::TempDir;
 
 use crate::keys::{self, KeyPair, KeyType};
@@ -132,7 +137,8 @@ impl SshdBuilder {
                         &[keys::known_hosts_line(port, &host_key)?],
                     )?;
                     return Ok(Sshd {
-                        child,
+                        child: Some(child),
+                        builder: self,
                         port,
                         user,
                         host_key,
@@ -157,7 +163,12 @@ impl SshdBuilder {
         std::fs::write(&config_path, self.render_config(dir, port))
             .context("writing sshd_config")?;
         let log_path = dir.join("sshd.log");
-        let log = File::create(&log_path).context("creating sshd.log")?;
+        // Appended to, so that after a restart the log tells the whole story.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .context("opening sshd.log")?;
         let mut child = Command::new(SSHD_PATH)
             .arg("-D")
             .arg("-e")
@@ -240,10 +251,19 @@ fn read_banner(addr: SocketAddr) -> Result<String> {
     Ok(line.trim_end().to_owned())
 }
 
+/// How long [`Sshd::stop`] waits for killed processes to go and the port to
+/// be released.
+pub const SSHD_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A running sshd; killed, with its connections, when dropped.
 #[derive(Debug)]
 pub struct Sshd {
-    child: Child,
+    /// The listening sshd; `None` between [`Sshd::stop`] and
+    /// [`Sshd::restart`]. A reaped child's pid may be reused by an unrelated
+    /// process, so it is not kept around to be signalled by mistake.
+    child: Option<Child>,
+    /// How it was configured, to start it again the same way.
+    builder: SshdBuilder,
     port: u16,
     user: String,
     host_key: KeyPair,
@@ -318,8 +338,23 @@ impl Sshd {
     }
 
     /// The pid of the listening sshd.
+    ///
+    /// # Panics
+    /// While the server is stopped ([`Sshd::stop`]).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.running_pid()
+            .expect("sshd is stopped (Sshd::stop); restart() it before asking for its pid")
+    }
+
+    /// The pid of the listening sshd, if it runs.
+    fn running_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// True unless the server was stopped with [`Sshd::stop`] (and not
+    /// restarted since).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// sshd's log so far, for failure messages.
@@ -331,25 +366,164 @@ impl Sshd {
     /// Kills every per-connection sshd process (and the sessions under
     /// them) while the listener stays up: to clients, their connections just
     /// die. Returns how many processes were killed, once they are all gone.
+    /// A stopped server has no connections: that is `Ok(0)`.
     pub fn kill_connections(&self) -> Result<usize> {
-        let victims = procs::descendants_of(self.pid());
-        let killed = procs::kill_descendants(self.pid());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while victims.iter().any(|&p| procs::is_alive(p)) {
-            if Instant::now() > deadline {
-                bail!("sshd connection processes {victims:?} still alive 5 s after SIGKILL");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let Some(pid) = self.running_pid() else {
+            return Ok(0);
+        };
+        let victims = procs::descendants_of(pid);
+        let killed = procs::kill_descendants(pid);
+        wait_gone(&victims, "sshd connection processes")?;
         Ok(killed)
     }
 
-    /// Number of live per-connection sshd processes (direct children).
+    /// Number of live per-connection sshd processes (direct children); 0
+    /// while stopped.
     pub fn connection_count(&self) -> usize {
-        procs::children_of(self.pid())
+        let Some(pid) = self.running_pid() else {
+            return 0;
+        };
+        procs::children_of(pid)
             .into_iter()
             .filter(|&p| procs::is_alive(p))
             .count()
+    }
+
+    /// Takes the server away as a crash or power cut would: the listener and
+    /// its process tree are frozen (SIGSTOP, so no reconnecting client slips
+    /// in), then every session process, every per-connection sshd and the
+    /// listener get SIGKILL. Returns
+    /// once they are all gone and the port can be bound again (clients see
+    /// their connections reset or closed, new connections refused), with the
+    /// number of processes killed. Does nothing (`Ok(0)`) when already
+    /// stopped. The temp dir (keys, config, log) stays for [`Sshd::restart`].
+    pub fn stop(&mut self) -> Result<usize> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(0);
+        };
+        // Freeze first (see `freeze_tree`), then kill sessions, connection
+        // processes and the listener; whatever goes wrong, kill anyway and
+        // report afterwards.
+        let tree = freeze_tree(child.id());
+        let mut victims = match &tree {
+            Ok(tree) => tree.clone(),
+            Err(_) => procs::descendants_of(child.id()),
+        };
+        victims.extend(self.session_processes());
+        procs::kill_all(&victims);
+        let _ = child.kill();
+        child
+            .wait()
+            .context("waiting for the killed sshd listener")?;
+        tree?;
+        wait_gone(&victims, "sshd session and connection processes")?;
+
+        let deadline = Instant::now() + SSHD_STOP_TIMEOUT;
+        while TcpListener::bind(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "port {} still taken {SSHD_STOP_TIMEOUT:?} after sshd was killed",
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(victims.len() + 1)
+    }
+
+    /// Starts the server again after [`Sshd::stop`]: same port, host key,
+    /// config and authorized keys (so the known_hosts file stays valid), its
+    /// log appended to the old one. Returns once it answers with its banner.
+    /// Fails if it is running, or if another process took the port meanwhile.
+    pub fn restart(&mut self) -> Result<()> {
+        ensure!(
+            self.child.is_none(),
+            "sshd on port {} is running; stop() it first",
+            self.port
+        );
+        let child = self
+            .builder
+            .spawn_on(self.dir.path(), self.port)
+            .with_context(|| format!("restarting sshd on port {}", self.port))?;
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
+/// Stops (SIGSTOP) `root` and all its descendants, so that none can accept a
+/// connection or fork any more, and returns the descendants. Killing the
+/// children and then the listener without this races: a client reconnecting
+/// at that moment is accepted by a fresh child that nobody listed, which
+/// survives as an orphan and serves it — the server never went away.
+fn freeze_tree(root: u32) -> Result<Vec<u32>> {
+    let stop = |p: u32| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        );
+    };
+    stop(root);
+    wait_stopped(&[root])?;
+    // A process may fork until its stop takes effect: list again until a
+    // pass finds no new one, all listed ones being stopped.
+    let mut frozen: Vec<u32> = Vec::new();
+    loop {
+        let new: Vec<u32> = procs::descendants_of(root)
+            .into_iter()
+            .filter(|p| !frozen.contains(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(frozen);
+        }
+        new.iter().copied().for_each(stop);
+        wait_stopped(&new)?;
+        frozen.extend(new);
+    }
+}
+
+/// Polls until each of `pids` is stopped, a zombie or gone.
+fn wait_stopped(pids: &[u32]) -> Result<()> {
+    let deadline = Instant::now() + SSHD_STOP_TIMEOUT;
+    loop {
+        let running: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| matches!(process_state(p), Some(s) if !matches!(s, 'T' | 't' | 'Z' | 'X')))
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("sshd processes {running:?} not stopped {SSHD_STOP_TIMEOUT:?} after SIGSTOP");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, …); `None` when
+/// the process is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Polls until none of `pids` is alive (gone or a zombie), for at most
+/// [`SSHD_STOP_TIMEOUT`].
+fn wait_gone(pids: &[u32], what: &str) -> Result<()> {
+    let deadline = Instant::now() + SSHD_STOP_TIMEOUT;
+    loop {
+        let alive: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| procs::is_alive(p))
+            .collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} {alive:?} still alive {SSHD_STOP_TIMEOUT:?} after SIGKILL");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -369,11 +543,20 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         // Sessions and connection processes first, while the port still
         // identifies them and before they are reparented away from sshd.
+        // A stopped server may still have orphaned sessions (see
+        // `session_processes`), so they are looked for in any case.
         let sessions = self.session_processes();
         procs::kill_all(&sessions);
-        procs::kill_descendants(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            match freeze_tree(child.id()) {
+                Ok(tree) => procs::kill_all(&tree),
+                Err(_) => {
+                    procs::kill_descendants(child.id());
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -21,3 +21,7 @@ mod identities;
 mod isolation;
 mod lifecycle;
 mod list_close;
+mod load;
+mod reconnect;
+mod rekey;
+mod watch;
