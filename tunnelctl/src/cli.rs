@@ -289,6 +289,21 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// Limits on a forward's connections, shared by `open-local` and
+/// `open-remote`.
+#[derive(Debug, Args)]
+pub struct ConnectionLimitArgs {
+    /// Connections carried at once; more are refused [default: tunneld's
+    /// --max-connections-per-tunnel]
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub max_connections: Option<u32>,
+
+    /// Close a connection after no byte has moved either way for this long,
+    /// e.g. 30s, 10m [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub idle_timeout: Option<Duration>,
+}
+
 /// Arguments of `open-local`.
 #[derive(Debug, Args)]
 pub struct OpenLocalArgs {
@@ -320,15 +335,8 @@ pub struct OpenLocalArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
     pub host: Option<String>,
 
-    /// Connections carried at once; more are refused [default: tunneld's
-    /// --max-connections-per-tunnel]
-    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
-    pub max_connections: Option<u32>,
-
-    /// Close a connection after no byte has moved either way for this long,
-    /// e.g. 30s, 10m [default: never]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
-    pub idle_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub limits: ConnectionLimitArgs,
 
     /// Keep the tunnel only while tunnelctl runs, printing each connection;
     /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -L`
@@ -367,15 +375,8 @@ pub struct OpenRemoteArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
     pub host: Option<String>,
 
-    /// Connections carried at once; more are refused [default: tunneld's
-    /// --max-connections-per-tunnel]
-    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
-    pub max_connections: Option<u32>,
-
-    /// Close a connection after no byte has moved either way for this long,
-    /// e.g. 30s, 10m [default: never]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
-    pub idle_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub limits: ConnectionLimitArgs,
 
     /// Keep the tunnel only while tunnelctl runs, printing each connection;
     /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -R`

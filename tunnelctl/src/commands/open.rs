@@ -46,8 +46,8 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
         local_port: lport.into(),
         remote_host: rhost.unwrap_or_default(),
         remote_port: rport.into(),
-        max_connections: args.max_connections.unwrap_or_default(),
-        idle_timeout: args.idle_timeout.map(proto_duration),
+        max_connections: args.limits.max_connections.unwrap_or_default(),
+        idle_timeout: args.limits.idle_timeout.map(proto_duration),
     }
 }
 
@@ -76,8 +76,8 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
         remote_port: rport.into(),
         local_host: lhost.unwrap_or_default(),
         local_port: lport.into(),
-        max_connections: args.max_connections.unwrap_or_default(),
-        idle_timeout: args.idle_timeout.map(proto_duration),
+        max_connections: args.limits.max_connections.unwrap_or_default(),
+        idle_timeout: args.limits.idle_timeout.map(proto_duration),
     }
 }
 
