@@ -80,14 +80,7 @@ pub fn exec_request(r: pb::ExecRequest) -> Result<(String, ExecSpec)> {
             "environment variable name {k:?} is not valid; use letters, digits and '_', not starting with a digit"
         )));
     }
-    let timeout = match r.timeout {
-        None => None,
-        Some(d) if d.seconds < 0 || d.nanos < 0 => {
-            return Err(invalid("timeout must not be negative".into()));
-        }
-        Some(d) if d.seconds == 0 && d.nanos == 0 => None,
-        Some(d) => Some(Duration::new(d.seconds as u64, d.nanos as u32)),
-    };
+    let timeout = optional_duration("timeout", r.timeout)?;
     Ok((
         r.host,
         ExecSpec {
@@ -137,21 +130,24 @@ fn connection_limits(
     max_connections: u32,
     idle_timeout: Option<pbjson_types::Duration>,
 ) -> Result<ConnectionLimits> {
-    let idle_timeout = match idle_timeout {
-        None => None,
-        Some(d) if d.seconds < 0 || d.nanos < 0 => {
-            return Err(invalid(format!(
-                "idle_timeout must not be negative (got {}s); leave it unset for no timeout",
-                d.seconds
-            )));
-        }
-        Some(d) if d.seconds == 0 && d.nanos == 0 => None,
-        Some(d) => Some(Duration::new(d.seconds as u64, d.nanos as u32)),
-    };
     Ok(ConnectionLimits {
         max_connections: (max_connections != 0).then_some(max_connections),
-        idle_timeout,
+        idle_timeout: optional_duration("idle_timeout", idle_timeout)?,
     })
+}
+
+/// An optional duration field: unset or zero means none; negative is
+/// refused, naming the field.
+fn optional_duration(field: &str, d: Option<pbjson_types::Duration>) -> Result<Option<Duration>> {
+    match d {
+        None => Ok(None),
+        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(invalid(format!(
+            "{field} must not be negative (got {}s); leave it unset for none",
+            d.seconds
+        ))),
+        Some(d) if d.seconds == 0 && d.nanos == 0 => Ok(None),
+        Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
+    }
 }
 
 /// Validates an OpenAttachedRequest: exactly one forward, checked as its
