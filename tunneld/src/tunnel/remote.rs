@@ -25,8 +25,10 @@ fn restore_delay(host: &SshHost, refusals: u32) -> Duration {
 /// Bound on connecting to the local target of a forwarded connection.
 const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Forwarded connections waiting to be picked up by the tunnel's task.
-const PENDING_CONNECTIONS: usize = 128;
+/// Bound on forwarded connections waiting to be picked up by the tunnel's
+/// task (russh's loop hands them over without waiting). No more than the
+/// tunnel's cap could be carried anyway.
+const MAX_PENDING_CONNECTIONS: usize = 4096;
 
 /// What the server listens on and where connections go.
 #[derive(Debug, Clone)]
@@ -53,7 +55,10 @@ pub async fn open_remote(
 ) -> Result<Arc<Tunnel>> {
     let session = host.session().await?;
     let routes = host.routes().clone();
-    let (tx, rx) = mpsc::channel(PENDING_CONNECTIONS);
+    // A burst up to the tunnel's cap is queued, not rejected, while the
+    // task is busy.
+    let pending = (options.max_connections as usize).clamp(1, MAX_PENDING_CONNECTIONS);
+    let (tx, rx) = mpsc::channel(pending);
     // Route before asking when the port is known, so no early connection
     // finds no taker.
     if spec.remote_port != 0 {
