@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use tunneld_tests::Ctl;
+use tunneld_tests::{Ctl, CtlChild};
 
 use crate::support::Bed;
 
@@ -27,6 +27,28 @@ mod watch;
 /// A tunnelctl runner pointed at the bed's daemon.
 pub fn ctl(bed: &Bed) -> Result<Ctl> {
     Ctl::new(bed.daemon.addr())
+}
+
+/// After tunneld died under a following tunnelctl (`--attach`, `watch`):
+/// it exits 1 within `within` with one error line naming tunneld's address.
+pub async fn expect_lost_tunneld(
+    child: &mut CtlChild,
+    bed: &Bed,
+    within: std::time::Duration,
+) -> Result<()> {
+    let status = child.wait(within).await?;
+    let stderr = child.stderr_text();
+    ensure!(status.code() == Some(1), "{status}; stderr {stderr:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    ensure!(
+        lines.len() == 1 && lines[0].starts_with("tunnelctl: "),
+        "expected one error line, stderr {stderr:?}"
+    );
+    ensure!(
+        lines[0].contains(&bed.daemon.addr().to_string()),
+        "error line does not name tunneld's address: {stderr:?}"
+    );
+    Ok(())
 }
 
 /// An address on 127.0.0.1 where nothing listens: bound to learn a free

@@ -272,18 +272,7 @@ async fn losing_tunneld_ends_watch_with_one_error_line() -> Result<()> {
         let mut child = ctl(&bed)?.spawn(["watch"]).await?;
         child.expect_line(PROMPT).await?;
         bed.daemon.signal(Signal::SIGKILL)?;
-        let status = child.wait(PROMPT).await?;
-        let stderr = child.stderr_text();
-        ensure!(status.code() == Some(1), "{status}; stderr {stderr:?}");
-        let lines: Vec<&str> = stderr.lines().collect();
-        ensure!(
-            lines.len() == 1 && lines[0].starts_with("tunnelctl: "),
-            "expected one error line, stderr {stderr:?}"
-        );
-        ensure!(
-            lines[0].contains(&bed.daemon.addr().to_string()),
-            "error line does not name tunneld's address: {stderr:?}"
-        );
+        super::expect_lost_tunneld(&mut child, &bed, PROMPT).await?;
         Ok(())
     })
     .await
