@@ -16,7 +16,12 @@
 //! reconnect_min = "1s"                        # first backoff delay
 //! reconnect_max = "30s"                       # longest backoff delay
 //! rekey_limit = "4GiB"                        # bytes between re-keys
+//! permit_open = ["db.internal:5432"]          # local forward targets (PermitOpen)
+//! permit_listen = ["8080", "localhost:9000"]  # remote forward listens (PermitListen)
 //! ```
+//!
+//! and, at the top level, `allow_local_bind = ["0.0.0.0"]` for local
+//! forwards that listen beyond loopback (see [`crate::policy`]).
 
 use std::{
     collections::BTreeMap,
@@ -29,6 +34,7 @@ use serde::Deserialize;
 use crate::{
     backoff::Backoff,
     error::{Error, Result},
+    policy::{BindPolicy, HostPolicy},
 };
 
 /// Name of the host given with `--ssh`.
@@ -109,6 +115,8 @@ pub struct HostConfig {
     pub reconnect: Backoff,
     /// Bytes either way after which tunneld starts a key re-exchange.
     pub rekey_limit: usize,
+    /// Which forwards may be opened over this host.
+    pub policy: HostPolicy,
 }
 
 impl HostConfig {
@@ -163,6 +171,8 @@ pub struct Config {
     pub default_host: Option<String>,
     /// Resource limits.
     pub limits: Limits,
+    /// Addresses beyond loopback local forwards may listen on.
+    pub allow_local_bind: BindPolicy,
 }
 
 /// Defaults applied to hosts that do not set their own key files.
@@ -184,6 +194,8 @@ pub struct HostDefaults {
     pub reconnect: Backoff,
     /// Re-key limit used when a host sets none.
     pub rekey_limit: usize,
+    /// Forward rules used when a host sets none.
+    pub policy: HostPolicy,
 }
 
 impl HostDefaults {
@@ -198,6 +210,7 @@ impl HostDefaults {
             keepalive_max: DEFAULT_KEEPALIVE_MAX,
             reconnect: Backoff::default(),
             rekey_limit: DEFAULT_REKEY_LIMIT,
+            policy: HostPolicy::default(),
         }
     }
 }
@@ -207,6 +220,8 @@ impl HostDefaults {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     default_host: Option<String>,
+    #[serde(default)]
+    allow_local_bind: Vec<String>,
     #[serde(default)]
     hosts: BTreeMap<String, FileHost>,
 }
@@ -225,6 +240,8 @@ struct FileHost {
     reconnect_min: Option<String>,
     reconnect_max: Option<String>,
     rekey_limit: Option<String>,
+    permit_open: Option<Vec<String>>,
+    permit_listen: Option<Vec<String>>,
 }
 
 impl Config {
@@ -302,8 +319,27 @@ impl Config {
                 host.rekey_limit = parse_size(&s)
                     .map_err(|e| Error::Config(format!("host {name:?}: rekey_limit: {e}")))?;
             }
+            if h.permit_open.is_some() || h.permit_listen.is_some() {
+                // A host's own list replaces the flag's, as a whole.
+                let open = h.permit_open.map(none_if_empty);
+                let listen = h.permit_listen.map(none_if_empty);
+                let parsed = HostPolicy::parse(
+                    open.as_deref().unwrap_or_default(),
+                    listen.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| Error::Config(format!("host {name:?}: {e}")))?;
+                if open.is_some() {
+                    host.policy.permit_open = parsed.permit_open;
+                }
+                if listen.is_some() {
+                    host.policy.permit_listen = parsed.permit_listen;
+                }
+            }
             self.hosts.insert(name, host);
         }
+        let mut binds = self.allow_local_bind.allowed().to_vec();
+        binds.extend(file.allow_local_bind);
+        self.allow_local_bind = BindPolicy::new(binds);
         if let Some(d) = file.default_host {
             if !self.hosts.contains_key(&d) {
                 return Err(Error::Config(format!(
@@ -388,7 +424,18 @@ fn host_from_destination(name: &str, dest: &str, d: &HostDefaults) -> Result<Hos
         keepalive_max: d.keepalive_max,
         reconnect: d.reconnect,
         rekey_limit: d.rekey_limit,
+        policy: d.policy.clone(),
     })
+}
+
+/// An empty list in the file means "nothing", as `none` does; an absent key
+/// means "no restriction".
+fn none_if_empty(list: Vec<String>) -> Vec<String> {
+    if list.is_empty() {
+        vec!["none".to_string()]
+    } else {
+        list
+    }
 }
 
 /// Parses a positive duration such as `500ms`, `15s` or `2m`.
@@ -450,7 +497,49 @@ mod tests {
             keepalive_max: DEFAULT_KEEPALIVE_MAX,
             reconnect: Backoff::default(),
             rekey_limit: DEFAULT_REKEY_LIMIT,
+            policy: HostPolicy::default(),
         }
+    }
+
+    #[test]
+    fn hosts_set_their_own_forward_rules() {
+        let mut c = Config::default();
+        c.load_str(
+            "allow_local_bind = [\"0.0.0.0\"]\n[hosts.a]\naddress = \"h\"\npermit_open = [\"db:5432\"]\n[hosts.b]\naddress = \"h\"\npermit_listen = []\n",
+            &defaults(),
+        )
+        .unwrap();
+        assert!(c.hosts["a"].policy.check_open("a", "db", 5432).is_ok());
+        assert!(c.hosts["a"].policy.check_open("a", "db", 22).is_err());
+        assert!(
+            c.hosts["a"]
+                .policy
+                .check_listen("a", "localhost", 80)
+                .is_ok()
+        );
+        assert!(
+            c.hosts["b"]
+                .policy
+                .check_listen("b", "localhost", 80)
+                .is_err()
+        );
+        assert!(c.hosts["b"].policy.check_open("b", "x", 1).is_ok());
+        assert!(
+            c.allow_local_bind
+                .check("0.0.0.0", [0, 0, 0, 0].into())
+                .is_ok()
+        );
+        let e = Config::default()
+            .load_str(
+                "[hosts.a]\naddress = \"h\"\npermit_open = [\"db\"]\n",
+                &defaults(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("host \"a\": permit_open") && e.contains("HOST:PORT"),
+            "{e}"
+        );
     }
 
     #[test]

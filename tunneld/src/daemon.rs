@@ -21,6 +21,7 @@ use crate::{
     config::{Config, Limits},
     error::{Error, Result},
     exec::{self, ExecOutput, ExecSpec},
+    policy::BindPolicy,
     ssh::{HostSnapshot, SshHost},
     tunnel::{
         self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
@@ -59,6 +60,8 @@ pub struct Daemon {
     /// Shared with attachments, which remove their tunnel when dropped.
     tunnels: Arc<Registry>,
     limits: Limits,
+    /// Where local forwards may listen beyond loopback.
+    allow_local_bind: BindPolicy,
     /// Places for connections under `--max-connections`, shared by tunnels.
     capacity: Arc<Semaphore>,
     /// Every change to hosts and tunnels, for watchers.
@@ -99,6 +102,7 @@ impl Daemon {
             capacity: Arc::new(Semaphore::new(config.limits.max_connections)),
             bus,
             limits: config.limits,
+            allow_local_bind: config.allow_local_bind,
             started_at: SystemTime::now(),
             shutdown,
             stopped: AtomicBool::new(false),
@@ -169,6 +173,7 @@ impl Daemon {
         attached: bool,
     ) -> Result<(u64, Arc<Tunnel>)> {
         let host = self.host(host)?;
+        self.check_policy(&host, &spec).await?;
         let (seq, id) = self.tunnels.next_id();
         let limits = spec.connection_limits();
         let options = TunnelOptions {
@@ -191,6 +196,27 @@ impl Daemon {
             }
         };
         Ok((seq, t))
+    }
+
+    /// The forward policy, before anything is bound, dialled or asked.
+    async fn check_policy(&self, host: &SshHost, spec: &ForwardSpec) -> Result<()> {
+        let config = host.config();
+        match spec {
+            ForwardSpec::Local(l) => {
+                let ip = tunnel::resolve_bind(&l.bind_address, l.local_port)
+                    .await?
+                    .ip();
+                self.allow_local_bind.check(&l.bind_address, ip)?;
+                config
+                    .policy
+                    .check_open(&config.name, &l.remote_host, l.remote_port)
+            }
+            ForwardSpec::Remote(r) => {
+                config
+                    .policy
+                    .check_listen(&config.name, &r.bind_address, r.remote_port)
+            }
+        }
     }
 
     fn register(&self, seq: u64, t: Arc<Tunnel>) -> TunnelSnapshot {

@@ -62,6 +62,11 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The forward policy (allow_local_bind, permit_open, permit_listen)
+    /// does not allow the request; the message names the rule and the fix.
+    #[error("{0}")]
+    NotPermitted(String),
+
     /// No open tunnel has this id.
     #[error(
         "no tunnel with id {0:?} (it may be closed already; `tunnelctl list` shows open tunnels)"

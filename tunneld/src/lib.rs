@@ -11,7 +11,12 @@
 //! - [`exec`]: one remote command with streamed output.
 //! - [`daemon`]: the domain facade the API calls.
 //! - [`grpc`] and [`server`]: the thin gRPC adapter and the server around it.
-//! - [`listen`]: the API's TCP or unix socket listener.
+//! - [`listen`]: the API's TCP or unix socket listener, and when a
+//!   non-loopback address is allowed.
+//! - [`tokens`], [`secret_file`]: API tokens, and files only their owner
+//!   may read. The auth layer and audit log live in [`grpc`].
+//! - [`policy`]: which forwards may be opened (allow_local_bind,
+//!   permit_open, permit_listen).
 //! - [`error`]: the one error type.
 
 #![forbid(unsafe_code)]
@@ -25,9 +30,12 @@ pub mod error;
 pub mod exec;
 pub mod grpc;
 pub mod listen;
+pub mod policy;
 pub mod relay;
+pub mod secret_file;
 pub mod server;
 pub mod ssh;
+pub mod tokens;
 pub mod tunnel;
 pub mod watch;
 
@@ -38,11 +46,18 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use daemon::Daemon;
 pub use error::{Error, Result};
-pub use listen::{ApiListener, ListenAddr};
+pub use listen::{ApiListener, Exposure, ListenAddr};
+pub use server::ApiAccess;
 
-/// Runs tunneld on `listener` with `config` until `shutdown` is cancelled;
-/// returns once every tunnel and SSH connection is closed.
-pub async fn run(listener: ApiListener, config: Config, shutdown: CancellationToken) -> Result<()> {
+/// Runs tunneld on `listener`, open to callers as `access` allows, with
+/// `config` until `shutdown` is cancelled; returns once every tunnel and SSH
+/// connection is closed.
+pub async fn run(
+    listener: ApiListener,
+    access: ApiAccess,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let daemon = Arc::new(Daemon::new(config, shutdown.clone()));
-    server::serve(listener, daemon, shutdown).await
+    server::serve(listener, access, daemon, shutdown).await
 }

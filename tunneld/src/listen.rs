@@ -1,5 +1,5 @@
-//! Where the API listens: a TCP address (loopback unless explicitly allowed
-//! otherwise) or a unix socket only its owner can open.
+//! Where the API listens: a TCP address (loopback unless protected or
+//! explicitly allowed otherwise) or a unix socket only its owner can open.
 //!
 //! A unix socket is bound inside a fresh private directory, made 0600, and
 //! only then renamed into place, so there is no moment when another user
@@ -62,12 +62,44 @@ impl fmt::Display for ApiListener {
     }
 }
 
-/// Binds `addr`. A TCP address must be loopback unless `allow_non_loopback`.
-pub async fn bind(addr: &ListenAddr, allow_non_loopback: bool) -> Result<ApiListener, String> {
+/// Whether the API may listen beyond loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exposure {
+    /// Loopback only; the text says what is missing for more.
+    LoopbackOnly(String),
+    /// TLS and client authentication are configured.
+    Protected,
+    /// `--insecure-listen`: allowed without protection, loudly.
+    Insecure,
+}
+
+impl Exposure {
+    /// What the flags allow: TLS plus a client authentication (mTLS or
+    /// tokens) protects; `--insecure-listen` overrides.
+    pub fn from_flags(tls: bool, client_auth: bool, insecure: bool) -> Exposure {
+        match (tls, client_auth, insecure) {
+            (true, true, _) => Exposure::Protected,
+            (_, _, true) => Exposure::Insecure,
+            (true, false, false) => Exposure::LoopbackOnly(
+                " with TLS but no client authentication: anyone who reaches it could use your SSH keys; \
+                 add --tls-client-ca (mTLS) or --token-file"
+                    .into(),
+            ),
+            (false, _, false) => Exposure::LoopbackOnly(
+                " without TLS: anyone who reaches it could use your SSH keys; give --tls-cert and --tls-key \
+                 with --tls-client-ca or --token-file, listen on 127.0.0.1 or on a unix socket (unix:/PATH), \
+                 or pass --insecure-listen if the network is trusted"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// Binds `addr`. A TCP address must be loopback unless `exposure` allows
+/// more.
+pub async fn bind(addr: &ListenAddr, exposure: &Exposure) -> Result<ApiListener, String> {
     match addr {
-        ListenAddr::Tcp(text) => bind_tcp(text, allow_non_loopback)
-            .await
-            .map(ApiListener::Tcp),
+        ListenAddr::Tcp(text) => bind_tcp(text, exposure).await.map(ApiListener::Tcp),
         ListenAddr::Unix(path) => {
             let (listener, file) = bind_unix(path)
                 .map_err(|e| format!("cannot listen on {UNIX_PREFIX}{}: {e}", path.display()))?;
@@ -76,20 +108,28 @@ pub async fn bind(addr: &ListenAddr, allow_non_loopback: bool) -> Result<ApiList
     }
 }
 
-async fn bind_tcp(text: &str, allow_non_loopback: bool) -> Result<TcpListener, String> {
+async fn bind_tcp(text: &str, exposure: &Exposure) -> Result<TcpListener, String> {
     let addr: SocketAddr = tokio::net::lookup_host(text)
         .await
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| format!("--listen {text:?} is not HOST:PORT or unix:/PATH"))?;
     if !addr.ip().is_loopback() {
-        if !allow_non_loopback {
-            return Err(format!(
-                "refusing to serve the API on non-loopback address {addr}: anyone who reaches it could use your SSH keys; \
-                 listen on 127.0.0.1 or on a unix socket (unix:/PATH), or pass --insecure-listen if the network is trusted"
-            ));
+        match exposure {
+            Exposure::LoopbackOnly(why) => {
+                return Err(format!(
+                    "refusing to serve the API on non-loopback address {addr}{why}"
+                ));
+            }
+            Exposure::Protected => {
+                tracing::info!(%addr, "serving the API beyond loopback, with TLS and client authentication");
+            }
+            Exposure::Insecure => tracing::warn!(
+                %addr,
+                "--insecure-listen: the API is reachable from the network WITHOUT TLS or client authentication: \
+                 anyone who reaches it can run commands with your SSH keys"
+            ),
         }
-        tracing::warn!(%addr, "--insecure-listen: the API is reachable from the network WITHOUT authentication");
     }
     TcpListener::bind(addr)
         .await
@@ -206,6 +246,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn non_loopback_needs_tls_and_client_auth_or_insecure() {
+        // Refused before binding: no traffic leaves loopback.
+        let addr = ListenAddr::Tcp("0.0.0.0:0".into());
+        for (tls, auth) in [(false, false), (false, true), (true, false)] {
+            let e = bind(&addr, &Exposure::from_flags(tls, auth, false))
+                .await
+                .err()
+                .unwrap();
+            assert!(
+                e.contains("refusing to serve the API on non-loopback address 0.0.0.0:0"),
+                "{e}"
+            );
+            let fix = if tls { "--tls-client-ca" } else { "--tls-cert" };
+            assert!(e.contains(fix), "{e}");
+        }
+        assert_eq!(Exposure::from_flags(true, true, false), Exposure::Protected);
+        assert_eq!(Exposure::from_flags(false, false, true), Exposure::Insecure);
+        let loopback = ListenAddr::Tcp("127.0.0.1:0".into());
+        assert!(
+            bind(&loopback, &Exposure::from_flags(false, false, false))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
     async fn unix_socket_is_private_replaces_stale_and_refuses_live() {
         let dir = std::env::temp_dir().join(format!("tunneld-listen-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -215,13 +281,13 @@ mod tests {
 
         // A stale socket (nobody listening) is replaced.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let listener = bind(&addr, false).await.unwrap();
+        let listener = bind(&addr, &Exposure::Protected).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(listener.to_string(), format!("unix:{}", path.display()));
 
         // A live one is not.
-        let err = bind(&addr, false).await.err().unwrap();
+        let err = bind(&addr, &Exposure::Protected).await.err().unwrap();
         assert!(err.contains("already running"), "{err}");
 
         // Dropping the listener removes the file; nothing else is left.

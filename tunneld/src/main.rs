@@ -7,11 +7,16 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tunneld::ListenAddr;
 use tunneld::{
+    Exposure,
     backoff::Backoff,
     config::{
         Config, HostDefaults, HostKeyPolicy, PassphraseSource, expand_home, parse_duration,
         parse_size,
     },
+    grpc::AUDIT_TARGET,
+    policy::{BindPolicy, HostPolicy},
+    server::{ApiAccess, TlsFiles},
+    tokens::TokenSet,
 };
 
 /// Default address of the control API.
@@ -39,10 +44,51 @@ struct Args {
     #[arg(long, env = "TUNNELD_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: ListenAddr,
 
-    /// Allow a non-loopback --listen address without any protection: anyone
-    /// who reaches it can run commands with your SSH keys.
+    /// Allow a non-loopback --listen address without TLS and client
+    /// authentication: anyone who reaches it can run commands with your SSH
+    /// keys.
     #[arg(long)]
     insecure_listen: bool,
+
+    /// File of API tokens, one `NAME:TOKEN` per line; every call but health
+    /// must then send `authorization: Bearer TOKEN`. Must be mode 0600.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// PEM certificate (chain) to serve the API over TLS with.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert. Must be mode 0600.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: clients must present a certificate it signed (mTLS);
+    /// the certificate's subject names the caller in the audit log.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Also append audit lines (every Exec, open, close and refused call) to
+    /// FILE as JSON, one object per line; created mode 0600.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+
+    /// Let local forwards listen on ADDR besides loopback (like OpenSSH's
+    /// GatewayPorts); repeatable; `*` allows any address.
+    #[arg(long, value_name = "ADDR")]
+    allow_local_bind: Vec<String>,
+
+    /// Targets local forwards may reach, as HOST:PORT (`*` for either part;
+    /// `none`); repeatable. Default for every host (OpenSSH PermitOpen);
+    /// without it, any.
+    #[arg(long, value_name = "HOST:PORT")]
+    permit_open: Vec<String>,
+
+    /// Where remote forwards may ask the server to listen, as [HOST:]PORT
+    /// (PORT may be `*`; `none`); repeatable. Default for every host
+    /// (OpenSSH PermitListen); without it, anywhere.
+    #[arg(long, value_name = "[HOST:]PORT")]
+    permit_listen: Vec<String>,
 
     /// Default SSH host as [user@]host[:port]; requests that name no host use it.
     #[arg(long, value_name = "USER@HOST[:PORT]")]
@@ -156,8 +202,13 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
             max: args.reconnect_max.max(args.reconnect_min),
         },
         rekey_limit: args.rekey_limit,
+        policy: HostPolicy::parse(&args.permit_open, &args.permit_listen)
+            .map_err(|e| tunneld::Error::Config(format!("--{}", e.replacen('_', "-", 1))))?,
     };
-    let mut config = Config::default();
+    let mut config = Config {
+        allow_local_bind: BindPolicy::new(args.allow_local_bind.clone()),
+        ..Config::default()
+    };
     if let Some(dest) = &args.ssh {
         config.add_destination(dest, &defaults)?;
     }
@@ -184,17 +235,92 @@ async fn stop_signal() {
     }
 }
 
+/// Who may call the API, from the flags; also says whether that protects
+/// a non-loopback listener.
+fn build_access(args: &Args) -> Result<(ApiAccess, Exposure), String> {
+    let tokens = match &args.token_file {
+        Some(path) => Some(TokenSet::load(&expand_home(path))?),
+        None => None,
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            if matches!(args.listen, ListenAddr::Unix(_)) {
+                return Err(
+                    "--tls-cert is for TCP listeners; a unix socket is already private to its owner".into(),
+                );
+            }
+            Some(
+                TlsFiles {
+                    cert: expand_home(cert),
+                    key: expand_home(key),
+                    client_ca: args.tls_client_ca.as_deref().map(expand_home),
+                }
+                .load()?,
+            )
+        }
+        _ => None,
+    };
+    let exposure = Exposure::from_flags(
+        tls.is_some(),
+        args.tls_client_ca.is_some() || tokens.is_some(),
+        args.insecure_listen,
+    );
+    if let Some(tokens) = &tokens {
+        tracing::info!(tokens = tokens.len(), "API calls need a token");
+    }
+    let mut access = ApiAccess::local();
+    access.auth.tokens = tokens;
+    access.tls = tls;
+    Ok((access, exposure))
+}
+
+/// Logs to stderr (filtered by RUST_LOG) and, with `--audit-log`, audit
+/// lines as JSON to that file whatever RUST_LOG says.
+fn init_logging(audit_log: Option<&std::path::Path>) -> Result<(), String> {
+    use tracing_subscriber::{
+        Layer as _, filter, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn")),
+        );
+    let audit = match audit_log {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| format!("--audit-log {}: {e}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_filter(
+                        filter::Targets::new().with_target(AUDIT_TARGET, tracing::Level::INFO),
+                    ),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(audit)
+        .init();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(e) = init_logging(args.audit_log.as_deref().map(expand_home).as_deref()) {
+        eprintln!("tunneld: {e}");
+        return ExitCode::from(2);
+    }
 
     let config = match build_config(&args) {
         Ok(c) => c,
@@ -209,7 +335,14 @@ async fn main() -> ExitCode {
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
-    let listener = match tunneld::listen::bind(&args.listen, args.insecure_listen).await {
+    let (access, exposure) = match build_access(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tunneld: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tunneld::listen::bind(&args.listen, &exposure).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("tunneld: {e}");
@@ -229,7 +362,7 @@ async fn main() -> ExitCode {
             shutdown.cancel();
         }
     });
-    let run = tunneld::run(listener, config, shutdown.clone());
+    let run = tunneld::run(listener, access, config, shutdown.clone());
     let grace = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -19,11 +19,11 @@ use crate::{
 };
 
 /// Default listen address of local forwards, as `ssh -L`.
-const DEFAULT_LOCAL_BIND: &str = "127.0.0.1";
+pub(super) const DEFAULT_LOCAL_BIND: &str = "127.0.0.1";
 /// Default remote bind address of remote forwards, as `ssh -R`.
-const DEFAULT_REMOTE_BIND: &str = "localhost";
+pub(super) const DEFAULT_REMOTE_BIND: &str = "localhost";
 /// Default target host: the SSH server itself / this machine.
-const DEFAULT_TARGET_HOST: &str = "localhost";
+pub(super) const DEFAULT_TARGET_HOST: &str = "localhost";
 
 fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)

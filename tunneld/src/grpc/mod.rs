@@ -4,8 +4,14 @@
 //! Architecture invariant: prost/tonic types appear only in this module and
 //! in [`crate::server`]; the domain below never sees them.
 
+pub mod audit;
+mod auth;
+mod caller;
 mod convert;
 mod service;
 mod status;
 
+pub use audit::AUDIT_TARGET;
+pub use auth::{Auth, AuthLayer, AuthPolicy};
+pub use caller::{Caller, Identity};
 pub use service::TunnelApi;

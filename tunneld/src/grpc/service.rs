@@ -6,7 +6,10 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tunnel_proto::v1::{self as pb, tunnel_service_server::TunnelService};
 
-use super::convert;
+use super::{
+    audit::{self, Audit},
+    convert,
+};
 use crate::daemon::Daemon;
 
 /// The gRPC face of a [`Daemon`].
@@ -32,32 +35,65 @@ impl TunnelService for TunnelApi {
     type WatchStream = WatchStream;
 
     async fn exec(&self, req: Request<pb::ExecRequest>) -> Result<Response<ExecStream>, Status> {
-        let (host, spec) = convert::exec_request(req.into_inner())?;
-        let output = self.daemon.exec(&host, spec).await?;
-        let stream = output.map(|e| e.map(convert::exec_event).map_err(Status::from));
-        Ok(Response::new(Box::pin(stream)))
+        let audit = Audit::new(
+            "Exec",
+            &req,
+            &req.get_ref().host,
+            audit::exec(req.get_ref()),
+        );
+        let result = async {
+            let (host, spec) = convert::exec_request(req.into_inner())?;
+            let output = self.daemon.exec(&host, spec).await?;
+            let stream = output.map(|e| e.map(convert::exec_event).map_err(Status::from));
+            Ok(Response::new(Box::pin(stream) as ExecStream))
+        }
+        .await;
+        audit.outcome(&result, |_| String::new());
+        result
     }
 
     async fn open_local_forward(
         &self,
         req: Request<pb::OpenLocalForwardRequest>,
     ) -> Result<Response<pb::OpenLocalForwardResponse>, Status> {
-        let (host, spec) = convert::local_request(req.into_inner())?;
-        let t = self.daemon.open_local(&host, spec).await?;
-        Ok(Response::new(pb::OpenLocalForwardResponse {
-            tunnel: Some(convert::tunnel(t)),
-        }))
+        let audit = Audit::new(
+            "OpenLocalForward",
+            &req,
+            &req.get_ref().host,
+            audit::local(req.get_ref()),
+        );
+        let result = async {
+            let (host, spec) = convert::local_request(req.into_inner())?;
+            let t = self.daemon.open_local(&host, spec).await?;
+            Ok(Response::new(pb::OpenLocalForwardResponse {
+                tunnel: Some(convert::tunnel(t)),
+            }))
+        }
+        .await;
+        audit.outcome(&result, |r| tunnel_id(&r.get_ref().tunnel));
+        result
     }
 
     async fn open_remote_forward(
         &self,
         req: Request<pb::OpenRemoteForwardRequest>,
     ) -> Result<Response<pb::OpenRemoteForwardResponse>, Status> {
-        let (host, spec) = convert::remote_request(req.into_inner())?;
-        let t = self.daemon.open_remote(&host, spec).await?;
-        Ok(Response::new(pb::OpenRemoteForwardResponse {
-            tunnel: Some(convert::tunnel(t)),
-        }))
+        let audit = Audit::new(
+            "OpenRemoteForward",
+            &req,
+            &req.get_ref().host,
+            audit::remote(req.get_ref()),
+        );
+        let result = async {
+            let (host, spec) = convert::remote_request(req.into_inner())?;
+            let t = self.daemon.open_remote(&host, spec).await?;
+            Ok(Response::new(pb::OpenRemoteForwardResponse {
+                tunnel: Some(convert::tunnel(t)),
+            }))
+        }
+        .await;
+        audit.outcome(&result, |r| tunnel_id(&r.get_ref().tunnel));
+        result
     }
 
     async fn list(
@@ -75,19 +111,32 @@ impl TunnelService for TunnelApi {
         &self,
         req: Request<pb::CloseRequest>,
     ) -> Result<Response<pb::CloseResponse>, Status> {
-        let id = convert::close_request(req.into_inner())?;
-        let t = self.daemon.close(&id).await?;
-        Ok(Response::new(pb::CloseResponse {
-            tunnel: Some(convert::tunnel(t)),
-        }))
+        let audit = Audit::new("Close", &req, "", format!("close {:?}", req.get_ref().id));
+        let result = async {
+            let id = convert::close_request(req.into_inner())?;
+            let t = self.daemon.close(&id).await?;
+            Ok(Response::new(pb::CloseResponse {
+                tunnel: Some(convert::tunnel(t)),
+            }))
+        }
+        .await;
+        audit.outcome(&result, |r| tunnel_id(&r.get_ref().tunnel));
+        result
     }
 
     async fn open_attached(
         &self,
         req: Request<pb::OpenAttachedRequest>,
     ) -> Result<Response<AttachedStream>, Status> {
-        let (host, spec) = convert::attached_request(req.into_inner())?;
-        let attachment = self.daemon.open_attached(&host, spec).await?;
+        let (host, summary) = audit::attached(req.get_ref());
+        let audit = Audit::new("OpenAttached", &req, host, summary);
+        let result = async {
+            let (host, spec) = convert::attached_request(req.into_inner())?;
+            Ok(self.daemon.open_attached(&host, spec).await?)
+        }
+        .await;
+        audit.outcome(&result, |a| a.snapshot().id);
+        let attachment = result?;
         let snapshot = attachment.snapshot();
         let id = snapshot.id.clone();
         let opened = convert::attached_opened(snapshot);
@@ -118,4 +167,9 @@ impl TunnelService for TunnelApi {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The id of the tunnel in a response, for the audit line.
+fn tunnel_id(t: &Option<pb::Tunnel>) -> String {
+    t.as_ref().map(|t| t.id.clone()).unwrap_or_default()
 }

@@ -24,9 +24,9 @@ impl From<Error> for Status {
                 permission: true, ..
             } => Code::PermissionDenied,
             Error::LocalBind { .. } => Code::Unavailable,
-            Error::RemoteForwardRefused { .. } | Error::ExecRefused { .. } => {
-                Code::PermissionDenied
-            }
+            Error::RemoteForwardRefused { .. }
+            | Error::ExecRefused { .. }
+            | Error::NotPermitted(_) => Code::PermissionDenied,
             Error::ExecTimeout { .. } => Code::DeadlineExceeded,
             Error::ExecOutputOverflow { .. } => Code::ResourceExhausted,
             Error::ShuttingDown => Code::Unavailable,

@@ -1,12 +1,11 @@
 //! Loading the private key a host authenticates with.
 
-use std::io;
-
 use russh::keys::PrivateKey;
 
 use crate::{
     config::{HostConfig, PassphraseSource},
     error::{Error, Result},
+    secret_file::{SecretFileError, read_private},
 };
 
 /// Reads and, if needed, decrypts the host's identity file.
@@ -19,8 +18,8 @@ pub fn load(host: &HostConfig) -> Result<PrivateKey> {
     let passphrase = match &host.passphrase {
         None => None,
         Some(PassphraseSource::File(p)) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| fail(format!("cannot read passphrase file {}: {e}", p.display())))?;
+            let text = read_private(p)
+                .map_err(|e| fail(format!("passphrase file {}: {e}", p.display())))?;
             Some(text.lines().next().unwrap_or_default().to_string())
         }
         Some(PassphraseSource::Env(var)) => Some(std::env::var(var).map_err(|_| {
@@ -29,11 +28,15 @@ pub fn load(host: &HostConfig) -> Result<PrivateKey> {
             ))
         })?),
     };
-    let text = std::fs::read_to_string(&host.identity).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => fail(
+    let text = read_private(&host.identity).map_err(|e| match e {
+        SecretFileError::NotFound => fail(
             "file not found; create a key with `ssh-keygen -t ed25519` or point --identity / identity at one".into(),
         ),
-        _ => fail(e.to_string()),
+        // OpenSSH's words, so people find the fix they already know.
+        too_open @ SecretFileError::TooOpen { .. } => {
+            fail(format!("UNPROTECTED PRIVATE KEY FILE: {too_open}"))
+        }
+        other => fail(other.to_string()),
     })?;
     russh::keys::decode_secret_key(&text, passphrase.as_deref()).map_err(|e| match e {
         russh::keys::Error::KeyIsEncrypted => fail(

@@ -74,13 +74,10 @@ pub async fn open_local(
     Ok(tunnel)
 }
 
-async fn bind(address: &str, port: u16) -> Result<TcpListener> {
-    let shown = if address.contains(':') {
-        format!("[{address}]:{port}")
-    } else {
-        format!("{address}:{port}")
-    };
-    let addr: SocketAddr = match tokio::net::lookup_host((address, port)).await {
+/// The socket address a local forward on `address:port` listens on: the
+/// first the name resolves to, as `ssh -L` does.
+pub async fn resolve_bind(address: &str, port: u16) -> Result<SocketAddr> {
+    match tokio::net::lookup_host((address, port)).await {
         Ok(mut addrs) => addrs.next(),
         Err(_) => None,
     }
@@ -88,7 +85,16 @@ async fn bind(address: &str, port: u16) -> Result<TcpListener> {
         Error::InvalidArgument(format!(
             "bind_address {address:?} does not resolve to an IP address"
         ))
-    })?;
+    })
+}
+
+async fn bind(address: &str, port: u16) -> Result<TcpListener> {
+    let shown = if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    };
+    let addr = resolve_bind(address, port).await?;
     TcpListener::bind(addr).await.map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => Error::LocalAddressInUse { addr: shown },
         io::ErrorKind::PermissionDenied => Error::LocalBind {

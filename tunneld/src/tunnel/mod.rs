@@ -36,7 +36,7 @@ pub use attachment::{Attachment, AttachmentEvent};
 pub use connection::Connection;
 pub use counters::{CountersSnapshot, TunnelCounters};
 pub use events::{ClosedConnection, TunnelEvent};
-pub use local::{LocalForwardSpec, open_local};
+pub use local::{LocalForwardSpec, open_local, resolve_bind};
 pub use registry::Registry;
 pub use remote::{RemoteForwardSpec, open_remote};
 

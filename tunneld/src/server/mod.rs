@@ -1,28 +1,57 @@
 //! Serving the API: `tunnel.v1.TunnelService`, gRPC server reflection (v1
 //! and v1alpha, for grpcurl) and `grpc.health.v1`, on a listener handed in
-//! from outside, until a shutdown token is cancelled.
+//! from outside, behind the auth layer and optionally TLS, until a shutdown
+//! token is cancelled.
+
+mod tls;
+
+pub use tls::TlsFiles;
 
 use std::sync::Arc;
 
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Server, ServerTlsConfig, server::TcpIncoming};
 use tunnel_proto::v1::tunnel_service_server::TunnelServiceServer;
 
 use crate::{
     daemon::Daemon,
     error::{Error, Result},
-    grpc::TunnelApi,
+    grpc::{AuthLayer, AuthPolicy, TunnelApi},
     listen::ApiListener,
 };
 
 /// Largest request accepted: an Exec's stdin travels in its request.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
-/// Serves `daemon` on `listener` until `shutdown` is cancelled, then closes
-/// every tunnel and SSH connection.
+/// Who may reach the API and how: the auth policy, and TLS if any.
+#[derive(Debug)]
+pub struct ApiAccess {
+    /// Tokens and the unix socket's allowed uid.
+    pub auth: AuthPolicy,
+    /// TLS (and mTLS) for the listener.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+impl ApiAccess {
+    /// No token, no TLS: for loopback and unix listeners (the unix socket's
+    /// peer must still be tunneld's user or root).
+    pub fn local() -> Self {
+        ApiAccess {
+            auth: AuthPolicy {
+                tokens: None,
+                owner_uid: rustix::process::geteuid().as_raw(),
+            },
+            tls: None,
+        }
+    }
+}
+
+/// Serves `daemon` on `listener` with `access` until `shutdown` is
+/// cancelled, then closes every tunnel and SSH connection.
 pub async fn serve(
     listener: ApiListener,
+    access: ApiAccess,
     daemon: Arc<Daemon>,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -55,7 +84,16 @@ pub async fn serve(
             daemon.shutdown().await;
         }
     };
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = access.tls {
+        builder = builder.tls_config(tls).map_err(|e| {
+            Error::Config(format!(
+                "TLS: {e} (check that --tls-cert and --tls-key are a PEM certificate and its key)"
+            ))
+        })?;
+    }
+    let router = builder
+        .layer(AuthLayer::new(access.auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,0 +1,160 @@
+//! The audit log: one line per mutating call (Exec, opens, Close) and per
+//! refused call, naming the caller, the request and the outcome.
+//!
+//! Lines are tracing events with target `tunneld::audit` and message
+//! `audit`, so they reach stderr with the other logs and, with
+//! `--audit-log FILE`, a JSON-lines file of their own. What is never in
+//! them: tokens, the authorization header, Exec's stdin and environment
+//! values (only variable names), key material.
+
+use tonic::{Code, Request, Status};
+use tunnel_proto::v1 as pb;
+
+use super::{
+    caller::Caller,
+    convert::{DEFAULT_LOCAL_BIND, DEFAULT_REMOTE_BIND, DEFAULT_TARGET_HOST},
+};
+
+/// The tracing target of audit lines.
+pub const AUDIT_TARGET: &str = "tunneld::audit";
+
+/// Most characters of a command kept in a line; longer ones are cut, with
+/// their length noted.
+const MAX_COMMAND_CHARS: usize = 1024;
+
+/// One audited call, logged once its outcome is known.
+pub(super) struct Audit {
+    rpc: &'static str,
+    caller: Caller,
+    host: String,
+    request: String,
+}
+
+impl Audit {
+    /// Starts the record of `rpc`, taking the caller the auth layer found.
+    pub(super) fn new<T>(
+        rpc: &'static str,
+        req: &Request<T>,
+        host: &str,
+        request: String,
+    ) -> Audit {
+        let caller = req
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_else(Caller::unknown);
+        Audit {
+            rpc,
+            caller,
+            host: if host.is_empty() {
+                "(default)".to_string()
+            } else {
+                host.to_string()
+            },
+            request,
+        }
+    }
+
+    /// Logs the outcome: `ok` (with the tunnel id, if one), or the status.
+    pub(super) fn outcome<R>(self, result: &Result<R, Status>, tunnel: impl FnOnce(&R) -> String) {
+        match result {
+            Ok(r) => tracing::info!(
+                target: AUDIT_TARGET,
+                rpc = self.rpc,
+                caller = %self.caller.identity,
+                peer = %self.caller.peer,
+                host = %self.host,
+                request = %self.request,
+                outcome = "ok",
+                tunnel = %tunnel(r),
+                "audit"
+            ),
+            Err(status) => tracing::info!(
+                target: AUDIT_TARGET,
+                rpc = self.rpc,
+                caller = %self.caller.identity,
+                peer = %self.caller.peer,
+                host = %self.host,
+                request = %self.request,
+                outcome = ?status.code(),
+                error = %status.message(),
+                "audit"
+            ),
+        }
+    }
+}
+
+/// Logs a call the auth layer refused; `rpc` is its gRPC path.
+pub(super) fn refused(rpc: &str, caller: &Caller, code: Code, reason: &str) {
+    tracing::warn!(
+        target: AUDIT_TARGET,
+        rpc,
+        caller = %caller.identity,
+        peer = %caller.peer,
+        outcome = ?code,
+        error = reason,
+        "audit"
+    );
+}
+
+/// `Exec`: the command (cut at [`MAX_COMMAND_CHARS`]), environment names,
+/// stdin's size and the timeout.
+pub(super) fn exec(r: &pb::ExecRequest) -> String {
+    let command: String = r.command.chars().take(MAX_COMMAND_CHARS).collect();
+    let mut text = format!("command={command:?}");
+    let total = r.command.chars().count();
+    if total > MAX_COMMAND_CHARS {
+        text.push_str(&format!(" (cut, {total} chars)"));
+    }
+    if !r.env.is_empty() {
+        let mut names: Vec<&str> = r.env.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        text.push_str(&format!(" env={}", names.join(",")));
+    }
+    if !r.stdin.is_empty() {
+        text.push_str(&format!(" stdin_bytes={}", r.stdin.len()));
+    }
+    if let Some(t) = &r.timeout {
+        text.push_str(&format!(" timeout={}s", t.seconds));
+    }
+    text
+}
+
+/// `OpenLocalForward`: `local BIND:PORT -> TARGET:PORT`.
+pub(super) fn local(r: &pb::OpenLocalForwardRequest) -> String {
+    format!(
+        "local {}:{} -> {}:{}",
+        or(&r.bind_address, DEFAULT_LOCAL_BIND),
+        r.local_port,
+        or(&r.remote_host, DEFAULT_TARGET_HOST),
+        r.remote_port
+    )
+}
+
+/// `OpenRemoteForward`: `remote BIND:PORT -> TARGET:PORT`.
+pub(super) fn remote(r: &pb::OpenRemoteForwardRequest) -> String {
+    format!(
+        "remote {}:{} -> {}:{}",
+        or(&r.remote_bind_address, DEFAULT_REMOTE_BIND),
+        r.remote_port,
+        or(&r.local_host, DEFAULT_TARGET_HOST),
+        r.local_port
+    )
+}
+
+/// `OpenAttached`: the forward it carries, and its host.
+pub(super) fn attached(r: &pb::OpenAttachedRequest) -> (&str, String) {
+    match &r.forward {
+        Some(pb::open_attached_request::Forward::Local(l)) => {
+            (&l.host, format!("attached {}", local(l)))
+        }
+        Some(pb::open_attached_request::Forward::Remote(rm)) => {
+            (&rm.host, format!("attached {}", remote(rm)))
+        }
+        None => ("", "attached (no forward)".to_string()),
+    }
+}
+
+fn or<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() { default } else { value }
+}
