@@ -358,14 +358,14 @@ fn bad_requests(b: &ErrorsBed, taken: u16, privileged: Option<u16>) -> Result<Ve
             &["bind_address", "127.0.0.1:8080"],
         ),
         row(
-            "bind address not on this machine",
+            "bind address beyond loopback, not allowed by default",
             Call::OpenLocal(OpenLocalForwardRequest {
-                // TEST-NET-1 (RFC 5737): never a local address.
+                // TEST-NET-1 (RFC 5737): refused by policy before any bind.
                 bind_address: "192.0.2.1".into(),
                 ..local(0, echo)
             }),
-            Code::InvalidArgument,
-            &["192.0.2.1"],
+            Code::PermissionDenied,
+            &["192.0.2.1", "allow_local_bind", "--allow-local-bind 192.0.2.1"],
         ),
         row(
             "remote bind address with a space",

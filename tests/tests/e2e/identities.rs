@@ -2,6 +2,7 @@
 //! passphrase-protected keys with the passphrase from a file or from the
 //! daemon's environment — and a clear refusal when the passphrase is missing.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
@@ -80,6 +81,8 @@ async fn passphrase_protected_keys_from_file_and_environment() -> Result<()> {
         std::fs::write(dir.join("authorized_keys"), authorized)?;
         let pass_file = dir.join("passphrase");
         std::fs::write(&pass_file, "correct horse\n")?;
+        // Like a key, a passphrase file must be private to its owner.
+        std::fs::set_permissions(&pass_file, std::fs::Permissions::from_mode(0o600))?;
 
         let base = HostSpec::from_sshd(&sshd).with_identity(&key);
         let bed = Bed::with(sshd, |b| {
