@@ -16,7 +16,7 @@ use tunneld::{
     grpc::AUDIT_TARGET,
     policy::{BindPolicy, HostPolicy},
     server::{ApiAccess, TlsFiles},
-    tokens::TokenSet,
+    tokens::TokenStore,
 };
 
 /// Default address of the control API.
@@ -239,7 +239,7 @@ async fn stop_signal() {
 /// a non-loopback listener.
 fn build_access(args: &Args) -> Result<(ApiAccess, Exposure), String> {
     let tokens = match &args.token_file {
-        Some(path) => Some(TokenSet::load(&expand_home(path))?),
+        Some(path) => Some(TokenStore::load(&expand_home(path))?),
         None => None,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -265,13 +265,41 @@ fn build_access(args: &Args) -> Result<(ApiAccess, Exposure), String> {
         args.tls_client_ca.is_some() || tokens.is_some(),
         args.insecure_listen,
     );
-    if let Some(tokens) = &tokens {
-        tracing::info!(tokens = tokens.len(), "API calls need a token");
+    match (&tokens, &args.listen) {
+        (Some(tokens), _) => tracing::info!(
+            tokens = tokens.current().len(),
+            file = %tokens.path().display(),
+            "API calls need a token (SIGHUP reloads the file)"
+        ),
+        (None, ListenAddr::Tcp(_)) if tls.is_none() || args.tls_client_ca.is_none() => {
+            tracing::info!(
+                "the API has no client authentication: any local user can call it; \
+                 on a shared machine use --listen unix:/PATH or --token-file"
+            )
+        }
+        _ => {}
     }
     let mut access = ApiAccess::local();
     access.auth.tokens = tokens;
     access.tls = tls;
     Ok((access, exposure))
+}
+
+/// Reloads the token file on each SIGHUP, keeping the old tokens if the new
+/// file is bad.
+async fn reload_tokens_on_sighup(tokens: TokenStore) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tokens.reload() {
+            Ok(n) => {
+                tracing::info!(tokens = n, file = %tokens.path().display(), "SIGHUP: token file reloaded")
+            }
+            Err(e) => tracing::warn!("SIGHUP: {e}; the tokens in use are unchanged"),
+        }
+    }
 }
 
 /// Logs to stderr (filtered by RUST_LOG) and, with `--audit-log`, audit
@@ -342,6 +370,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(tokens) = &access.auth.tokens {
+        tokio::spawn(reload_tokens_on_sighup(tokens.clone()));
+    }
     let listener = match tunneld::listen::bind(&args.listen, &exposure).await {
         Ok(l) => l,
         Err(e) => {

@@ -7,7 +7,10 @@
 //! and a presented token is compared with every one of them in constant
 //! time, so neither timing nor a memory dump gives a token away.
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -111,6 +114,47 @@ impl TokenSet {
     }
 }
 
+/// The token file's current tokens, shared by the auth layer and the
+/// SIGHUP handler that reloads them: tokens can be added or revoked
+/// without restarting tunneld (which would end every tunnel).
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    path: PathBuf,
+    current: Arc<RwLock<Arc<TokenSet>>>,
+}
+
+impl TokenStore {
+    /// Loads `path`.
+    pub fn load(path: &Path) -> Result<TokenStore, String> {
+        Ok(TokenStore {
+            path: path.to_path_buf(),
+            current: Arc::new(RwLock::new(Arc::new(TokenSet::load(path)?))),
+        })
+    }
+
+    /// Reads the file again; on any error the tokens in use stay as they
+    /// were. Returns how many tokens are now accepted.
+    pub fn reload(&self) -> Result<usize, String> {
+        let fresh = TokenSet::load(&self.path)?;
+        let n = fresh.len();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        Ok(n)
+    }
+
+    /// The tokens in use now.
+    pub fn current(&self) -> Arc<TokenSet> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The file they come from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -143,5 +187,30 @@ mod tests {
         let e = TokenSet::parse(&format!("a:{A}\na:{B}\n")).err().unwrap();
         assert!(e.contains("line 2") && e.contains("twice"), "{e}");
         assert!(TokenSet::parse("# nothing\n").is_err());
+    }
+
+    #[test]
+    fn a_reload_replaces_the_tokens_and_a_bad_file_keeps_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tunneld-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(&format!("ci:{A}\n"), 0o600);
+        let store = TokenStore::load(&path).unwrap();
+        assert_eq!(store.current().verify(A), Some("ci"));
+
+        write(&format!("deploy:{B}\n"), 0o600);
+        assert_eq!(store.reload(), Ok(1));
+        assert_eq!(store.current().verify(A), None);
+        assert_eq!(store.current().verify(B), Some("deploy"));
+
+        write(&format!("ci:{A}\n"), 0o644);
+        assert!(store.reload().unwrap_err().contains("chmod 600"));
+        assert_eq!(store.current().verify(B), Some("deploy"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -28,7 +28,7 @@ use super::{
     audit,
     caller::{Caller, Identity},
 };
-use crate::tokens::TokenSet;
+use crate::tokens::TokenStore;
 
 /// Path prefix of the health service, which needs no token so that probes
 /// and load balancers can ask.
@@ -37,8 +37,8 @@ const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 /// Who may call.
 #[derive(Debug)]
 pub struct AuthPolicy {
-    /// Tokens, if calls need one.
-    pub tokens: Option<TokenSet>,
+    /// Tokens, if calls need one (reloadable).
+    pub tokens: Option<TokenStore>,
     /// The uid allowed on the unix socket besides root: tunneld's own.
     pub owner_uid: u32,
 }
@@ -167,7 +167,7 @@ impl AuthPolicy {
                         ),
                     );
                 }
-                Bearer::Token(token) => match tokens.verify(token) {
+                Bearer::Token(token) => match tokens.current().verify(token) {
                     Some(name) => caller.identity = Identity::Token(name.to_string()),
                     None => {
                         return refuse(
