@@ -285,6 +285,11 @@ fn build_access(args: &Args) -> Result<(ApiAccess, Exposure), String> {
     Ok((access, exposure))
 }
 
+/// Logs when RUST_LOG is not set: info, less of russh, and tonic's line
+/// about each failed TLS handshake (a client without a certificate, or one
+/// from another CA), which it logs at debug.
+const DEFAULT_LOG_FILTER: &str = "info,russh=warn,tonic::transport::server::io_stream=debug";
+
 /// Reloads the token file on each SIGHUP, keeping the old tokens if the new
 /// file is bad.
 async fn reload_tokens_on_sighup(tokens: TokenStore) {
@@ -313,7 +318,7 @@ fn init_logging(audit_log: Option<&std::path::Path>) -> Result<(), String> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         );
     let audit = match audit_log {
         Some(path) => {
