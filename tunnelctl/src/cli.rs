@@ -3,6 +3,7 @@
 //! Values are validated here (through the parsers in [`crate::spec`]), so a
 //! malformed flag never reaches tunneld.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -47,7 +48,11 @@ Examples:
   tunnelctl watch
 
   # Talk to a tunneld on a Unix socket
-  tunnelctl --addr unix:/run/tunneld/tunneld.sock status";
+  tunnelctl --addr unix:/run/tunneld/tunneld.sock status
+
+  # A remote tunneld with a token and a client certificate (mutual TLS)
+  tunnelctl --addr https://tunnel-box:4522 --token-file ~/.config/tunneld/token \
+    --tls-ca ca.pem --tls-cert me.pem --tls-key me.key list";
 
 const EXEC_EXAMPLES: &str = "\
 Examples:
@@ -177,8 +182,8 @@ Examples:
     after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
-    /// tunneld's gRPC address: HOST:PORT, http://HOST:PORT, or a Unix
-    /// socket as unix:/PATH
+    /// tunneld's gRPC address: HOST:PORT, http://HOST:PORT,
+    /// https://HOST:PORT (TLS), or a Unix socket as unix:/PATH
     #[arg(
         long,
         global = true,
@@ -204,9 +209,82 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
+    /// The token and TLS.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How tunnelctl proves who it is to tunneld and secures the connection:
+/// a bearer token, TLS, a client certificate.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Send the token in FILE (its first line; a NAME:TOKEN line as in
+    /// tunneld's --token-file works too) to a tunneld started with
+    /// --token-file. Or put the token itself in TUNNELD_TOKEN, or the file's
+    /// name in TUNNELD_TOKEN_FILE; this flag wins over both, TUNNELD_TOKEN
+    /// over TUNNELD_TOKEN_FILE
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Use TLS and trust only this CA (PEM) for tunneld's certificate
+    /// [default with https://: the system's CAs]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "TUNNELD_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Use TLS and present this client certificate (PEM), for a tunneld
+    /// started with --tls-client-ca; needs --tls-key
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "TUNNELD_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "TUNNELD_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Use TLS and check tunneld's certificate against this name instead of
+    /// --addr's host (e.g. localhost when connecting to 127.0.0.1)
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "TUNNELD_TLS_SERVER_NAME",
+        value_name = "NAME",
+        value_parser = parse_nonempty
+    )]
+    pub tls_server_name: Option<String>,
+}
+
+impl SecurityArgs {
+    /// Whether any `--tls-*` flag (or its variable) is given: any of them
+    /// selects TLS.
+    pub fn wants_tls(&self) -> bool {
+        self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_server_name.is_some()
+    }
+
+    /// The client certificate and its key, when both are given.
+    pub fn client_certificate(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        self.tls_cert.as_deref().zip(self.tls_key.as_deref())
+    }
 }
 
 /// How results are printed.
@@ -490,10 +568,57 @@ mod tests {
 
     #[test]
     fn bad_addr_is_a_usage_error() {
-        assert!(parse(&["--addr", "https://x:1", "list"]).is_err());
+        assert!(parse(&["--addr", "https://x:1", "list"]).is_ok());
+        assert!(parse(&["--addr", "ftp://x:1", "list"]).is_err());
         assert!(parse(&["--addr", "[::1]:4522", "list"]).is_ok());
         assert!(parse(&["--addr", "unix:", "list"]).is_err());
         assert!(parse(&["--addr", "unix://host/x.sock", "list"]).is_err());
+    }
+
+    #[test]
+    fn security_flags_are_global_and_select_tls() {
+        let cli = parse(&[
+            "list",
+            "--token-file",
+            "/etc/tunneld/token",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-server-name",
+            "localhost",
+        ])
+        .unwrap();
+        let s = &cli.security;
+        assert_eq!(
+            s.token_file.as_deref(),
+            Some(std::path::Path::new("/etc/tunneld/token"))
+        );
+        assert!(s.wants_tls() && s.client_certificate().is_none());
+        assert_eq!(s.tls_server_name.as_deref(), Some("localhost"));
+
+        let cli = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "status"]).unwrap();
+        assert!(cli.security.wants_tls() && cli.security.client_certificate().is_some());
+
+        let cli = parse(&["--token-file", "t", "ls"]).unwrap();
+        assert!(!cli.security.wants_tls());
+    }
+
+    #[test]
+    fn client_certificate_and_key_come_together() {
+        for args in [
+            &["--tls-cert", "c.pem", "list"],
+            &["list", "--tls-key", "k.pem"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        assert!(parse(&["--tls-server-name", "", "list"]).is_err());
+    }
+
+    #[test]
+    fn there_is_no_flag_for_the_token_itself() {
+        for flag in ["--token", "--tls-token"] {
+            assert!(parse(&[flag, "x", "list"]).is_err(), "{flag}");
+        }
     }
 
     #[test]

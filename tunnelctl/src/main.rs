@@ -4,9 +4,15 @@
 //! - [`cli`]: clap types for the global flags and the verbs; values are
 //!   validated there, before any call.
 //! - [`spec`]: parsers for OpenSSH `-L`/`-R` specs, ports, durations, `K=V`.
-//! - [`client`]: the `--addr` forms (TCP or `unix:/path`), connecting to
-//!   tunneld within a deadline; transport failures and gRPC statuses turned
-//!   into messages a person can act on.
+//! - [`client`]: the `--addr` forms (TCP, `https://` or `unix:/path`), the
+//!   [`client::Remote`] that joins an address with its TLS settings and
+//!   token, connecting to tunneld within a deadline; transport failures and
+//!   gRPC statuses turned into messages a person can act on.
+//! - [`auth`]: the bearer token — `--token-file`, `TUNNELD_TOKEN`,
+//!   `TUNNELD_TOKEN_FILE` — and the interceptor that sends it on every call.
+//!   The token is never printed, not even by `Debug`.
+//! - [`tls`]: the `--tls-*` files read and checked, and TLS failures
+//!   explained with the flag that fixes them.
 //! - [`output`]: rendering that returns strings and prints nothing: tables
 //!   and lines (`tunnels`, `hosts`, `status`, the `--attach` `events`, the
 //!   `watch` lines), and
@@ -17,26 +23,31 @@
 //!   the open verbs; each prints and returns an exit code.
 //!
 //! This file parses, runs, and maps errors to one stderr line and an exit
-//! code: 2 for bad usage, 1 for a failed call, and for `exec` the remote
-//! command's code or 255, as ssh does.
+//! code: 2 for bad usage (flags, and a token or TLS setting that cannot be
+//! used, found before any connection), 1 for a failed call, and for `exec`
+//! the remote command's code or 255, as ssh does.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 mod cli;
 mod client;
 mod commands;
 mod output;
 mod spec;
+mod tls;
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SecurityArgs};
+use crate::client::{Addr, Remote};
 use crate::commands::Context;
 use crate::output::Mode;
+use crate::tls::TlsSettings;
 
 /// Exit code for a command line clap rejected (clap's own choice too).
 const USAGE_EXIT: u8 = 2;
@@ -50,6 +61,17 @@ fn main() -> ExitCode {
         Command::Exec(_) => commands::exec::FAILURE_EXIT,
         _ => 1,
     };
+    if let Command::Completions(args) = &cli.command {
+        // Needs no tunneld, so no token or TLS file either.
+        return finish(commands::completions::run(args), failure);
+    }
+    let remote = match remote(cli.addr.clone(), &cli.security) {
+        Ok(remote) => remote,
+        Err(err) => {
+            commands::report(&one_line(&format!("{err:#}")));
+            return ExitCode::from(USAGE_EXIT);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -60,7 +82,13 @@ fn main() -> ExitCode {
             return ExitCode::from(failure);
         }
     };
-    match runtime.block_on(run(cli)) {
+    finish(runtime.block_on(run(cli, remote)), failure)
+}
+
+/// The exit code of a verb's outcome; an error is printed as one line and
+/// exits with `failure`.
+fn finish(outcome: anyhow::Result<ExitCode>, failure: u8) -> ExitCode {
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             commands::report(&one_line(&format!("{err:#}")));
@@ -69,10 +97,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// tunneld's address with the TLS settings and token the flags and the
+/// environment give; files are read now, so a bad one is named before any
+/// connection.
+fn remote(addr: Addr, security: &SecurityArgs) -> anyhow::Result<Remote> {
+    let tls = if security.wants_tls() {
+        Some(TlsSettings::load(
+            security.tls_ca.as_deref(),
+            security.client_certificate(),
+            security.tls_server_name.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    let token = auth::resolve(security.token_file.as_deref(), |name| {
+        std::env::var_os(name)
+    })?;
+    Remote::new(addr, tls, token)
+}
+
 /// Runs the verb the command line names.
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
     let ctx = Context {
-        addr: cli.addr,
+        remote,
         mode: Mode::new(cli.output, cli.quiet),
         timeout: cli.timeout,
     };

@@ -80,7 +80,7 @@ pub async fn run(ctx: &Context, forward: Forward, what: String) -> anyhow::Resul
                 "tunneld ended the attachment of tunnel {id} without closing it; see `tunnelctl list`"
             ),
             Err(status) => {
-                return Err(client::status_error(&ctx.addr, status)
+                return Err(client::status_error(&ctx.remote, status)
                     .context(format!("tunnel {id} is no longer attached")));
             }
         };
@@ -115,7 +115,7 @@ async fn open(
         forward: Some(forward),
     };
     let mut stream = client::call(
-        &ctx.addr,
+        &ctx.remote,
         deadline,
         ctx.timeout,
         what,
@@ -126,10 +126,10 @@ async fn open(
         Ok(Ok(Some(first))) => first,
         Ok(Ok(None)) => bail!("{what}: tunneld ended the call without opening the tunnel"),
         Ok(Err(status)) => {
-            return Err(client::status_error(&ctx.addr, status).context(what.to_string()));
+            return Err(client::status_error(&ctx.remote, status).context(what.to_string()));
         }
         Err(_) => {
-            return Err(client::timeout_error(&ctx.addr, ctx.timeout).context(what.to_string()));
+            return Err(client::timeout_error(&ctx.remote, ctx.timeout).context(what.to_string()));
         }
     };
     match first.event {
@@ -152,7 +152,7 @@ fn emit(mode: Mode, id: &str, message: &OpenAttachedResponse) {
 /// success.
 async fn close(ctx: &Context, client: &mut Client, id: &str) -> anyhow::Result<()> {
     let closed = client::call(
-        &ctx.addr,
+        &ctx.remote,
         Instant::now() + CLOSE_TIMEOUT,
         CLOSE_TIMEOUT,
         format_args!("cannot close {id}"),

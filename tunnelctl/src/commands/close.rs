@@ -24,7 +24,7 @@ pub async fn run(ctx: &Context, args: &CloseArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for id in ids {
         let result = client::call(
-            &ctx.addr,
+            &ctx.remote,
             ctx.deadline(),
             ctx.timeout,
             format_args!("cannot close {id}"),

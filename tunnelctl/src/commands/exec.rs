@@ -145,8 +145,8 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         // headers, sent before any output); the output itself is unbounded.
         let mut stream = tokio::time::timeout_at(deadline, client.exec(request))
             .await
-            .map_err(|_| client::timeout_error(&ctx.addr, ctx.timeout))?
-            .map_err(|s| client::status_error(&ctx.addr, s))?
+            .map_err(|_| client::timeout_error(&ctx.remote, ctx.timeout))?
+            .map_err(|s| client::status_error(&ctx.remote, s))?
             .into_inner();
         let mut exit = None;
         // Read to the end of the stream, not just to the exit status: the
@@ -154,7 +154,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         while let Some(response) = stream
             .message()
             .await
-            .map_err(|s| client::status_error(&ctx.addr, s))?
+            .map_err(|s| client::status_error(&ctx.remote, s))?
         {
             let written = match response.event {
                 Some(Event::Stdout(chunk)) => write_flush(&mut io::stdout(), &chunk),
@@ -178,7 +178,7 @@ pub async fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let outcome = match args.timeout {
         Some(timeout) => tokio::time::timeout(timeout + TIMEOUT_GRACE, streamed)
             .await
-            .unwrap_or_else(|_| Err(client::timeout_error(&ctx.addr, timeout + TIMEOUT_GRACE))),
+            .unwrap_or_else(|_| Err(client::timeout_error(&ctx.remote, timeout + TIMEOUT_GRACE))),
         None => streamed.await,
     }
     .context(what.clone())?;

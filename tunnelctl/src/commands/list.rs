@@ -26,7 +26,7 @@ pub async fn fetch(ctx: &Context, what: &str) -> anyhow::Result<ListResponse> {
     let deadline = ctx.deadline();
     let mut client = ctx.connect(deadline).await?;
     client::call(
-        &ctx.addr,
+        &ctx.remote,
         deadline,
         ctx.timeout,
         what,

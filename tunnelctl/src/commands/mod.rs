@@ -10,9 +10,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
-use crate::client::{self, Addr, Client};
+use crate::client::{self, Client, Remote, Transport};
 use crate::output::Mode;
 
 pub mod attach;
@@ -28,8 +27,8 @@ pub mod watch;
 /// What every verb needs from the global flags.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// tunneld's address.
-    pub addr: Addr,
+    /// tunneld's address and the credentials to present.
+    pub remote: Remote,
     /// How to print results.
     pub mode: Mode,
     /// Bound on each call (connect included), from `--timeout`.
@@ -44,12 +43,12 @@ impl Context {
 
     /// Connects to tunneld's `TunnelService` before `deadline`.
     pub async fn connect(&self, deadline: Instant) -> anyhow::Result<Client> {
-        client::connect(&self.addr, deadline, self.timeout).await
+        client::connect(&self.remote, deadline, self.timeout).await
     }
 
     /// Connects to tunneld before `deadline`, for any of its services.
-    pub async fn channel(&self, deadline: Instant) -> anyhow::Result<Channel> {
-        client::channel(&self.addr, deadline, self.timeout).await
+    pub async fn channel(&self, deadline: Instant) -> anyhow::Result<Transport> {
+        client::channel(&self.remote, deadline, self.timeout).await
     }
 }
 

@@ -127,17 +127,29 @@ async fn open(
     }
     let deadline = ctx.deadline();
     let mut client = ctx.connect(deadline).await?;
-    let (addr, timeout) = (&ctx.addr, ctx.timeout);
+    let (remote, timeout) = (&ctx.remote, ctx.timeout);
     let tunnel = match forward {
         Forward::Local(r) => {
-            client::call(addr, deadline, timeout, what, client.open_local_forward(r))
-                .await?
-                .tunnel
+            client::call(
+                remote,
+                deadline,
+                timeout,
+                what,
+                client.open_local_forward(r),
+            )
+            .await?
+            .tunnel
         }
         Forward::Remote(r) => {
-            client::call(addr, deadline, timeout, what, client.open_remote_forward(r))
-                .await?
-                .tunnel
+            client::call(
+                remote,
+                deadline,
+                timeout,
+                what,
+                client.open_remote_forward(r),
+            )
+            .await?
+            .tunnel
         }
     };
     print_tunnel(ctx, tunnel)

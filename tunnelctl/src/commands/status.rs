@@ -29,7 +29,7 @@ pub async fn run(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> 
     let mut health_client = HealthClient::new(channel);
     let (info, health, list) = tokio::join!(
         client::call(
-            &ctx.addr,
+            &ctx.remote,
             deadline,
             ctx.timeout,
             "cannot get tunneld's version",
@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> 
         ),
         health(ctx, deadline, &mut health_client),
         client::call(
-            &ctx.addr,
+            &ctx.remote,
             deadline,
             ctx.timeout,
             "cannot list tunnels",
@@ -45,7 +45,7 @@ pub async fn run(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> 
         ),
     );
     let status = Status {
-        address: ctx.addr.to_string(),
+        address: ctx.remote.to_string(),
         info: info?,
         health: health?,
         list: list?,
@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> 
     } else {
         report(&format!(
             "tunneld at {} is not serving (health {}); see its log",
-            ctx.addr, status.health
+            ctx.remote, status.health
         ));
         Ok(ExitCode::FAILURE)
     }
@@ -68,10 +68,10 @@ pub async fn run(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> 
 async fn health(
     ctx: &Context,
     deadline: tokio::time::Instant,
-    health: &mut HealthClient<tonic::transport::Channel>,
+    health: &mut HealthClient<client::Transport>,
 ) -> anyhow::Result<String> {
     let checked = client::call(
-        &ctx.addr,
+        &ctx.remote,
         deadline,
         ctx.timeout,
         "cannot check tunneld's health",

@@ -47,8 +47,8 @@ pub async fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
             Ok(None) => return Ok(ExitCode::SUCCESS),
             // Before the first message this is the call failing (an unknown
             // id); after, the stream breaking, which says what happened.
-            Err(status) if started => return Err(client::status_error(&ctx.addr, status)),
-            Err(status) => return Err(client::status_error(&ctx.addr, status).context(what)),
+            Err(status) if started => return Err(client::status_error(&ctx.remote, status)),
+            Err(status) => return Err(client::status_error(&ctx.remote, status).context(what)),
         };
         started = true;
         if let Some(line) = watch::event(ctx.mode, &message)? {
@@ -68,7 +68,7 @@ async fn start(
 ) -> anyhow::Result<Streaming<WatchResponse>> {
     let mut client = ctx.connect(deadline).await?;
     client::call(
-        &ctx.addr,
+        &ctx.remote,
         deadline,
         ctx.timeout,
         what,

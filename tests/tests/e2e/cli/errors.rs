@@ -154,7 +154,8 @@ async fn bad_usage_exits_2_naming_the_flag_and_calls_nothing() -> Result<()> {
         let ctl = Ctl::without_addr()?.env("TUNNELD_ADDR", dead_addr()?.to_string());
         let cases: &[(&[&str], &str)] = &[
             (&["list", "--no-such-flag"], "--no-such-flag"),
-            (&["--addr", "https://127.0.0.1:1", "list"], "--addr"),
+            (&["--addr", "ftp://127.0.0.1:1", "list"], "--addr"),
+            (&["--tls-cert", "c.pem", "list"], "--tls-key"),
             (&["--addr", "127.0.0.1:70000", "list"], "--addr"),
             (&["-o", "yaml", "list"], "--output"),
             (&["--timeout", "soon", "list"], "--timeout"),
