@@ -5,7 +5,9 @@
 //!
 //! Every run is bounded ([`RUN_TIMEOUT`], or the limit passed), and every
 //! child is killed when its handle (or the future running it) is dropped.
-//! The child never inherits `TUNNELD_ADDR`: a test says where tunneld is.
+//! The child never inherits `TUNNELD_ADDR`, a token or TLS settings
+//! (`TUNNELD_TOKEN*`, `TUNNELD_TLS_*`): a test says where tunneld is and how
+//! to reach it, whatever the developer's shell holds.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -101,9 +103,17 @@ impl Ctl {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let mut cmd = Command::new(&self.bin);
-        cmd.args(&full)
-            .env_remove("TUNNELD_ADDR")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        cmd.args(&full);
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| {
+                k == "TUNNELD_ADDR"
+                    || k.starts_with("TUNNELD_TOKEN")
+                    || k.starts_with("TUNNELD_TLS_")
+            }) {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .kill_on_drop(true);
         if let Some(dir) = &self.dir {
             cmd.current_dir(dir);

@@ -7,22 +7,34 @@
 //! logs to stderr, and exits 0 soon after SIGINT or SIGTERM. With
 //! `--listen unix:PATH` (see [`TunneldBuilder::listen_unix`]) the line is
 //! `tunneld listening on unix:PATH`.
+//!
+//! Protected daemons: [`TunneldBuilder::tokens`] (a `--token-file`),
+//! [`TunneldBuilder::tls`] / [`TunneldBuilder::mtls`] (`--tls-cert`,
+//! `--tls-key`, `--tls-client-ca`). The fixture's client then sends the
+//! token and presents the client certificate; [`Tunneld::client_with`] and
+//! [`connect_lazy`] call with any other [`Credentials`].
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tonic::transport::{Channel, Endpoint};
+
+use tunnel_proto::v1::tunnel_service_client::TunnelServiceClient;
 
 use crate::Client;
+use crate::auth::{ClientTls, Credentials, write_token_file};
 use crate::binaries;
+use crate::pki::{CertFiles, Pki};
 use crate::sshd::Sshd;
 
 /// The line tunneld prints on stdout once its gRPC listener is bound.
@@ -51,6 +63,12 @@ pub struct HostSpec {
     pub passphrase_file: Option<PathBuf>,
     /// Daemon environment variable holding it (`passphrase_env`).
     pub passphrase_env: Option<String>,
+    /// `permit_open` patterns (targets of local forwards); `None` leaves the
+    /// key out.
+    pub permit_open: Option<Vec<String>>,
+    /// `permit_listen` patterns (server-side binds of remote forwards);
+    /// `None` leaves the key out.
+    pub permit_listen: Option<Vec<String>>,
 }
 
 impl HostSpec {
@@ -63,7 +81,23 @@ impl HostSpec {
             host_key_policy: None,
             passphrase_file: None,
             passphrase_env: None,
+            permit_open: None,
+            permit_listen: None,
         }
+    }
+
+    /// The same host with `permit_open = [patterns]` (`HOST:PORT`, `*`
+    /// wildcards, `none`).
+    pub fn with_permit_open(mut self, patterns: &[&str]) -> Self {
+        self.permit_open = Some(patterns.iter().map(|p| p.to_string()).collect());
+        self
+    }
+
+    /// The same host with `permit_listen = [patterns]` (`[HOST:]PORT`, `*`,
+    /// `none`).
+    pub fn with_permit_listen(mut self, patterns: &[&str]) -> Self {
+        self.permit_listen = Some(patterns.iter().map(|p| p.to_string()).collect());
+        self
     }
 
     /// The same host with the identity's passphrase read from `file`.
@@ -123,6 +157,15 @@ impl HostSpec {
         if let Some(v) = &self.passphrase_env {
             t.insert("passphrase_env".into(), v.clone().into());
         }
+        for (key, list) in [
+            ("permit_open", &self.permit_open),
+            ("permit_listen", &self.permit_listen),
+        ] {
+            if let Some(list) = list {
+                let values: toml::value::Array = list.iter().map(|p| p.clone().into()).collect();
+                t.insert(key.into(), values.into());
+            }
+        }
         t
     }
 }
@@ -146,15 +189,29 @@ impl fmt::Display for ApiAddr {
     }
 }
 
-/// Builds a [`Tunneld`]: the default host, named config hosts, extra args.
+/// Builds a [`Tunneld`]: the default host, named config hosts, extra args,
+/// and how the API is protected (tokens, TLS) and reached by the fixture's
+/// client.
 #[derive(Debug, Clone)]
 pub struct TunneldBuilder {
     default: HostSpec,
     /// `--listen unix:PATH` instead of 127.0.0.1:0.
     unix: Option<PathBuf>,
+    /// `--listen HOST:PORT` instead of 127.0.0.1:0.
+    listen: Option<String>,
     hosts: Vec<(String, HostSpec)>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Written to a `--token-file` (0600) in the daemon's temp dir.
+    tokens: Vec<(String, Hidden)>,
+    /// `--tls-cert`/`--tls-key` and the optional `--tls-client-ca`.
+    tls: Option<(CertFiles, Option<PathBuf>)>,
+    /// The certificate the fixture's client presents.
+    client_cert: Option<CertFiles>,
+    /// Replaces what the fixture's client sends (see [`Self::client_credentials`]).
+    client_credentials: Option<Credentials>,
+    /// `--audit-log` into the daemon's temp dir.
+    audit_log: bool,
 }
 
 impl TunneldBuilder {
@@ -163,9 +220,15 @@ impl TunneldBuilder {
         TunneldBuilder {
             default,
             unix: None,
+            listen: None,
             hosts: Vec::new(),
             args: Vec::new(),
             env: vec![("RUST_LOG".into(), "tunneld=debug".into())],
+            tokens: Vec::new(),
+            tls: None,
+            client_cert: None,
+            client_credentials: None,
+            audit_log: false,
         }
     }
 
@@ -182,6 +245,14 @@ impl TunneldBuilder {
         self
     }
 
+    /// Serves the API on this TCP address (`--listen ADDR`, e.g.
+    /// `0.0.0.0:0`) instead of 127.0.0.1:0. The fixture's client connects to
+    /// the loopback address of the same family when ADDR is unspecified.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
     /// Appends a command-line argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -195,27 +266,155 @@ impl TunneldBuilder {
         self
     }
 
+    /// Requires a token: writes `NAME:TOKEN` lines to a file (mode 0600) and
+    /// passes `--token-file`. The fixture's client sends the first token as
+    /// `authorization: Bearer TOKEN`.
+    pub fn tokens(mut self, tokens: &[(&str, &str)]) -> Self {
+        self.tokens.extend(
+            tokens
+                .iter()
+                .map(|(name, token)| (name.to_string(), Hidden(token.to_string()))),
+        );
+        self
+    }
+
+    /// Serves TLS with `server`'s certificate and key (`--tls-cert`,
+    /// `--tls-key`) and, with `client_ca`, requires client certificates
+    /// signed by it (`--tls-client-ca`). The fixture's client trusts
+    /// `server.ca` and checks the name `localhost`; give it a certificate
+    /// with [`Self::client_cert`].
+    pub fn tls(mut self, server: CertFiles, client_ca: Option<PathBuf>) -> Self {
+        self.tls = Some((server, client_ca));
+        self
+    }
+
+    /// The certificate the fixture's client presents.
+    pub fn client_cert(mut self, cert: CertFiles) -> Self {
+        self.client_cert = Some(cert);
+        self
+    }
+
+    /// Mutual TLS from one CA: a server certificate for localhost/127.0.0.1,
+    /// `--tls-client-ca` that CA, and a client certificate `CN=fixture` for
+    /// the fixture's client.
+    pub fn mtls(self, pki: &Pki) -> Result<Self> {
+        let server = pki.server()?;
+        let client = pki.client("fixture")?;
+        Ok(self
+            .tls(server, Some(pki.ca_cert().to_path_buf()))
+            .client_cert(client))
+    }
+
+    /// What the fixture's client sends, instead of what the token and TLS
+    /// settings above imply (e.g. for a `--token-file` passed with
+    /// [`Self::arg`]).
+    pub fn client_credentials(mut self, creds: Credentials) -> Self {
+        self.client_credentials = Some(creds);
+        self
+    }
+
+    /// Writes audit lines to `audit.jsonl` in the daemon's temp dir
+    /// (`--audit-log`); see [`Tunneld::audit_log`].
+    pub fn audit_log(mut self) -> Self {
+        self.audit_log = true;
+        self
+    }
+
+    /// What the fixture's client sends.
+    fn credentials(&self) -> Credentials {
+        if let Some(c) = &self.client_credentials {
+            return c.clone();
+        }
+        let mut creds = Credentials::none();
+        if let Some((_, token)) = self.tokens.first() {
+            creds = creds.with_bearer(&token.0);
+        }
+        if let Some((server, _)) = &self.tls {
+            let mut tls = ClientTls::trusting(&server.ca);
+            if let Some(cert) = &self.client_cert {
+                tls = tls.with_identity(cert.clone());
+            }
+            creds = creds.with_tls(tls);
+        }
+        creds
+    }
+
     /// Builds (once per process) and starts tunneld, waits for its listening
     /// line and connects a client.
     pub async fn start(self) -> Result<Tunneld> {
-        let bin = tokio::task::spawn_blocking(|| binaries::bin_path("tunneld"))
-            .await
-            .context("binary lookup task panicked")??;
+        let bin = tunneld_bin().await?;
         self.start_binary(&bin).await
     }
 
-    /// Starts this exact executable (no lookup, no build).
-    pub async fn start_binary(self, bin: &Path) -> Result<Tunneld> {
-        let dir = tempfile::Builder::new()
-            .prefix("tunneld-daemon-")
-            .tempdir()
-            .context("creating daemon temp dir")?;
+    /// Starts tunneld expecting it to refuse to start: returns its exit
+    /// status and output once it exits. Fails as soon as it prints its
+    /// listening line, or if it neither exits nor listens within
+    /// [`DAEMON_READY_TIMEOUT`].
+    pub async fn start_refused(self) -> Result<Refused> {
+        let bin = tunneld_bin().await?;
+        let dir = daemon_dir()?;
         let stderr_path = dir.path().join("tunneld.stderr.log");
         let stderr = std::fs::File::create(&stderr_path).context("creating tunneld stderr log")?;
+        let (mut cmd, _) = self.command(&bin, dir.path())?;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let stdout = child
+            .stdout
+            .take()
+            .context("tunneld stdout was not piped")?;
+        let outcome = tokio::time::timeout(DAEMON_READY_TIMEOUT, async {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut seen = String::new();
+            while let Some(line) = lines.next_line().await? {
+                if line.starts_with(LISTENING_PREFIX) {
+                    return Ok(Err(line));
+                }
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            let status = child.wait().await?;
+            anyhow::Ok(Ok((status, seen)))
+        })
+        .await;
+        match outcome {
+            Ok(Ok(Ok((status, stdout)))) => Ok(Refused {
+                status,
+                stdout,
+                stderr: log(),
+            }),
+            Ok(Ok(Err(line))) => {
+                let _ = child.kill().await;
+                bail!(
+                    "tunneld started ({line}) though it should have refused to; its stderr:\n{}",
+                    log()
+                )
+            }
+            Ok(Err(e)) => {
+                let _ = child.kill().await;
+                Err(e.context("waiting for tunneld"))
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                bail!(
+                    "tunneld neither exited nor listened within {DAEMON_READY_TIMEOUT:?}; \
+                     its stderr:\n{}",
+                    log()
+                )
+            }
+        }
+    }
 
-        let listen = match &self.unix {
-            Some(path) => format!("unix:{}", path.display()),
-            None => "127.0.0.1:0".to_string(),
+    /// The command line for `bin`, with its config, token file and audit log
+    /// in `dir`; also returns the audit log path when asked for.
+    fn command(&self, bin: &Path, dir: &Path) -> Result<(Command, Option<PathBuf>)> {
+        let listen = match (&self.unix, &self.listen) {
+            (Some(path), _) => format!("unix:{}", path.display()),
+            (None, Some(addr)) => addr.clone(),
+            (None, None) => "127.0.0.1:0".to_string(),
         };
         let mut cmd = Command::new(bin);
         cmd.arg("--listen")
@@ -229,6 +428,12 @@ impl TunneldBuilder {
         if let Some(policy) = &self.default.host_key_policy {
             cmd.arg("--host-key-policy").arg(policy);
         }
+        for pattern in self.default.permit_open.iter().flatten() {
+            cmd.arg("--permit-open").arg(pattern);
+        }
+        for pattern in self.default.permit_listen.iter().flatten() {
+            cmd.arg("--permit-listen").arg(pattern);
+        }
         if !self.hosts.is_empty() {
             let mut hosts = toml::Table::new();
             for (name, spec) in &self.hosts {
@@ -236,17 +441,49 @@ impl TunneldBuilder {
             }
             let mut root = toml::Table::new();
             root.insert("hosts".into(), hosts.into());
-            let config = dir.path().join("tunneld.toml");
+            let config = dir.join("tunneld.toml");
             std::fs::write(&config, toml::to_string(&root)?).context("writing tunneld.toml")?;
             cmd.arg("--config").arg(config);
+        }
+        if !self.tokens.is_empty() {
+            let file = dir.join(TOKEN_FILE_NAME);
+            let tokens: Vec<(String, String)> = self
+                .tokens
+                .iter()
+                .map(|(name, token)| (name.clone(), token.0.clone()))
+                .collect();
+            write_token_file(&file, &tokens)?;
+            cmd.arg("--token-file").arg(file);
+        }
+        if let Some((server, client_ca)) = &self.tls {
+            cmd.arg("--tls-cert")
+                .arg(&server.cert)
+                .arg("--tls-key")
+                .arg(&server.key);
+            if let Some(ca) = client_ca {
+                cmd.arg("--tls-client-ca").arg(ca);
+            }
+        }
+        let audit = self.audit_log.then(|| dir.join(AUDIT_LOG_NAME));
+        if let Some(path) = &audit {
+            cmd.arg("--audit-log").arg(path);
         }
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
+            .kill_on_drop(true);
+        Ok((cmd, audit))
+    }
+
+    /// Starts this exact executable (no lookup, no build).
+    pub async fn start_binary(self, bin: &Path) -> Result<Tunneld> {
+        let dir = daemon_dir()?;
+        let stderr_path = dir.path().join("tunneld.stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).context("creating tunneld stderr log")?;
+        let (mut cmd, audit_log) = self.command(bin, dir.path())?;
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(stderr)
-            .kill_on_drop(true);
-        let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
 
@@ -258,18 +495,59 @@ impl TunneldBuilder {
                 return Err(e.context(format!("tunneld did not start; its stderr:\n{log}")));
             }
         };
-        let client = match &addr {
-            ApiAddr::Tcp(tcp) => connect(*tcp).await?,
-            ApiAddr::Unix(path) => connect_unix(path).await?,
+        let credentials = self.credentials();
+        let client = match connect_with(&addr, &credentials).await {
+            Ok(client) => client,
+            Err(e) => {
+                let _ = child.kill().await;
+                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err(e.context(format!("tunneld's stderr:\n{log}")));
+            }
         };
         Ok(Tunneld {
             child,
             addr,
             client,
+            credentials,
+            token: self.tokens.first().map(|(_, t)| t.clone()),
+            token_file: (!self.tokens.is_empty()).then(|| dir.path().join(TOKEN_FILE_NAME)),
+            audit_log,
             stderr_path,
             _dir: dir,
         })
     }
+}
+
+/// File name of the `--audit-log` in the daemon's temp dir.
+const AUDIT_LOG_NAME: &str = "audit.jsonl";
+
+/// File name of the `--token-file` in the daemon's temp dir.
+const TOKEN_FILE_NAME: &str = "tokens";
+
+/// The tunneld binary, built once per process.
+async fn tunneld_bin() -> Result<PathBuf> {
+    tokio::task::spawn_blocking(|| binaries::bin_path("tunneld"))
+        .await
+        .context("binary lookup task panicked")?
+}
+
+/// A temp dir for one daemon's config, token file, audit log and stderr.
+fn daemon_dir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("tunneld-daemon-")
+        .tempdir()
+        .context("creating daemon temp dir")
+}
+
+/// A tunneld that exited instead of serving ([`TunneldBuilder::start_refused`]).
+#[derive(Debug)]
+pub struct Refused {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr (its log and error message).
+    pub stderr: String,
 }
 
 /// Reads the first stdout line, which must be the listening line, then keeps
@@ -315,35 +593,126 @@ async fn wait_for_listening(child: &mut Child, unix: Option<&Path>) -> Result<Ap
     Ok(addr)
 }
 
-/// Connects a gRPC client to `addr`.
+/// Connects a gRPC client to `addr` (plaintext, no token).
 pub async fn connect(addr: SocketAddr) -> Result<Client> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting a gRPC client to tunneld at {addr}"))?;
-    Ok(Client::new(channel))
+    connect_with(&ApiAddr::Tcp(addr), &Credentials::none()).await
 }
 
-/// Connects a gRPC client to a tunneld serving on the unix socket `path`.
+/// Connects a gRPC client to a tunneld serving on the unix socket `path`
+/// (no token).
 pub async fn connect_unix(path: &Path) -> Result<Client> {
-    let path = path.to_path_buf();
-    let shown = path.display().to_string();
-    // The URI is required by tonic but unused: every connection goes to the socket.
-    let endpoint = tonic::transport::Endpoint::from_static("http://tunneld.invalid")
-        .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+    connect_with(&ApiAddr::Unix(path.to_path_buf()), &Credentials::none()).await
+}
+
+/// Connects a gRPC client to `addr` with `creds` now (TCP and TLS
+/// handshakes done; the token is only sent with calls).
+pub async fn connect_with(addr: &ApiAddr, creds: &Credentials) -> Result<Client> {
+    let channel = channel(addr, creds).await?;
+    Ok(TunnelServiceClient::with_interceptor(
+        channel,
+        creds.interceptor()?,
+    ))
+}
+
+/// A gRPC client to `addr` with `creds` that connects on its first call: a
+/// refused connection or TLS handshake shows as that call's status (usually
+/// `UNAVAILABLE`), which is what tests of wrong credentials look at.
+pub fn connect_lazy(addr: &ApiAddr, creds: &Credentials) -> Result<Client> {
+    let channel = channel_lazy(addr, creds)?;
+    Ok(TunnelServiceClient::with_interceptor(
+        channel,
+        creds.interceptor()?,
+    ))
+}
+
+/// A channel to `addr` (TLS if `creds` says so), connected now. Wrap it with
+/// [`Credentials::interceptor`] to send the token, as with any tonic client:
+/// `HealthClient::with_interceptor(channel, creds.interceptor()?)`.
+pub async fn channel(addr: &ApiAddr, creds: &Credentials) -> Result<Channel> {
+    let endpoint = endpoint(addr, creds)?;
+    match addr {
+        ApiAddr::Tcp(_) => endpoint.connect().await,
+        ApiAddr::Unix(path) => endpoint.connect_with_connector(unix_connector(path)).await,
+    }
+    .with_context(|| format!("connecting a gRPC client to tunneld at {addr}"))
+}
+
+/// A channel to `addr` that connects on first use.
+pub fn channel_lazy(addr: &ApiAddr, creds: &Credentials) -> Result<Channel> {
+    let endpoint = endpoint(addr, creds)?;
+    Ok(match addr {
+        ApiAddr::Tcp(_) => endpoint.connect_lazy(),
+        ApiAddr::Unix(path) => endpoint.connect_with_connector_lazy(unix_connector(path)),
+    })
+}
+
+/// The endpoint for `addr`: `http://` or, with TLS, `https://` and the
+/// client TLS config. An unspecified address (0.0.0.0, ::) is reached
+/// through loopback.
+fn endpoint(addr: &ApiAddr, creds: &Credentials) -> Result<Endpoint> {
+    let endpoint = match addr {
+        ApiAddr::Tcp(tcp) => {
+            let mut target = *tcp;
+            if target.ip().is_unspecified() {
+                target.set_ip(match target {
+                    SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                });
             }
-        }))
-        .await
-        .with_context(|| format!("connecting a gRPC client to tunneld at unix:{shown}"))?;
-    Ok(Client::new(channel))
+            let scheme = if creds.tls.is_some() { "https" } else { "http" };
+            Endpoint::from_shared(format!("{scheme}://{target}"))?
+        }
+        ApiAddr::Unix(_) => {
+            ensure!(
+                creds.tls.is_none(),
+                "the fixtures do not speak TLS over a unix socket"
+            );
+            // The URI is required by tonic but unused: every connection goes to the socket.
+            Endpoint::from_static("http://tunneld.invalid")
+        }
+    };
+    let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT);
+    match &creds.tls {
+        Some(tls) => Ok(endpoint
+            .tls_config(tls.config()?)
+            .context("client TLS config")?),
+        None => Ok(endpoint),
+    }
+}
+
+/// Connects every connection of a channel to the unix socket `path`.
+fn unix_connector(
+    path: &Path,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<hyper_util::rt::TokioIo<tokio::net::UnixStream>>>
+             + Send,
+> + Clone
++ Send
++ 'static {
+    let path = path.to_path_buf();
+    tower::service_fn(move |_: tonic::transport::Uri| {
+        let path = path.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    })
+}
+
+/// How long a client may take to connect (and finish the TLS handshake).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A secret whose `Debug` does not show it.
+#[derive(Clone)]
+struct Hidden(String);
+
+impl fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
+    }
 }
 
 /// A running tunneld; killed when dropped.
@@ -352,8 +721,15 @@ pub struct Tunneld {
     child: Child,
     addr: ApiAddr,
     client: Client,
+    /// What the fixture's client sends.
+    credentials: Credentials,
+    /// The first token of [`TunneldBuilder::tokens`].
+    token: Option<Hidden>,
+    /// The `--token-file` written from [`TunneldBuilder::tokens`].
+    token_file: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
     stderr_path: PathBuf,
-    /// Holds the config file and stderr log.
+    /// Holds the config file, token file, audit log and stderr log.
     _dir: TempDir,
 }
 
@@ -389,9 +765,44 @@ impl Tunneld {
         &self.addr
     }
 
-    /// A client on the fixture's channel (cheap to clone; calls multiplex).
+    /// A client on the fixture's channel (cheap to clone; calls multiplex),
+    /// sending the fixture's credentials (token, client certificate).
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// What the fixture's client sends: a base for other credentials, e.g.
+    /// `daemon.credentials().clone().without_authorization()`.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// A new client sending `creds` instead, connecting on its first call
+    /// ([`connect_lazy`]): a refused handshake is that call's status.
+    pub fn client_with(&self, creds: &Credentials) -> Result<Client> {
+        connect_lazy(&self.addr, creds)
+    }
+
+    /// The token the fixture's client sends (the first of
+    /// [`TunneldBuilder::tokens`]).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(|t| t.0.as_str())
+    }
+
+    /// The `--token-file` written for [`TunneldBuilder::tokens`] (`NAME:TOKEN`
+    /// lines, mode 0600).
+    pub fn token_file(&self) -> Option<&Path> {
+        self.token_file.as_deref()
+    }
+
+    /// The file the daemon's stderr goes to.
+    pub fn log_path(&self) -> &Path {
+        &self.stderr_path
+    }
+
+    /// The `--audit-log` file ([`TunneldBuilder::audit_log`]).
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     /// The daemon's pid, while it runs.

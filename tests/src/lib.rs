@@ -15,6 +15,9 @@
 //! - [`procs`]: finding and killing child processes through `/proc`.
 //! - [`binaries`]: locating (and building, once) `tunneld` and `tunnelctl`.
 //! - [`daemon`]: the `tunneld` fixture and a connected gRPC client.
+//! - [`auth`]: credentials a client calls with (bearer token, TLS, client
+//!   certificate) and the interceptor that sends the token.
+//! - [`pki`]: a test CA (rcgen) issuing server and client certificates.
 //! - [`ctl`]: the real `tunnelctl` binary, run to completion or spawned.
 //! - [`exec`]: running an `Exec` call to completion and inspecting the result.
 //! - [`peers`]: echo, digest, flood and HTTP servers, and port helpers.
@@ -25,6 +28,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod binaries;
 pub mod blackhole;
 pub mod ctl;
@@ -34,14 +38,19 @@ pub mod exec;
 pub mod fds;
 pub mod keys;
 pub mod peers;
+pub mod pki;
 pub mod procs;
 pub mod sshd;
 pub mod wait;
 
+pub use auth::{ClientTls, Credentials};
 pub use ctl::{Ctl, CtlChild, CtlOutput};
-pub use daemon::{ApiAddr, HostSpec, Tunneld, TunneldBuilder};
+pub use daemon::{ApiAddr, HostSpec, Refused, Tunneld, TunneldBuilder};
+pub use pki::{CertFiles, Pki};
 pub use sshd::{Sshd, SshdBuilder};
 
-/// The gRPC client type the fixtures hand out.
-pub type Client =
-    tunnel_proto::v1::tunnel_service_client::TunnelServiceClient<tonic::transport::Channel>;
+/// The gRPC client type the fixtures hand out: a channel (plaintext or TLS)
+/// whose calls carry the credentials' `authorization` header, if any.
+pub type Client = tunnel_proto::v1::tunnel_service_client::TunnelServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, auth::Auth>,
+>;

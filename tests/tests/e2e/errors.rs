@@ -365,7 +365,11 @@ fn bad_requests(b: &ErrorsBed, taken: u16, privileged: Option<u16>) -> Result<Ve
                 ..local(0, echo)
             }),
             Code::PermissionDenied,
-            &["192.0.2.1", "allow_local_bind", "--allow-local-bind 192.0.2.1"],
+            &[
+                "192.0.2.1",
+                "allow_local_bind",
+                "--allow-local-bind 192.0.2.1",
+            ],
         ),
         row(
             "remote bind address with a space",

@@ -12,8 +12,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use tokio::process::Command;
+use tunneld_tests::auth::new_token;
 use tunneld_tests::peers::{TcpPeer, port_is_free};
-use tunneld_tests::{Sshd, Tunneld};
+use tunneld_tests::{Pki, Sshd, Tunneld};
 
 use crate::support::{Bed, IO_TIMEOUT, e2e, exchange};
 
@@ -37,13 +38,21 @@ fn grpcurl_path() -> Result<PathBuf> {
 
 /// Runs `grpcurl -plaintext ARGS... ADDR_ARGS` and returns its output.
 async fn grpcurl(target: &[&str], args: &[&str]) -> Result<Output> {
+    let mut all = vec!["-plaintext"];
+    all.extend_from_slice(args);
+    grpcurl_env(target, &all, &[]).await
+}
+
+/// Runs `grpcurl ARGS... ADDR_ARGS` (no `-plaintext` added) with extra
+/// environment variables, and returns its output.
+async fn grpcurl_env(target: &[&str], args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
     let bin = grpcurl_path()?;
     let mut cmd = Command::new(&bin);
-    cmd.arg("-plaintext")
-        .args(args)
+    cmd.args(args)
         .args(target)
+        .envs(env.iter().copied())
         .kill_on_drop(true);
-    let shown = format!("grpcurl -plaintext {} {}", args.join(" "), target.join(" "));
+    let shown = format!("grpcurl {} {}", args.join(" "), target.join(" "));
     tokio::time::timeout(GRPCURL_TIMEOUT, cmd.output())
         .await
         .with_context(|| format!("{shown} still running after {GRPCURL_TIMEOUT:?}"))?
@@ -238,6 +247,144 @@ async fn grpcurl_reaches_tunneld_on_a_unix_socket() -> Result<()> {
         ensure!(
             info["version"] == env!("CARGO_PKG_VERSION"),
             "GetInfo over the unix socket: {info}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Fails unless grpcurl failed with `code` and printed every one of `needles`.
+fn expect_grpcurl_error(what: &str, out: &Output, code: &str, needles: &[&str]) -> Result<()> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success(),
+        "{what}: grpcurl succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ensure!(stderr.contains(code), "{what}: no {code} in {stderr}");
+    for needle in needles {
+        ensure!(stderr.contains(needle), "{what}: no {needle:?} in {stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_calls_a_token_protected_tunneld_with_an_authorization_header() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let token = new_token();
+        let bed = Bed::with(sshd, |b| b.tokens(&[("ci", &token)])).await?;
+        let addr = bed.daemon.addr().to_string();
+        // The token stays out of the command line (and `ps`): grpcurl
+        // expands ${TUNNELD_TOKEN} from its environment.
+        let env = [("TUNNELD_TOKEN", token.as_str())];
+        let header = "authorization: Bearer ${TUNNELD_TOKEN}";
+
+        let anonymous = grpcurl(&[&addr, "list"], &[]).await?;
+        expect_grpcurl_error(
+            "list without a token",
+            &anonymous,
+            "Unauthenticated",
+            &["requires a token"],
+        )?;
+
+        let with_token = ["-plaintext", "-expand-headers", "-H", header];
+        let out = grpcurl_env(&[&addr, "list"], &with_token, &env).await?;
+        let services = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success()
+                && services
+                    .lines()
+                    .any(|l| l.trim() == "tunnel.v1.TunnelService"),
+            "list with the token ({}): {services} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = grpcurl_env(
+            &[&addr, "tunnel.v1.TunnelService/Exec"],
+            &[
+                &with_token[..],
+                &["-d", r#"{"command": "echo via-grpcurl"}"#],
+            ]
+            .concat(),
+            &env,
+        )
+        .await?;
+        // "via-grpcurl\n" in base64.
+        ensure!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("dmlhLWdycGN1cmwK"),
+            "Exec with the token ({}): {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // The token only for reflection (which grpcurl needs to know the
+        // schema): health answers without one, the API does not.
+        let reflect_only = ["-plaintext", "-expand-headers", "-reflect-header", header];
+        let out = grpcurl_env(&[&addr, "grpc.health.v1.Health/Check"], &reflect_only, &env).await?;
+        let health = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && health.contains("SERVING"),
+            "health check without a token ({}): {health} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = grpcurl_env(
+            &[&addr, "tunnel.v1.TunnelService/GetInfo"],
+            &reflect_only,
+            &env,
+        )
+        .await?;
+        expect_grpcurl_error(
+            "GetInfo without a token",
+            &out,
+            "Unauthenticated",
+            &["requires a token"],
+        )?;
+        let log = bed.daemon.log();
+        ensure!(!log.contains(&token), "the token appears in tunneld's log");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_calls_a_mutual_tls_tunneld_with_a_client_certificate() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let pki = Pki::new()?;
+        let server = pki.server()?;
+        let fixture = pki.client("fixture")?;
+        let ca = pki.ca_cert().to_path_buf();
+        let bed = Bed::with(sshd, |b| b.tls(server, Some(ca)).client_cert(fixture)).await?;
+        let addr = bed.daemon.addr().to_string();
+        let client = pki.client("grpcurl")?;
+        let (ca, cert, key) = (
+            pki.ca_cert().display().to_string(),
+            client.cert.display().to_string(),
+            client.key.display().to_string(),
+        );
+        let trust = ["-cacert", ca.as_str(), "-authority", "localhost"];
+        let mtls = [&trust[..], &["-cert", cert.as_str(), "-key", key.as_str()]].concat();
+        let out = grpcurl_env(&[&addr, "tunnel.v1.TunnelService/GetInfo"], &mtls, &[]).await?;
+        let info: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "GetInfo over mTLS ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        ensure!(
+            info["version"] == env!("CARGO_PKG_VERSION"),
+            "GetInfo over mTLS: {info}"
+        );
+        let out = grpcurl_env(&[&addr, "list"], &trust, &[]).await?;
+        ensure!(
+            !out.status.success(),
+            "grpcurl without a client certificate got through: {}",
+            String::from_utf8_lossy(&out.stdout)
         );
         Ok(())
     })

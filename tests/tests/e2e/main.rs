@@ -24,4 +24,5 @@ mod list_close;
 mod load;
 mod reconnect;
 mod rekey;
+mod security;
 mod watch;

@@ -15,6 +15,7 @@ use crate::support::Bed;
 
 mod addr;
 mod attach;
+mod auth;
 mod completions;
 mod errors;
 mod exec;

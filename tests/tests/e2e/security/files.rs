@@ -1,0 +1,194 @@
+//! Secrets in files others can read are refused, like OpenSSH does: the
+//! SSH identity and its passphrase file when a host is first used, the
+//! token file and the TLS key at start. Each refusal names the file and the
+//! `chmod 600` that fixes it, and the fix works.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use tunnel_proto::v1::ExecRequest;
+use tunneld_tests::auth::{new_token, write_token_file};
+use tunneld_tests::{Credentials, HostSpec, Pki, Refused, Sshd, Tunneld, exec};
+
+use super::chmod;
+use crate::support::{Bed, e2e, expect_status};
+
+/// Exec `echo ok` on `host`; the outcome.
+async fn echo_on(bed: &Bed, host: &str) -> exec::ExecOutcome {
+    exec::run(
+        &bed.client,
+        ExecRequest {
+            host: host.into(),
+            command: "echo ok".into(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Checks an Exec on `host` fails FAILED_PRECONDITION naming `file` and
+/// its fix, and that after `chmod 600` it succeeds.
+async fn refused_until_chmod(bed: &Bed, host: &str, file: &Path, needles: &[&str]) -> Result<()> {
+    let out = echo_on(bed, host).await;
+    let Some(status) = out.error.clone() else {
+        anyhow::bail!("Exec on {host:?} with a loose {}: {out}", file.display());
+    };
+    let fix = format!("chmod 600 {}", file.display());
+    let status = expect_status::<()>(
+        &format!("Exec on host {host:?}"),
+        Err(status),
+        tonic::Code::FailedPrecondition,
+        &[&fix],
+    )?;
+    for needle in needles {
+        ensure!(
+            status.message().contains(needle),
+            "the refusal lacks {needle:?}: {:?}",
+            status.message()
+        );
+    }
+    chmod(file, 0o600)?;
+    let out = echo_on(bed, host).await;
+    ensure!(
+        out.code().ok() == Some(0) && out.stdout_text() == "ok\n",
+        "Exec on {host:?} after {fix}: {out}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_identity_others_can_read_is_refused_until_chmod_600() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let loose = sshd.dir().join("id_loose");
+        std::fs::copy(sshd.identity(), &loose)?;
+        chmod(&loose, 0o644)?;
+        let spec = HostSpec::from_sshd(&sshd).with_identity(&loose);
+        let bed = Bed::with(sshd, |b| b.host("loose", spec)).await?;
+        refused_until_chmod(&bed, "loose", &loose, &["UNPROTECTED PRIVATE KEY FILE"]).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passphrase_file_others_can_read_is_refused_until_chmod_600() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let dir = sshd.dir().to_path_buf();
+        let key = dir.join("id_protected");
+        let status = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "correct horse",
+                "-C",
+                "protected",
+                "-f",
+            ])
+            .arg(&key)
+            .status()
+            .context("running ssh-keygen")?;
+        ensure!(status.success(), "ssh-keygen failed");
+        let public = std::fs::read_to_string(key.with_extension("pub"))?;
+        let mut authorized = std::fs::read_to_string(dir.join("authorized_keys"))?;
+        authorized.push_str(&public);
+        std::fs::write(dir.join("authorized_keys"), authorized)?;
+        let pass_file = dir.join("passphrase");
+        std::fs::write(&pass_file, "correct horse\n")?;
+        chmod(&pass_file, 0o644)?;
+
+        let spec = HostSpec::from_sshd(&sshd)
+            .with_identity(&key)
+            .with_passphrase_file(&pass_file);
+        let bed = Bed::with(sshd, |b| b.host("protected", spec)).await?;
+        refused_until_chmod(&bed, "protected", &pass_file, &[]).await?;
+        let log = bed.daemon.log();
+        ensure!(
+            !log.contains("correct horse"),
+            "the passphrase appears in tunneld's log"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Checks tunneld exited 2 at start because `file` is mode 0644, naming
+/// the file's mode and the fix (`chmod 600 FILE`).
+fn expect_loose_file_refusal(refused: &Refused, file: &Path) -> Result<()> {
+    ensure!(
+        refused.status.code() == Some(2),
+        "tunneld exited {} (expected 2); stderr:\n{}",
+        refused.status,
+        refused.stderr
+    );
+    let fix = format!("chmod 600 {}", file.display());
+    for needle in ["0644", fix.as_str()] {
+        ensure!(
+            refused.stderr.contains(needle),
+            "the refusal lacks {needle:?}:\n{}",
+            refused.stderr
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_file_others_can_read_is_refused_at_start() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let dir = tempfile::Builder::new()
+            .prefix("tunneld-tokens-")
+            .tempdir()?;
+        let file = dir.path().join("tokens");
+        let token = new_token();
+        write_token_file(&file, &[("ci".into(), token.clone())])?;
+        chmod(&file, 0o644)?;
+        let with_file = || {
+            Tunneld::builder(&sshd)
+                .arg("--token-file")
+                .arg(file.display().to_string())
+                .client_credentials(Credentials::bearer(&token))
+        };
+        let refused = with_file().start_refused().await?;
+        expect_loose_file_refusal(&refused, &file)?;
+        ensure!(
+            !refused.stderr.contains(&token),
+            "the refusal shows the token"
+        );
+
+        chmod(&file, 0o600)?;
+        let daemon = with_file().start().await?;
+        let out = exec::run_ok(&daemon.client(), "echo ok").await?;
+        ensure!(out == "ok\n", "Exec after chmod 600: {out:?}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_key_others_can_read_is_refused_at_start() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let pki = Pki::new()?;
+        let server = pki.server()?;
+        chmod(&server.key, 0o644)?;
+        let with_key =
+            || Tunneld::builder(&sshd).tls(server.clone(), Some(pki.ca_cert().to_path_buf()));
+        let refused = with_key().start_refused().await?;
+        expect_loose_file_refusal(&refused, &server.key)?;
+
+        chmod(&server.key, 0o600)?;
+        let daemon = with_key()
+            .client_cert(pki.client("fixture")?)
+            .start()
+            .await?;
+        let out = exec::run_ok(&daemon.client(), "echo ok").await?;
+        ensure!(out == "ok\n", "Exec after chmod 600: {out:?}");
+        Ok(())
+    })
+    .await
+}
