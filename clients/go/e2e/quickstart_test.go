@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,32 +16,17 @@ import (
 // testbed, so the example cannot rot.
 func TestQuickstartExample(t *testing.T) {
 	t.Parallel()
-	// Building may take a while on a cold cache; the run itself is quick.
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "quickstart")
-	// go test puts its own go first on PATH. No VCS stamping: it fails in
-	// checkouts owned by another user (git's safe.directory), and a test
-	// binary needs none.
-	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", bin, "github.com/tunneld/tunneld/clients/go/examples/quickstart")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build examples/quickstart: %v\n%s", err, out)
-	}
-
+	bin := buildQuickstart(t)
 	echo := startEcho(t)
-	runCtx, cancelRun := context.WithTimeout(ctx, testTimeout)
-	defer cancelRun()
-	cmd := exec.CommandContext(runCtx, bin,
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	stdout, stderr, err := runQuickstart(ctx, bin, nil,
 		"-addr", bed.vars["TUNNELD_ADDR"],
 		"-target", hostPort("127.0.0.1", echo),
 		"-command", "echo quickstart-$((6*7)); echo to-stderr >&2")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("quickstart: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+		t.Fatalf("quickstart: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
-	stdout := string(out)
 
 	opened := regexp.MustCompile(`(?m)^opened (\S+): 127\.0\.0\.1:\d+ -> ` + regexp.QuoteMeta(hostPort("127.0.0.1", echo)) + `$`).FindStringSubmatch(stdout)
 	if opened == nil {
@@ -57,10 +43,48 @@ func TestQuickstartExample(t *testing.T) {
 			t.Errorf("quickstart output lacks %q:\n%s", want, stdout)
 		}
 	}
-	if !strings.Contains(stderr.String(), "to-stderr\n") {
-		t.Errorf("quickstart stderr lacks the command's stderr: %q", stderr.String())
+	if !strings.Contains(stderr, "to-stderr\n") {
+		t.Errorf("quickstart stderr lacks the command's stderr: %q", stderr)
 	}
-	if listTunnel(runCtx, t, id) != nil {
+	if listTunnel(ctx, t, id) != nil {
 		t.Errorf("quickstart left %s open", id)
 	}
+}
+
+// buildQuickstart builds examples/quickstart into the test's temporary
+// directory and returns the binary's path.
+func buildQuickstart(t *testing.T) string {
+	t.Helper()
+	// Building may take a while on a cold cache.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "quickstart")
+	// go test puts its own go first on PATH. No VCS stamping: it fails in
+	// checkouts owned by another user (git's safe.directory), and a test
+	// binary needs none.
+	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", bin, "github.com/tunneld/tunneld/clients/go/examples/quickstart")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build examples/quickstart: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runQuickstart runs the example with args and returns its stdout, its
+// stderr and how it exited. Its environment is this process's without any
+// TUNNELD_* variable (a developer's token or TLS settings must not leak in),
+// plus env.
+func runQuickstart(ctx context.Context, bin string, env map[string]string, args ...string) (string, string, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TUNNELD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
 }

@@ -41,6 +41,9 @@ type testbed struct {
 	exited chan struct{} // closed once cmd.Wait returned
 	vars   map[string]string
 
+	// A plaintext connection to tunneld, for the shared testbed only (the
+	// ones started with --token or --tls need credentials: see
+	// security_test.go).
 	conn   *grpc.ClientConn
 	client tunnelv1.TunnelServiceClient
 }
@@ -55,18 +58,85 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
+	// tunneld listens on loopback without TLS.
+	b.conn, err = grpc.NewClient(b.vars["TUNNELD_ADDR"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		_ = b.stop()
+		fmt.Fprintf(os.Stderr, "e2e: dialing tunneld at %s: %v\n", b.vars["TUNNELD_ADDR"], err)
+		return 1
+	}
+	b.client = tunnelv1.NewTunnelServiceClient(b.conn)
 	bed = b
 	code := m.Run()
-	if err := b.stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
-		if code == 0 {
-			code = 1
+	beds := map[string]*testbed{"testbed": b}
+	for args, extra := range extraBeds.started() {
+		beds["testbed "+args] = extra
+	}
+	logs := map[string]string{}
+	for name, b := range beds {
+		// tunneld's log goes away with the testbed: read it first.
+		logs[name] = b.logs()
+		if err := b.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %s: %v\n", name, err)
+			if code == 0 {
+				code = 1
+			}
 		}
 	}
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "--- testbed stderr ---\n%s", b.stderr.String())
+		for name, text := range logs {
+			fmt.Fprintf(os.Stderr, "--- %s ---\n%s", name, text)
+		}
 	}
 	return code
+}
+
+// extraBeds holds the testbeds started with arguments (`--token`, `--tls`):
+// each starts when the first test asks for it, is shared by the tests that
+// do, and is stopped by TestMain.
+var extraBeds = &bedSet{beds: map[string]*lazyBed{}}
+
+type bedSet struct {
+	mu   sync.Mutex
+	beds map[string]*lazyBed // by their arguments, space-separated
+}
+
+type lazyBed struct {
+	once sync.Once
+	bed  *testbed
+	err  error
+}
+
+// testbedWith returns the running `testbed ARGS`, starting it on first use;
+// the test fails if it does not start.
+func testbedWith(t *testing.T, args ...string) *testbed {
+	t.Helper()
+	key := strings.Join(args, " ")
+	extraBeds.mu.Lock()
+	lb := extraBeds.beds[key]
+	if lb == nil {
+		lb = &lazyBed{}
+		extraBeds.beds[key] = lb
+	}
+	extraBeds.mu.Unlock()
+	lb.once.Do(func() { lb.bed, lb.err = startTestbed(args...) })
+	if lb.err != nil {
+		t.Fatalf("testbed %s: %v", key, lb.err)
+	}
+	return lb.bed
+}
+
+// started returns the extra testbeds that are running, by their arguments.
+func (s *bedSet) started() map[string]*testbed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]*testbed{}
+	for key, lb := range s.beds {
+		if lb.bed != nil {
+			out[key] = lb.bed
+		}
+	}
+	return out
 }
 
 // testbedPath is $TUNNELD_TESTBED, else the repository's debug build. go test
@@ -83,8 +153,8 @@ func testbedPath() (string, error) {
 	return filepath.Join(wd, "..", "..", "..", "target", "debug", "testbed"), nil
 }
 
-// startTestbed starts the testbed, waits for READY and dials tunneld.
-func startTestbed() (*testbed, error) {
+// startTestbed starts `testbed ARGS` and waits for READY.
+func startTestbed(args ...string) (*testbed, error) {
 	path, err := testbedPath()
 	if err != nil {
 		return nil, err
@@ -96,7 +166,7 @@ func startTestbed() (*testbed, error) {
 	// Stdin stays open for the testbed's lifetime: if this test binary dies
 	// without cleaning up (a panic, `go test -timeout`), the pipe closes and
 	// the testbed stops its sshd and tunneld by itself.
-	cmd := exec.Command(path)
+	cmd := exec.Command(path, args...)
 	// Its own process group, so a testbed that ignores SIGTERM can be killed
 	// together with its children.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -147,18 +217,20 @@ func startTestbed() (*testbed, error) {
 	case <-time.After(testbedStartTimeout):
 		return fail(fmt.Errorf("testbed printed no READY within %v", testbedStartTimeout))
 	}
-	for _, k := range []string{"TUNNELD_ADDR", "TUNNELD_PID", "SSHD_PORT", "SSH_USER"} {
+	want := []string{"TUNNELD_ADDR", "TUNNELD_PID", "TUNNELD_LOG", "SSHD_PORT", "SSH_USER"}
+	for _, arg := range args {
+		switch arg {
+		case "--token":
+			want = append(want, "TUNNELD_TOKEN")
+		case "--tls":
+			want = append(want, "TUNNELD_TLS_CA", "TUNNELD_TLS_CERT", "TUNNELD_TLS_KEY", "TUNNELD_TLS_SERVER_NAME")
+		}
+	}
+	for _, k := range want {
 		if b.vars[k] == "" {
 			return fail(fmt.Errorf("testbed printed no %s (got %v)", k, b.vars))
 		}
 	}
-
-	// tunneld listens on loopback without TLS.
-	b.conn, err = grpc.NewClient(b.vars["TUNNELD_ADDR"], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fail(fmt.Errorf("dialing tunneld at %s: %w", b.vars["TUNNELD_ADDR"], err))
-	}
-	b.client = tunnelv1.NewTunnelServiceClient(b.conn)
 	return b, nil
 }
 
@@ -183,6 +255,20 @@ func (b *testbed) stop() error {
 		return fmt.Errorf("testbed exited with %v", st)
 	}
 	return nil
+}
+
+// logs returns the testbed's stderr (its own and sshd's messages) and
+// tunneld's log, for a failure report.
+func (b *testbed) logs() string {
+	text := "stderr:\n" + b.stderr.String()
+	if path := b.vars["TUNNELD_LOG"]; path != "" {
+		log, err := os.ReadFile(path)
+		if err != nil {
+			return text + fmt.Sprintf("tunneld log: %v\n", err)
+		}
+		text += "tunneld log " + path + ":\n" + string(log)
+	}
+	return text
 }
 
 // shellUnquote undoes the testbed's single-quoting of values holding

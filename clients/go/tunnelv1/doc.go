@@ -10,7 +10,7 @@
 // the call). Health is the standard grpc.health.v1 service and server
 // reflection is on.
 //
-// tunneld listens on loopback (127.0.0.1:4522 by default) or on a unix socket,
+// By default tunneld listens on loopback (127.0.0.1:4522) or on a unix socket,
 // without TLS, so dial it with insecure transport credentials:
 //
 //	conn, err := grpc.NewClient("127.0.0.1:4522",
@@ -23,6 +23,19 @@
 //	})
 //
 // For tunneld on a unix socket, dial "unix:///path/to/tunneld.sock".
+//
+// A tunneld started with --token-file wants "authorization: Bearer TOKEN" on
+// every call but health: give grpc.WithPerRPCCredentials a
+// credentials.PerRPCCredentials that sends it. grpc-go sends such credentials
+// over a connection without transport security only when their
+// RequireTransportSecurity returns false; return false only together with
+// local credentials (google.golang.org/grpc/credentials/local: plaintext, but
+// refused for any peer not on this machine). A tunneld with --tls-cert and
+// --tls-key takes credentials.NewTLS with a tls.Config whose RootCAs hold the
+// CA that signed its certificate and, when it has --tls-client-ca, whose
+// Certificates hold a client certificate that CA signed. The package's
+// examples show both; examples/quickstart reads TUNNELD_TOKEN and
+// TUNNELD_TLS_* from the environment as tunnelctl does.
 //
 // Errors are gRPC statuses; inspect them with
 // google.golang.org/grpc/status.Code: codes.NotFound for an unknown tunnel or

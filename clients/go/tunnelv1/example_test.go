@@ -6,6 +6,8 @@ package tunnelv1_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +17,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
 	"google.golang.org/grpc/status"
 
 	"github.com/tunneld/tunneld/clients/go/tunnelv1"
@@ -89,4 +93,83 @@ func ExampleTunnelServiceClient_Exec() {
 			fmt.Println("exit code", ev.Exit.GetCode())
 		}
 	}
+}
+
+// bearerToken sends "authorization: Bearer TOKEN" with every call, as a
+// tunneld started with --token-file requires.
+type bearerToken struct {
+	token string
+	// requireTLS: grpc-go refuses to send credentials that require transport
+	// security over a connection without it. False only with local
+	// credentials, which keep the connection on this machine.
+	requireTLS bool
+}
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearerToken) RequireTransportSecurity() bool { return b.requireTLS }
+
+// Reach a tunneld on another machine that serves mutual TLS (--tls-cert,
+// --tls-key, --tls-client-ca) and requires a token (--token-file).
+func Example_tokenOverMutualTLS() {
+	caPEM, err := os.ReadFile(os.Getenv("TUNNELD_TLS_CA")) // the CA that signed tunneld's certificate
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		log.Fatal("no certificate in TUNNELD_TLS_CA")
+	}
+	clientCert, err := tls.LoadX509KeyPair(os.Getenv("TUNNELD_TLS_CERT"), os.Getenv("TUNNELD_TLS_KEY"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient("tunneld.example.com:4522",
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			RootCAs:      roots,
+			Certificates: []tls.Certificate{clientCert},
+			MinVersion:   tls.VersionTLS12,
+		})),
+		grpc.WithPerRPCCredentials(bearerToken{token: os.Getenv("TUNNELD_TOKEN"), requireTLS: true}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	client := tunnelv1.NewTunnelServiceClient(conn)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := client.List(ctx, &tunnelv1.ListRequest{})
+	if status.Code(err) == codes.Unauthenticated {
+		// No token, or one tunneld does not know: the message says which.
+		log.Fatal(status.Convert(err).Message())
+	} else if err != nil {
+		log.Fatal(err) // codes.Unavailable if, among others, the TLS handshake failed
+	}
+	fmt.Println(len(list.GetTunnels()), "tunnels open")
+}
+
+// Send a token to a tunneld on loopback that serves plaintext.
+func Example_tokenOnLoopback() {
+	conn, err := grpc.NewClient("127.0.0.1:4522",
+		// Plaintext like insecure.NewCredentials, but the connection is
+		// refused unless its far end is on this machine: the token never
+		// crosses a network in the clear.
+		grpc.WithTransportCredentials(local.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearerToken{token: os.Getenv("TUNNELD_TOKEN")}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := tunnelv1.NewTunnelServiceClient(conn).GetInfo(ctx, &tunnelv1.GetInfoRequest{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("tunneld", info.GetVersion())
 }

@@ -8,14 +8,31 @@ TARGET is a host:port as seen from the SSH server (an echo server makes the
 round trip visible). tunneld's address comes from --addr, else
 $TUNNELD_ADDR, else 127.0.0.1:4522; --target may also come from
 $QUICKSTART_TARGET.
+
+Credentials come from the environment, as tunnelctl reads them:
+
+    TUNNELD_TOKEN            a token of tunneld's --token-file, sent as
+                             "authorization: Bearer TOKEN"
+    TUNNELD_TOKEN_FILE       else a file holding it on its first line
+    TUNNELD_TLS_CA           PEM CA bundle that signed tunneld's certificate
+                             (default: the system's roots)
+    TUNNELD_TLS_CERT/_KEY    client certificate and key, for a tunneld with
+                             --tls-client-ca
+    TUNNELD_TLS_SERVER_NAME  the name to verify tunneld's certificate against,
+                             when it is not the host of the address
+
+Any TUNNELD_TLS_* variable, or an https:// address, selects TLS. Without TLS a
+token is sent only to a loopback address or a unix socket.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
+from pathlib import Path
 
 import grpc
 from tunnel.v1 import tunnel_pb2, tunnel_pb2_grpc
@@ -39,6 +56,62 @@ def parse_args() -> argparse.Namespace:
     if not args.target:
         parser.error("--target HOST:PORT (or QUICKSTART_TARGET) is required")
     return args
+
+
+def token_from_env() -> str | None:
+    """The bearer token: $TUNNELD_TOKEN, else the first line of the file
+    $TUNNELD_TOKEN_FILE names that is neither blank nor a # comment (a bare
+    token, or NAME:TOKEN as in tunneld's --token-file), else None."""
+    if token := os.environ.get("TUNNELD_TOKEN", "").strip():
+        return token
+    path = os.environ.get("TUNNELD_TOKEN_FILE")
+    if not path:
+        return None
+    lines = (line.strip() for line in Path(path).read_text().splitlines())
+    first = next((line for line in lines if line and not line.startswith("#")), None)
+    if first is None:
+        raise ValueError(f"TUNNELD_TOKEN_FILE: {path} holds no token")
+    name, sep, token = first.partition(":")
+    return token if sep and re.fullmatch(r"[A-Za-z0-9._@-]+", name) else first
+
+
+def connect(addr: str) -> grpc.Channel:
+    """A channel to tunneld at `addr` (HOST:PORT, https://HOST:PORT or
+    unix:/PATH) with the TLS settings and token the environment names."""
+    token = token_from_env()
+    ca, cert, key, server_name = (
+        os.environ.get(f"TUNNELD_TLS_{name}") or None for name in ("CA", "CERT", "KEY", "SERVER_NAME")
+    )
+    use_tls = addr.startswith("https://") or any((ca, cert, key, server_name))
+    addr = addr.removeprefix("https://").removeprefix("http://")
+
+    if use_tls:
+        if bool(cert) != bool(key):
+            raise ValueError("TUNNELD_TLS_CERT and TUNNELD_TLS_KEY go together: set both or neither")
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(ca).read_bytes() if ca else None,  # None: the system's roots
+            private_key=Path(key).read_bytes() if key else None,
+            certificate_chain=Path(cert).read_bytes() if cert else None,
+        )
+        if token:
+            # Every call carries "authorization: Bearer TOKEN".
+            credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        return grpc.secure_channel(addr, credentials, options)
+
+    if token:
+        # grpc sends call credentials such as a token only over a secure
+        # channel. Local credentials are plaintext like insecure_channel, but
+        # the connection fails unless its far end is on this machine (a
+        # loopback address or a unix socket), so the token never crosses a
+        # network in the clear.
+        kind = grpc.LocalConnectionType.UDS if addr.startswith("unix") else grpc.LocalConnectionType.LOCAL_TCP
+        credentials = grpc.composite_channel_credentials(
+            grpc.local_channel_credentials(kind), grpc.access_token_call_credentials(token)
+        )
+        return grpc.secure_channel(addr, credentials)
+
+    return grpc.insecure_channel(addr)
 
 
 def send_through(tunnel: tunnel_pb2.Tunnel, message: bytes) -> bytes:
@@ -110,7 +183,12 @@ def run(stub: tunnel_pb2_grpc.TunnelServiceStub, args: argparse.Namespace) -> in
 
 def main() -> int:
     args = parse_args()
-    with grpc.insecure_channel(args.addr) as channel:
+    try:
+        channel = connect(args.addr)
+    except (ValueError, OSError) as e:
+        print(f"quickstart: {e}", file=sys.stderr)
+        return 2
+    with channel:
         stub = tunnel_pb2_grpc.TunnelServiceStub(channel)
         try:
             return run(stub, args)

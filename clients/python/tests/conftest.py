@@ -1,6 +1,8 @@
 """Fixtures: one real sshd + tunneld for the session (the repository's
 `testbed` binary), a channel and stub to it, echo peers, and a guard that
-closes the tunnels a test opened even when the test fails.
+closes the tunnels a test opened even when the test fails. Two more
+testbeds, started only when a test asks for them: one whose tunneld
+requires a bearer token, one that serves mutual TLS.
 
 A missing testbed binary is an error, never a skip."""
 
@@ -20,16 +22,36 @@ from testbed import Endpoints, Testbed, TestbedError
 CONNECT_TIMEOUT = 10.0
 
 
-@pytest.fixture(scope="session")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """The running testbed (sshd + tunneld), stopped at the end of the session."""
-    log = tmp_path_factory.mktemp("testbed") / "testbed.log"
+def run_testbed(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str) -> Iterator[Testbed]:
+    """Starts ``testbed ARGS``, yields it, stops it; a testbed that does not
+    start fails the test."""
+    log = tmp_path_factory.mktemp(name) / "testbed.log"
     try:
-        bed = Testbed(log)
+        bed = Testbed(log, args)
     except TestbedError as e:
         pytest.fail(str(e), pytrace=False)
     with bed:
         yield bed
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """The running testbed (sshd + tunneld), stopped at the end of the session."""
+    yield from run_testbed(tmp_path_factory, "testbed")
+
+
+@pytest.fixture(scope="session")
+def token_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A testbed whose tunneld has a --token-file: every RPC but health needs
+    ``authorization: Bearer <endpoints.token>``."""
+    yield from run_testbed(tmp_path_factory, "token-testbed", "--token")
+
+
+@pytest.fixture(scope="session")
+def tls_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A testbed whose tunneld serves TLS and requires a client certificate
+    signed by its --tls-client-ca (`endpoints.tls` holds the files)."""
+    yield from run_testbed(tmp_path_factory, "tls-testbed", "--tls")
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +102,11 @@ def opened(stub: tunnel_pb2_grpc.TunnelServiceStub) -> Iterator[Opened]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On a failure, shows the end of the testbed's log (sshd's and tunneld's
-    messages) beside the test's own output."""
+    """On a failure, shows the end of the log of each testbed the test used
+    (sshd's and tunneld's messages) beside the test's own output."""
     report: pytest.TestReport = yield
     if report.failed:
-        bed = getattr(item, "funcargs", {}).get("testbed")
-        if isinstance(bed, Testbed):
-            report.sections.append(("testbed log (tail)", bed.log_tail()))
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, Testbed):
+                report.sections.append((f"{name} log (tail)", value.log_tail()))
     return report

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -10,6 +13,7 @@ from typing import TypeVar
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 from tunnel.v1 import tunnel_pb2, tunnel_pb2_grpc
 
 # Deadline of every unary call.
@@ -20,6 +24,30 @@ STREAM_TIMEOUT = 30.0
 POLL_LIMIT = 10.0
 
 T = TypeVar("T")
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+# Bound on one run of the example.
+QUICKSTART_TIMEOUT = 60.0
+# The interpreter that runs the example: run-tests.sh points this at a fresh
+# venv holding nothing but `pip install ./clients/python`, which proves the
+# package's declared dependencies are enough. `-W error` turns protobuf's
+# gencode/runtime version warnings into failures.
+QUICKSTART_PYTHON = [os.environ.get("QUICKSTART_PYTHON", sys.executable), "-W", "error"]
+
+
+def run_quickstart(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs examples/quickstart.py ARGS as a user would. Its environment is
+    this process's without any TUNNELD_* variable (a developer's token or TLS
+    settings must not leak in), plus `env`."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TUNNELD_")}
+    child_env.update(env or {})
+    return subprocess.run(
+        [*QUICKSTART_PYTHON, str(QUICKSTART), *args],
+        capture_output=True,
+        text=True,
+        timeout=QUICKSTART_TIMEOUT,
+        env=child_env,
+    )
 
 
 def poll_until(what: str, check: Callable[[], T | None], limit: float = POLL_LIMIT) -> T:
@@ -78,6 +106,18 @@ def run_exec(
         exit=events[-1].exit,
         events=events,
     )
+
+
+def health_check(channel: grpc.Channel, service: str) -> health_pb2.HealthCheckResponse:
+    """grpc.health.v1.Health/Check for `service` ("" is the server as a whole)."""
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    request = health_pb2.HealthCheckRequest(service=service)
+    response: health_pb2.HealthCheckResponse = check(request, timeout=RPC_TIMEOUT)
+    return response
 
 
 def listed(stub: tunnel_pb2_grpc.TunnelServiceStub, tunnel_id: str) -> tunnel_pb2.Tunnel | None:

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2
 from tunnel.v1 import tunnel_pb2, tunnel_pb2_grpc
 
 from peers import EchoServer
-from support import RPC_TIMEOUT, Opened, expect_status, listed, run_exec
+from support import RPC_TIMEOUT, Opened, expect_status, health_check, listed, run_exec
 from testbed import Endpoints
 
 
@@ -76,11 +76,6 @@ def test_list_orders_tunnels_and_close_removes_one(
 
 
 def test_health_reports_serving(channel: grpc.Channel) -> None:
-    check = channel.unary_unary(
-        "/grpc.health.v1.Health/Check",
-        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-        response_deserializer=health_pb2.HealthCheckResponse.FromString,
-    )
     for service in ("", "tunnel.v1.TunnelService"):
-        response = check(health_pb2.HealthCheckRequest(service=service), timeout=RPC_TIMEOUT)
+        response = health_check(channel, service)
         assert response.status == health_pb2.HealthCheckResponse.SERVING, f"service {service!r}"

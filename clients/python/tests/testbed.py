@@ -1,7 +1,10 @@
 """Runs the repository's `testbed` binary: a throwaway sshd and a tunneld
 against it (tests/src/bin/testbed.rs, the one fixture every suite shares).
 
-The binary prints shell-quoted ``KEY=VALUE`` lines, then ``READY``. It is
+The binary prints shell-quoted ``KEY=VALUE`` lines, then ``READY``; with
+``--token`` its tunneld requires a bearer token (printed as TUNNELD_TOKEN),
+with ``--tls`` it serves TLS and requires a client certificate (the CA, a
+client certificate and key, and the server name to verify are printed). It is
 started *without* ``--no-stdin`` and with a pipe as its stdin, so it also
 stops by itself if this process dies without tearing it down (the pipe
 closes); the normal way out is SIGTERM.
@@ -16,9 +19,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+import grpc
 
 # Bounds on the binary's start (sshd and tunneld both ready) and stop.
 READY_TIMEOUT = 60.0
@@ -38,15 +44,50 @@ class TestbedError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """What a client needs to reach a ``--tls`` testbed (mutual TLS)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    server_name: str
+
+    def channel_credentials(self, *, client_cert: bool = True) -> grpc.ChannelCredentials:
+        """Credentials trusting the testbed's CA, presenting the client
+        certificate unless `client_cert` is false."""
+        if not client_cert:
+            return grpc.ssl_channel_credentials(root_certificates=self.ca.read_bytes())
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes(),
+            certificate_chain=self.cert.read_bytes(),
+        )
+
+    def channel_options(self) -> list[tuple[str, str]]:
+        """The certificate is for a name, the address an IP: verify the name."""
+        return [("grpc.ssl_target_name_override", self.server_name)]
+
+
+@dataclass(frozen=True)
 class Endpoints:
     """What the testbed printed: where tunneld and its sshd are."""
 
     tunneld_addr: str
     tunneld_pid: int
+    # The file tunneld's stderr (its log) goes to, removed with the testbed.
+    tunneld_log: Path
     sshd_port: int
     ssh_user: str
     ssh_identity: str
     ssh_known_hosts: str
+    # Set when the testbed was started with --token: the bearer token its
+    # tunneld accepts.
+    token: str | None = None
+    # Set when it was started with --tls: PEM files of the CA that signed
+    # tunneld's certificate and of a client certificate (signed by the CA
+    # tunneld checks clients against) with its key, and the name tunneld's
+    # certificate is valid for.
+    tls: TlsFiles | None = None
 
 
 class Testbed:
@@ -54,7 +95,9 @@ class Testbed:
 
     __test__ = False  # not a pytest test class despite its name
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, args: Sequence[str] = ()) -> None:
+        """Starts ``testbed ARGS`` (e.g. ``--token``, ``--tls``) and waits for
+        READY; its stderr goes to `log_path`."""
         binary = testbed_path()
         if not os.access(binary, os.X_OK):
             raise TestbedError(
@@ -64,14 +107,16 @@ class Testbed:
             )
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "wb")
+        self._tunneld_log: Path | None = None
         self.proc = subprocess.Popen(
-            [str(binary)],
+            [str(binary), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
         )
         try:
             self.endpoints = self._read_endpoints()
+            self._tunneld_log = self.endpoints.tunneld_log
         except BaseException:
             self.stop()
             raise
@@ -111,22 +156,43 @@ class Testbed:
                 parts = shlex.split(raw_value)
                 values[key] = parts[0] if parts else ""
         try:
+            tls = None
+            if "TUNNELD_TLS_CA" in values:
+                tls = TlsFiles(
+                    ca=Path(values["TUNNELD_TLS_CA"]),
+                    cert=Path(values["TUNNELD_TLS_CERT"]),
+                    key=Path(values["TUNNELD_TLS_KEY"]),
+                    server_name=values["TUNNELD_TLS_SERVER_NAME"],
+                )
             return Endpoints(
                 tunneld_addr=values["TUNNELD_ADDR"],
                 tunneld_pid=int(values["TUNNELD_PID"]),
+                tunneld_log=Path(values["TUNNELD_LOG"]),
                 sshd_port=int(values["SSHD_PORT"]),
                 ssh_user=values["SSH_USER"],
                 ssh_identity=values["SSH_IDENTITY"],
                 ssh_known_hosts=values["SSH_KNOWN_HOSTS"],
+                token=values.get("TUNNELD_TOKEN"),
+                tls=tls,
             )
         except (KeyError, ValueError) as e:
             raise TestbedError(f"testbed printed {values!r}, missing or bad {e}") from e
 
     def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the testbed's stderr (sshd's and tunneld's logs)."""
+        """The last lines of the testbed's stderr (its own and sshd's
+        messages) and of tunneld's log."""
         self._log.flush()
-        text = self.log_path.read_text("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:])
+        parts = []
+        logs = [("testbed", self.log_path)]
+        if self._tunneld_log is not None:  # known once the testbed printed it
+            logs.append(("tunneld", self._tunneld_log))
+        for name, path in logs:
+            try:
+                text = path.read_text("utf-8", "replace")
+            except OSError as e:
+                text = f"(unreadable: {e})"
+            parts.append(f"--- {name}: {path}\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(parts)
 
     def stop(self) -> None:
         """SIGTERM and end of stdin, wait up to STOP_TIMEOUT, then SIGKILL.

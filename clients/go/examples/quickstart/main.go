@@ -6,21 +6,42 @@
 //
 // The target is a host:port as seen from the SSH server (as with `ssh -L`).
 // With an echo server as the target the line comes back unchanged.
+//
+// Credentials come from the environment, as tunnelctl reads them:
+//
+//	TUNNELD_TOKEN            a token of tunneld's --token-file, sent as
+//	                         "authorization: Bearer TOKEN"
+//	TUNNELD_TOKEN_FILE       else a file holding it on its first line
+//	TUNNELD_TLS_CA           PEM CA bundle that signed tunneld's certificate
+//	                         (default: the system's roots)
+//	TUNNELD_TLS_CERT/_KEY    client certificate and key, for a tunneld with
+//	                         --tls-client-ca
+//	TUNNELD_TLS_SERVER_NAME  the name to verify tunneld's certificate against,
+//	                         when it is not the host of the address
+//
+// Any TUNNELD_TLS_* variable, or an https:// address, selects TLS. Without
+// TLS a token is sent only to a loopback address or a unix socket.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
 
 	"github.com/tunneld/tunneld/clients/go/tunnelv1"
 )
@@ -51,8 +72,13 @@ func run(ctx context.Context, addr, host, target, command string) error {
 		return err
 	}
 
-	// tunneld serves plaintext gRPC on loopback or a unix socket.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Plaintext gRPC on loopback or a unix socket, or TLS, with or without
+	// a token: whatever the environment says.
+	dialTarget, opts, err := dialOptions(addr)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(dialTarget, opts...)
 	if err != nil {
 		return err
 	}
@@ -155,6 +181,116 @@ func execCommand(ctx context.Context, client tunnelv1.TunnelServiceClient, host,
 		}
 	}
 }
+
+// dialOptions returns the target to dial for addr (HOST:PORT,
+// https://HOST:PORT or unix:/PATH) and the credentials the environment names.
+func dialOptions(addr string) (string, []grpc.DialOption, error) {
+	token, err := tokenFromEnv()
+	if err != nil {
+		return "", nil, err
+	}
+	ca, cert, key, serverName := os.Getenv("TUNNELD_TLS_CA"), os.Getenv("TUNNELD_TLS_CERT"),
+		os.Getenv("TUNNELD_TLS_KEY"), os.Getenv("TUNNELD_TLS_SERVER_NAME")
+	target, useTLS := strings.CutPrefix(addr, "https://")
+	target = strings.TrimPrefix(target, "http://")
+	useTLS = useTLS || ca != "" || cert != "" || key != "" || serverName != ""
+
+	var transport credentials.TransportCredentials
+	switch {
+	case useTLS:
+		cfg, err := tlsConfig(ca, cert, key, serverName)
+		if err != nil {
+			return "", nil, err
+		}
+		transport = credentials.NewTLS(cfg)
+	case token != "":
+		// Plaintext like insecure, but the connection fails unless its far
+		// end is on this machine (a loopback address or a unix socket), so
+		// the token never crosses a network in the clear.
+		transport = local.NewCredentials()
+	default:
+		transport = insecure.NewCredentials()
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(transport)}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{token: token, requireTLS: useTLS}))
+	}
+	return target, opts, nil
+}
+
+// tlsConfig trusts the CA bundle in caFile (none: the system's roots),
+// presents the client certificate in certFile and keyFile if given, and
+// verifies tunneld's certificate against serverName (none: the host dialed).
+func tlsConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("TUNNELD_TLS_CA: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TUNNELD_TLS_CA: no PEM certificate in %s", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("TUNNELD_TLS_CERT and TUNNELD_TLS_KEY go together: set both or neither")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+// tokenFromEnv returns $TUNNELD_TOKEN, else the first line of the file
+// $TUNNELD_TOKEN_FILE names that is neither blank nor a # comment (a bare
+// token, or NAME:TOKEN as in tunneld's --token-file), else "".
+func tokenFromEnv() (string, error) {
+	if token := strings.TrimSpace(os.Getenv("TUNNELD_TOKEN")); token != "" {
+		return token, nil
+	}
+	path := os.Getenv("TUNNELD_TOKEN_FILE")
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("TUNNELD_TOKEN_FILE: %w", err)
+	}
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if name, token, ok := strings.Cut(line, ":"); ok && tokenName.MatchString(name) {
+			return token, nil
+		}
+		return line, nil
+	}
+	return "", fmt.Errorf("TUNNELD_TOKEN_FILE: %s holds no token", path)
+}
+
+// tokenName is what may precede the token on a NAME:TOKEN line.
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9._@-]+$`)
+
+// bearerToken sends "authorization: Bearer TOKEN" with every call.
+type bearerToken struct {
+	token string
+	// requireTLS is false only with local credentials (loopback or a unix
+	// socket): grpc refuses to send credentials that require transport
+	// security over a connection without it.
+	requireTLS bool
+}
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearerToken) RequireTransportSecurity() bool { return b.requireTLS }
 
 func splitHostPort(s string) (string, uint32, error) {
 	host, port, err := net.SplitHostPort(s)
