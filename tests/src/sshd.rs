@@ -332,6 +332,25 @@ impl Sshd {
             .expect("host key .pub was readable when the fixture started")
     }
 
+    /// Generates an ed25519 key protected by `passphrase` in the fixture's
+    /// dir and authorizes it (sshd reads authorized_keys at each login);
+    /// returns the private key's path.
+    pub fn authorize_protected_key(&self, name: &str, passphrase: &str) -> Result<PathBuf> {
+        let key = self.dir().join(name);
+        keys::run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", name, "-f"])
+                .arg(&key),
+        )?;
+        let public = std::fs::read_to_string(key.with_extension("pub"))
+            .with_context(|| format!("reading {name}.pub"))?;
+        let authorized_path = self.dir().join("authorized_keys");
+        let mut authorized = std::fs::read_to_string(&authorized_path)?;
+        authorized.push_str(&public);
+        std::fs::write(&authorized_path, authorized)?;
+        Ok(key)
+    }
+
     /// The fixture's temp dir (keys, config, log); tests may put files there.
     pub fn dir(&self) -> &Path {
         self.dir.path()

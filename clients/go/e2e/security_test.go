@@ -132,20 +132,7 @@ func TestTokenIsRequired(t *testing.T) {
 		// Local credentials: plaintext, but only to loopback or a unix socket.
 		conn := dial(t, addr, grpc.WithTransportCredentials(local.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
 		client := tunnelv1.NewTunnelServiceClient(conn)
-		info, err := client.GetInfo(ctx, &tunnelv1.GetInfoRequest{})
-		if err != nil {
-			t.Fatalf("GetInfo: %v", err)
-		}
-		if got := strconv.FormatUint(uint64(info.GetPid()), 10); got != tb.vars["TUNNELD_PID"] {
-			t.Errorf("pid = %s, want %s", got, tb.vars["TUNNELD_PID"])
-		}
-		stream, err := client.Exec(ctx, &tunnelv1.ExecRequest{Command: "echo authenticated"})
-		if err != nil {
-			t.Fatalf("Exec: %v", err)
-		}
-		if res := collect(t, stream); string(res.stdout) != "authenticated\n" || res.exit.GetCode() != 0 {
-			t.Errorf("Exec: stdout %q, exit %v", res.stdout, res.exit)
-		}
+		getInfoAndEcho(ctx, t, client, tb, "authenticated")
 		echo := startEcho(t)
 		opened, err := client.OpenLocalForward(ctx, &tunnelv1.OpenLocalForwardRequest{RemoteHost: "127.0.0.1", RemotePort: echo})
 		if err != nil {
@@ -267,20 +254,7 @@ func TestMutualTLS(t *testing.T) {
 		cfg.Certificates = []tls.Certificate{clientCert(t, tb)}
 		conn := dial(t, addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		client := tunnelv1.NewTunnelServiceClient(conn)
-		info, err := client.GetInfo(ctx, &tunnelv1.GetInfoRequest{})
-		if err != nil {
-			t.Fatalf("GetInfo: %v", err)
-		}
-		if got := strconv.FormatUint(uint64(info.GetPid()), 10); got != tb.vars["TUNNELD_PID"] {
-			t.Errorf("pid = %s, want %s", got, tb.vars["TUNNELD_PID"])
-		}
-		stream, err := client.Exec(ctx, &tunnelv1.ExecRequest{Command: "echo over-mtls"})
-		if err != nil {
-			t.Fatalf("Exec: %v", err)
-		}
-		if res := collect(t, stream); string(res.stdout) != "over-mtls\n" {
-			t.Errorf("Exec stdout %q", res.stdout)
-		}
+		getInfoAndEcho(ctx, t, client, tb, "over-mtls")
 		if err := checkHealth(ctx, conn, ""); err != nil {
 			t.Errorf("health: %v", err)
 		}
@@ -337,5 +311,25 @@ func TestQuickstartExampleUsesMutualTLSFromTheEnvironment(t *testing.T) {
 	stdout, stderr, err = runQuickstart(ctx, bin, env, args...)
 	if code := exitCode(err); code != 1 || !strings.Contains(stderr, "code = Unavailable") {
 		t.Errorf("without a client certificate: exit %d, want 1 and Unavailable\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+// getInfoAndEcho checks that client reaches tb's tunneld (GetInfo names its
+// pid) and that an Exec of `echo word` prints word and exits 0.
+func getInfoAndEcho(ctx context.Context, t *testing.T, client tunnelv1.TunnelServiceClient, tb *testbed, word string) {
+	t.Helper()
+	info, err := client.GetInfo(ctx, &tunnelv1.GetInfoRequest{})
+	if err != nil {
+		t.Fatalf("GetInfo: %v", err)
+	}
+	if got := strconv.FormatUint(uint64(info.GetPid()), 10); got != tb.vars["TUNNELD_PID"] {
+		t.Errorf("pid = %s, want %s", got, tb.vars["TUNNELD_PID"])
+	}
+	stream, err := client.Exec(ctx, &tunnelv1.ExecRequest{Command: "echo " + word})
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	if res := collect(t, stream); string(res.stdout) != word+"\n" || res.exit.GetCode() != 0 {
+		t.Errorf("Exec: stdout %q, exit %v", res.stdout, res.exit)
 	}
 }

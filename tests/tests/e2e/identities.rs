@@ -3,7 +3,6 @@
 //! daemon's environment — and a clear refusal when the passphrase is missing.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use tunnel_proto::v1::ExecRequest;
@@ -58,27 +57,7 @@ async fn passphrase_protected_keys_from_file_and_environment() -> Result<()> {
     e2e(async {
         let sshd = Sshd::start()?;
         let dir = sshd.dir().to_path_buf();
-        let key = dir.join("id_protected");
-        let status = Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "correct horse",
-                "-C",
-                "protected",
-                "-f",
-            ])
-            .arg(&key)
-            .status()
-            .context("running ssh-keygen")?;
-        ensure!(status.success(), "ssh-keygen failed");
-        // sshd reads authorized_keys at each login: authorize the new key.
-        let public = std::fs::read_to_string(key.with_extension("pub"))?;
-        let mut authorized = std::fs::read_to_string(dir.join("authorized_keys"))?;
-        authorized.push_str(&public);
-        std::fs::write(dir.join("authorized_keys"), authorized)?;
+        let key = sshd.authorize_protected_key("id_protected", "correct horse")?;
         let pass_file = dir.join("passphrase");
         std::fs::write(&pass_file, "correct horse\n")?;
         // Like a key, a passphrase file must be private to its owner.

@@ -4,9 +4,8 @@
 //! `chmod 600` that fixes it, and the fix works.
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use tunnel_proto::v1::ExecRequest;
 use tunneld_tests::auth::{new_token, write_token_file};
 use tunneld_tests::{Credentials, HostSpec, Pki, Refused, Sshd, Tunneld, exec};
@@ -77,26 +76,7 @@ async fn a_passphrase_file_others_can_read_is_refused_until_chmod_600() -> Resul
     e2e(async {
         let sshd = Sshd::start()?;
         let dir = sshd.dir().to_path_buf();
-        let key = dir.join("id_protected");
-        let status = Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "correct horse",
-                "-C",
-                "protected",
-                "-f",
-            ])
-            .arg(&key)
-            .status()
-            .context("running ssh-keygen")?;
-        ensure!(status.success(), "ssh-keygen failed");
-        let public = std::fs::read_to_string(key.with_extension("pub"))?;
-        let mut authorized = std::fs::read_to_string(dir.join("authorized_keys"))?;
-        authorized.push_str(&public);
-        std::fs::write(dir.join("authorized_keys"), authorized)?;
+        let key = sshd.authorize_protected_key("id_protected", "correct horse")?;
         let pass_file = dir.join("passphrase");
         std::fs::write(&pass_file, "correct horse\n")?;
         chmod(&pass_file, 0o644)?;
