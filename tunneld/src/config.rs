@@ -16,6 +16,7 @@
 //! reconnect_min = "1s"                        # first backoff delay
 //! reconnect_max = "30s"                       # longest backoff delay
 //! rekey_limit = "4GiB"                        # bytes between re-keys
+//! ciphers = ["aes256-gcm@openssh.com"]        # offered, best first (Ciphers)
 //! permit_open = ["db.internal:5432"]          # local forward targets (PermitOpen)
 //! permit_listen = ["8080", "localhost:9000"]  # remote forward listens (PermitListen)
 //! ```
@@ -115,6 +116,8 @@ pub struct HostConfig {
     pub reconnect: Backoff,
     /// Bytes either way after which tunneld starts a key re-exchange.
     pub rekey_limit: usize,
+    /// Ciphers offered, best first.
+    pub ciphers: Vec<russh::cipher::Name>,
     /// Which forwards may be opened over this host.
     pub policy: HostPolicy,
 }
@@ -194,6 +197,8 @@ pub struct HostDefaults {
     pub reconnect: Backoff,
     /// Re-key limit used when a host sets none.
     pub rekey_limit: usize,
+    /// Ciphers used when a host sets none.
+    pub ciphers: Vec<russh::cipher::Name>,
     /// Forward rules used when a host sets none.
     pub policy: HostPolicy,
 }
@@ -210,6 +215,7 @@ impl HostDefaults {
             keepalive_max: DEFAULT_KEEPALIVE_MAX,
             reconnect: Backoff::default(),
             rekey_limit: DEFAULT_REKEY_LIMIT,
+            ciphers: crate::ssh::ciphers::default_order(),
             policy: HostPolicy::default(),
         }
     }
@@ -240,6 +246,7 @@ struct FileHost {
     reconnect_min: Option<String>,
     reconnect_max: Option<String>,
     rekey_limit: Option<String>,
+    ciphers: Option<Vec<String>>,
     permit_open: Option<Vec<String>>,
     permit_listen: Option<Vec<String>>,
 }
@@ -318,6 +325,10 @@ impl Config {
             if let Some(s) = h.rekey_limit {
                 host.rekey_limit = parse_size(&s)
                     .map_err(|e| Error::Config(format!("host {name:?}: rekey_limit: {e}")))?;
+            }
+            if let Some(names) = h.ciphers {
+                host.ciphers = crate::ssh::ciphers::parse(&names)
+                    .map_err(|e| Error::Config(format!("host {name:?}: ciphers: {e}")))?;
             }
             if h.permit_open.is_some() || h.permit_listen.is_some() {
                 // A host's own list replaces the flag's, as a whole.
@@ -424,6 +435,7 @@ fn host_from_destination(name: &str, dest: &str, d: &HostDefaults) -> Result<Hos
         keepalive_max: d.keepalive_max,
         reconnect: d.reconnect,
         rekey_limit: d.rekey_limit,
+        ciphers: d.ciphers.clone(),
         policy: d.policy.clone(),
     })
 }
@@ -497,6 +509,7 @@ mod tests {
             keepalive_max: DEFAULT_KEEPALIVE_MAX,
             reconnect: Backoff::default(),
             rekey_limit: DEFAULT_REKEY_LIMIT,
+            ciphers: crate::ssh::ciphers::default_order(),
             policy: HostPolicy::default(),
         }
     }

@@ -158,6 +158,13 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_CONNECTIONS_PER_TUNNEL, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_tunnel: u32,
 
+    /// Ciphers offered to SSH servers, best first, comma-separated (OpenSSH
+    /// Ciphers). Default: aes256-gcm@openssh.com first when the CPU has AES
+    /// instructions, else chacha20-poly1305@openssh.com. Default for every
+    /// host.
+    #[arg(long, value_name = "CIPHER,...", value_delimiter = ',')]
+    ciphers: Vec<String>,
+
     /// Bytes either way after which tunneld starts an SSH key re-exchange
     /// (OpenSSH RekeyLimit). Default for every host.
     #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
@@ -202,6 +209,8 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
             max: args.reconnect_max.max(args.reconnect_min),
         },
         rekey_limit: args.rekey_limit,
+        ciphers: tunneld::ssh::ciphers::parse(&args.ciphers)
+            .map_err(|e| tunneld::Error::Config(format!("--ciphers: {e}")))?,
         policy: HostPolicy::parse(&args.permit_open, &args.permit_listen)
             .map_err(|e| tunneld::Error::Config(format!("--{}", e.replacen('_', "-", 1))))?,
     };

@@ -154,7 +154,13 @@ pub async fn relay(
             std::io::Result::Ok(())
         });
         let uplink = pin!(async {
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            // Nothing is allocated until the peer first sends: an idle
+            // connection costs no read buffer (10,000 of them would
+            // otherwise hold 640 MiB).
+            let mut buf = BytesMut::new();
+            if tcp_rx.readable().await.is_err() {
+                return false;
+            }
             loop {
                 buf.reserve(READ_CHUNK);
                 let n = match tcp_rx.read_buf(&mut buf).await {

@@ -10,6 +10,7 @@
 mod support;
 
 mod attach;
+mod ciphers;
 mod cli;
 mod errors;
 mod exec;

@@ -6,6 +6,7 @@
 //! channels and routes the server's forwarded channels to whoever registered
 //! for them.
 
+pub mod ciphers;
 mod forward_routes;
 mod handler;
 mod host;

@@ -64,7 +64,10 @@ impl SshSession {
         tcp.set_nodelay(true)
             .map_err(|e| unreachable(e.to_string()))?;
 
-        let mut preferred = russh::Preferred::default();
+        let mut preferred = russh::Preferred {
+            cipher: host.ciphers.clone().into(),
+            ..russh::Preferred::default()
+        };
         // Offer first the host key types known_hosts lists for this host, as
         // OpenSSH does. Only the host-key list is reordered: russh's default
         // key-exchange list is kept, it carries the strict-kex
