@@ -67,6 +67,15 @@ pub const DEFAULT_RECONNECT_WAIT: Duration = Duration::from_secs(10);
 /// connection (or one exec) that its local reader has not taken yet.
 pub const DEFAULT_MAX_BUFFER_PER_CONNECTION: usize = 8 * 1024 * 1024;
 
+/// Default size of one read from a local socket: two SSH packets.
+pub const DEFAULT_COPY_BUFFER: usize = 64 * 1024;
+
+/// Default SSH channel window (bytes the server may send ahead), russh's.
+pub const DEFAULT_SSH_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// Default largest SSH packet tunneld accepts, OpenSSH's.
+pub const DEFAULT_SSH_MAX_PACKET: u32 = 32 * 1024;
+
 /// What to do with a host key that known_hosts does not list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -118,6 +127,10 @@ pub struct HostConfig {
     pub rekey_limit: usize,
     /// Ciphers offered, best first.
     pub ciphers: Vec<russh::cipher::Name>,
+    /// SSH channel window: bytes the server may send ahead on a channel.
+    pub window_size: u32,
+    /// Largest SSH packet accepted.
+    pub max_packet: u32,
     /// Which forwards may be opened over this host.
     pub policy: HostPolicy,
 }
@@ -152,6 +165,9 @@ pub struct Limits {
     /// How long a new connection to a local forward waits for a lost SSH
     /// connection to come back before it is closed.
     pub reconnect_wait: Duration,
+    /// Size of one read from a local socket (allocated only once the
+    /// connection's peer first sends).
+    pub copy_buffer: usize,
 }
 
 impl Default for Limits {
@@ -161,6 +177,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_tunnel: DEFAULT_MAX_CONNECTIONS_PER_TUNNEL,
             reconnect_wait: DEFAULT_RECONNECT_WAIT,
+            copy_buffer: DEFAULT_COPY_BUFFER,
         }
     }
 }
@@ -199,6 +216,10 @@ pub struct HostDefaults {
     pub rekey_limit: usize,
     /// Ciphers used when a host sets none.
     pub ciphers: Vec<russh::cipher::Name>,
+    /// SSH channel window of every host.
+    pub window_size: u32,
+    /// Largest SSH packet of every host.
+    pub max_packet: u32,
     /// Forward rules used when a host sets none.
     pub policy: HostPolicy,
 }
@@ -216,6 +237,8 @@ impl HostDefaults {
             reconnect: Backoff::default(),
             rekey_limit: DEFAULT_REKEY_LIMIT,
             ciphers: crate::ssh::ciphers::default_order(),
+            window_size: DEFAULT_SSH_WINDOW,
+            max_packet: DEFAULT_SSH_MAX_PACKET,
             policy: HostPolicy::default(),
         }
     }
@@ -436,6 +459,8 @@ fn host_from_destination(name: &str, dest: &str, d: &HostDefaults) -> Result<Hos
         reconnect: d.reconnect,
         rekey_limit: d.rekey_limit,
         ciphers: d.ciphers.clone(),
+        window_size: d.window_size,
+        max_packet: d.max_packet,
         policy: d.policy.clone(),
     })
 }
@@ -510,6 +535,8 @@ mod tests {
             reconnect: Backoff::default(),
             rekey_limit: DEFAULT_REKEY_LIMIT,
             ciphers: crate::ssh::ciphers::default_order(),
+            window_size: DEFAULT_SSH_WINDOW,
+            max_packet: DEFAULT_SSH_MAX_PACKET,
             policy: HostPolicy::default(),
         }
     }

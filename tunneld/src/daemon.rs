@@ -178,6 +178,7 @@ impl Daemon {
         let limits = spec.connection_limits();
         let options = TunnelOptions {
             max_buffer: self.limits.max_buffer_per_connection,
+            copy_buffer: self.limits.copy_buffer,
             attached,
             max_connections: limits
                 .max_connections

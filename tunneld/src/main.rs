@@ -158,6 +158,21 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_CONNECTIONS_PER_TUNNEL, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_tunnel: u32,
 
+    /// Size of one read from a forwarded connection's local socket. Each
+    /// connection allocates it once its peer first sends.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size)]
+    copy_buffer: usize,
+
+    /// SSH channel window: bytes an SSH server may send ahead on one channel
+    /// before tunneld has taken them. Default for every host.
+    #[arg(long, value_name = "SIZE", default_value = "2MiB", value_parser = parse_u32_size)]
+    ssh_window: u32,
+
+    /// Largest SSH packet tunneld accepts (OpenSSH: 32KiB). Default for
+    /// every host.
+    #[arg(long, value_name = "SIZE", default_value = "32KiB", value_parser = parse_u32_size)]
+    ssh_max_packet: u32,
+
     /// Ciphers offered to SSH servers, best first, comma-separated (OpenSSH
     /// Ciphers). Default: aes256-gcm@openssh.com first when the CPU has AES
     /// instructions, else chacha20-poly1305@openssh.com. Default for every
@@ -177,6 +192,11 @@ enum PolicyArg {
     Strict,
     /// Add keys of never-seen hosts; refuse changed keys.
     AcceptNew,
+}
+
+fn parse_u32_size(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    u32::try_from(n).map_err(|_| format!("{s:?} is too large (at most 4GiB - 1)"))
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -209,6 +229,8 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
             max: args.reconnect_max.max(args.reconnect_min),
         },
         rekey_limit: args.rekey_limit,
+        window_size: args.ssh_window,
+        max_packet: args.ssh_max_packet,
         ciphers: tunneld::ssh::ciphers::parse(&args.ciphers)
             .map_err(|e| tunneld::Error::Config(format!("--ciphers: {e}")))?,
         policy: HostPolicy::parse(&args.permit_open, &args.permit_listen)
@@ -228,6 +250,7 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
     config.limits.max_connections = args.max_connections;
     config.limits.max_connections_per_tunnel = args.max_connections_per_tunnel;
     config.limits.reconnect_wait = args.reconnect_wait;
+    config.limits.copy_buffer = args.copy_buffer;
     config.finish()?;
     Ok(config)
 }

@@ -34,9 +34,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{budget, ssh::SshChannel};
 
-/// Size of one read from the local socket.
-const READ_CHUNK: usize = 64 * 1024;
-
 /// Most bytes gathered from the queue into one write to the local socket.
 const WRITE_BATCH: usize = 256 * 1024;
 
@@ -85,15 +82,29 @@ impl Counted<'_> {
     }
 }
 
+/// Sizes of one relay's buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayBuffers {
+    /// Most bytes from the channel held for a lagging local reader; past it
+    /// the connection is reset.
+    pub max_buffer: usize,
+    /// Size of one read from the local socket (`--copy-buffer`).
+    pub read_chunk: usize,
+}
+
 /// Carries bytes both ways between `tcp` and `channel` until the connection
 /// ends, counting them into `bytes`.
 pub async fn relay(
     tcp: TcpStream,
     channel: SshChannel,
     bytes: ByteCounters<'_>,
-    max_buffer: usize,
+    buffers: RelayBuffers,
     cancel: &CancellationToken,
 ) -> RelayEnd {
+    let RelayBuffers {
+        max_buffer,
+        read_chunk,
+    } = buffers;
     let (mut ch_rx, ch_tx) = channel.split();
     let (mut tcp_rx, mut tcp_tx) = tcp.into_split();
     let (q_tx, mut q_rx) = budget::channel::<Down>(max_buffer);
@@ -162,7 +173,7 @@ pub async fn relay(
                 return false;
             }
             loop {
-                buf.reserve(READ_CHUNK);
+                buf.reserve(read_chunk);
                 let n = match tcp_rx.read_buf(&mut buf).await {
                     Ok(0) => {
                         let _ = ch_tx.eof().await;

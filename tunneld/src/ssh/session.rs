@@ -85,6 +85,8 @@ impl SshSession {
             keepalive_interval: Some(host.keepalive_interval),
             keepalive_max: host.keepalive_max,
             nodelay: true,
+            window_size: host.window_size,
+            maximum_packet_size: host.max_packet,
             preferred,
             limits: russh::Limits {
                 rekey_write_limit: host.rekey_limit,

@@ -27,7 +27,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    relay::{RelayEnd, relay},
+    relay::{RelayBuffers, RelayEnd, relay},
     ssh::{HostHold, Link, SshChannel, SshHost},
     watch::{Bus, Change},
 };
@@ -48,6 +48,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct TunnelOptions {
     /// Bytes held for one connection whose local reader lags (see `relay`).
     pub max_buffer: usize,
+    /// Size of one read from a local socket.
+    pub copy_buffer: usize,
     /// Whether the tunnel lives only as long as an [`Attachment`].
     pub attached: bool,
     /// Connections carried at once; more are refused.
@@ -152,8 +154,8 @@ pub struct Tunnel {
     pub cancel: CancellationToken,
     /// The tunnel's tasks (listener and connections), awaited on close.
     pub tasks: TaskTracker,
-    /// Bytes held for one connection whose local reader lags (see `relay`).
-    max_buffer: usize,
+    /// Buffer sizes of each connection (see `relay`).
+    buffers: RelayBuffers,
     /// Whether an [`Attachment`] owns the tunnel.
     attached: bool,
     /// Connections carried at once.
@@ -235,7 +237,10 @@ impl Tunnel {
             counters: Default::default(),
             cancel: parent.child_token(),
             tasks: TaskTracker::new(),
-            max_buffer: options.max_buffer,
+            buffers: RelayBuffers {
+                max_buffer: options.max_buffer,
+                read_chunk: options.copy_buffer,
+            },
             attached: options.attached,
             max_connections: options.max_connections,
             idle_timeout: options.idle_timeout,
@@ -293,7 +298,7 @@ impl Tunnel {
     ) {
         let cancel = self.cancel.child_token();
         let idled = AtomicBool::new(false);
-        let carried = relay(tcp, channel, conn.byte_counters(), self.max_buffer, &cancel);
+        let carried = relay(tcp, channel, conn.byte_counters(), self.buffers, &cancel);
         let end = match self.idle_timeout {
             None => carried.await,
             Some(limit) => tokio::select! {
@@ -314,7 +319,7 @@ impl Tunnel {
             RelayEnd::Overflow => {
                 let reason = format!(
                     "reset: its reader fell more than {} KiB behind (--max-connection-buffer)",
-                    self.max_buffer / 1024
+                    self.buffers.max_buffer / 1024
                 );
                 tracing::warn!("connection {reason}");
                 conn.fail(reason);
