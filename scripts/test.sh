@@ -15,6 +15,9 @@ scripts/check-clients.sh
 # The end-to-end tests and the client suites run the real binaries.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --color never
+# The benchmark at smoke size (seconds), so it cannot rot; never judged on speed.
+echo "==> benchmark smoke run" >&2
+cargo run --locked -q -p tunneld-tests --bin bench -- --smoke > /dev/null
 
 clients/python/run-tests.sh
 clients/go/run-tests.sh

@@ -1,396 +1,659 @@
-//! `bench`: tunneld's local forward against OpenSSH's `ssh -N -L`, side by
-//! side in one run, on one throwaway sshd, with the same key and target.
+//! `bench`: tunneld against OpenSSH's `ssh` client, side by side in one run,
+//! through one throwaway sshd on loopback, held to one cipher.
 //!
-//! Measures, alternating the two forwards each round so drift on a shared
-//! machine hits both alike:
-//! - download: MB/s of one connection reading `--mib` MiB from a source;
-//! - upload: MB/s of one connection writing `--mib` MiB to a sink;
-//! - parallel: MB/s of 8 connections downloading at once;
-//! - connect+rtt: a new connection and one 64-byte round trip;
-//! - rtt: one 64-byte round trip on an open connection;
-//! - rtt under stall: the same while another connection on the same forward
-//!   requested a large response and never reads it (isolation).
+//! ```text
+//! cargo run --release -p tunneld-tests --bin bench            # full run
+//! cargo run --release -p tunneld-tests --bin bench -- --smoke # CI: seconds, fails on errors only
+//! ```
 //!
-//! Prints a table with medians and tunneld/ssh ratios. Run with:
-//! `cargo run --release -p tunneld-tests --bin bench -- [--mib N] [--rounds N]`
-//! (uses loopback only; every process it starts is stopped on exit).
+//! Rows (see docs/BENCHMARKS.md for how to read them): raw loopback TCP as
+//! the ceiling; `ssh -N -L` against a tunneld local forward and `ssh -N -R`
+//! against a tunneld remote forward, each for single-stream push and pull,
+//! 16- and 100-stream aggregate pull, connection setup + one small round
+//! trip (p50/p99), and CPU per GiB of the client and of sshd; RSS; `Exec`
+//! of `cat FILE` against `ssh host cat FILE`; control-RPC latency
+//! (OpenLocalForward, List with many tunnels open); and RSS with many idle
+//! forwarded connections. Every row runs `--reps` times, alternating which
+//! contender goes first, and shows medians with the min–max spread and the
+//! tunneld/ssh ratio.
+//!
+//! Module map (files in `bench/` next to this one, named with `#[path]`
+//! because the manifest makes this file the binary's root): `options`
+//! (flags), `peer` (the target server, a child process), `load` (the client side of the data-path rows), `contenders`
+//! (the ssh processes), `daemon` (tunneld's side), `procfs` (CPU, memory,
+//! machine, negotiated ciphers), `report` (statistics and the table).
+//!
+//! Everything listens on 127.0.0.1 only; every process started is stopped
+//! by a guard's `Drop`, also on error or when `--time-limit` runs out.
 
-use std::{
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+#[path = "bench/contenders.rs"]
+mod contenders;
+#[path = "bench/daemon.rs"]
+mod daemon;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/options.rs"]
+mod options;
+#[path = "bench/peer.rs"]
+mod peer;
+#[path = "bench/procfs.rs"]
+mod procfs;
+#[path = "bench/report.rs"]
+mod report;
 
-use anyhow::{Context, Result, bail};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-};
-use tunnel_proto::v1::OpenLocalForwardRequest;
-use tunneld_tests::{Sshd, Tunneld, sshd::free_port};
+use std::time::{Duration, Instant};
 
-/// Request byte selecting what a bench peer connection does.
-const SOURCE: u8 = b'S';
-const SINK: u8 = b'K';
-const ECHO: u8 = b'E';
-/// Bytes a stalled connection asks for (never read).
-const STALL_BYTES: u64 = 256 << 20;
+use anyhow::{Context, Result, ensure};
+use tunneld_tests::{Sshd, Tunneld, fds};
 
-struct Options {
-    mib: u64,
-    rounds: usize,
+use contenders::SshForward;
+use load::{bounded, transfer_timeout};
+use options::Options;
+use report::{Better, Report, Target, Who};
+
+const GIB: f64 = (1u64 << 30) as f64;
+const MB: f64 = 1e6;
+/// File descriptors the bench needs besides the idle connections.
+const FD_SLACK: u64 = 1024;
+/// How long a process may take to close its idle connections' sockets.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When the run started, for the progress lines.
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// A progress line on stderr, stamped with the seconds since the start
+/// (stdout carries only the report).
+fn progress(msg: impl std::fmt::Display) {
+    let t = STARTED.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[{t:7.1}s] {msg}");
 }
 
-fn options() -> Result<Options> {
-    let mut o = Options {
-        mib: 256,
-        rounds: 5,
+fn main() -> Result<()> {
+    let opts = Options::parse(std::env::args().skip(1))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    if opts.serve_peer {
+        return rt.block_on(peer::serve());
+    }
+    let limit = opts.time_limit;
+    progress("bench starting");
+    let out = rt.block_on(async {
+        tokio::time::timeout(limit, run(opts))
+            .await
+            .with_context(|| format!("the bench did not finish within --time-limit {limit:?}"))?
+    });
+    progress(match &out {
+        Ok(()) => "bench finished",
+        Err(_) => "bench failed",
+    });
+    out
+}
+
+/// Where one contender's bytes go in: a forward's listening end, or the
+/// peer itself for raw TCP.
+#[derive(Debug, Clone, Copy)]
+struct Lane {
+    who: Who,
+    port: u16,
+    /// The client process whose CPU is counted (ssh or tunneld).
+    pid: Option<u32>,
+}
+
+async fn run(o: Options) -> Result<()> {
+    if cfg!(debug_assertions) && !o.smoke {
+        anyhow::bail!(
+            "a full run needs a release build: cargo run --release -p tunneld-tests --bin bench"
+        );
+    }
+    // Raised before anything is started: sshd, tunneld, ssh and the peer
+    // inherit it.
+    let nofile = fds::raise_nofile_limit()?;
+    if o.runs("idle") {
+        let need = o.idle as u64 + FD_SLACK;
+        ensure!(
+            nofile >= need,
+            "--idle {} needs RLIMIT_NOFILE >= {need} in every process, the hard limit here is \
+             {nofile}; raise it (ulimit -Hn, as root) or pass a smaller --idle",
+            o.idle
+        );
+    }
+    let (bin, provenance) = tokio::task::spawn_blocking({
+        let smoke = o.smoke;
+        move || daemon::release_binary(smoke)
+    })
+    .await??;
+
+    let mut machine = procfs::machine_info();
+    machine.push((
+        "RLIMIT_NOFILE".into(),
+        format!("{nofile} (bench, sshd, tunneld, ssh)"),
+    ));
+    machine.push((
+        "tunneld".into(),
+        format!(
+            "{} — {} — {provenance}",
+            bin.display(),
+            daemon::version(&bin)
+        ),
+    ));
+    machine.push(("source".into(), daemon::source_commit()));
+    progress(format!("tunneld: {}", bin.display()));
+    progress(o.describe());
+
+    let sshd = {
+        let mut b = Sshd::builder().config(format!("LogLevel {}", o.sshd_log_level));
+        if let Some(c) = &o.cipher {
+            b = b.config(format!("Ciphers {c}"));
+        }
+        tokio::task::spawn_blocking(move || b.start()).await??
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || {
-            args.next()
-                .context("missing value")
-                .and_then(|v| Ok(v.parse::<u64>()?))
-        };
-        match a.as_str() {
-            "--mib" => o.mib = value()?,
-            "--rounds" => o.rounds = value()? as usize,
-            other => bail!("unknown argument {other:?}; usage: bench [--mib N] [--rounds N]"),
+    let sshd_pid = sshd.pid();
+    let peer = peer::Peer::start().await?;
+    // A file cat reads as fast as the page cache allows, using no disk:
+    // sparse, all zeros.
+    let file = sshd.dir().join("bench-cat.bin");
+    std::fs::File::create(&file)?.set_len(o.bytes)?;
+
+    let cap = (o.idle as u64 + FD_SLACK).to_string();
+    let mut args: Vec<String> = vec![
+        "--max-connections".into(),
+        cap.clone(),
+        "--max-connections-per-tunnel".into(),
+        cap.clone(),
+    ];
+    // sshd offering one cipher already decides it; tunneld offering the
+    // same one alone (when it has the flag) makes that explicit.
+    if let Some(c) = &o.cipher
+        && daemon::has_flag(&bin, "--ciphers")
+    {
+        args.extend(["--ciphers".into(), c.clone()]);
+    }
+    args.extend(o.tunneld_args.iter().cloned());
+    machine.push((
+        "tunneld flags (besides --ssh, --identity, --known-hosts)".into(),
+        args.join(" "),
+    ));
+    let start_tunneld = || {
+        args.iter()
+            .fold(Tunneld::builder(&sshd), |b, a| b.arg(a))
+            // The daemon's own default filter (info), not the fixture's debug.
+            .env("RUST_LOG", "info,russh=warn")
+            .start_binary(&bin)
+    };
+    let tunneld = start_tunneld().await?;
+    let tpid = tunneld.pid().context("tunneld exited")?;
+    let client = tunneld.client();
+    let cap: u32 = cap.parse()?;
+    let (_, tl_port) = daemon::open_local(&client, peer.port(), cap).await?;
+    let tr_port = daemon::open_remote(&client, peer.port(), cap).await?;
+    let cipher = o.cipher.as_deref();
+    let ssh_l = SshForward::local(&sshd, cipher, peer.port()).await?;
+    let ssh_r = SshForward::remote(&sshd, cipher, peer.port()).await?;
+
+    let mut report = declare_rows(&o);
+    let raw = Lane {
+        who: Who::Raw,
+        port: peer.port(),
+        pid: None,
+    };
+    let local = [
+        Lane {
+            who: Who::Ssh,
+            port: ssh_l.port,
+            pid: Some(ssh_l.pid()?),
+        },
+        Lane {
+            who: Who::Tunneld,
+            port: tl_port,
+            pid: Some(tpid),
+        },
+    ];
+    let remote = [
+        Lane {
+            who: Who::Ssh,
+            port: ssh_r.port,
+            pid: Some(ssh_r.pid()?),
+        },
+        Lane {
+            who: Who::Tunneld,
+            port: tr_port,
+            pid: Some(tpid),
+        },
+    ];
+
+    for rep in 0..o.reps {
+        let mut raw_done = false;
+        for (kind, pair) in [("local", &local), ("remote", &remote)] {
+            if !o.runs(kind) {
+                continue;
+            }
+            progress(format!("rep {}/{}: {kind} forwards", rep + 1, o.reps));
+            // Alternate who goes first so drift and warm-up hit both.
+            let mut order: Vec<Lane> = if rep % 2 == 0 {
+                vec![pair[0], pair[1]]
+            } else {
+                vec![pair[1], pair[0]]
+            };
+            if !raw_done {
+                order.insert(0, raw);
+                raw_done = true;
+            }
+            forward_rep(&o, &mut report, kind, &order, sshd_pid).await?;
         }
     }
-    Ok(o)
-}
 
-/// A peer whose first byte picks: source (then 8-byte length), sink, echo.
-async fn start_peer() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let _ = s.set_nodelay(true);
-            tokio::spawn(async move {
-                let mut op = [0u8; 1];
-                if s.read_exact(&mut op).await.is_err() {
-                    return;
-                }
-                let chunk = vec![0x5au8; 256 * 1024];
-                match op[0] {
-                    SOURCE => {
-                        let Ok(mut left) = s.read_u64().await else {
-                            return;
-                        };
-                        while left > 0 {
-                            let n = left.min(chunk.len() as u64) as usize;
-                            if s.write_all(&chunk[..n]).await.is_err() {
-                                return;
-                            }
-                            left -= n as u64;
-                        }
-                        let _ = s.shutdown().await;
-                    }
-                    SINK => {
-                        let mut buf = vec![0u8; 256 * 1024];
-                        let mut total = 0u64;
-                        while let Ok(n) = s.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            total += n as u64;
-                        }
-                        let _ = s.write_u64(total).await;
+    // Memory after the data-path rows, before anything else grows it.
+    if o.runs("local") || o.runs("remote") {
+        let t = procfs::memory(tpid)?;
+        let (a, b) = (procfs::memory(ssh_l.pid()?)?, procfs::memory(ssh_r.pid()?)?);
+        report.add("rss.now", Who::Tunneld, t.rss as f64 / MB);
+        report.add("rss.now", Who::Ssh, (a.rss + b.rss) as f64 / MB);
+        report.add("rss.peak", Who::Tunneld, t.hwm as f64 / MB);
+        report.add("rss.peak", Who::Ssh, (a.hwm + b.hwm) as f64 / MB);
+    }
+
+    if o.runs("exec") {
+        let exec_client = daemon::exec_client(tunneld.addr()).await?;
+        for rep in 0..o.reps {
+            progress(format!("rep {}/{}: exec", rep + 1, o.reps));
+            let limit = transfer_timeout(o.bytes);
+            let mut order = [Who::Ssh, Who::Tunneld];
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for who in order {
+                let s = match who {
+                    Who::Ssh => {
+                        bounded(
+                            "ssh host cat",
+                            limit,
+                            contenders::ssh_cat(&sshd, cipher, &file, o.bytes),
+                        )
+                        .await
                     }
                     _ => {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(n) = s.read(&mut buf).await {
-                            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
+                        bounded(
+                            "Exec cat",
+                            limit,
+                            daemon::exec_cat(&exec_client, tpid, &file, o.bytes),
+                        )
+                        .await
                     }
+                };
+                // A failed Exec is a finding, not the end of the run.
+                let s = match s {
+                    Ok(s) => s,
+                    Err(e) => {
+                        progress(format!("  {who:?} failed: {e:#}"));
+                        report.fail("exec.mbps", who, &e);
+                        continue;
+                    }
+                };
+                report.add("exec.mbps", who, s.mbps);
+                report.add("exec.first", who, s.first_byte_ms);
+                if let Some(cpu) = s.cpu_secs {
+                    report.add("exec.cpu", who, cpu / (o.bytes as f64 / GIB));
                 }
-            });
-        }
-    });
-    Ok(addr)
-}
-
-async fn connect(port: u16) -> Result<TcpStream> {
-    let s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-async fn download(port: u16, bytes: u64) -> Result<f64> {
-    let start = Instant::now();
-    let mut s = connect(port).await?;
-    s.write_u8(SOURCE).await?;
-    s.write_u64(bytes).await?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut got = 0u64;
-    loop {
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-    }
-    if got != bytes {
-        bail!("download got {got} of {bytes} bytes");
-    }
-    Ok(bytes as f64 / start.elapsed().as_secs_f64() / 1e6)
-}
-
-async fn upload(port: u16, bytes: u64) -> Result<f64> {
-    let start = Instant::now();
-    let mut s = connect(port).await?;
-    s.write_u8(SINK).await?;
-    let chunk = vec![0xa5u8; 256 * 1024];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        s.write_all(&chunk[..n]).await?;
-        left -= n as u64;
-    }
-    s.shutdown().await?;
-    let seen = s.read_u64().await?;
-    if seen != bytes {
-        bail!("sink saw {seen} of {bytes} bytes");
-    }
-    Ok(bytes as f64 / start.elapsed().as_secs_f64() / 1e6)
-}
-
-async fn parallel(port: u16, bytes: u64, conns: u64) -> Result<f64> {
-    let start = Instant::now();
-    let each = bytes / conns;
-    let tasks: Vec<_> = (0..conns)
-        .map(|_| tokio::spawn(download(port, each)))
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    Ok((each * conns) as f64 / start.elapsed().as_secs_f64() / 1e6)
-}
-
-async fn round_trip(s: &mut TcpStream) -> Result<Duration> {
-    let msg = [7u8; 64];
-    let mut back = [0u8; 64];
-    let start = Instant::now();
-    s.write_all(&msg).await?;
-    s.read_exact(&mut back).await?;
-    Ok(start.elapsed())
-}
-
-async fn echo_conn(port: u16) -> Result<TcpStream> {
-    let mut s = connect(port).await?;
-    s.write_u8(ECHO).await?;
-    Ok(s)
-}
-
-/// Median of `n` connect+round-trip times, in ms.
-async fn connect_rtt(port: u16, n: usize) -> Result<f64> {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut s = echo_conn(port).await?;
-        round_trip(&mut s).await?;
-        v.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(median(&mut v))
-}
-
-/// Median of `n` round trips on one connection, in ms.
-async fn rtt(port: u16, n: usize) -> Result<f64> {
-    let mut s = echo_conn(port).await?;
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        v.push(round_trip(&mut s).await?.as_secs_f64() * 1e3);
-    }
-    Ok(median(&mut v))
-}
-
-/// Round trips while another connection on the same forward asked for a
-/// large response and never reads it. Returns (median ms, max ms).
-async fn rtt_under_stall(port: u16, n: usize) -> Result<(f64, f64)> {
-    let mut stalled = connect(port).await?;
-    stalled.write_u8(SOURCE).await?;
-    stalled.write_u64(STALL_BYTES).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await; // let the buffers fill
-    let mut v = Vec::with_capacity(n);
-    let mut s = tokio::time::timeout(Duration::from_secs(10), echo_conn(port))
-        .await
-        .context("a new connection during the stall timed out")??;
-    for _ in 0..n {
-        let d = tokio::time::timeout(Duration::from_secs(10), round_trip(&mut s))
-            .await
-            .context("a round trip during the stall timed out (the forward is not isolated)")??;
-        v.push(d.as_secs_f64() * 1e3);
-    }
-    drop(stalled);
-    let max = v.iter().cloned().fold(0.0, f64::max);
-    Ok((median(&mut v), max))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// `ssh -N -L` with the same key, known_hosts and target; killed on drop.
-struct SshForward(Child);
-
-impl SshForward {
-    async fn start(sshd: &Sshd, lport: u16, target: SocketAddr) -> Result<SshForward> {
-        let child = Command::new("ssh")
-            .args([
-                "-N",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "ExitOnForwardFailure=yes",
-            ])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                sshd.known_hosts().display()
-            ))
-            .arg("-i")
-            .arg(sshd.identity())
-            .args(["-p", &sshd.port().to_string()])
-            .arg("-L")
-            .arg(format!("127.0.0.1:{lport}:127.0.0.1:{}", target.port()))
-            .arg(format!("{}@127.0.0.1", sshd.user()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("running ssh (install openssh-client)")?;
-        let fwd = SshForward(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", lport)).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("ssh -L did not start listening on {lport}");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(fwd)
-    }
-}
-
-impl Drop for SshForward {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[derive(Default)]
-struct Samples {
-    download: Vec<f64>,
-    upload: Vec<f64>,
-    parallel: Vec<f64>,
-    connect_rtt: Vec<f64>,
-    rtt: Vec<f64>,
-    stall_rtt: Vec<f64>,
-    stall_max: Vec<f64>,
-}
-
-async fn measure(port: u16, bytes: u64, s: &mut Samples) -> Result<()> {
-    s.download.push(download(port, bytes).await?);
-    s.upload.push(upload(port, bytes).await?);
-    s.parallel.push(parallel(port, bytes, 8).await?);
-    s.connect_rtt.push(connect_rtt(port, 100).await?);
-    s.rtt.push(rtt(port, 500).await?);
-    let (m, max) = rtt_under_stall(port, 200).await?;
-    s.stall_rtt.push(m);
-    s.stall_max.push(max);
-    Ok(())
-}
-
-#[tokio::main]
-async fn main() -> Result<()> {
-    let o = options()?;
-    let bytes = o.mib << 20;
-    let sshd = Sshd::builder().config("MaxSessions 100").start()?;
-    let daemon = Tunneld::start(&sshd).await?;
-    let peer = start_peer().await?;
-
-    let mut client = daemon.client();
-    let t = client
-        .open_local_forward(OpenLocalForwardRequest {
-            remote_host: "127.0.0.1".into(),
-            remote_port: u32::from(peer.port()),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .tunnel
-        .context("no tunnel in the reply")?;
-    let tunneld_port = t.local.context("no local end")?.port as u16;
-    let ssh_port = free_port()?;
-    let _ssh = SshForward::start(&sshd, ssh_port, peer).await?;
-
-    let (mut ours, mut theirs) = (Samples::default(), Samples::default());
-    for round in 0..o.rounds {
-        eprintln!("round {}/{}", round + 1, o.rounds);
-        // Alternate who goes first so warm-up and drift hit both.
-        if round % 2 == 0 {
-            measure(tunneld_port, bytes, &mut ours).await?;
-            measure(ssh_port, bytes, &mut theirs).await?;
-        } else {
-            measure(ssh_port, bytes, &mut theirs).await?;
-            measure(tunneld_port, bytes, &mut ours).await?;
         }
     }
 
-    println!("tunneld local forward vs ssh -N -L (OpenSSH client), same sshd, loopback");
-    println!(
-        "{} MiB per transfer, {} rounds, medians; ratio = tunneld / ssh",
-        o.mib, o.rounds
+    if o.runs("control") {
+        progress(format!(
+            "control RPCs: {} tunnels, {} List calls",
+            o.tunnels, o.list_calls
+        ));
+        let c = daemon::control_rows(&client, peer.port(), o.tunnels, o.list_calls).await?;
+        report.add("ctl.open50", Who::Tunneld, c.open.0);
+        report.add("ctl.open99", Who::Tunneld, c.open.1);
+        report.add("ctl.list50", Who::Tunneld, c.list.0);
+        report.add("ctl.list99", Who::Tunneld, c.list.1);
+    }
+
+    // What the earlier rows left behind: Exec buffers, 1,000 tunnels opened
+    // and closed.
+    if o.runs("exec") || o.runs("control") {
+        report.add(
+            "rss.end",
+            Who::Tunneld,
+            procfs::memory(tpid)?.rss as f64 / MB,
+        );
+    }
+
+    if o.runs("idle") {
+        // A fresh tunneld and a fresh ssh -L, so the row is the cost of the
+        // idle connections and not of what earlier rows left in the heap.
+        progress("idle: starting a fresh tunneld and ssh -L");
+        let fresh = start_tunneld().await?;
+        let fresh_pid = fresh.pid().context("the fresh tunneld exited")?;
+        let (_, fresh_port) = daemon::open_local(&fresh.client(), peer.port(), cap).await?;
+        let fresh_ssh = SshForward::local(&sshd, cipher, peer.port()).await?;
+        for (who, port, pid) in [
+            (Who::Tunneld, fresh_port, fresh_pid),
+            (Who::Ssh, fresh_ssh.port, fresh_ssh.pid()?),
+        ] {
+            progress(format!("idle: {} connections through {who:?}", o.idle));
+            match idle_rss(&o, port, pid).await {
+                Ok((total, per)) => {
+                    report.add("idle.rss", who, total);
+                    report.add("idle.per", who, per);
+                }
+                Err(e) => {
+                    progress(format!("  {who:?} failed: {e:#}"));
+                    report.fail("idle.rss", who, &e);
+                }
+            }
+        }
+    }
+
+    let log = sshd.log();
+    let ciphers = procfs::negotiated_ciphers(&log);
+    let sshd_version = log
+        .lines()
+        .find_map(|l| l.split_once("Local version string ").map(|(_, v)| v.trim()))
+        .unwrap_or("? (sshd's LogLevel is below DEBUG1)")
+        .to_owned();
+    machine.push(("sshd".into(), sshd_version));
+    machine.push((
+        "load average at end".into(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    ));
+    print_report(&o, &machine, &ciphers, &report);
+    drop((ssh_l, ssh_r, tunneld, peer, sshd));
+    let failures = report.failures();
+    ensure!(
+        failures.is_empty(),
+        "{} measurement(s) failed (see the table):\n{}",
+        failures.len(),
+        failures.join("\n")
     );
-    println!(
-        "{:<28} {:>12} {:>12} {:>8}",
-        "metric", "tunneld", "ssh -L", "ratio"
-    );
-    let rows: [(&str, &mut Vec<f64>, &mut Vec<f64>, &str); 7] = [
-        (
-            "download MB/s (higher=better)",
-            &mut ours.download,
-            &mut theirs.download,
-            "",
-        ),
-        ("upload MB/s", &mut ours.upload, &mut theirs.upload, ""),
-        (
-            "8 parallel MB/s",
-            &mut ours.parallel,
-            &mut theirs.parallel,
-            "",
-        ),
-        (
-            "connect+rtt ms (lower=better)",
-            &mut ours.connect_rtt,
-            &mut theirs.connect_rtt,
-            "",
-        ),
-        ("rtt ms", &mut ours.rtt, &mut theirs.rtt, ""),
-        (
-            "rtt ms, one reader stalled",
-            &mut ours.stall_rtt,
-            &mut theirs.stall_rtt,
-            "",
-        ),
-        (
-            "max rtt ms, reader stalled",
-            &mut ours.stall_max,
-            &mut theirs.stall_max,
-            "",
-        ),
-    ];
-    for (name, a, b, _) in rows {
-        let (a, b) = (median(a), median(b));
-        println!("{name:<28} {a:>12.3} {b:>12.3} {:>8.2}", a / b);
+    Ok(())
+}
+
+/// One repetition of the data-path rows of one forward kind, contenders in
+/// `order` for each row in turn.
+async fn forward_rep(
+    o: &Options,
+    report: &mut Report,
+    kind: &str,
+    order: &[Lane],
+    sshd_pid: u32,
+) -> Result<()> {
+    // Raw TCP is measured once and shown on both kinds' rows.
+    let keys = |who: Who, row: &str| -> Vec<String> {
+        match who {
+            Who::Raw => vec![format!("local.{row}"), format!("remote.{row}")],
+            _ => vec![format!("{kind}.{row}")],
+        }
+    };
+    let add = |report: &mut Report, who: Who, row: &str, v: f64| {
+        for k in keys(who, row) {
+            report.add(&k, who, v);
+        }
+    };
+    let limit = transfer_timeout(o.bytes);
+    // CPU seconds of the client and of sshd's per-connection processes,
+    // over the single-stream push and pull, per contender.
+    let mut cpu = vec![(0.0f64, 0.0f64); order.len()];
+    for row in ["push", "pull"] {
+        for (i, p) in order.iter().enumerate() {
+            let c0 = p.pid.map(procfs::cpu_seconds).transpose()?;
+            let s0 = procfs::tree_cpu_seconds(sshd_pid);
+            let what = format!("{row} through {:?} ({kind})", p.who);
+            let v = if row == "push" {
+                bounded(&what, limit, load::push(p.port, o.bytes)).await?
+            } else {
+                bounded(&what, limit, load::pull(p.port, o.bytes)).await?
+            };
+            if let (Some(pid), Some(c0)) = (p.pid, c0) {
+                cpu[i].0 += procfs::cpu_seconds(pid)? - c0;
+            }
+            cpu[i].1 += procfs::tree_cpu_seconds(sshd_pid) - s0;
+            add(report, p.who, row, v);
+        }
+    }
+    let gib = 2.0 * o.bytes as f64 / GIB;
+    for (i, p) in order.iter().enumerate() {
+        if p.who != Who::Raw {
+            add(report, p.who, "cpu", cpu[i].0 / gib);
+            add(report, p.who, "sshdcpu", cpu[i].1 / gib);
+        }
+    }
+    for streams in [16usize, 100] {
+        for p in order {
+            let what = format!("{streams} streams through {:?} ({kind})", p.who);
+            let v = bounded(&what, limit, load::aggregate_pull(p.port, o.bytes, streams)).await?;
+            add(report, p.who, &format!("agg{streams}"), v);
+        }
+    }
+    for p in order {
+        let what = format!("setup round trips through {:?} ({kind})", p.who);
+        let ms = bounded(
+            &what,
+            load::TIMEOUT_FLOOR * 5,
+            load::setup_round_trips(p.port, o.rtt),
+        )
+        .await?;
+        add(report, p.who, "setup50", report::percentile(&ms, 50.0));
+        add(report, p.who, "setup99", report::percentile(&ms, 99.0));
     }
     Ok(())
+}
+
+/// Opens `--idle` connections through `port`, each completing a round
+/// trip, and returns the RSS of `pid` then (MB) and its growth per
+/// connection (KB); closes them and waits until `pid` has closed its ends.
+async fn idle_rss(o: &Options, port: u16, pid: u32) -> Result<(f64, f64)> {
+    let fds_before = fds::count(pid)?;
+    let before = procfs::memory(pid)?.rss;
+    let t0 = Instant::now();
+    let conns = bounded(
+        "opening idle connections",
+        load::TIMEOUT_FLOOR * 5,
+        load::open_idle(port, o.idle),
+    )
+    .await?;
+    let opened = t0.elapsed();
+    let with = procfs::memory(pid)?.rss;
+    progress(format!(
+        "  {} connections open in {opened:.1?}; RSS {:.1} MB -> {:.1} MB",
+        conns.len(),
+        before as f64 / MB,
+        with as f64 / MB
+    ));
+    drop(conns);
+    fds::wait_at_most(pid, fds_before + 16, DRAIN_TIMEOUT).await?;
+    let per = with.saturating_sub(before) as f64 / o.idle.max(1) as f64 / 1e3;
+    Ok((with as f64 / MB, per))
+}
+
+fn declare_rows(o: &Options) -> Report {
+    use Better::{Higher, Lower};
+    let mut r = Report::default();
+    for (kind, flag, first) in [("local", "-L", true), ("remote", "-R", false)] {
+        // The issue's targets are stated against ssh -L.
+        let t = |target: Target| first.then_some(target);
+        let k = |row: &str| format!("{kind}.{row}");
+        r.declare(
+            &k("push"),
+            format!("push, 1 stream, {flag}"),
+            "MB/s",
+            Higher,
+            t(Target::RatioAtLeast(1.15)),
+        );
+        r.declare(
+            &k("pull"),
+            format!("pull, 1 stream, {flag}"),
+            "MB/s",
+            Higher,
+            t(Target::RatioAtLeast(1.0)),
+        );
+        r.declare(
+            &k("agg16"),
+            format!("pull, 16 streams aggregate, {flag}"),
+            "MB/s",
+            Higher,
+            None,
+        );
+        r.declare(
+            &k("agg100"),
+            format!("pull, 100 streams aggregate, {flag}"),
+            "MB/s",
+            Higher,
+            t(Target::RatioAtLeast(1.0)),
+        );
+        r.declare(
+            &k("setup50"),
+            format!("connect + 64 B round trip p50, {flag}"),
+            "ms",
+            Lower,
+            t(Target::RatioAtMost(1.0)),
+        );
+        r.declare(
+            &k("setup99"),
+            format!("connect + 64 B round trip p99, {flag}"),
+            "ms",
+            Lower,
+            None,
+        );
+        r.declare(
+            &k("cpu"),
+            format!("client CPU per GiB (push+pull), {flag}"),
+            "s/GiB",
+            Lower,
+            t(Target::RatioAtMost(1.0)),
+        );
+        r.declare(
+            &k("sshdcpu"),
+            format!("sshd CPU per GiB serving it, {flag}"),
+            "s/GiB",
+            Lower,
+            None,
+        );
+    }
+    r.declare(
+        "rss.now",
+        "client RSS after the rows above (ssh: -L + -R)",
+        "MB",
+        Lower,
+        None,
+    );
+    r.declare(
+        "rss.peak",
+        "client peak RSS, VmHWM (ssh: -L + -R)",
+        "MB",
+        Lower,
+        None,
+    );
+    r.declare(
+        "rss.end",
+        "tunneld RSS after the Exec and control rows",
+        "MB",
+        Lower,
+        None,
+    );
+    r.declare(
+        "exec.mbps",
+        "Exec `cat` stream (ssh: `ssh host cat`)",
+        "MB/s",
+        Higher,
+        None,
+    );
+    r.declare(
+        "exec.first",
+        "Exec first byte (ssh: incl. connect + auth)",
+        "ms",
+        Lower,
+        None,
+    );
+    r.declare("exec.cpu", "client CPU per GiB, Exec", "s/GiB", Lower, None);
+    r.declare("ctl.open50", "OpenLocalForward p50", "ms", Lower, None);
+    r.declare("ctl.open99", "OpenLocalForward p99", "ms", Lower, None);
+    r.declare(
+        "ctl.list50",
+        format!("List p50, {} tunnels open", o.tunnels),
+        "ms",
+        Lower,
+        None,
+    );
+    r.declare(
+        "ctl.list99",
+        format!("List p99, {} tunnels open", o.tunnels),
+        "ms",
+        Lower,
+        Some(Target::Below(5.0)),
+    );
+    r.declare(
+        "idle.rss",
+        format!("RSS with {} idle connections, -L, fresh process", o.idle),
+        "MB",
+        Lower,
+        Some(Target::Below(200.0)),
+    );
+    r.declare(
+        "idle.per",
+        "RSS growth per idle connection, -L",
+        "KB",
+        Lower,
+        None,
+    );
+    r
+}
+
+fn print_report(
+    o: &Options,
+    machine: &[(String, String)],
+    ciphers: &[procfs::Negotiated],
+    report: &Report,
+) {
+    println!("## tunneld vs OpenSSH ssh, one sshd on loopback\n");
+    println!("command: `{}`\n", command_line());
+    for (k, v) in machine {
+        println!("- {k}: {v}");
+    }
+    println!("- run: {}", o.describe());
+    match (&o.cipher, ciphers.is_empty()) {
+        (_, true) => println!(
+            "- negotiated ciphers: not in sshd's log (LogLevel {}; DEBUG1 logs them)",
+            o.sshd_log_level
+        ),
+        (c, false) => {
+            println!(
+                "- sshd offers {}; negotiated, from sshd's log:",
+                c.as_deref()
+                    .map_or("its default cipher list".into(), |c| format!("only {c}"))
+            );
+            for (sw, c2s, s2c) in ciphers {
+                println!("  - {sw}: client→server {c2s}, server→client {s2c}");
+            }
+        }
+    }
+    if o.smoke {
+        println!("- SMOKE RUN: sizes too small for the numbers to mean anything");
+    }
+    println!(
+        "\nCells: median (min–max) over {} repetition(s); ratio = tunneld median / ssh median; \
+         `better` says which way is good.\n",
+        o.reps
+    );
+    print!("{}", report.table());
+    let failures = report.failures();
+    if !failures.is_empty() {
+        println!("\nFailed measurements:\n");
+        for f in failures {
+            println!("- {f}");
+        }
+    }
+}
+
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut s = "cargo run --release -p tunneld-tests --bin bench".to_owned();
+    if !args.is_empty() {
+        s.push_str(" -- ");
+        s.push_str(&args.join(" "));
+    }
+    s
 }

@@ -11,7 +11,7 @@ fn negotiated(sshd_log: &str) -> Option<String> {
     sshd_log
         .lines()
         .filter_map(|l| l.split("kex: client->server cipher: ").nth(1))
-        .last()
+        .next_back()
         .and_then(|rest| rest.split_whitespace().next())
         .map(str::to_string)
 }

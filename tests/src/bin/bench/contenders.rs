@@ -1,0 +1,167 @@
+//! The OpenSSH client as the comparison peer: `ssh -N -L`, `ssh -N -R` and
+//! `ssh host cat FILE`, with the same key, known_hosts, sshd and cipher as
+//! tunneld, and no user config (`-F none`).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tunneld_tests::Sshd;
+
+use crate::procfs;
+
+/// How long an `ssh -N` forward may take to start listening.
+const SSH_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An `ssh` command line for `sshd`: batch mode, its known_hosts only, its
+/// key, `-c cipher` when one is given.
+fn ssh_command(sshd: &Sshd, cipher: Option<&str>) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-F", "none", "-o", "BatchMode=yes"])
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            sshd.known_hosts().display()
+        ))
+        .args(["-o", "LogLevel=ERROR", "-i"])
+        .arg(sshd.identity())
+        .args(["-p", &sshd.port().to_string()]);
+    if let Some(c) = cipher {
+        cmd.args(["-c", c]);
+    }
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// An `ssh -N -L` or `ssh -N -R` process; killed when dropped.
+pub struct SshForward {
+    child: Child,
+    /// Where bench clients connect: ssh's listener (-L) or sshd's (-R).
+    pub port: u16,
+}
+
+impl SshForward {
+    /// `ssh -N -L 127.0.0.1:LPORT:127.0.0.1:TARGET`.
+    pub async fn local(sshd: &Sshd, cipher: Option<&str>, target: u16) -> Result<SshForward> {
+        let port = tunneld_tests::sshd::free_port()?;
+        let spec = format!("127.0.0.1:{port}:127.0.0.1:{target}");
+        Self::start(sshd, cipher, "-L", &spec, port).await
+    }
+
+    /// `ssh -N -R 127.0.0.1:RPORT:127.0.0.1:TARGET`: sshd listens on RPORT.
+    pub async fn remote(sshd: &Sshd, cipher: Option<&str>, target: u16) -> Result<SshForward> {
+        let port = tunneld_tests::sshd::free_port()?;
+        let spec = format!("127.0.0.1:{port}:127.0.0.1:{target}");
+        Self::start(sshd, cipher, "-R", &spec, port).await
+    }
+
+    async fn start(
+        sshd: &Sshd,
+        cipher: Option<&str>,
+        flag: &str,
+        spec: &str,
+        port: u16,
+    ) -> Result<SshForward> {
+        let mut child = ssh_command(sshd, cipher)
+            .args(["-N", "-o", "ExitOnForwardFailure=yes"])
+            .args([flag, spec])
+            .arg(format!("{}@127.0.0.1", sshd.user()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("running ssh (install openssh-client)")?;
+        let deadline = Instant::now() + SSH_READY_TIMEOUT;
+        // A probe connection reaches the peer and closes; harmless.
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if let Some(status) = child.try_wait()? {
+                bail!("ssh {flag} {spec} exited with {status} before listening");
+            }
+            if Instant::now() > deadline {
+                bail!("ssh {flag} {spec} not listening within {SSH_READY_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(SshForward { child, port })
+    }
+
+    /// The ssh process's pid.
+    pub fn pid(&self) -> Result<u32> {
+        self.child.id().context("the ssh process has exited")
+    }
+}
+
+/// What one streamed command returned.
+#[derive(Debug)]
+pub struct Streamed {
+    /// MB/s from the first byte to the last.
+    pub mbps: f64,
+    /// ms from the start to the first byte.
+    pub first_byte_ms: f64,
+    /// CPU seconds of the client process (ssh) or of tunneld during it.
+    pub cpu_secs: Option<f64>,
+}
+
+/// `ssh host cat FILE`, reading its stdout to the end; `bytes` is the
+/// file's size. The ssh process's CPU is read once it has exited (a zombie
+/// still has its times) before it is reaped.
+pub async fn ssh_cat(
+    sshd: &Sshd,
+    cipher: Option<&str>,
+    file: &Path,
+    bytes: u64,
+) -> Result<Streamed> {
+    let start = Instant::now();
+    let mut child = ssh_command(sshd, cipher)
+        .arg(format!("{}@127.0.0.1", sshd.user()))
+        .arg(format!("cat {}", file.display()))
+        .stdout(Stdio::piped())
+        // sshd at DEBUG1 sends its session's log lines as stderr; kept for
+        // the error message only.
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running ssh host cat")?;
+    let pid = child.id().context("ssh exited at once")?;
+    let mut out = child.stdout.take().context("stdout not piped")?;
+    let mut err = child.stderr.take().context("stderr not piped")?;
+    let stderr = tokio::spawn(async move {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v).await;
+        String::from_utf8_lossy(&v).into_owned()
+    });
+    let mut buf = vec![0u8; crate::peer::CHUNK];
+    let mut got = 0u64;
+    let mut first = None;
+    loop {
+        let n = out.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(Instant::now);
+        got += n as u64;
+    }
+    let end = Instant::now();
+    // Wait (bounded) for the process to become a zombie, then read its CPU.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procfs::state(pid).is_some_and(|s| s != 'Z') && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let cpu_secs = procfs::cpu_seconds(pid).ok();
+    let status = child.wait().await?;
+    let stderr = stderr.await.unwrap_or_default();
+    ensure!(
+        status.success(),
+        "ssh host cat exited with {status}; its stderr:\n{stderr}"
+    );
+    ensure!(got == bytes, "ssh host cat gave {got} of {bytes} bytes");
+    let first = first.context("ssh host cat gave no output")?;
+    Ok(Streamed {
+        mbps: got as f64 / (end - first).as_secs_f64() / 1e6,
+        first_byte_ms: (first - start).as_secs_f64() * 1e3,
+        cpu_secs,
+    })
+}
