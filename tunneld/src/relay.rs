@@ -19,12 +19,13 @@
 //! channel closed.
 
 use std::{
+    io::IoSlice,
     pin::pin,
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use russh::ChannelMsg;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -36,6 +37,9 @@ use crate::{budget, ssh::SshChannel};
 
 /// Most bytes gathered from the queue into one write to the local socket.
 const WRITE_BATCH: usize = 256 * 1024;
+
+/// Most chunks (SSH packets) in one vectored write.
+const MAX_SLICES: usize = 64;
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,34 +133,37 @@ pub async fn relay(
             RelayEnd::SshLost
         });
         let downlink = pin!(async {
-            // Whatever is already queued goes out in one write (up to
-            // WRITE_BATCH): one syscall per SSH packet costs throughput.
-            let mut batch = BytesMut::new();
+            // Whatever is already queued goes out in one vectored write (up
+            // to WRITE_BATCH bytes, MAX_SLICES chunks): one syscall per SSH
+            // packet costs throughput, and gathering with writev costs no
+            // copy.
+            let mut chunks: Vec<Bytes> = Vec::new();
             while let Some((first, mut taken)) = q_rx.recv().await {
                 let mut eof = false;
-                let mut single = None;
+                let mut len = 0;
                 match first {
-                    Down::Data(d) => single = Some(d),
+                    Down::Data(d) if d.is_empty() => {}
+                    Down::Data(d) => {
+                        len += d.len();
+                        chunks.push(d);
+                    }
                     Down::Eof => eof = true,
                 }
-                while !eof && single.as_ref().map_or(0, Bytes::len) + batch.len() < WRITE_BATCH {
+                while !eof && len < WRITE_BATCH && chunks.len() < MAX_SLICES {
                     match q_rx.try_recv() {
                         Some((Down::Data(d), n)) => {
-                            if let Some(s) = single.take() {
-                                batch.extend_from_slice(&s);
+                            len += d.len();
+                            if !d.is_empty() {
+                                chunks.push(d);
                             }
-                            batch.extend_from_slice(&d);
                             taken += n;
                         }
                         Some((Down::Eof, _)) => eof = true,
                         None => break,
                     }
                 }
-                let chunk = single.unwrap_or_else(|| batch.split().freeze());
-                if !chunk.is_empty() {
-                    tcp_tx.write_all(&chunk).await?;
-                    bytes.channel_to_tcp.add(chunk.len());
-                }
+                write_all_vectored(&mut tcp_tx, &mut chunks).await?;
+                bytes.channel_to_tcp.add(len);
                 q_rx.release(taken);
                 if eof {
                     tcp_tx.shutdown().await?;
@@ -216,4 +223,37 @@ pub async fn relay(
     }
     let _ = ch_tx.close().await;
     end
+}
+
+/// Writes every chunk, in order, with as few `writev` calls as the socket
+/// allows; leaves `chunks` empty.
+async fn write_all_vectored(
+    tcp: &mut tokio::net::tcp::OwnedWriteHalf,
+    chunks: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
+    let mut next = 0;
+    while next < chunks.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let pending = &chunks[next..];
+        let k = pending.len().min(MAX_SLICES);
+        for (slot, chunk) in slices.iter_mut().zip(&pending[..k]) {
+            *slot = IoSlice::new(chunk);
+        }
+        let mut n = tcp.write_vectored(&slices[..k]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let chunk = &mut chunks[next];
+            if n >= chunk.len() {
+                n -= chunk.len();
+                next += 1;
+            } else {
+                chunk.advance(n);
+                n = 0;
+            }
+        }
+    }
+    chunks.clear();
+    Ok(())
 }
