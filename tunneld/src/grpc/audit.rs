@@ -31,7 +31,9 @@ pub(super) struct Audit {
 }
 
 impl Audit {
-    /// Starts the record of `rpc`, taking the caller the auth layer found.
+    /// Starts the record of `rpc`, taking the caller the auth layer found;
+    /// `host` as the request names it (empty: the default host; `-`: the
+    /// call names none).
     pub(super) fn new<T>(
         rpc: &'static str,
         req: &Request<T>,
@@ -55,8 +57,20 @@ impl Audit {
         }
     }
 
+    /// Runs `call` and logs its outcome (with `tunnel` naming the tunnel id
+    /// of a success); returns the call's result.
+    pub(super) async fn around<R>(
+        self,
+        call: impl Future<Output = Result<R, Status>>,
+        tunnel: impl FnOnce(&R) -> String,
+    ) -> Result<R, Status> {
+        let result = call.await;
+        self.outcome(&result, tunnel);
+        result
+    }
+
     /// Logs the outcome: `ok` (with the tunnel id, if one), or the status.
-    pub(super) fn outcome<R>(self, result: &Result<R, Status>, tunnel: impl FnOnce(&R) -> String) {
+    fn outcome<R>(self, result: &Result<R, Status>, tunnel: impl FnOnce(&R) -> String) {
         match result {
             Ok(r) => tracing::info!(
                 target: AUDIT_TARGET,

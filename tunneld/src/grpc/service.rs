@@ -41,15 +41,17 @@ impl TunnelService for TunnelApi {
             &req.get_ref().host,
             audit::exec(req.get_ref()),
         );
-        let result = async {
-            let (host, spec) = convert::exec_request(req.into_inner())?;
-            let output = self.daemon.exec(&host, spec).await?;
-            let stream = output.map(|e| e.map(convert::exec_event).map_err(Status::from));
-            Ok(Response::new(Box::pin(stream) as ExecStream))
-        }
-        .await;
-        audit.outcome(&result, |_| String::new());
-        result
+        audit
+            .around(
+                async {
+                    let (host, spec) = convert::exec_request(req.into_inner())?;
+                    let output = self.daemon.exec(&host, spec).await?;
+                    let stream = output.map(|e| e.map(convert::exec_event).map_err(Status::from));
+                    Ok(Response::new(Box::pin(stream) as ExecStream))
+                },
+                |_| String::new(),
+            )
+            .await
     }
 
     async fn open_local_forward(
@@ -62,16 +64,18 @@ impl TunnelService for TunnelApi {
             &req.get_ref().host,
             audit::local(req.get_ref()),
         );
-        let result = async {
-            let (host, spec) = convert::local_request(req.into_inner())?;
-            let t = self.daemon.open_local(&host, spec).await?;
-            Ok(Response::new(pb::OpenLocalForwardResponse {
-                tunnel: Some(convert::tunnel(t)),
-            }))
-        }
-        .await;
-        audit.outcome(&result, |r| tunnel_id(&r.get_ref().tunnel));
-        result
+        audit
+            .around(
+                async {
+                    let (host, spec) = convert::local_request(req.into_inner())?;
+                    let t = self.daemon.open_local(&host, spec).await?;
+                    Ok(Response::new(pb::OpenLocalForwardResponse {
+                        tunnel: Some(convert::tunnel(t)),
+                    }))
+                },
+                |r| tunnel_id(&r.get_ref().tunnel),
+            )
+            .await
     }
 
     async fn open_remote_forward(
@@ -84,16 +88,18 @@ impl TunnelService for TunnelApi {
             &req.get_ref().host,
             audit::remote(req.get_ref()),
         );
-        let result = async {
-            let (host, spec) = convert::remote_request(req.into_inner())?;
-            let t = self.daemon.open_remote(&host, spec).await?;
-            Ok(Response::new(pb::OpenRemoteForwardResponse {
-                tunnel: Some(convert::tunnel(t)),
-            }))
-        }
-        .await;
-        audit.outcome(&result, |r| tunnel_id(&r.get_ref().tunnel));
-        result
+        audit
+            .around(
+                async {
+                    let (host, spec) = convert::remote_request(req.into_inner())?;
+                    let t = self.daemon.open_remote(&host, spec).await?;
+                    Ok(Response::new(pb::OpenRemoteForwardResponse {
+                        tunnel: Some(convert::tunnel(t)),
+                    }))
+                },
+                |r| tunnel_id(&r.get_ref().tunnel),
+            )
+            .await
     }
 
     async fn list(
@@ -111,17 +117,19 @@ impl TunnelService for TunnelApi {
         &self,
         req: Request<pb::CloseRequest>,
     ) -> Result<Response<pb::CloseResponse>, Status> {
-        let audit = Audit::new("Close", &req, "", format!("close {:?}", req.get_ref().id));
-        let result = async {
-            let id = convert::close_request(req.into_inner())?;
-            let t = self.daemon.close(&id).await?;
-            Ok(Response::new(pb::CloseResponse {
-                tunnel: Some(convert::tunnel(t)),
-            }))
-        }
-        .await;
-        audit.outcome(&result, |r| tunnel_id(&r.get_ref().tunnel));
-        result
+        let audit = Audit::new("Close", &req, "-", format!("close {:?}", req.get_ref().id));
+        audit
+            .around(
+                async {
+                    let id = convert::close_request(req.into_inner())?;
+                    let t = self.daemon.close(&id).await?;
+                    Ok(Response::new(pb::CloseResponse {
+                        tunnel: Some(convert::tunnel(t)),
+                    }))
+                },
+                |r| tunnel_id(&r.get_ref().tunnel),
+            )
+            .await
     }
 
     async fn open_attached(
@@ -130,13 +138,15 @@ impl TunnelService for TunnelApi {
     ) -> Result<Response<AttachedStream>, Status> {
         let (host, summary) = audit::attached(req.get_ref());
         let audit = Audit::new("OpenAttached", &req, host, summary);
-        let result = async {
-            let (host, spec) = convert::attached_request(req.into_inner())?;
-            Ok(self.daemon.open_attached(&host, spec).await?)
-        }
-        .await;
-        audit.outcome(&result, |a| a.snapshot().id);
-        let attachment = result?;
+        let attachment = audit
+            .around(
+                async {
+                    let (host, spec) = convert::attached_request(req.into_inner())?;
+                    Ok(self.daemon.open_attached(&host, spec).await?)
+                },
+                |a| a.snapshot().id,
+            )
+            .await?;
         let snapshot = attachment.snapshot();
         let id = snapshot.id.clone();
         let opened = convert::attached_opened(snapshot);
