@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use anyhow::{Context, Result, bail, ensure};
 use tunnel_proto::v1::{
-    CloseRequest, ConnectionClosed, GetInfoRequest, OpenAttachedRequest, OpenAttachedResponse,
+    ConnectionClosed, GetInfoRequest, OpenAttachedRequest, OpenAttachedResponse,
     OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel, TunnelState,
     open_attached_request::Forward, open_attached_response::Event,
 };
@@ -17,7 +17,7 @@ use tunneld_tests::peers::{TcpPeer, port_is_free, refused_port};
 use tunneld_tests::wait::poll_until;
 
 use crate::support::{
-    Bed, IO_TIMEOUT, e2e, exchange, expect_status, find_tunnel, local_port, remote_port,
+    Bed, IO_TIMEOUT, close, e2e, exchange, expect_status, find_tunnel, local_port, remote_port,
 };
 
 type Events = tonic::Streaming<OpenAttachedResponse>;
@@ -170,13 +170,7 @@ async fn closing_an_attached_tunnel_ends_its_call_with_the_closed_tunnel() -> Re
         exchange(local_port(&tunnel)?, b"abc", IO_TIMEOUT).await?;
         next_closed(&mut events).await?;
 
-        bed.client
-            .clone()
-            .close(CloseRequest {
-                id: tunnel.id.clone(),
-            })
-            .await
-            .context("Close")?;
+        close(&bed.client, &tunnel.id).await?;
         match next(&mut events).await? {
             Some(Event::StateChanged(t)) => {
                 ensure!(

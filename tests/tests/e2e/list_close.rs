@@ -13,8 +13,8 @@ use tunneld_tests::wait::poll_until;
 
 use crate::forward_remote::open_remote;
 use crate::support::{
-    Bed, connect, e2e, exchange, expect_closed, expect_status, find_tunnel, list, local_port,
-    open_local, remote_port,
+    Bed, close, connect, e2e, exchange, expect_closed, expect_status, find_tunnel, list,
+    local_port, open_local, remote_port,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,17 +159,7 @@ async fn close_frees_the_local_port_and_ends_active_connections() -> Result<()> 
         )
         .await?;
 
-        let closed = bed
-            .client
-            .clone()
-            .close(CloseRequest {
-                id: tunnel.id.clone(),
-            })
-            .await
-            .context("Close")?
-            .into_inner()
-            .tunnel
-            .context("CloseResponse without a tunnel")?;
+        let closed = close(&bed.client, &tunnel.id).await?;
         ensure!(closed.id == tunnel.id, "closed {:?}", closed.id);
         ensure!(
             closed.state == TunnelState::Closed as i32,
@@ -215,13 +205,7 @@ async fn closing_a_remote_forward_stops_the_server_listening() -> Result<()> {
             "before Close: {status} {body:?}"
         );
 
-        bed.client
-            .clone()
-            .close(CloseRequest {
-                id: tunnel.id.clone(),
-            })
-            .await
-            .context("Close")?;
+        close(&bed.client, &tunnel.id).await?;
         poll_until(
             "the remote port to refuse connections",
             Duration::from_secs(5),

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
-use tunnel_proto::v1::{ListRequest, ListResponse, OpenLocalForwardRequest, Tunnel};
+use tunnel_proto::v1::{CloseRequest, ListRequest, ListResponse, OpenLocalForwardRequest, Tunnel};
 use tunneld_tests::{Client, Sshd, Tunneld, TunneldBuilder, binaries};
 
 /// Upper bound for one test, fixtures included (but not the one-time build
@@ -207,6 +207,18 @@ pub async fn list(client: &Client) -> Result<ListResponse> {
         .await
         .context("List")?
         .into_inner())
+}
+
+/// Closes the tunnel `id`; returns it as Close answered (state CLOSED).
+pub async fn close(client: &Client, id: &str) -> Result<Tunnel> {
+    client
+        .clone()
+        .close(CloseRequest { id: id.into() })
+        .await
+        .with_context(|| format!("Close({id})"))?
+        .into_inner()
+        .tunnel
+        .context("CloseResponse without a tunnel")
 }
 
 /// The tunnel with this id in List, if present.

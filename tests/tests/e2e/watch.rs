@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use tunnel_proto::v1::{
-    CloseRequest, SshConnectionState, TunnelState, WatchRequest, WatchResponse,
-    watch_response::Event,
+    SshConnectionState, TunnelState, WatchRequest, WatchResponse, watch_response::Event,
 };
 use tunneld_tests::Client;
 use tunneld_tests::data::random_bytes;
@@ -15,7 +14,7 @@ use tunneld_tests::peers::TcpPeer;
 
 use crate::forward_remote::open_remote;
 use crate::reconnect::{echo_ok, fast_reconnect, host_state, next_event, tunnel_state};
-use crate::support::{Bed, IO_TIMEOUT, e2e, expect_status, local_port, open_local};
+use crate::support::{Bed, IO_TIMEOUT, close, e2e, expect_status, local_port, open_local};
 
 type Events = tonic::Streaming<WatchResponse>;
 
@@ -341,13 +340,7 @@ async fn watching_one_tunnel_ends_after_its_closed_message() -> Result<()> {
             summary(&before)
         );
 
-        bed.client
-            .clone()
-            .close(CloseRequest {
-                id: local.id.clone(),
-            })
-            .await
-            .context("Close")?;
+        close(&bed.client, &local.id).await?;
         let (last, _) = until(&mut events, "the CLOSED message", IO_TIMEOUT, |e| match e {
             Event::Tunnel(t) if t.state == TunnelState::Closed as i32 => Some(t.clone()),
             _ => None,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, ensure};
-use tunnel_proto::v1::{CloseRequest, ExecRequest, GetInfoRequest};
+use tunnel_proto::v1::{ExecRequest, GetInfoRequest};
 use tunneld_tests::auth::new_token;
 use tunneld_tests::data::random_token;
 use tunneld_tests::peers::TcpPeer;
@@ -13,7 +13,7 @@ use tunneld_tests::wait::poll_until;
 use tunneld_tests::{Credentials, Sshd, exec};
 
 use super::{AUDIT_WAIT, audit_field, audit_records, ensure_absent, mode, wait_for_audit_line};
-use crate::support::{Bed, e2e, expect_status, open_local};
+use crate::support::{Bed, close, e2e, expect_status, open_local};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_lines_name_the_caller_and_never_a_secret() -> Result<()> {
@@ -50,13 +50,7 @@ async fn audit_lines_name_the_caller_and_never_a_secret() -> Result<()> {
         let echo = TcpPeer::echo().await?;
         let tunnel = open_local(&bed.client, "", echo.port()).await?;
         wait_for_audit_line(daemon, &["OpenLocalForward", "token:ci", &tunnel.id]).await?;
-        bed.client
-            .clone()
-            .close(CloseRequest {
-                id: tunnel.id.clone(),
-            })
-            .await
-            .context("Close")?;
+        close(&bed.client, &tunnel.id).await?;
         wait_for_audit_line(daemon, &["Close", "token:ci", &tunnel.id]).await?;
 
         // A refused caller is audited too.

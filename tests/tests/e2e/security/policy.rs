@@ -7,13 +7,13 @@
 use std::net::TcpListener;
 
 use anyhow::{Context, Result, ensure};
-use tunnel_proto::v1::{CloseRequest, OpenLocalForwardRequest, OpenRemoteForwardRequest};
+use tunnel_proto::v1::{OpenLocalForwardRequest, OpenRemoteForwardRequest};
 use tunneld_tests::peers::{TcpPeer, port_is_free, refused_port};
 use tunneld_tests::sshd::free_port;
 use tunneld_tests::{HostSpec, Sshd, Tunneld};
 
 use crate::support::{
-    Bed, IO_TIMEOUT, e2e, exchange, expect_status, list, local_port, remote_port,
+    Bed, IO_TIMEOUT, close, e2e, exchange, expect_status, list, local_port, remote_port,
 };
 
 /// What sshd logs (LogLevel VERBOSE) for every login.
@@ -240,13 +240,7 @@ async fn local_forwards_listen_only_on_loopback_unless_allow_local_bind() -> Res
             .into_inner()
             .tunnel
             .context("no tunnel")?;
-        allowed
-            .client()
-            .close(CloseRequest {
-                id: tunnel.id.clone(),
-            })
-            .await
-            .context("Close")?;
+        close(&allowed.client(), &tunnel.id).await?;
         Ok(())
     })
     .await
