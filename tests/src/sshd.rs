@@ -40,6 +40,12 @@ const PORT_ATTEMPTS: usize = 5;
 const BASE_CONFIG: &[&str] = &[
     "Port {port}",
     "ListenAddress 127.0.0.1",
+    // IPv4 only, for the forwards sshd opens too. Otherwise a remote forward
+    // on `localhost` port 0 takes the kernel's pick for ::1 and then tries
+    // the same port on 127.0.0.1; when that port is some other 127.0.0.1
+    // listener's (this very sshd's, once in CI), sshd keeps only ::1 and a
+    // test dialing 127.0.0.1:port reaches the wrong server.
+    "AddressFamily inet",
     "HostKey {dir}/host_ed25519",
     "PidFile {dir}/sshd.pid",
     "AuthorizedKeysFile {dir}/authorized_keys",
