@@ -131,6 +131,8 @@ pub struct HostConfig {
     pub window_size: u32,
     /// Largest SSH packet accepted.
     pub max_packet: u32,
+    /// Where the session and the connections of its tunnels run.
+    pub thread: crate::ssh::HostThread,
     /// Which forwards may be opened over this host.
     pub policy: HostPolicy,
 }
@@ -220,6 +222,8 @@ pub struct HostDefaults {
     pub window_size: u32,
     /// Largest SSH packet of every host.
     pub max_packet: u32,
+    /// Where every host's session and connections run.
+    pub thread: crate::ssh::HostThread,
     /// Forward rules used when a host sets none.
     pub policy: HostPolicy,
 }
@@ -239,6 +243,7 @@ impl HostDefaults {
             ciphers: crate::ssh::ciphers::default_order(),
             window_size: DEFAULT_SSH_WINDOW,
             max_packet: DEFAULT_SSH_MAX_PACKET,
+            thread: crate::ssh::HostThread::default(),
             policy: HostPolicy::default(),
         }
     }
@@ -461,6 +466,7 @@ fn host_from_destination(name: &str, dest: &str, d: &HostDefaults) -> Result<Hos
         ciphers: d.ciphers.clone(),
         window_size: d.window_size,
         max_packet: d.max_packet,
+        thread: d.thread,
         policy: d.policy.clone(),
     })
 }
@@ -537,6 +543,7 @@ mod tests {
             ciphers: crate::ssh::ciphers::default_order(),
             window_size: DEFAULT_SSH_WINDOW,
             max_packet: DEFAULT_SSH_MAX_PACKET,
+            thread: crate::ssh::HostThread::default(),
             policy: HostPolicy::default(),
         }
     }

@@ -5,7 +5,6 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tunneld::ListenAddr;
 use tunneld::{
     Exposure,
     backoff::Backoff,
@@ -18,6 +17,7 @@ use tunneld::{
     server::{ApiAccess, TlsFiles},
     tokens::TokenStore,
 };
+use tunneld::{ListenAddr, ssh::HostThread};
 
 /// Default address of the control API.
 const DEFAULT_LISTEN: &str = "127.0.0.1:4522";
@@ -163,6 +163,13 @@ struct Args {
     #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size)]
     copy_buffer: usize,
 
+    /// Where each host's SSH session and the connections of its tunnels
+    /// run: "own" gives each host a thread of its own (like one ssh process
+    /// per host; measured fastest), "shared" runs them on the worker threads
+    /// that serve the API.
+    #[arg(long, value_enum, value_name = "WHERE", default_value = "own")]
+    host_thread: HostThreadArg,
+
     /// SSH channel window: bytes an SSH server may send ahead on one channel
     /// before tunneld has taken them. Default for every host.
     #[arg(long, value_name = "SIZE", default_value = "2MiB", value_parser = parse_u32_size)]
@@ -192,6 +199,14 @@ enum PolicyArg {
     Strict,
     /// Add keys of never-seen hosts; refuse changed keys.
     AcceptNew,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HostThreadArg {
+    /// A thread per host.
+    Own,
+    /// The API's worker threads.
+    Shared,
 }
 
 fn parse_u32_size(s: &str) -> Result<u32, String> {
@@ -231,6 +246,10 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
         rekey_limit: args.rekey_limit,
         window_size: args.ssh_window,
         max_packet: args.ssh_max_packet,
+        thread: match args.host_thread {
+            HostThreadArg::Own => HostThread::Own,
+            HostThreadArg::Shared => HostThread::Shared,
+        },
         ciphers: tunneld::ssh::ciphers::parse(&args.ciphers)
             .map_err(|e| tunneld::Error::Config(format!("--ciphers: {e}")))?,
         policy: HostPolicy::parse(&args.permit_open, &args.permit_listen)

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{ForwardRoutes, SshSession};
+use super::{ForwardRoutes, IoThread, SshSession};
 use crate::{
     backoff,
     config::HostConfig,
@@ -93,6 +93,8 @@ pub struct SshHost {
     /// Whether the reconnecting task runs.
     reconnecting: AtomicBool,
     shutdown: CancellationToken,
+    /// Where the session and the host's connections run.
+    io: IoThread,
 }
 
 /// Keeps a host reconnecting whenever its connection is lost; see
@@ -109,6 +111,7 @@ impl SshHost {
     /// A host that connects on first use; `shutdown` stops new connections.
     pub fn new(config: HostConfig, shutdown: CancellationToken) -> Self {
         SshHost {
+            io: IoThread::new(&config.name, config.thread),
             config: Arc::new(config),
             routes: Arc::default(),
             link: watch::Sender::new(Link {
@@ -123,6 +126,12 @@ impl SshHost {
             reconnecting: AtomicBool::new(false),
             shutdown,
         }
+    }
+
+    /// The thread (runtime) the host's session and its tunnels' connections
+    /// run on.
+    pub fn io(&self) -> &IoThread {
+        &self.io
     }
 
     /// The host's configuration.
@@ -216,9 +225,18 @@ impl SshHost {
                 l.detail.clear();
             }
         });
-        let connect = SshSession::connect(self.config.clone(), self.routes.clone());
+        // Connected from the host's thread, so russh's session task runs
+        // there.
+        let connect = self.io.run(SshSession::connect(
+            self.config.clone(),
+            self.routes.clone(),
+        ));
         let result = tokio::select! {
-            r = connect => r,
+            r = connect => r.unwrap_or_else(|| Err(Error::SshConnection {
+                host: self.config.name.clone(),
+                addr: self.config.addr(),
+                reason: "the connection attempt ended without a result (tunneld bug; see the log)".into(),
+            })),
             () = self.shutdown.cancelled() => Err(Error::ShuttingDown),
         };
         match result {

@@ -11,11 +11,13 @@ mod forward_routes;
 mod handler;
 mod host;
 mod identity;
+mod io_thread;
 pub mod known_hosts;
 mod session;
 
 pub use forward_routes::{ForwardRoutes, ForwardedChannel};
 pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
+pub use io_thread::{HostThread, IoThread};
 pub use session::SshSession;
 
 /// A russh client channel.

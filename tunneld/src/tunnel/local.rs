@@ -42,11 +42,13 @@ pub async fn open_local(
 ) -> Result<Arc<Tunnel>> {
     host.session().await?;
     let listener = bind(&spec.bind_address, spec.local_port).await?;
-    let bound = listener.local_addr().map_err(|e| Error::LocalBind {
+    let bind_failed = |e: io::Error| Error::LocalBind {
         addr: format!("{}:{}", spec.bind_address, spec.local_port),
         reason: e.to_string(),
         permission: false,
-    })?;
+    };
+    let bound = listener.local_addr().map_err(bind_failed)?;
+    let listener = listener.into_std().map_err(bind_failed)?;
     let target = Endpoint {
         host: spec.remote_host,
         port: spec.remote_port,
@@ -67,9 +69,19 @@ pub async fn open_local(
     tunnel
         .tasks
         .spawn(follow_link(tunnel.clone(), host.clone()).instrument(span.clone()));
-    tunnel
-        .tasks
-        .spawn(accept_loop(listener, tunnel.clone(), host).instrument(span));
+    // Accepting and carrying run on the host's I/O thread, next to its SSH
+    // session; the listener moves to that thread's reactor.
+    let io = host.io().handle();
+    let accepting = {
+        let tunnel = tunnel.clone();
+        async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => accept_loop(listener, tunnel, host).await,
+                Err(e) => tracing::error!("cannot accept on the forward's port: {e}"),
+            }
+        }
+    };
+    tunnel.tasks.spawn_on(accepting.instrument(span), &io);
     tracing::info!(tunnel = %tunnel.id, listen = %bound, target = %tunnel.remote, host = %tunnel.host, "local forward open");
     Ok(tunnel)
 }

@@ -94,9 +94,12 @@ pub async fn open_remote(
         options,
     ));
     let span = tracing::info_span!("remote_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %tunnel.remote, target = %tunnel.local);
-    tunnel
-        .tasks
-        .spawn(serve(rx, tunnel.clone(), host, session).instrument(span));
+    // Carried on the host's I/O thread, next to its SSH session.
+    let io = host.io().handle();
+    tunnel.tasks.spawn_on(
+        serve(rx, tunnel.clone(), host, session).instrument(span),
+        &io,
+    );
     tracing::info!(tunnel = %tunnel.id, listen = %tunnel.remote, target = %tunnel.local, host = %tunnel.host, "remote forward open");
     Ok(tunnel)
 }
