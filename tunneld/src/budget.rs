@@ -5,14 +5,16 @@
 //! session loop awaits a bounded per-channel queue, so a channel whose reader
 //! stalls would stall every channel of the connection. We therefore drain each
 //! channel at once into one of these queues; the budget bounds the memory a
-//! slow reader can cost, and the sender learns when it is exceeded.
+//! slow reader can cost, and the sender learns when it is exceeded. Where a
+//! stalled channel stalls nothing else (an Exec on an SSH connection of its
+//! own), the sender waits for room instead: [`BudgetSender::send_when_room`].
 
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// The sender went over its byte budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,22 +28,29 @@ pub enum SendError {
 /// Sending side.
 pub struct BudgetSender<T> {
     tx: mpsc::UnboundedSender<(T, usize)>,
-    used: Arc<AtomicUsize>,
+    used: Arc<Used>,
     limit: usize,
+}
+
+/// Bytes waiting, and a signal each time the reader takes some.
+#[derive(Default)]
+struct Used {
+    bytes: AtomicUsize,
+    released: Notify,
 }
 
 /// Receiving side; call [`BudgetReceiver::release`] once an item's bytes are
 /// consumed.
 pub struct BudgetReceiver<T> {
     rx: mpsc::UnboundedReceiver<(T, usize)>,
-    used: Arc<AtomicUsize>,
+    used: Arc<Used>,
 }
 
 /// A queue that holds at most `limit` bytes (an item larger than `limit` is
 /// still accepted when the queue is empty).
 pub fn channel<T>(limit: usize) -> (BudgetSender<T>, BudgetReceiver<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let used = Arc::new(AtomicUsize::new(0));
+    let used = Arc::new(Used::default());
     (
         BudgetSender {
             tx,
@@ -56,12 +65,39 @@ impl<T> BudgetSender<T> {
     /// Queues `item` of `size` bytes, or says why not. Never waits. Items of
     /// size 0 (markers, final statuses) always fit.
     pub fn send(&self, item: T, size: usize) -> Result<(), SendError> {
-        let before = self.used.fetch_add(size, Ordering::AcqRel);
-        if size > 0 && before > 0 && before + size > self.limit {
-            self.used.fetch_sub(size, Ordering::AcqRel);
+        if !self.reserve(size) {
             return Err(SendError::Overflow);
         }
         self.tx.send((item, size)).map_err(|_| SendError::Closed)
+    }
+
+    /// Queues `item` of `size` bytes, first waiting as long as it takes for
+    /// the reader to make room; fails only with [`SendError::Closed`].
+    pub async fn send_when_room(&self, item: T, size: usize) -> Result<(), SendError> {
+        loop {
+            // Registered before the check, so a release between the check
+            // and the wait is not missed.
+            let released = self.used.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            if self.reserve(size) {
+                return self.tx.send((item, size)).map_err(|_| SendError::Closed);
+            }
+            tokio::select! {
+                () = released => {}
+                () = self.tx.closed() => return Err(SendError::Closed),
+            }
+        }
+    }
+
+    /// Counts `size` more bytes waiting, unless that goes over the budget.
+    fn reserve(&self, size: usize) -> bool {
+        let before = self.used.bytes.fetch_add(size, Ordering::AcqRel);
+        if size > 0 && before > 0 && before + size > self.limit {
+            self.used.bytes.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 
     /// Resolves when the receiver is dropped.
@@ -71,7 +107,7 @@ impl<T> BudgetSender<T> {
 
     /// Bytes waiting.
     pub fn buffered(&self) -> usize {
-        self.used.load(Ordering::Acquire)
+        self.used.bytes.load(Ordering::Acquire)
     }
 
     /// The budget in bytes.
@@ -102,7 +138,8 @@ impl<T> BudgetReceiver<T> {
 
     /// Returns `size` bytes to the budget.
     pub fn release(&self, size: usize) {
-        self.used.fetch_sub(size, Ordering::AcqRel);
+        self.used.bytes.fetch_sub(size, Ordering::AcqRel);
+        self.used.released.notify_waiters();
     }
 }
 
@@ -121,6 +158,29 @@ mod tests {
         rx.release(size);
         tx.send(3, 5).unwrap();
         assert_eq!(tx.buffered(), 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn send_when_room_waits_for_the_reader_and_ends_when_it_is_gone() {
+        let (tx, mut rx) = channel::<u8>(10);
+        tx.send(1, 10).unwrap();
+        // The reader takes the first item after 5 s; the sender waits that
+        // long and then gets through.
+        let start = tokio::time::Instant::now();
+        let reader = async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            let (_, n) = rx.recv().await.unwrap();
+            rx.release(n);
+            rx
+        };
+        let (sent, rx) = tokio::join!(tx.send_when_room(2, 5), reader);
+        assert_eq!(sent, Ok(()));
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(5));
+        assert_eq!(tx.buffered(), 5);
+        // Full again, and the reader goes away: the wait ends.
+        tx.send(3, 5).unwrap();
+        drop(rx);
+        assert_eq!(tx.send_when_room(4, 5).await, Err(SendError::Closed));
     }
 
     #[tokio::test]

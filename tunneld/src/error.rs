@@ -214,17 +214,6 @@ pub enum Error {
         timeout: Duration,
     },
 
-    /// The caller does not read output fast enough and the buffer limit was hit.
-    #[error(
-        "output of the command on host {host:?} was not read fast enough: more than {limit} bytes were waiting; the command was stopped"
-    )]
-    ExecOutputOverflow {
-        /// Host name.
-        host: String,
-        /// The buffer limit in bytes.
-        limit: usize,
-    },
-
     /// The daemon is stopping.
     #[error("tunneld is shutting down")]
     ShuttingDown,

@@ -1,9 +1,12 @@
 //! Running one command on a host, as `ssh host 'command'` does, with its
 //! output streamed as it arrives.
 //!
-//! The channel is drained at once into a byte-budgeted queue (see
-//! [`crate::budget`]) so a caller that reads slowly cannot stall the host's
-//! shared SSH connection; past the budget the command is stopped.
+//! Each command runs on an SSH connection it holds alone (see
+//! [`crate::ssh::ExecPool`]), so its output can wait for the caller as long
+//! as the caller takes: up to the byte budget it waits in tunneld (see
+//! [`crate::budget`]), past it tunneld stops reading that connection and
+//! sshd stops reading the command's output, as with `ssh host cmd`. Nothing
+//! else shares the connection, so a slow caller slows only its command.
 
 use std::{
     pin::{Pin, pin},
@@ -21,7 +24,7 @@ use tracing::Instrument;
 use crate::{
     budget::{self, BudgetReceiver, BudgetSender},
     error::{Error, Result},
-    ssh::SshHost,
+    ssh::{ExecLease, SshChannel, SshHost},
 };
 
 /// What to run.
@@ -150,8 +153,10 @@ pub async fn start(
     tasks: &TaskTracker,
 ) -> Result<ExecOutput> {
     let host_name = host.config().name.clone();
-    let session = host.session().await?;
-    let channel = session.open_session().await?;
+    // The host's shared connection too, so its state (List, Watch) and
+    // errors read as for any other request.
+    let (_shared, (lease, channel)) = tokio::try_join!(host.session(), open_channel(host))?;
+    let session = lease.session().clone();
     let command_line = with_env(&spec.env, &spec.command);
     if let Err(e) = channel.exec(true, command_line.as_bytes()).await {
         tracing::warn!(host = %host_name, "exec request failed: {e}");
@@ -166,12 +171,20 @@ pub async fn start(
                 tracing::debug!("exec ended with error: {e}");
             }
             let item = match end {
-                Ok(Some(status)) => Ok(ExecEvent::Exit(status)),
-                Ok(None) if session.is_closed() => Err(session.lost()),
-                Ok(None) => Err(session.failed(
-                    "the server closed the command's channel without an exit status".into(),
-                )),
-                Err(e) => Err(e),
+                Ok(Some(status)) => {
+                    lease.give_back();
+                    Ok(ExecEvent::Exit(status))
+                }
+                other => {
+                    lease.discard().await;
+                    match other {
+                        Ok(_) if session.is_closed() => Err(session.lost()),
+                        Ok(_) => Err(session.failed(
+                            "the server closed the command's channel without an exit status".into(),
+                        )),
+                        Err(e) => Err(e),
+                    }
+                }
             };
             let _ = tx.send(item, 0);
         }
@@ -180,10 +193,28 @@ pub async fn start(
     Ok(ExecOutput { rx, held: None })
 }
 
+/// A session channel on an Exec connection of `host`. An idle connection
+/// the server dropped in the meantime is replaced by a new one once.
+async fn open_channel(host: &Arc<SshHost>) -> Result<(ExecLease, SshChannel)> {
+    let lease = host.exec_session(false).await?;
+    match lease.session().open_session().await {
+        Ok(channel) => Ok((lease, channel)),
+        Err(e) if lease.reused() => {
+            tracing::debug!(host = %host.config().name, "idle Exec connection failed ({e}); opening a new one");
+            lease.discard().await;
+            let lease = host.exec_session(true).await?;
+            let channel = lease.session().open_session().await?;
+            Ok((lease, channel))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Drives the channel to its end; `Ok(None)` if it ended without an exit
-/// status.
+/// status. Output waits for room in `tx`, and meanwhile the channel (and so
+/// the connection, which nothing else uses) is not read.
 async fn run(
-    channel: crate::ssh::SshChannel,
+    channel: SshChannel,
     spec: ExecSpec,
     host: &str,
     tx: &BudgetSender<Result<ExecEvent>>,
@@ -211,31 +242,43 @@ async fn run(
         let _ = ch.close().await;
         Err(reason)
     };
+    let timed_out = || Error::ExecTimeout {
+        host: host.to_string(),
+        timeout: spec.timeout.unwrap_or_default(),
+    };
     loop {
-        tokio::select! {
-            () = &mut feed, if !fed => fed = true,
-            () = &mut deadline => {
-                return stop(Error::ExecTimeout { host: host.to_string(), timeout: spec.timeout.unwrap_or_default() }).await;
-            }
+        let output = tokio::select! {
+            () = &mut feed, if !fed => { fed = true; None }
+            () = &mut deadline => return stop(timed_out()).await,
             () = cancel.cancelled() => return stop(Error::ShuttingDown).await,
             () = tx.closed() => return stop(Error::Cancelled).await,
-            msg = rx.wait() => {
-                let queued = match msg {
-                    Some(ChannelMsg::Data { data }) => { let n = data.len(); tx.send(Ok(ExecEvent::Stdout(data)), n) }
-                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => { let n = data.len(); tx.send(Ok(ExecEvent::Stderr(data)), n) }
-                    Some(ChannelMsg::ExitStatus { exit_status }) => { status = Some(ExitStatus::Code(exit_status)); Ok(()) }
-                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, .. }) => {
-                        status = Some(ExitStatus::Signal { name: signal_name_of(&signal_name), core_dumped, message: error_message });
-                        Ok(())
-                    }
-                    Some(ChannelMsg::Failure) => return Err(Error::ExecRefused { host: host.to_string() }),
-                    Some(ChannelMsg::Close) | None => return Ok(status),
-                    Some(_) => Ok(()),
-                };
-                if queued == Err(budget::SendError::Overflow) {
-                    return stop(Error::ExecOutputOverflow { host: host.to_string(), limit: tx.limit() }).await;
+            msg = rx.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => Some(ExecEvent::Stdout(data)),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => Some(ExecEvent::Stderr(data)),
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    status = Some(ExitStatus::Code(exit_status));
+                    None
                 }
-            }
+                Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, .. }) => {
+                    status = Some(ExitStatus::Signal { name: signal_name_of(&signal_name), core_dumped, message: error_message });
+                    None
+                }
+                Some(ChannelMsg::Failure) => return Err(Error::ExecRefused { host: host.to_string() }),
+                Some(ChannelMsg::Close) | None => return Ok(status),
+                Some(_) => None,
+            },
+        };
+        let Some(event) = output else { continue };
+        let size = match &event {
+            ExecEvent::Stdout(d) | ExecEvent::Stderr(d) => d.len(),
+            ExecEvent::Exit(_) => 0,
+        };
+        tokio::select! {
+            r = tx.send_when_room(Ok(event), size) => if r.is_err() {
+                return stop(Error::Cancelled).await;
+            },
+            () = &mut deadline => return stop(timed_out()).await,
+            () = cancel.cancelled() => return stop(Error::ShuttingDown).await,
         }
     }
 }

@@ -149,6 +149,13 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     reconnect_wait: Duration,
 
+    /// How long an SSH connection that ran an Exec stays open for the next
+    /// one (each Exec holds a connection of its own while it runs, so a
+    /// caller that reads slowly slows only its own command; up to 4 idle
+    /// per host are kept). 0 closes it after each Exec.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = tunneld::config::parse_duration_or_zero)]
+    exec_idle_timeout: Duration,
+
     /// Connections carried at once by the whole daemon; more are refused.
     #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_CONNECTIONS, value_parser = positive)]
     max_connections: usize,
@@ -246,6 +253,7 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
         rekey_limit: args.rekey_limit,
         window_size: args.ssh_window,
         max_packet: args.ssh_max_packet,
+        exec_idle_timeout: args.exec_idle_timeout,
         thread: match args.host_thread {
             HostThreadArg::Own => HostThread::Own,
             HostThreadArg::Shared => HostThread::Shared,

@@ -298,3 +298,138 @@ async fn dropping_the_stream_signals_a_silent_command() -> Result<()> {
     })
     .await
 }
+
+/// Reads an Exec stream, first waiting `first_pause` before taking anything,
+/// then pausing `pause` after each of the first `paused` messages; returns
+/// the stdout bytes, the exit code if one came, and the error status if the
+/// stream ended with one.
+async fn read_slowly(
+    bed: &Bed,
+    command: &str,
+    first_pause: Duration,
+    (pause, paused): (Duration, usize),
+) -> Result<(Vec<u8>, Option<i32>, Option<tonic::Status>)> {
+    let mut stream = bed
+        .client
+        .clone()
+        .exec(request(command))
+        .await
+        .context("starting the Exec")?
+        .into_inner();
+    tokio::time::sleep(first_pause).await;
+    let (mut stdout, mut code, mut messages) = (Vec::new(), None, 0);
+    loop {
+        match stream.message().await {
+            Ok(Some(msg)) => match msg.event {
+                Some(Event::Stdout(d)) => stdout.extend_from_slice(&d),
+                Some(Event::Exit(e)) => {
+                    code = match e.status {
+                        Some(tunnel_proto::v1::exit_status::Status::Code(c)) => Some(c),
+                        _ => None,
+                    }
+                }
+                _ => {}
+            },
+            Ok(None) => return Ok((stdout, code, None)),
+            Err(status) => return Ok((stdout, code, Some(status))),
+        }
+        messages += 1;
+        if messages <= paused {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// A caller far slower than the command still gets every byte, as with
+/// `ssh host cmd | slow-reader`: 32 MiB (four times the 8 MiB buffer), not
+/// read at all for 3 s, then read with a 100 ms pause after each of the
+/// first 20 messages. The command waits for the caller instead of being
+/// stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_gets_all_the_output() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let size = 32 << 20;
+        let (stdout, code, error) = read_slowly(
+            &bed,
+            &format!("head -c {size} /dev/zero"),
+            Duration::from_secs(3),
+            (Duration::from_millis(100), 20),
+        )
+        .await?;
+        ensure!(error.is_none(), "the stream failed: {error:?}");
+        ensure!(
+            stdout.len() == size && stdout.iter().all(|&b| b == 0),
+            "got {} bytes of the {size}",
+            stdout.len()
+        );
+        ensure!(code == Some(0), "exit code {code:?}");
+        Ok(())
+    })
+    .await
+}
+
+/// Waits until sshd holds `want` connections.
+async fn wait_for_connections(bed: &Bed, want: usize, why: &str) -> Result<()> {
+    poll_until(why, Duration::from_secs(10), || {
+        let n = bed.sshd.connection_count();
+        async move { Ok((n == want).then_some(())) }
+    })
+    .await
+    .with_context(|| format!("sshd holds {} connections", bed.sshd.connection_count()))
+}
+
+/// Commands one after another reuse one Exec connection beside the host's
+/// shared one, which it closes after --exec-idle-timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn sequential_execs_reuse_one_connection_until_it_idles_out() -> Result<()> {
+    e2e(async {
+        let bed = Bed::with(Sshd::start()?, |b| b.arg("--exec-idle-timeout").arg("2s")).await?;
+        for i in 0..5 {
+            let out = exec::run_ok(&bed.client, &format!("echo {i}")).await?;
+            ensure!(out == format!("{i}\n"), "Exec {i} stdout {out:?}");
+        }
+        ensure!(
+            bed.sshd.connection_count() == 2,
+            "sshd holds {} connections after 5 Execs (want the shared one and one Exec connection)",
+            bed.sshd.connection_count()
+        );
+        wait_for_connections(&bed, 1, "the idle Exec connection to close").await?;
+        // The next Exec opens a new one.
+        ensure!(exec::run_ok(&bed.client, "echo again").await? == "again\n");
+        Ok(())
+    })
+    .await
+}
+
+/// A caller that goes away while the command's output waits for it ends the
+/// command's connection rather than returning it, so nothing of that output
+/// reaches the next Exec.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_dropped_while_output_waits_closes_its_connection() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let mut stream = bed
+            .client
+            .clone()
+            .exec(request("head -c 1073741824 /dev/zero"))
+            .await?
+            .into_inner();
+        ensure!(
+            matches!(stream.message().await?, Some(m) if matches!(m.event, Some(Event::Stdout(_)))),
+            "no output first"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ensure!(
+            bed.sshd.connection_count() == 2,
+            "{} connections",
+            bed.sshd.connection_count()
+        );
+        drop(stream);
+        wait_for_connections(&bed, 1, "the abandoned Exec's connection to close").await?;
+        let out = exec::run_ok(&bed.client, "echo clean").await?;
+        ensure!(out == "clean\n", "the next Exec got {out:?}");
+        Ok(())
+    })
+    .await
+}

@@ -28,7 +28,6 @@ impl From<Error> for Status {
             | Error::ExecRefused { .. }
             | Error::NotPermitted(_) => Code::PermissionDenied,
             Error::ExecTimeout { .. } => Code::DeadlineExceeded,
-            Error::ExecOutputOverflow { .. } => Code::ResourceExhausted,
             Error::ShuttingDown => Code::Unavailable,
             Error::Cancelled => Code::Cancelled,
             Error::Config(_) | Error::Io { .. } => Code::Internal,

@@ -1,7 +1,8 @@
-//! A configured SSH server and the one connection tunneld holds to it:
-//! opened on first use and shared by every tunnel and exec. When it is lost
-//! while something holds the host (a tunnel), it is reconnected with
-//! exponential backoff; otherwise the next request reconnects.
+//! A configured SSH server and the connection tunneld holds to it: opened on
+//! first use and shared by every tunnel. When it is lost while something
+//! holds the host (a tunnel), it is reconnected with exponential backoff;
+//! otherwise the next request reconnects. Exec commands run on connections
+//! of their own (see [`super::exec_pool`]).
 
 use std::{
     sync::{
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{ForwardRoutes, IoThread, SshSession};
+use super::{ExecLease, ExecPool, ForwardRoutes, IoThread, SshSession};
 use crate::{
     backoff,
     config::HostConfig,
@@ -95,6 +96,8 @@ pub struct SshHost {
     shutdown: CancellationToken,
     /// Where the session and the host's connections run.
     io: IoThread,
+    /// Connections waiting for the next Exec.
+    exec_pool: Arc<ExecPool>,
 }
 
 /// Keeps a host reconnecting whenever its connection is lost; see
@@ -112,6 +115,7 @@ impl SshHost {
     pub fn new(config: HostConfig, shutdown: CancellationToken) -> Self {
         SshHost {
             io: IoThread::new(&config.name, config.thread),
+            exec_pool: ExecPool::new(config.exec_idle_timeout, shutdown.clone()),
             config: Arc::new(config),
             routes: Arc::default(),
             link: watch::Sender::new(Link {
@@ -207,6 +211,35 @@ impl SshHost {
                 }
             }
         }
+    }
+
+    /// A connection for one Exec command, held by it alone: an idle one
+    /// unless `fresh`, else a new one. It runs on the caller's runtime, where
+    /// the command's output is streamed.
+    pub async fn exec_session(self: &Arc<Self>, fresh: bool) -> Result<ExecLease> {
+        if !fresh && let Some(lease) = self.exec_pool.take_idle() {
+            return Ok(lease);
+        }
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        // Its own routes: no remote forward is requested on it, so any
+        // forwarded channel the server opens there is refused.
+        let connect = SshSession::connect(self.config.clone(), Arc::default());
+        let session = tokio::select! {
+            r = connect => r?,
+            () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
+        };
+        Ok(ExecLease::new(
+            Arc::new(session),
+            self.exec_pool.clone(),
+            false,
+        ))
+    }
+
+    /// Connections waiting for the next Exec.
+    pub fn idle_exec_connections(&self) -> usize {
+        self.exec_pool.idle_count()
     }
 
     /// Connects; the caller holds `connecting`.
@@ -422,8 +455,9 @@ impl SshHost {
         }
     }
 
-    /// Closes the connection, if any.
+    /// Closes the connection, if any, and the idle Exec connections.
     pub async fn disconnect(&self) {
+        self.exec_pool.drain().await;
         let session = self.link.borrow().session.clone();
         if let Some(s) = session {
             self.link.send_modify(|l| l.session = None);

@@ -1,12 +1,14 @@
 //! SSH client side: one [`SshHost`] per configured server, holding at most one
-//! live [`SshSession`] (russh connection) that every tunnel and exec on that
-//! host shares, as OpenSSH's ControlMaster does.
+//! live [`SshSession`] (russh connection) that every tunnel on that host
+//! shares, as OpenSSH's ControlMaster does, and an [`ExecPool`] of
+//! connections that each run one Exec command at a time.
 //!
 //! Architecture invariant: nothing here knows about gRPC or tunnels; it opens
 //! channels and routes the server's forwarded channels to whoever registered
 //! for them.
 
 pub mod ciphers;
+mod exec_pool;
 mod forward_routes;
 mod handler;
 mod host;
@@ -15,6 +17,7 @@ mod io_thread;
 pub mod known_hosts;
 mod session;
 
+pub use exec_pool::{ExecLease, ExecPool};
 pub use forward_routes::{ForwardRoutes, ForwardedChannel};
 pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
 pub use io_thread::{HostThread, IoThread};
