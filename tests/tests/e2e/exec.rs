@@ -433,3 +433,38 @@ async fn a_stream_dropped_while_output_waits_closes_its_connection() -> Result<(
     })
     .await
 }
+
+/// A burst of Execs, each on a connection of its own, gets through an sshd
+/// with OpenSSH's default `MaxStartups 10:30:100` (which drops new
+/// connections at random past 10 unauthenticated ones): tunneld opens only
+/// a few at a time. They still run side by side.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_execs_gets_through_default_max_startups() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::builder().config("MaxStartups 10:30:100").start()?;
+        let bed = Bed::with(sshd, |b| b).await?;
+        let start = Instant::now();
+        let mut runs = tokio::task::JoinSet::new();
+        for i in 0..30 {
+            let client = bed.client.clone();
+            runs.spawn(async move {
+                let out = exec::run_ok(&client, &format!("sleep 1; echo {i}"))
+                    .await
+                    .with_context(|| format!("Exec {i} of the burst"))?;
+                ensure!(out == format!("{i}\n"), "Exec {i} stdout {out:?}");
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = runs.join_next().await {
+            r??;
+        }
+        // One after another they would take 30 s.
+        ensure!(
+            start.elapsed() < Duration::from_secs(15),
+            "30 Execs of `sleep 1` took {:?}",
+            start.elapsed()
+        );
+        Ok(())
+    })
+    .await
+}

@@ -19,6 +19,7 @@ use std::{
     time::Duration,
 };
 
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::SshSession;
@@ -26,12 +27,19 @@ use super::SshSession;
 /// Most idle Exec connections kept per host; more are closed at once.
 pub const MAX_IDLE: usize = 4;
 
+/// Most Exec connections of one host in their handshake at once; a burst of
+/// Execs waits for a slot. sshd's default `MaxStartups 10:30:100` starts
+/// dropping new connections at 10 unauthenticated ones, and the host's
+/// shared connection may be starting too.
+pub const MAX_HANDSHAKES: usize = 4;
+
 /// Idle Exec connections of one host.
 pub struct ExecPool {
     idle: Mutex<Vec<Idle>>,
     next_id: AtomicU64,
     keep_idle: Duration,
     shutdown: CancellationToken,
+    handshakes: Semaphore,
 }
 
 /// A connection waiting for the next Exec.
@@ -49,7 +57,19 @@ impl ExecPool {
             next_id: AtomicU64::new(0),
             keep_idle,
             shutdown,
+            handshakes: Semaphore::new(MAX_HANDSHAKES),
         })
+    }
+
+    /// Waits for a turn to open a new connection (see [`MAX_HANDSHAKES`]);
+    /// the turn lasts as long as the permit.
+    pub async fn handshake_turn(&self) -> SemaphorePermit<'_> {
+        // Never closed, so acquiring cannot fail; the fallback is only there
+        // so this has no panic path.
+        match self.handshakes.acquire().await {
+            Ok(permit) => permit,
+            Err(_) => std::future::pending().await,
+        }
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {

@@ -220,8 +220,13 @@ impl SshHost {
         if !fresh && let Some(lease) = self.exec_pool.take_idle() {
             return Ok(lease);
         }
-        if self.shutdown.is_cancelled() {
-            return Err(Error::ShuttingDown);
+        let _turn = tokio::select! {
+            turn = self.exec_pool.handshake_turn() => turn,
+            () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
+        };
+        // A command may have ended meanwhile and left its connection.
+        if !fresh && let Some(lease) = self.exec_pool.take_idle() {
+            return Ok(lease);
         }
         // Its own routes: no remote forward is requested on it, so any
         // forwarded channel the server opens there is refused.
