@@ -175,7 +175,8 @@ pub struct Tunnel {
     hold: Mutex<Option<HostHold>>,
     /// State and its detail; a watch so an attachment sees every change.
     status: watch::Sender<(TunnelState, String)>,
-    /// Connection events, for whoever is attached.
+    /// Connection events, for whoever is attached ([`events::EVENT_BUFFER`]
+    /// of them buffered for an attached tunnel, one otherwise).
     events: broadcast::Sender<TunnelEvent>,
     /// The receiver an attachment takes: subscribed at creation, so the
     /// first connections are not missed. `None` for unattached tunnels.
@@ -226,7 +227,15 @@ impl Tunnel {
         parent: &CancellationToken,
         options: TunnelOptions,
     ) -> Self {
-        let (events, first) = broadcast::channel(events::EVENT_BUFFER);
+        // Only an attachment reads these. The buffer's slots are allocated
+        // up front (1,024 took ~120 KB per tunnel), so a tunnel nobody is
+        // attached to gets one slot; watchers read the daemon's bus.
+        let capacity = if options.attached {
+            events::EVENT_BUFFER
+        } else {
+            1
+        };
+        let (events, first) = broadcast::channel(capacity);
         Tunnel {
             id,
             kind,
