@@ -87,11 +87,6 @@ impl ExecPool {
         None
     }
 
-    /// How many connections wait for a command.
-    pub fn idle_count(&self) -> usize {
-        self.idle().len()
-    }
-
     /// Keeps `session` for the next command, or closes it when the pool is
     /// full, keeps nothing, or tunneld is stopping.
     fn put_back(self: &Arc<Self>, session: Arc<SshSession>) {

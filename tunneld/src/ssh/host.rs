@@ -242,11 +242,6 @@ impl SshHost {
         ))
     }
 
-    /// Connections waiting for the next Exec.
-    pub fn idle_exec_connections(&self) -> usize {
-        self.exec_pool.idle_count()
-    }
-
     /// Connects; the caller holds `connecting`.
     async fn connect_locked(self: &Arc<Self>) -> Result<Arc<SshSession>> {
         if self.shutdown.is_cancelled() {
