@@ -88,11 +88,12 @@ pub fn kill_all(pids: &[u32]) {
 /// True while a process with this pid exists and is not a zombie (a killed
 /// child stays a zombie until its parent reaps it).
 pub fn is_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    !matches!(state, Some("Z") | Some("X") | None)
+    !matches!(state(pid), Some('Z' | 'X') | None)
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, …); `None` when
+/// the process is gone.
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }

@@ -513,7 +513,7 @@ fn wait_stopped(pids: &[u32]) -> Result<()> {
         let running: Vec<u32> = pids
             .iter()
             .copied()
-            .filter(|&p| matches!(process_state(p), Some(s) if !matches!(s, 'T' | 't' | 'Z' | 'X')))
+            .filter(|&p| matches!(procs::state(p), Some(s) if !matches!(s, 'T' | 't' | 'Z' | 'X')))
             .collect();
         if running.is_empty() {
             return Ok(());
@@ -523,13 +523,6 @@ fn wait_stopped(pids: &[u32]) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, …); `None` when
-/// the process is gone.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// Polls until none of `pids` is alive (gone or a zombie), for at most
@@ -570,8 +563,7 @@ impl Drop for Sshd {
         // identifies them and before they are reparented away from sshd.
         // A stopped server may still have orphaned sessions (see
         // `session_processes`), so they are looked for in any case.
-        let sessions = self.session_processes();
-        procs::kill_all(&sessions);
+        procs::kill_all(&self.session_processes());
         if let Some(mut child) = self.child.take() {
             match freeze_tree(child.id()) {
                 Ok(tree) => procs::kill_all(&tree),
@@ -581,6 +573,30 @@ impl Drop for Sshd {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        self.kill_remaining_sessions();
+    }
+}
+
+impl Sshd {
+    /// Looks for session processes again until none is alive, killing what
+    /// it finds, for at most [`SSHD_STOP_TIMEOUT`]. One pass can miss a
+    /// process: its environment reads empty while it is in `execve` (a
+    /// backgrounded `nohup sleep` becoming `sleep`), or it was forked just
+    /// after the pass; such a process once outlived a dropped sshd.
+    fn kill_remaining_sessions(&self) {
+        let deadline = Instant::now() + SSHD_STOP_TIMEOUT;
+        loop {
+            let alive: Vec<u32> = self
+                .session_processes()
+                .into_iter()
+                .filter(|&p| procs::is_alive(p))
+                .collect();
+            if alive.is_empty() || Instant::now() > deadline {
+                return;
+            }
+            procs::kill_all(&alive);
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
