@@ -97,3 +97,34 @@ pub fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
+
+/// A process held stopped (SIGSTOP) as a busy or swapped-out one would be:
+/// the kernel still completes TCP handshakes on its listeners, but nothing
+/// is accepted or answered. It runs again (SIGCONT) when this is dropped,
+/// whatever the test did meanwhile.
+pub struct Paused(u32);
+
+impl Paused {
+    /// Stops `pid` and returns once `/proc` shows it stopped (at most 5 s).
+    pub fn new(pid: u32) -> anyhow::Result<Self> {
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP)
+            .map_err(|e| anyhow::anyhow!("sending SIGSTOP to {pid}: {e}"))?;
+        let paused = Paused(pid);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !matches!(state(pid), Some('T' | 't')) {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "process {pid} not stopped 5 s after SIGSTOP (state {:?})",
+                state(pid)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(paused)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGCONT);
+    }
+}

@@ -13,6 +13,7 @@
 //! - [`grpc`] and [`server`]: the thin gRPC adapter and the server around it.
 //! - [`listen`]: the API's TCP or unix socket listener, and when a
 //!   non-loopback address is allowed.
+//! - [`tcp_listener`]: TCP listeners with a backlog that holds a burst.
 //! - [`tokens`], [`secret_file`]: API tokens, and files only their owner
 //!   may read. The auth layer and audit log live in [`grpc`].
 //! - [`policy`]: which forwards may be opened (allow_local_bind,
@@ -35,6 +36,7 @@ pub mod relay;
 pub mod secret_file;
 pub mod server;
 pub mod ssh;
+pub mod tcp_listener;
 pub mod tokens;
 pub mod tunnel;
 pub mod watch;

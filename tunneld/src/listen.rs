@@ -131,9 +131,7 @@ async fn bind_tcp(text: &str, exposure: &Exposure) -> Result<TcpListener, String
             ),
         }
     }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    crate::tcp_listener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 /// The socket file of a unix listener, removed on drop if it is still ours.

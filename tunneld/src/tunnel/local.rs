@@ -107,7 +107,7 @@ async fn bind(address: &str, port: u16) -> Result<TcpListener> {
         format!("{address}:{port}")
     };
     let addr = resolve_bind(address, port).await?;
-    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+    crate::tcp_listener::bind(addr).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => Error::LocalAddressInUse { addr: shown },
         io::ErrorKind::PermissionDenied => Error::LocalBind {
             addr: shown,
