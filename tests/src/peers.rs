@@ -43,16 +43,24 @@ impl TcpPeer {
         F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::io::Result<()>> + Send + 'static,
     {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding a TCP peer on {addr}"))?;
+        let listener =
+            bind_with_backlog(addr).with_context(|| format!("binding a TCP peer on {addr}"))?;
         let addr = listener.local_addr()?;
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
         let task = tokio::spawn(async move {
             // Owned here so that aborting this task aborts every connection.
             let mut conns = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    // Out of descriptors or an aborted handshake: a real
+                    // server keeps listening, and so does this one.
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
                 counter.fetch_add(1, Ordering::SeqCst);
                 while conns.try_join_next().is_some() {}
                 conns.spawn(handler(stream));
@@ -136,6 +144,21 @@ impl TcpPeer {
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+}
+
+/// Binds `addr` with a listen backlog of 4096, as tunneld's own listeners
+/// do: tokio's default of 128 drops the SYNs of a burst (sshd opening 500
+/// channels to this peer at once) whenever this test process is slow to
+/// accept, and each dropped client waits 1, 3, 7 s... to retry.
+fn bind_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// The first byte that asks a [`TcpPeer::flood_or_echo`] server to flood.
