@@ -74,6 +74,27 @@ impl<T> BudgetSender<T> {
     /// Queues `item` of `size` bytes, first waiting as long as it takes for
     /// the reader to make room; fails only with [`SendError::Closed`].
     pub async fn send_when_room(&self, item: T, size: usize) -> Result<(), SendError> {
+        self.send_waiting_until(item, size, std::future::pending())
+            .await
+    }
+
+    /// Whether `size` more bytes fit now (the reader only ever makes more
+    /// room, so a lone sender that sees room gets it).
+    pub fn has_room(&self, size: usize) -> bool {
+        let used = self.used.bytes.load(Ordering::Acquire);
+        size == 0 || used == 0 || used + size <= self.limit
+    }
+
+    /// Queues `item` of `size` bytes, waiting for the reader to make room
+    /// until `give_up` resolves; then, still without room, fails with
+    /// [`SendError::Overflow`].
+    pub async fn send_waiting_until(
+        &self,
+        item: T,
+        size: usize,
+        give_up: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SendError> {
+        let mut give_up = std::pin::pin!(give_up);
         loop {
             // Registered before the check, so a release between the check
             // and the wait is not missed.
@@ -86,6 +107,13 @@ impl<T> BudgetSender<T> {
             tokio::select! {
                 () = released => {}
                 () = self.tx.closed() => return Err(SendError::Closed),
+                () = &mut give_up => {
+                    return if self.reserve(size) {
+                        self.tx.send((item, size)).map_err(|_| SendError::Closed)
+                    } else {
+                        Err(SendError::Overflow)
+                    };
+                }
             }
         }
     }
@@ -181,6 +209,24 @@ mod tests {
         tx.send(3, 5).unwrap();
         drop(rx);
         assert_eq!(tx.send_when_room(4, 5).await, Err(SendError::Closed));
+    }
+
+    #[tokio::test]
+    async fn send_waiting_until_overflows_when_told_to_give_up() {
+        let (tx, mut rx) = channel::<u8>(10);
+        tx.send(1, 10).unwrap();
+        assert!(!tx.has_room(1));
+        let (give_up, gave_up) = tokio::sync::oneshot::channel::<()>();
+        let waiting = tx.send_waiting_until(2, 5, async {
+            let _ = gave_up.await;
+        });
+        let (sent, ()) = tokio::join!(waiting, async { give_up.send(()).unwrap() });
+        assert_eq!(sent, Err(SendError::Overflow));
+        // With room made before giving up, the item gets in.
+        let (_, n) = rx.recv().await.unwrap();
+        rx.release(n);
+        assert!(tx.has_room(5));
+        assert_eq!(tx.send_waiting_until(3, 5, async {}).await, Ok(()));
     }
 
     #[tokio::test]

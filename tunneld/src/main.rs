@@ -120,8 +120,10 @@ struct Args {
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Bytes held for one connection whose local reader lags; past it the
-    /// connection is reset. Accepts suffixes KiB, MiB.
+    /// Bytes held for one connection whose local reader lags. Past it, a
+    /// connection alone on its SSH connection pauses the sender until the
+    /// reader catches up; one sharing it with others is reset. Accepts
+    /// suffixes KiB, MiB.
     #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
     max_connection_buffer: usize,
 

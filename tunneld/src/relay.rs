@@ -6,7 +6,10 @@
 //!   queues the data in a byte-budgeted queue ([`crate::budget`]), so a local
 //!   reader that stalls never stalls the shared SSH connection. If more than
 //!   the budget is waiting, the connection is reset (the documented policy:
-//!   russh offers no per-channel backpressure we could apply instead).
+//!   russh offers no per-channel backpressure we could apply instead), unless
+//!   it is alone on its SSH connection: then it stops taking messages, which
+//!   holds the whole connection back, until its reader catches up or someone
+//!   else needs the connection ([`SessionUse`]).
 //! - **downlink** writes queued data to the local socket and turns the
 //!   channel's EOF into a TCP half-close (`shutdown(Write)`).
 //! - **uplink** reads the local socket and sends to the channel, waiting for
@@ -21,7 +24,10 @@
 use std::{
     io::IoSlice,
     pin::pin,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -33,7 +39,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{budget, ssh::SshChannel};
+use crate::{
+    budget::{self, BudgetSender},
+    ssh::{SessionUse, SshChannel},
+};
 
 /// Most bytes gathered from the queue into one write to the local socket.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -97,14 +106,17 @@ pub struct RelayBuffers {
 }
 
 /// Carries bytes both ways between `tcp` and `channel` until the connection
-/// ends, counting them into `bytes`.
+/// ends, counting them into `bytes`. With `session`, the connection counts
+/// as a user of that SSH connection, and may hold it back while alone on it.
 pub async fn relay(
     tcp: TcpStream,
     channel: SshChannel,
     bytes: ByteCounters<'_>,
     buffers: RelayBuffers,
+    session: Option<&Arc<SessionUse>>,
     cancel: &CancellationToken,
 ) -> RelayEnd {
+    let _relaying = session.map(|s| s.relay());
     let RelayBuffers {
         max_buffer,
         read_chunk,
@@ -120,7 +132,12 @@ pub async fn relay(
                 let sent = match msg {
                     ChannelMsg::Data { data } => {
                         let n = data.len();
-                        q_tx.send(Down::Data(data), n)
+                        match session {
+                            Some(s) if !q_tx.has_room(n) => {
+                                queue_or_hold_back(s, &q_tx, Down::Data(data), n).await
+                            }
+                            _ => q_tx.send(Down::Data(data), n),
+                        }
                     }
                     ChannelMsg::Eof => q_tx.send(Down::Eof, 0),
                     ChannelMsg::Close => return RelayEnd::Completed,
@@ -223,6 +240,27 @@ pub async fn relay(
     }
     let _ = ch_tx.close().await;
     end
+}
+
+/// Queues `item` once the reader has made room, holding the SSH connection
+/// back meanwhile, if this connection is alone on it; otherwise, or as soon
+/// as someone else wants the connection, it is an overflow.
+async fn queue_or_hold_back(
+    session: &SessionUse,
+    queue: &BudgetSender<Down>,
+    item: Down,
+    size: usize,
+) -> Result<(), budget::SendError> {
+    // Taken before the check: a request that starts after it wakes us.
+    let wanted = session.wanted();
+    if !session.alone() {
+        return queue.send(item, size);
+    }
+    tracing::debug!(
+        "the local reader is {} KiB behind; holding the SSH connection back, nobody else uses it",
+        queue.buffered() / 1024
+    );
+    queue.send_waiting_until(item, size, wanted).await
 }
 
 /// Writes every chunk, in order, with as few `writev` calls as the socket

@@ -6,14 +6,15 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tunnel_proto::v1::TunnelCounters;
 use tunneld_tests::Client;
-use tunneld_tests::data::random_bytes;
+use tunneld_tests::data::{random_bytes, sha256_hex};
 use tunneld_tests::exec;
 use tunneld_tests::peers::{FLOOD_REQUEST, TcpPeer};
 use tunneld_tests::wait::{POLL_INTERVAL, poll_until};
 
+use crate::load::unique_bytes;
 use crate::support::{Bed, connect, e2e, exchange, find_tunnel, local_port, open_local};
 
 /// What the stalled connection's target tries to send: more than every
@@ -163,6 +164,79 @@ async fn an_unread_exec_stream_does_not_stall_the_others() -> Result<()> {
             );
         }
         drop(unread);
+        Ok(())
+    })
+    .await
+}
+
+/// What the slow reader below moves through the forward and back: six
+/// times the daemon's default buffer, so it cannot all wait in tunneld.
+const SLOW_READER_BYTES: usize = 48 << 20;
+
+/// A reader that pauses for seconds, alone on the host's SSH connection,
+/// gets every byte, as through `ssh -L`: with nobody else on the
+/// connection, tunneld stops taking the channel's data once its buffer is
+/// full instead of resetting the connection, and the whole path (sshd, the
+/// echo target, the sender) waits for the reader. It wrote 48 MiB while not
+/// reading for 3 s, then read in small steps with pauses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_alone_on_its_ssh_connection_gets_every_byte() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let echo = TcpPeer::echo().await?;
+        let tunnel = open_local(&bed.client, "", echo.port()).await?;
+        let stream = connect(local_port(&tunnel)?).await?;
+        let (mut r, mut w) = stream.into_split();
+
+        let data = unique_bytes(SLOW_READER_BYTES);
+        let want = sha256_hex(&data);
+        let writer = tokio::spawn(async move {
+            w.write_all(&data).await.context("writing")?;
+            w.shutdown().await.context("half-closing")
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let held = counters(&bed.client, &tunnel.id).await?;
+        ensure!(
+            held.failed_connections == 0,
+            "reset while its reader paused: {held:?}"
+        );
+
+        let mut back = Vec::with_capacity(SLOW_READER_BYTES);
+        let mut buf = vec![0u8; 1 << 20];
+        let reading = async {
+            loop {
+                let n = r.read(&mut buf).await.context("reading")?;
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&buf[..n]);
+                if back.len() % (8 << 20) < n {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(60), reading)
+            .await
+            .context("reading everything back took over 60 s")??;
+        writer.await.context("the writer panicked")??;
+        ensure!(
+            back.len() == SLOW_READER_BYTES && sha256_hex(&back) == want,
+            "got {} bytes back of {SLOW_READER_BYTES}, {}",
+            back.len(),
+            if sha256_hex(&back) == want {
+                "identical"
+            } else {
+                "not the ones sent"
+            }
+        );
+        let c = counters(&bed.client, &tunnel.id).await?;
+        ensure!(c.failed_connections == 0, "counters {c:?}");
+        eprintln!(
+            "slow reader: {} MiB in tunneld's counters after the 3 s pause, all {} MiB back intact",
+            held.bytes_from_target >> 20,
+            SLOW_READER_BYTES >> 20
+        );
         Ok(())
     })
     .await

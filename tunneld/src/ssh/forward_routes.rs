@@ -43,6 +43,14 @@ impl ForwardRoutes {
         });
     }
 
+    /// Whether no remote forward is registered.
+    pub fn is_empty(&self) -> bool {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// Stops routing `address:port`.
     pub fn remove(&self, address: &str, port: u32) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());

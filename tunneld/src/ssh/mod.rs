@@ -16,12 +16,14 @@ mod identity;
 mod io_thread;
 pub mod known_hosts;
 mod session;
+mod session_use;
 
 pub use exec_pool::{ExecLease, ExecPool};
 pub use forward_routes::{ForwardRoutes, ForwardedChannel};
 pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
 pub use io_thread::{HostThread, IoThread};
 pub use session::SshSession;
+pub use session_use::{SessionUse, UseGuard};
 
 /// A russh client channel.
 pub type SshChannel = russh::Channel<russh::client::Msg>;

@@ -14,7 +14,7 @@ use tokio::{io::BufReader, net::TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ForwardRoutes, SshChannel,
+    ForwardRoutes, SessionUse, SshChannel,
     handler::{ClientHandler, HandlerError, describe_russh_error},
     identity, known_hosts,
 };
@@ -45,6 +45,8 @@ pub struct SshSession {
     /// Cancelled when the connection's task ends.
     closed: CancellationToken,
     close_reason: Arc<Mutex<Option<String>>>,
+    /// Who uses the connection (see `session_use.rs`).
+    usage: Arc<SessionUse>,
     /// When authentication succeeded.
     pub connected_at: SystemTime,
 }
@@ -104,6 +106,7 @@ impl SshSession {
         });
         let closed = CancellationToken::new();
         let close_reason = Arc::new(Mutex::new(None));
+        let usage = Arc::new(SessionUse::new(routes.clone()));
         let handler = ClientHandler {
             host: host.clone(),
             routes,
@@ -162,8 +165,16 @@ impl SshSession {
             handle,
             closed,
             close_reason,
+            usage,
             connected_at: SystemTime::now(),
         })
+    }
+
+    /// Who uses this connection; a carried connection registers itself here
+    /// so that its slow reader may hold the connection back while it is
+    /// alone on it.
+    pub fn usage(&self) -> &Arc<SessionUse> {
+        &self.usage
     }
 
     /// Whether the connection has ended.
@@ -225,6 +236,9 @@ impl SshSession {
         what: &str,
         f: impl Future<Output = Result<T, russh::Error>>,
     ) -> Result<T> {
+        // Counted while under way: a connection holding the session back
+        // lets go, or this request would wait for its reader.
+        let _request = self.usage.request();
         match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
             Ok(r) => r.map_err(|e| self.map_request_error(what, e)),
             Err(_) => Err(self.failed(format!(

@@ -176,10 +176,11 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<
         () = tunnel.cancel.cancelled() => return,
         r = async {
             let session = host.wait_session(tunnel.reconnect_wait()).await?;
-            session.open_direct_tcpip(&target.host, target.port, peer).await
+            let channel = session.open_direct_tcpip(&target.host, target.port, peer).await?;
+            Ok::<_, Error>((channel, session.usage().clone()))
         } => r,
     };
-    let channel = match opened {
+    let (channel, session) = match opened {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("cannot carry connection from {peer}: {e}");
@@ -188,7 +189,9 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<
             return;
         }
     };
-    tunnel.relay_connection(&conn, tcp, channel).await;
+    tunnel
+        .relay_connection(&conn, tcp, channel, Some(&session))
+        .await;
 }
 
 /// Makes the coming close a reset (RST), so the client sees at once that the

@@ -28,7 +28,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     relay::{RelayBuffers, RelayEnd, relay},
-    ssh::{HostHold, Link, SshChannel, SshHost},
+    ssh::{HostHold, Link, SessionUse, SshChannel, SshHost},
     watch::{Bus, Change},
 };
 
@@ -298,16 +298,25 @@ impl Tunnel {
     }
 
     /// Carries one accepted connection over `channel` until it ends; a
-    /// reset at the buffer limit marks it failed.
+    /// reset at the buffer limit marks it failed. With `session`, a slow
+    /// reader may hold that SSH connection back while alone on it.
     pub async fn relay_connection(
         &self,
         conn: &Connection<'_>,
         tcp: TcpStream,
         channel: SshChannel,
+        session: Option<&Arc<SessionUse>>,
     ) {
         let cancel = self.cancel.child_token();
         let idled = AtomicBool::new(false);
-        let carried = relay(tcp, channel, conn.byte_counters(), self.buffers, &cancel);
+        let carried = relay(
+            tcp,
+            channel,
+            conn.byte_counters(),
+            self.buffers,
+            session,
+            &cancel,
+        );
         let end = match self.idle_timeout {
             None => carried.await,
             Some(limit) => tokio::select! {

@@ -220,7 +220,8 @@ async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>) {
     };
     let _ = tcp.set_nodelay(true);
     fc.reply.accept().await;
-    tunnel.relay_connection(&conn, tcp, fc.channel).await;
+    // Never alone: the remote forward itself needs the session loop.
+    tunnel.relay_connection(&conn, tcp, fc.channel, None).await;
 }
 
 async fn refuse(fc: ForwardedChannel, conn: &Connection<'_>, why: String) {
