@@ -91,6 +91,11 @@ pub fn is_alive(pid: u32) -> bool {
     !matches!(state(pid), Some('Z' | 'X') | None)
 }
 
+/// Those of `pids` that are alive (see [`is_alive`]).
+pub fn alive(pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    pids.into_iter().filter(|&p| is_alive(p)).collect()
+}
+
 /// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, …); `None` when
 /// the process is gone.
 pub fn state(pid: u32) -> Option<char> {

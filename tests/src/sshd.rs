@@ -408,10 +408,7 @@ impl Sshd {
         let Some(pid) = self.running_pid() else {
             return 0;
         };
-        procs::children_of(pid)
-            .into_iter()
-            .filter(|&p| procs::is_alive(p))
-            .count()
+        procs::alive(procs::children_of(pid)).len()
     }
 
     /// Takes the server away as a crash or power cut would: the listener and
@@ -530,11 +527,7 @@ fn wait_stopped(pids: &[u32]) -> Result<()> {
 fn wait_gone(pids: &[u32], what: &str) -> Result<()> {
     let deadline = Instant::now() + SSHD_STOP_TIMEOUT;
     loop {
-        let alive: Vec<u32> = pids
-            .iter()
-            .copied()
-            .filter(|&p| procs::is_alive(p))
-            .collect();
+        let alive = procs::alive(pids.iter().copied());
         if alive.is_empty() {
             return Ok(());
         }
@@ -587,11 +580,7 @@ impl Sshd {
     fn kill_remaining_sessions(&self) {
         let deadline = Instant::now() + SSHD_STOP_TIMEOUT;
         loop {
-            let alive: Vec<u32> = self
-                .session_processes()
-                .into_iter()
-                .filter(|&p| procs::is_alive(p))
-                .collect();
+            let alive = procs::alive(self.session_processes());
             if alive.is_empty() || Instant::now() > deadline {
                 return;
             }

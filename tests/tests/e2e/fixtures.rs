@@ -282,11 +282,7 @@ async fn dropping_sshd_kills_orphaned_session_processes() -> Result<()> {
             "orphaned session processes to die",
             Duration::from_secs(5),
             || async {
-                let alive: Vec<u32> = orphans
-                    .iter()
-                    .copied()
-                    .filter(|&p| tunneld_tests::procs::is_alive(p))
-                    .collect();
+                let alive = tunneld_tests::procs::alive(orphans.iter().copied());
                 if alive.is_empty() {
                     Ok(Some(()))
                 } else {
