@@ -28,8 +28,8 @@ use tunneld_tests::{Client, Sshd, fds, procs};
 
 use crate::forward_remote::open_remote;
 use crate::support::{
-    Bed, IO_TIMEOUT, close, connect, e2e, exchange, expect_closed, find_tunnel, local_port,
-    localhost, open_local, remote_port,
+    Bed, IO_TIMEOUT, close, connect, connect_expecting_close, e2e, exchange, expect_closed,
+    find_tunnel, local_port, localhost, open_local, remote_port,
 };
 
 /// Taken by the tests that saturate the machine (here and in `rekey`), so
@@ -428,18 +428,8 @@ async fn round_trip(s: &mut TcpStream, label: &str) -> Result<()> {
 /// A new connection to `port` is refused: whatever it sends, nothing comes
 /// back and the connection ends (reset or EOF) promptly.
 async fn refused(port: u16, what: &str) -> Result<()> {
-    let mut s = match connect(port).await {
-        Ok(s) => s,
-        // The reset can come before the connect call has returned.
-        Err(e)
-            if e.root_cause()
-                .downcast_ref::<std::io::Error>()
-                .map(|e| e.kind())
-                == Some(std::io::ErrorKind::ConnectionReset) =>
-        {
-            return Ok(());
-        }
-        Err(e) => return Err(e),
+    let Some(mut s) = connect_expecting_close(port).await? else {
+        return Ok(());
     };
     // May fail with a reset already; the read below tells.
     let _ = s.write_all(b"refuse me").await;

@@ -152,6 +152,25 @@ pub async fn connect(port: u16) -> Result<TcpStream> {
         .with_context(|| format!("connecting to 127.0.0.1:{port}"))
 }
 
+/// Connects to `port`, where the daemon is expected to end the connection
+/// at once (a refused target, a cap). `None` when it was already reset
+/// before `connect` returned: on a busy machine the RST can arrive before
+/// this task polls the connect's completion, and that is the same outcome.
+pub async fn connect_expecting_close(port: u16) -> Result<Option<TcpStream>> {
+    match connect(port).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<std::io::Error>()
+                .map(|e| e.kind())
+                == Some(std::io::ErrorKind::ConnectionReset) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Connects, writes `data` (concurrently with reading), half-closes, and
 /// reads until EOF; returns what was read. Bounded by `limit`.
 pub async fn exchange(port: u16, data: &[u8], limit: Duration) -> Result<Vec<u8>> {
