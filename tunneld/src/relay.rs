@@ -200,6 +200,13 @@ pub async fn relay(
                 buf.reserve(read_chunk);
                 let n = match tcp_rx.read_buf(&mut buf).await {
                     Ok(0) => {
+                        // An ending connection yields first to whatever
+                        // else is ready on this thread, typically the next
+                        // connection's channel open: russh then writes both
+                        // in one `sendto`, as `ssh`'s poll loop batches
+                        // them, and sshd takes the open without first
+                        // waking for this EOF (docs/BENCHMARKS.md, step 5).
+                        tokio::task::yield_now().await;
                         let _ = ch_tx.eof().await;
                         return true;
                     }
@@ -238,6 +245,9 @@ pub async fn relay(
         // Abnormal end: tell the local peer with a reset, not a clean FIN.
         let _ = socket2::SockRef::from(tcp_tx.as_ref()).set_linger(Some(Duration::ZERO));
     }
+    // Closing is not urgent either: connections being opened or carried go
+    // first (see the EOF above).
+    tokio::task::yield_now().await;
     let _ = ch_tx.close().await;
     end
 }
