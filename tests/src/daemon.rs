@@ -851,5 +851,13 @@ impl Drop for Tunneld {
         // kill_on_drop also does this; being explicit keeps the order clear:
         // the process dies before its temp dir is removed.
         let _ = self.child.start_kill();
+        // For a run that failed where its output is not shown (the bench):
+        // TUNNELD_KEEP_LOGS=DIR keeps each daemon's log as DIR/tunneld-PID.log.
+        if let (Some(dir), Some(pid)) = (std::env::var_os("TUNNELD_KEEP_LOGS"), self.child.id()) {
+            let _ = std::fs::copy(
+                &self.stderr_path,
+                PathBuf::from(dir).join(format!("tunneld-{pid}.log")),
+            );
+        }
     }
 }
