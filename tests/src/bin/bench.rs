@@ -88,6 +88,9 @@ fn main() -> Result<()> {
     out
 }
 
+/// The named host (same sshd) tunneld's remote forward goes through.
+const REMOTE_HOST: &str = "bench-remote";
+
 /// Where one contender's bytes go in: a forward's listening end, or the
 /// peer itself for raw TCP.
 #[derive(Debug, Clone, Copy)]
@@ -167,6 +170,23 @@ async fn run(o: Options) -> Result<()> {
     {
         args.extend(["--ciphers".into(), c.clone()]);
     }
+    // The remote forward goes through a second named host, i.e. an SSH
+    // connection of its own, as `ssh -R` is a process of its own beside
+    // `ssh -L`. On one shared connection a remote forward keeps a local
+    // forward's slow reader from holding that connection back (tunneld
+    // then resets it at --max-connection-buffer, which failed one pull).
+    let hosts = sshd.dir().join("bench-hosts.toml");
+    std::fs::write(
+        &hosts,
+        format!(
+            "[hosts.{REMOTE_HOST}]\naddress = \"{}@127.0.0.1:{}\"\nidentity = {:?}\nknown_hosts = {:?}\n",
+            sshd.user(),
+            sshd.port(),
+            sshd.identity().display().to_string(),
+            sshd.known_hosts().display().to_string(),
+        ),
+    )?;
+    args.extend(["--config".into(), hosts.display().to_string()]);
     args.extend(o.tunneld_args.iter().cloned());
     machine.push((
         "tunneld flags (besides --ssh, --identity, --known-hosts)".into(),
@@ -184,7 +204,7 @@ async fn run(o: Options) -> Result<()> {
     let client = tunneld.client();
     let cap: u32 = cap.parse()?;
     let (_, tl_port) = daemon::open_local(&client, peer.port(), cap).await?;
-    let tr_port = daemon::open_remote(&client, peer.port(), cap).await?;
+    let tr_port = daemon::open_remote(&client, REMOTE_HOST, peer.port(), cap).await?;
     let cipher = o.cipher.as_deref();
     let ssh_l = SshForward::local(&sshd, cipher, peer.port()).await?;
     let ssh_r = SshForward::remote(&sshd, cipher, peer.port()).await?;

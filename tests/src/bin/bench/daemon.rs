@@ -119,12 +119,20 @@ pub async fn open_local(
 /// Opens a remote forward: sshd listens on 127.0.0.1 (a port it picks) and
 /// tunneld connects each connection to 127.0.0.1:`target`. Returns sshd's
 /// port.
-pub async fn open_remote(client: &Client, target: u16, max_connections: u32) -> Result<u16> {
+/// Opens a remote forward through the named `host` to `target`; returns
+/// the port sshd listens on.
+pub async fn open_remote(
+    client: &Client,
+    host: &str,
+    target: u16,
+    max_connections: u32,
+) -> Result<u16> {
     let t = rpc(
         "OpenRemoteForward",
         client
             .clone()
             .open_remote_forward(OpenRemoteForwardRequest {
+                host: host.into(),
                 remote_bind_address: "127.0.0.1".into(),
                 remote_port: 0,
                 local_host: "127.0.0.1".into(),
