@@ -26,7 +26,7 @@ use std::{
     pin::pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -49,6 +49,12 @@ const WRITE_BATCH: usize = 256 * 1024;
 
 /// Most chunks (SSH packets) in one vectored write.
 const MAX_SLICES: usize = 64;
+
+/// The channel has sent its EOF (see `relay`'s use of the SSH connection).
+const FROM_CHANNEL: u8 = 1;
+/// Our EOF is sent into the channel.
+const TO_CHANNEL: u8 = 2;
+const BOTH_DIRECTIONS: u8 = FROM_CHANNEL | TO_CHANNEL;
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +122,18 @@ pub async fn relay(
     session: Option<&Arc<SessionUse>>,
     cancel: &CancellationToken,
 ) -> RelayEnd {
-    let _relaying = session.map(|s| s.relay());
+    // A user of the SSH connection while bytes may still move either way:
+    // once the channel has sent its EOF and ours is sent, this connection
+    // only waits for the close, and another one may hold the SSH
+    // connection back without stalling it.
+    let user = std::sync::Mutex::new(session.map(|s| s.relay()));
+    let directions_done = AtomicU8::new(0);
+    let direction_done = |direction: u8| {
+        if directions_done.fetch_or(direction, Ordering::Relaxed) | direction == BOTH_DIRECTIONS {
+            user.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+    };
+    let direction_done = &direction_done;
     let RelayBuffers {
         max_buffer,
         read_chunk,
@@ -139,7 +156,10 @@ pub async fn relay(
                             _ => q_tx.send(Down::Data(data), n),
                         }
                     }
-                    ChannelMsg::Eof => q_tx.send(Down::Eof, 0),
+                    ChannelMsg::Eof => {
+                        direction_done(FROM_CHANNEL);
+                        q_tx.send(Down::Eof, 0)
+                    }
                     ChannelMsg::Close => return RelayEnd::Completed,
                     _ => Ok(()),
                 };
@@ -208,6 +228,7 @@ pub async fn relay(
                         // waking for this EOF (docs/BENCHMARKS.md, step 5).
                         tokio::task::yield_now().await;
                         let _ = ch_tx.eof().await;
+                        direction_done(TO_CHANNEL);
                         return true;
                     }
                     Ok(n) => n,
