@@ -81,7 +81,13 @@ impl<T> BudgetSender<T> {
     /// Whether `size` more bytes fit now (the reader only ever makes more
     /// room, so a lone sender that sees room gets it).
     pub fn has_room(&self, size: usize) -> bool {
-        let used = self.used.bytes.load(Ordering::Acquire);
+        self.fits(self.used.bytes.load(Ordering::Acquire), size)
+    }
+
+    /// The budget rule: `size` more bytes fit beside `used` if they keep
+    /// within the limit, are a marker (0), or the queue is empty (an
+    /// oversized item still passes alone).
+    fn fits(&self, used: usize, size: usize) -> bool {
         size == 0 || used == 0 || used + size <= self.limit
     }
 
@@ -121,7 +127,7 @@ impl<T> BudgetSender<T> {
     /// Counts `size` more bytes waiting, unless that goes over the budget.
     fn reserve(&self, size: usize) -> bool {
         let before = self.used.bytes.fetch_add(size, Ordering::AcqRel);
-        if size > 0 && before > 0 && before + size > self.limit {
+        if !self.fits(before, size) {
             self.used.bytes.fetch_sub(size, Ordering::AcqRel);
             return false;
         }
