@@ -100,6 +100,20 @@ impl<T> BudgetSender<T> {
         size: usize,
         give_up: impl std::future::Future<Output = ()>,
     ) -> Result<(), SendError> {
+        if !self.wait_for_room(size, give_up).await? {
+            return Err(SendError::Overflow);
+        }
+        self.send(item, size)
+    }
+
+    /// Waits until `size` more bytes fit (`true`: for a lone sender they
+    /// stay free until it sends) or `give_up` resolves without room
+    /// (`false`); fails only with [`SendError::Closed`].
+    pub async fn wait_for_room(
+        &self,
+        size: usize,
+        give_up: impl std::future::Future<Output = ()>,
+    ) -> Result<bool, SendError> {
         let mut give_up = std::pin::pin!(give_up);
         loop {
             // Registered before the check, so a release between the check
@@ -107,19 +121,13 @@ impl<T> BudgetSender<T> {
             let released = self.used.released.notified();
             let mut released = std::pin::pin!(released);
             released.as_mut().enable();
-            if self.reserve(size) {
-                return self.tx.send((item, size)).map_err(|_| SendError::Closed);
+            if self.has_room(size) {
+                return Ok(true);
             }
             tokio::select! {
                 () = released => {}
                 () = self.tx.closed() => return Err(SendError::Closed),
-                () = &mut give_up => {
-                    return if self.reserve(size) {
-                        self.tx.send((item, size)).map_err(|_| SendError::Closed)
-                    } else {
-                        Err(SendError::Overflow)
-                    };
-                }
+                () = &mut give_up => return Ok(self.has_room(size)),
             }
         }
     }

@@ -36,6 +36,7 @@ use crate::{
     backoff::Backoff,
     error::{Error, Result},
     policy::{BindPolicy, HostPolicy},
+    spill::SpillPolicy,
 };
 
 /// Name of the host given with `--ssh`.
@@ -162,9 +163,10 @@ impl HostConfig {
 /// Limits that keep one connection from taking the daemon's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Bytes from the SSH server held for one forwarded connection or exec
-    /// whose reader is slower than the sender; past it the connection is
-    /// reset (see ARCHITECTURE.md, "The byte path").
+    /// Bytes from the SSH server held in memory for one forwarded
+    /// connection or exec whose reader is slower than the sender; past it a
+    /// connection's bytes wait in a spill file (see ARCHITECTURE.md, "The
+    /// byte path").
     pub max_buffer_per_connection: usize,
     /// Connections carried at once by the whole daemon; more are refused.
     pub max_connections: usize,
@@ -199,6 +201,8 @@ pub struct Config {
     pub default_host: Option<String>,
     /// Resource limits.
     pub limits: Limits,
+    /// Where a lagging reader's bytes wait on disk, and how many may.
+    pub spill: SpillPolicy,
     /// Addresses beyond loopback local forwards may listen on.
     pub allow_local_bind: BindPolicy,
 }

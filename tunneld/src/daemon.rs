@@ -22,6 +22,7 @@ use crate::{
     error::{Error, Result},
     exec::{self, ExecOutput, ExecSpec},
     policy::BindPolicy,
+    spill::SpillPolicy,
     ssh::{HostSnapshot, SshHost},
     tunnel::{
         self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
@@ -60,6 +61,8 @@ pub struct Daemon {
     /// Shared with attachments, which remove their tunnel when dropped.
     tunnels: Arc<Registry>,
     limits: Limits,
+    /// Where a lagging reader's bytes wait on disk.
+    spill: SpillPolicy,
     /// Where local forwards may listen beyond loopback.
     allow_local_bind: BindPolicy,
     /// Places for connections under `--max-connections`, shared by tunnels.
@@ -102,6 +105,7 @@ impl Daemon {
             capacity: Arc::new(Semaphore::new(config.limits.max_connections)),
             bus,
             limits: config.limits,
+            spill: config.spill,
             allow_local_bind: config.allow_local_bind,
             started_at: SystemTime::now(),
             shutdown,
@@ -178,6 +182,7 @@ impl Daemon {
         let limits = spec.connection_limits();
         let options = TunnelOptions {
             max_buffer: self.limits.max_buffer_per_connection,
+            spill: self.spill.clone(),
             copy_buffer: self.limits.copy_buffer,
             attached,
             max_connections: limits

@@ -5,9 +5,10 @@
 //! - [`ssh`]: one shared, lazily (re)opened SSH connection per host; host key
 //!   checks against known_hosts; routing of remote-forwarded channels.
 //! - [`tunnel`]: local and remote forwards, their counters and registry.
-//! - [`relay`] and [`budget`]: the byte path of one connection, drained
-//!   promptly into a bounded buffer so one stalled reader never stalls the
-//!   shared SSH connection.
+//! - [`relay`], [`budget`] and [`spill`]: the byte path of one connection,
+//!   drained promptly into a bounded buffer, and past it into a spill file,
+//!   so one slow reader never stalls the shared SSH connection nor loses a
+//!   byte.
 //! - [`exec`]: one remote command with streamed output.
 //! - [`daemon`]: the domain facade the API calls.
 //! - [`grpc`] and [`server`]: the thin gRPC adapter and the server around it.
@@ -35,6 +36,7 @@ pub mod policy;
 pub mod relay;
 pub mod secret_file;
 pub mod server;
+pub mod spill;
 pub mod ssh;
 pub mod tcp_listener;
 pub mod tokens;

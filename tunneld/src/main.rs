@@ -15,6 +15,7 @@ use tunneld::{
     grpc::AUDIT_TARGET,
     policy::{BindPolicy, HostPolicy},
     server::{ApiAccess, TlsFiles},
+    spill::SpillPolicy,
     tokens::TokenStore,
 };
 use tunneld::{ListenAddr, ssh::HostThread};
@@ -120,12 +121,30 @@ struct Args {
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Bytes held for one connection whose local reader lags. Past it, a
-    /// connection alone on its SSH connection pauses the sender until the
-    /// reader catches up; one sharing it with others is reset. Accepts
-    /// suffixes KiB, MiB.
+    /// Bytes held in memory for one connection whose local reader lags.
+    /// Past it, a connection alone on its SSH connection pauses the sender
+    /// until the reader catches up (as ssh -L); one sharing it with others
+    /// spills to disk (--max-connection-spill). Accepts suffixes KiB, MiB.
     #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
     max_connection_buffer: usize,
+
+    /// Bytes of one connection that may wait on disk, beyond
+    /// --max-connection-buffer, for a reader that lags while others share
+    /// its SSH connection. Past it the connection is reset. 0: never spill
+    /// (reset at --max-connection-buffer).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size_or_zero)]
+    max_connection_spill: u64,
+
+    /// Bytes all connections together may hold on disk; a connection that
+    /// would go past it is reset.
+    #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = parse_size_or_zero)]
+    max_spill: u64,
+
+    /// Directory of the spill files (created 0700 if missing). The files
+    /// have no name (O_TMPFILE), so nothing is left there, even after a
+    /// crash. Default: tunneld-UID under $TMPDIR, else /var/tmp.
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
 
     /// Send an SSH keepalive after this long without traffic from the server
     /// (OpenSSH ServerAliveInterval); default for every host.
@@ -223,6 +242,13 @@ fn parse_u32_size(s: &str) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("{s:?} is too large (at most 4GiB - 1)"))
 }
 
+fn parse_size_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    Ok(parse_size(s)? as u64)
+}
+
 fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -280,6 +306,15 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
     config.limits.max_connections_per_tunnel = args.max_connections_per_tunnel;
     config.limits.reconnect_wait = args.reconnect_wait;
     config.limits.copy_buffer = args.copy_buffer;
+    config.spill = SpillPolicy::new(
+        args.spill_dir
+            .as_deref()
+            .map(expand_home)
+            .unwrap_or_else(SpillPolicy::default_dir),
+        args.max_connection_spill,
+        args.max_spill,
+    );
+    config.spill.prepare().map_err(tunneld::Error::Config)?;
     config.finish()?;
     Ok(config)
 }

@@ -4,14 +4,18 @@
 //! Three parts run concurrently in the connection's task:
 //! - **drain** takes every message russh delivers for the channel at once and
 //!   queues the data in a byte-budgeted queue ([`crate::budget`]), so a local
-//!   reader that stalls never stalls the shared SSH connection. If more than
-//!   the budget is waiting, the connection is reset (the documented policy:
-//!   russh offers no per-channel backpressure we could apply instead), unless
-//!   it is alone on its SSH connection: then it stops taking messages, which
-//!   holds the whole connection back, until its reader catches up or someone
-//!   else needs the connection ([`SessionUse`]).
-//! - **downlink** writes queued data to the local socket and turns the
-//!   channel's EOF into a TCP half-close (`shutdown(Write)`).
+//!   reader that stalls never stalls the shared SSH connection. When the
+//!   budget is full and the connection is alone on its SSH connection, it
+//!   stops taking messages, which holds the whole connection back, until its
+//!   reader catches up or someone else needs the connection ([`SessionUse`]).
+//!   Otherwise what does not fit goes to the connection's spill file
+//!   ([`crate::spill`]), and everything after it too until the reader has
+//!   taken the file's bytes: russh offers no per-channel backpressure, so
+//!   the bytes wait on disk rather than be lost. Only past the spill limits
+//!   is the connection reset.
+//! - **downlink** writes queued data to the local socket, in order: memory,
+//!   then the spill file where the queue says so, then memory again; and
+//!   turns the channel's EOF into a TCP half-close (`shutdown(Write)`).
 //! - **uplink** reads the local socket and sends to the channel, waiting for
 //!   the SSH window (real backpressure in this direction); local EOF becomes
 //!   the channel's EOF.
@@ -25,7 +29,7 @@ use std::{
     io::IoSlice,
     pin::pin,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
@@ -33,6 +37,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use russh::ChannelMsg;
+use tokio::sync::Notify;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -41,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     budget::{self, BudgetSender},
+    spill::{self, Next, SpillError, SpillFile, SpillPolicy},
     ssh::{SessionUse, SshChannel},
 };
 
@@ -57,14 +63,15 @@ const TO_CHANNEL: u8 = 2;
 const BOTH_DIRECTIONS: u8 = FROM_CHANNEL | TO_CHANNEL;
 
 /// How a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RelayEnd {
     /// Both sides finished normally.
     Completed,
     /// The local peer reset the connection or a local write failed.
     LocalError,
-    /// The local reader fell more than the buffer limit behind.
-    Overflow,
+    /// The local reader fell further behind than the memory buffer and the
+    /// spill file may hold; which limit, or why spilling failed.
+    Overflow(SpillError),
     /// The tunnel was closed or the daemon is stopping.
     Cancelled,
     /// The channel vanished without a close: the SSH connection died.
@@ -73,6 +80,9 @@ pub enum RelayEnd {
 
 enum Down {
     Data(Bytes),
+    /// From here on, the bytes are in the spill file, up to the point where
+    /// the reader finds it empty; the queue goes on after that.
+    Spilled,
     Eof,
 }
 
@@ -82,6 +92,9 @@ pub struct ByteCounters<'a> {
     pub tcp_to_channel: Counted<'a>,
     /// Bytes received from the channel and written to the TCP stream.
     pub channel_to_tcp: Counted<'a>,
+    /// Bytes from the channel that waited in a spill file (the tunnel's
+    /// total).
+    pub spilled: &'a AtomicU64,
 }
 
 /// One direction's byte count, kept both for the whole tunnel and for the
@@ -102,13 +115,60 @@ impl Counted<'_> {
 }
 
 /// Sizes of one relay's buffers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelayBuffers {
-    /// Most bytes from the channel held for a lagging local reader; past it
-    /// the connection is reset.
+    /// Most bytes from the channel held in memory for a lagging local
+    /// reader; past it they go to the spill file.
     pub max_buffer: usize,
     /// Size of one read from the local socket (`--copy-buffer`).
     pub read_chunk: usize,
+    /// Where and how much a lagging reader's bytes may wait on disk.
+    pub spill: SpillPolicy,
+}
+
+/// A connection's spill file and whether its bytes are going there now;
+/// shared by the drain (appends) and the downlink (reads), which run in
+/// one task (the lock is never contended, nor held across an await).
+struct Spill {
+    state: Mutex<SpillState>,
+    /// Signalled when the downlink has read the file empty.
+    emptied: Notify,
+}
+
+struct SpillState {
+    /// Between a [`Down::Spilled`] mark and the downlink finding the file
+    /// empty: every byte from the channel goes to the file.
+    active: bool,
+    file: SpillFile,
+}
+
+impl Spill {
+    fn new(policy: SpillPolicy) -> Self {
+        Spill {
+            state: Mutex::new(SpillState {
+                active: false,
+                file: SpillFile::new(policy),
+            }),
+            emptied: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpillState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next bytes for the downlink; on [`Next::Empty`] spilling has
+    /// stopped and the queue's order goes on.
+    fn next(&self, max: usize) -> Next {
+        let mut state = self.lock();
+        let next = state.file.next(max);
+        if matches!(next, Next::Empty) {
+            state.active = false;
+            drop(state);
+            self.emptied.notify_waiters();
+        }
+        next
+    }
 }
 
 /// Carries bytes both ways between `tcp` and `channel` until the connection
@@ -118,7 +178,7 @@ pub async fn relay(
     tcp: TcpStream,
     channel: SshChannel,
     bytes: ByteCounters<'_>,
-    buffers: RelayBuffers,
+    buffers: &RelayBuffers,
     session: Option<&Arc<SessionUse>>,
     cancel: &CancellationToken,
 ) -> RelayEnd {
@@ -137,34 +197,33 @@ pub async fn relay(
     let RelayBuffers {
         max_buffer,
         read_chunk,
+        spill,
     } = buffers;
+    let read_chunk = *read_chunk;
     let (mut ch_rx, ch_tx) = channel.split();
     let (mut tcp_rx, mut tcp_tx) = tcp.into_split();
-    let (q_tx, mut q_rx) = budget::channel::<Down>(max_buffer);
+    let (q_tx, mut q_rx) = budget::channel::<Down>(*max_buffer);
+    let spill = &Spill::new(spill.clone());
+    let spilled = bytes.spilled;
 
     let end = {
         let drain = pin!(async move {
             let q_tx = q_tx; // dropped when the drain ends: the downlink then finishes
             while let Some(msg) = ch_rx.wait().await {
-                let sent = match msg {
+                match msg {
                     ChannelMsg::Data { data } => {
-                        let n = data.len();
-                        match session {
-                            Some(s) if !q_tx.has_room(n) => {
-                                queue_or_hold_back(s, &q_tx, Down::Data(data), n).await
-                            }
-                            _ => q_tx.send(Down::Data(data), n),
+                        if let Err(limit) = queue(data, &q_tx, spill, session, spilled).await {
+                            return RelayEnd::Overflow(limit);
                         }
                     }
                     ChannelMsg::Eof => {
                         direction_done(FROM_CHANNEL);
-                        q_tx.send(Down::Eof, 0)
+                        // Behind whatever is in the spill file, which the
+                        // downlink empties before it takes the queue again.
+                        let _ = q_tx.send(Down::Eof, 0);
                     }
                     ChannelMsg::Close => return RelayEnd::Completed,
-                    _ => Ok(()),
-                };
-                if sent == Err(budget::SendError::Overflow) {
-                    return RelayEnd::Overflow;
+                    _ => {}
                 }
             }
             RelayEnd::SshLost
@@ -176,7 +235,7 @@ pub async fn relay(
             // copy.
             let mut chunks: Vec<Bytes> = Vec::new();
             while let Some((first, mut taken)) = q_rx.recv().await {
-                let mut eof = false;
+                let (mut eof, mut spilled) = (false, false);
                 let mut len = 0;
                 match first {
                     Down::Data(d) if d.is_empty() => {}
@@ -184,9 +243,10 @@ pub async fn relay(
                         len += d.len();
                         chunks.push(d);
                     }
+                    Down::Spilled => spilled = true,
                     Down::Eof => eof = true,
                 }
-                while !eof && len < WRITE_BATCH && chunks.len() < MAX_SLICES {
+                while !eof && !spilled && len < WRITE_BATCH && chunks.len() < MAX_SLICES {
                     match q_rx.try_recv() {
                         Some((Down::Data(d), n)) => {
                             len += d.len();
@@ -195,18 +255,24 @@ pub async fn relay(
                             }
                             taken += n;
                         }
+                        Some((Down::Spilled, _)) => spilled = true,
                         Some((Down::Eof, _)) => eof = true,
                         None => break,
                     }
                 }
-                write_all_vectored(&mut tcp_tx, &mut chunks).await?;
+                write_all_vectored(&mut tcp_tx, &mut chunks)
+                    .await
+                    .map_err(|_| Downlink::Local)?;
                 bytes.channel_to_tcp.add(len);
                 q_rx.release(taken);
+                if spilled {
+                    write_spilled(spill, &mut tcp_tx, bytes.channel_to_tcp).await?;
+                }
                 if eof {
-                    tcp_tx.shutdown().await?;
+                    tcp_tx.shutdown().await.map_err(|_| Downlink::Local)?;
                 }
             }
-            std::io::Result::Ok(())
+            Ok::<(), Downlink>(())
         });
         let uplink = pin!(async {
             // Nothing is allocated until the peer first sends: an idle
@@ -246,13 +312,14 @@ pub async fn relay(
             tokio::select! {
                 () = cancel.cancelled() => break RelayEnd::Cancelled,
                 end = &mut drain, if drained.is_none() => match end {
-                    RelayEnd::Overflow => break RelayEnd::Overflow,
+                    RelayEnd::Overflow(limit) => break RelayEnd::Overflow(limit),
                     end => drained = Some(end),
                 },
                 written = &mut downlink => match written {
                     // The queue closes only after the drain ended.
-                    Ok(()) => break drained.unwrap_or(RelayEnd::Completed),
-                    Err(_) => break RelayEnd::LocalError,
+                    Ok(()) => break drained.take().unwrap_or(RelayEnd::Completed),
+                    Err(Downlink::Local) => break RelayEnd::LocalError,
+                    Err(Downlink::Spill(e)) => break RelayEnd::Overflow(SpillError::Io(e)),
                 },
                 ok = &mut uplink, if !uplink_done => {
                     if !ok { break RelayEnd::LocalError; }
@@ -262,7 +329,7 @@ pub async fn relay(
         }
     };
 
-    if end != RelayEnd::Completed {
+    if !matches!(end, RelayEnd::Completed) {
         // Abnormal end: tell the local peer with a reset, not a clean FIN.
         let _ = socket2::SockRef::from(tcp_tx.as_ref()).set_linger(Some(Duration::ZERO));
     }
@@ -273,25 +340,104 @@ pub async fn relay(
     end
 }
 
-/// Queues `item` once the reader has made room, holding the SSH connection
-/// back meanwhile, if this connection is alone on it; otherwise, or as soon
-/// as someone else wants the connection, it is an overflow.
-async fn queue_or_hold_back(
-    session: &SessionUse,
+/// Queues `data` for the downlink: in memory while the budget allows;
+/// past it, if this connection is alone on its SSH connection, it holds the
+/// SSH connection back until the reader makes room or someone else wants
+/// the connection; otherwise, or then, into the spill file, where every
+/// later byte goes too until the downlink has read the file empty. Fails
+/// only at a spill limit (or when spilling is off or broken).
+async fn queue(
+    data: Bytes,
     queue: &BudgetSender<Down>,
-    item: Down,
-    size: usize,
-) -> Result<(), budget::SendError> {
-    // Taken before the check: a request that starts after it wakes us.
-    let wanted = session.wanted();
-    if !session.alone() {
-        return queue.send(item, size);
+    spill: &Spill,
+    session: Option<&Arc<SessionUse>>,
+    spilled: &AtomicU64,
+) -> Result<(), SpillError> {
+    let n = data.len();
+    loop {
+        let active = spill.lock().active;
+        if !active && queue.has_room(n) {
+            let _ = queue.send(Down::Data(data), n);
+            return Ok(());
+        }
+        if let Some(s) = session {
+            // Taken before the check: a request that starts after it
+            // wakes us.
+            let wanted = s.wanted();
+            if s.alone() {
+                if active {
+                    // Behind bytes on disk: wait for the reader to empty the
+                    // file rather than make it grow.
+                    let emptied = spill.emptied.notified();
+                    let mut emptied = pin!(emptied);
+                    emptied.as_mut().enable();
+                    if spill.lock().active {
+                        tokio::select! {
+                            () = emptied => {}
+                            () = wanted => {}
+                            () = queue.closed() => return Ok(()),
+                        }
+                    }
+                    continue;
+                }
+                tracing::debug!(
+                    "the local reader is {} KiB behind; holding the SSH connection back, nobody else uses it",
+                    queue.buffered() / 1024
+                );
+                match queue.wait_for_room(n, wanted).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(_) => return Ok(()), // the downlink is gone
+                }
+            }
+        }
+        let mut state = spill.lock();
+        let starts = !state.active;
+        state.file.append(data)?;
+        state.active = true;
+        drop(state);
+        spilled.fetch_add(n as u64, Ordering::Relaxed);
+        if starts {
+            tracing::debug!(
+                "the local reader is {} KiB behind; its bytes wait in a spill file",
+                queue.buffered() / 1024
+            );
+            let _ = queue.send(Down::Spilled, 0);
+        }
+        return Ok(());
     }
-    tracing::debug!(
-        "the local reader is {} KiB behind; holding the SSH connection back, nobody else uses it",
-        queue.buffered() / 1024
-    );
-    queue.send_waiting_until(item, size, wanted).await
+}
+
+/// Why the downlink stopped.
+enum Downlink {
+    /// Writing to the local socket failed.
+    Local,
+    /// Reading the spill file failed.
+    Spill(std::io::Error),
+}
+
+/// Writes the spill file's bytes to the local socket until the file is
+/// empty (then the queue goes on).
+async fn write_spilled(
+    spill: &Spill,
+    tcp: &mut tokio::net::tcp::OwnedWriteHalf,
+    counted: Counted<'_>,
+) -> Result<(), Downlink> {
+    loop {
+        let data = match spill.next(WRITE_BATCH) {
+            Next::Empty => return Ok(()),
+            Next::Ready(data) => data,
+            Next::Read { file, offset, len } => {
+                let data = spill::read_at(file, offset, len)
+                    .await
+                    .map_err(Downlink::Spill)?;
+                spill.lock().file.consumed(len);
+                data
+            }
+        };
+        tcp.write_all(&data).await.map_err(|_| Downlink::Local)?;
+        counted.add(data.len());
+    }
 }
 
 /// Writes every chunk, in order, with as few `writev` calls as the socket

@@ -1968,7 +1968,7 @@ type TunnelCounters struct {
 	// Connections accepted since the tunnel opened, including active ones.
 	TotalConnections uint64 `protobuf:"varint,2,opt,name=total_connections,json=totalConnections,proto3" json:"total_connections,omitempty"`
 	// Connections that could not be carried or were cut short (target
-	// refused, channel refused, buffer limit reached, SSH connection lost).
+	// refused, channel refused, spill limit reached, SSH connection lost).
 	FailedConnections uint64 `protobuf:"varint,3,opt,name=failed_connections,json=failedConnections,proto3" json:"failed_connections,omitempty"`
 	// Bytes carried from the listening side to the target.
 	BytesToTarget uint64 `protobuf:"varint,4,opt,name=bytes_to_target,json=bytesToTarget,proto3" json:"bytes_to_target,omitempty"`
@@ -1977,8 +1977,17 @@ type TunnelCounters struct {
 	// Connections refused because the tunnel (max_connections) or tunneld
 	// (--max-connections) was at its cap. Not included in total_connections.
 	RefusedConnections uint64 `protobuf:"varint,6,opt,name=refused_connections,json=refusedConnections,proto3" json:"refused_connections,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Bytes from the target that waited on disk, in a connection's spill
+	// file, because its reader fell more than tunneld's memory buffer
+	// (--max-connection-buffer) behind while others shared the SSH connection.
+	SpilledBytes uint64 `protobuf:"varint,7,opt,name=spilled_bytes,json=spilledBytes,proto3" json:"spilled_bytes,omitempty"`
+	// Connections reset because their reader fell further behind than the
+	// memory buffer and the spill limits allow (--max-connection-spill,
+	// --max-spill); also counted in failed_connections. The connection's
+	// ConnectionClosed.error names the limit and the flag that raises it.
+	BufferLimitResets uint64 `protobuf:"varint,8,opt,name=buffer_limit_resets,json=bufferLimitResets,proto3" json:"buffer_limit_resets,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TunnelCounters) Reset() {
@@ -2049,6 +2058,20 @@ func (x *TunnelCounters) GetBytesFromTarget() uint64 {
 func (x *TunnelCounters) GetRefusedConnections() uint64 {
 	if x != nil {
 		return x.RefusedConnections
+	}
+	return 0
+}
+
+func (x *TunnelCounters) GetSpilledBytes() uint64 {
+	if x != nil {
+		return x.SpilledBytes
+	}
+	return 0
+}
+
+func (x *TunnelCounters) GetBufferLimitResets() uint64 {
+	if x != nil {
+		return x.BufferLimitResets
 	}
 	return 0
 }
@@ -2281,14 +2304,16 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\brestores\x18\r \x01(\rR\brestores\"2\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\rR\x04port\"\xa0\x02\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\xf5\x02\n" +
 	"\x0eTunnelCounters\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x04R\x11activeConnections\x12+\n" +
 	"\x11total_connections\x18\x02 \x01(\x04R\x10totalConnections\x12-\n" +
 	"\x12failed_connections\x18\x03 \x01(\x04R\x11failedConnections\x12&\n" +
 	"\x0fbytes_to_target\x18\x04 \x01(\x04R\rbytesToTarget\x12*\n" +
 	"\x11bytes_from_target\x18\x05 \x01(\x04R\x0fbytesFromTarget\x12/\n" +
-	"\x13refused_connections\x18\x06 \x01(\x04R\x12refusedConnections\"\xd9\x02\n" +
+	"\x13refused_connections\x18\x06 \x01(\x04R\x12refusedConnections\x12#\n" +
+	"\rspilled_bytes\x18\a \x01(\x04R\fspilledBytes\x12.\n" +
+	"\x13buffer_limit_resets\x18\b \x01(\x04R\x11bufferLimitResets\"\xd9\x02\n" +
 	"\aSshHost\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x123\n" +

@@ -215,6 +215,8 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
             bytes_to_target: t.counters.bytes_to_target,
             bytes_from_target: t.counters.bytes_from_target,
             refused_connections: t.counters.refused,
+            spilled_bytes: t.counters.spilled_bytes,
+            buffer_limit_resets: t.counters.limit_resets,
         }),
         attached: t.attached,
         max_connections: t.max_connections,

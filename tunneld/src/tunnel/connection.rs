@@ -96,10 +96,12 @@ impl<'a> Connection<'a> {
             TunnelKind::Local => ByteCounters {
                 tcp_to_channel: to_target,
                 channel_to_tcp: from_target,
+                spilled: &c.spilled_bytes,
             },
             TunnelKind::Remote => ByteCounters {
                 tcp_to_channel: from_target,
                 channel_to_tcp: to_target,
+                spilled: &c.spilled_bytes,
             },
         }
     }

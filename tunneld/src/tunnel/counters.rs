@@ -17,6 +17,11 @@ pub struct TunnelCounters {
     pub bytes_from_target: AtomicU64,
     /// Connections refused at a cap; not in `total`.
     pub refused: AtomicU64,
+    /// Bytes that waited in a spill file for a slow local reader.
+    pub spilled_bytes: AtomicU64,
+    /// Connections reset because their reader fell further behind than the
+    /// memory buffer and spill limits allow; also in `failed`.
+    pub limit_resets: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -34,6 +39,10 @@ pub struct CountersSnapshot {
     pub bytes_from_target: u64,
     /// Connections refused at a cap.
     pub refused: u64,
+    /// Bytes that waited in a spill file.
+    pub spilled_bytes: u64,
+    /// Connections reset at a buffer or spill limit.
+    pub limit_resets: u64,
 }
 
 impl TunnelCounters {
@@ -46,6 +55,8 @@ impl TunnelCounters {
             bytes_to_target: self.bytes_to_target.load(Ordering::Relaxed),
             bytes_from_target: self.bytes_from_target.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            spilled_bytes: self.spilled_bytes.load(Ordering::Relaxed),
+            limit_resets: self.limit_resets.load(Ordering::Relaxed),
         }
     }
 
@@ -59,6 +70,12 @@ impl TunnelCounters {
     /// Counts a connection refused at a cap; returns how many so far.
     pub fn refuse(&self) -> u64 {
         self.refused.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts a connection reset at a buffer or spill limit (the caller
+    /// also counts it failed).
+    pub fn limit_reset(&self) {
+        self.limit_resets.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection that could not be carried.

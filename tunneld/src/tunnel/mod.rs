@@ -28,6 +28,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     relay::{RelayBuffers, RelayEnd, relay},
+    spill::{SpillError, SpillPolicy},
     ssh::{HostHold, Link, SessionUse, SshChannel, SshHost},
     watch::{Bus, Change},
 };
@@ -46,8 +47,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How a tunnel is set up, besides where it listens and connects.
 #[derive(Clone)]
 pub struct TunnelOptions {
-    /// Bytes held for one connection whose local reader lags (see `relay`).
+    /// Bytes held in memory for one connection whose local reader lags
+    /// (see `relay`).
     pub max_buffer: usize,
+    /// Where and how much a lagging reader's bytes may wait on disk.
+    pub spill: SpillPolicy,
     /// Size of one read from a local socket.
     pub copy_buffer: usize,
     /// Whether the tunnel lives only as long as an [`Attachment`].
@@ -249,6 +253,7 @@ impl Tunnel {
             buffers: RelayBuffers {
                 max_buffer: options.max_buffer,
                 read_chunk: options.copy_buffer,
+                spill: options.spill,
             },
             attached: options.attached,
             max_connections: options.max_connections,
@@ -298,7 +303,7 @@ impl Tunnel {
     }
 
     /// Carries one accepted connection over `channel` until it ends; a
-    /// reset at the buffer limit marks it failed. With `session`, a slow
+    /// reset at a buffer limit marks it failed, with the limit named. With `session`, a slow
     /// reader may hold that SSH connection back while alone on it.
     pub async fn relay_connection(
         &self,
@@ -313,7 +318,7 @@ impl Tunnel {
             tcp,
             channel,
             conn.byte_counters(),
-            self.buffers,
+            &self.buffers,
             session,
             &cancel,
         );
@@ -334,12 +339,10 @@ impl Tunnel {
             return;
         }
         match end {
-            RelayEnd::Overflow => {
-                let reason = format!(
-                    "reset: its reader fell more than {} KiB behind (--max-connection-buffer)",
-                    self.buffers.max_buffer / 1024
-                );
+            RelayEnd::Overflow(limit) => {
+                let reason = overflow_reason(&limit, &self.buffers);
                 tracing::warn!("connection {reason}");
+                self.counters.limit_reset();
                 conn.fail(reason);
             }
             RelayEnd::SshLost => conn.fail("the SSH connection was lost"),
@@ -450,6 +453,44 @@ impl Tunnel {
             idle_timeout: self.idle_timeout,
             restores: self.restores.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Why a connection whose reader lagged was reset: the limit it reached and
+/// the flag that raises it.
+fn overflow_reason(limit: &SpillError, buffers: &RelayBuffers) -> String {
+    let memory = size(buffers.max_buffer as u64);
+    let spill = &buffers.spill;
+    match limit {
+        SpillError::Disabled => format!(
+            "reset: its reader fell more than {memory} behind (--max-connection-buffer; \
+             spilling to disk is off: --max-connection-spill 0)"
+        ),
+        SpillError::ConnectionLimit => format!(
+            "reset: its reader fell more than {memory} in memory and {} on disk behind \
+             (--max-connection-spill)",
+            size(spill.per_connection())
+        ),
+        SpillError::TotalLimit => format!(
+            "reset: its reader fell more than {memory} behind and tunneld's spill files \
+             already hold {}, all that --max-spill allows (--max-spill)",
+            size(spill.total())
+        ),
+        SpillError::Io(e) => format!(
+            "reset: its reader fell more than {memory} behind and its spill file in {} \
+             failed: {e} (--spill-dir)",
+            spill.dir().display()
+        ),
+    }
+}
+
+/// A size as people write it: `8 MiB`, `1 GiB`, `1536 KiB`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }
 

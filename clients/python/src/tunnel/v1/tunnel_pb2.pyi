@@ -1009,13 +1009,15 @@ class TunnelCounters(_message.Message):
     BYTES_TO_TARGET_FIELD_NUMBER: _builtins.int
     BYTES_FROM_TARGET_FIELD_NUMBER: _builtins.int
     REFUSED_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    SPILLED_BYTES_FIELD_NUMBER: _builtins.int
+    BUFFER_LIMIT_RESETS_FIELD_NUMBER: _builtins.int
     active_connections: _builtins.int
     """Connections being carried now."""
     total_connections: _builtins.int
     """Connections accepted since the tunnel opened, including active ones."""
     failed_connections: _builtins.int
     """Connections that could not be carried or were cut short (target
-    refused, channel refused, buffer limit reached, SSH connection lost).
+    refused, channel refused, spill limit reached, SSH connection lost).
     """
     bytes_to_target: _builtins.int
     """Bytes carried from the listening side to the target."""
@@ -1024,6 +1026,17 @@ class TunnelCounters(_message.Message):
     refused_connections: _builtins.int
     """Connections refused because the tunnel (max_connections) or tunneld
     (--max-connections) was at its cap. Not included in total_connections.
+    """
+    spilled_bytes: _builtins.int
+    """Bytes from the target that waited on disk, in a connection's spill
+    file, because its reader fell more than tunneld's memory buffer
+    (--max-connection-buffer) behind while others shared the SSH connection.
+    """
+    buffer_limit_resets: _builtins.int
+    """Connections reset because their reader fell further behind than the
+    memory buffer and the spill limits allow (--max-connection-spill,
+    --max-spill); also counted in failed_connections. The connection's
+    ConnectionClosed.error names the limit and the flag that raises it.
     """
     def __init__(
         self,
@@ -1034,10 +1047,12 @@ class TunnelCounters(_message.Message):
         bytes_to_target: _builtins.int = ...,
         bytes_from_target: _builtins.int = ...,
         refused_connections: _builtins.int = ...,
+        spilled_bytes: _builtins.int = ...,
+        buffer_limit_resets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_connections", b"active_connections", "bytes_from_target", b"bytes_from_target", "bytes_to_target", b"bytes_to_target", "failed_connections", b"failed_connections", "refused_connections", b"refused_connections", "total_connections", b"total_connections"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_connections", b"active_connections", "buffer_limit_resets", b"buffer_limit_resets", "bytes_from_target", b"bytes_from_target", "bytes_to_target", b"bytes_to_target", "failed_connections", b"failed_connections", "refused_connections", b"refused_connections", "spilled_bytes", b"spilled_bytes", "total_connections", b"total_connections"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
