@@ -172,3 +172,65 @@ async fn a_tls_key_others_can_read_is_refused_at_start() -> Result<()> {
     })
     .await
 }
+
+/// A spill directory tunneld cannot use safely is refused at start, naming
+/// the directory and the flags that fix it: a file, and a directory of
+/// another user (someone may have created the name first in a shared
+/// `/tmp`). One tunneld creates a missing directory 0700 itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spill_dir_that_is_a_file_or_another_users_is_refused_at_start() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let tmp = tempfile::tempdir()?;
+        let with_dir = |dir: &Path| {
+            Tunneld::builder(&sshd)
+                .arg("--spill-dir")
+                .arg(dir.display().to_string())
+        };
+
+        let file = tmp.path().join("a-file");
+        std::fs::write(&file, b"")?;
+        let refused = with_dir(&file).start_refused().await?;
+        expect_spill_dir_refusal(&refused, &file, "is not a directory")?;
+
+        let theirs = tmp.path().join("theirs");
+        std::fs::create_dir(&theirs)?;
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534))?;
+        let refused = with_dir(&theirs).start_refused().await?;
+        expect_spill_dir_refusal(&refused, &theirs, "belongs to uid 65534")?;
+
+        let missing = tmp.path().join("spill");
+        let daemon = with_dir(&missing).start().await?;
+        let mode = std::fs::metadata(&missing)?.mode() & 0o777;
+        ensure!(mode == 0o700, "spill dir created with mode {mode:o}");
+        ensure!(
+            std::fs::read_dir(&missing)?.count() == 0,
+            "the start-up check left a file in {}",
+            missing.display()
+        );
+        let out = exec::run_ok(&daemon.client(), "echo ok").await?;
+        ensure!(out == "ok\n", "Exec: {out:?}");
+        Ok(())
+    })
+    .await
+}
+
+fn expect_spill_dir_refusal(refused: &Refused, dir: &Path, why: &str) -> Result<()> {
+    ensure!(
+        refused.status.code() == Some(2),
+        "exit {:?}, stderr: {}",
+        refused.status,
+        refused.stderr
+    );
+    let line = refused.stderr.lines().last().unwrap_or_default();
+    for needle in [
+        &dir.display().to_string(),
+        why,
+        "--spill-dir",
+        "--max-connection-spill 0",
+    ] {
+        ensure!(line.contains(needle), "{needle:?} not in: {line}");
+    }
+    Ok(())
+}
