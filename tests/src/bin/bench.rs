@@ -12,8 +12,12 @@
 //! 16- and 100-stream aggregate pull, connection setup + one small round
 //! trip (p50/p99), and CPU per GiB of the client and of sshd; RSS; `Exec`
 //! of `cat FILE` against `ssh host cat FILE`; control-RPC latency
-//! (OpenLocalForward, List with many tunnels open); and RSS with many idle
-//! forwarded connections. Every row runs `--reps` times, alternating which
+//! (OpenLocalForward, List with many tunnels open); push and pull through a
+//! 3-hop chain of forwards on one SSH connection (`-L`, `-L`, `-R`); a
+//! rate-limited pull beside a busy and an idle sibling on the same `-L`
+//! forward (does it complete, and the sibling's round-trip p99); and RSS
+//! with many idle forwarded connections. Every row runs `--reps` times
+//! (the rate-limited pull `--slow-reps`, default 1), alternating which
 //! contender goes first, and shows medians with the min–max spread and the
 //! tunneld/ssh ratio.
 //!
@@ -53,6 +57,7 @@ use report::{Better, Report, Target, Who};
 
 const GIB: f64 = (1u64 << 30) as f64;
 const MB: f64 = 1e6;
+const MIB: f64 = (1u64 << 20) as f64;
 /// File descriptors the bench needs besides the idle connections.
 const FD_SLACK: u64 = 1024;
 /// How long a process may take to close its idle connections' sockets.
@@ -204,7 +209,7 @@ async fn run(o: Options) -> Result<()> {
     let client = tunneld.client();
     let cap: u32 = cap.parse()?;
     let (_, tl_port) = daemon::open_local(&client, peer.port(), cap).await?;
-    let tr_port = daemon::open_remote(&client, REMOTE_HOST, peer.port(), cap).await?;
+    let (_, tr_port) = daemon::open_remote(&client, REMOTE_HOST, peer.port(), cap).await?;
     let cipher = o.cipher.as_deref();
     let ssh_l = SshForward::local(&sshd, cipher, peer.port()).await?;
     let ssh_r = SshForward::remote(&sshd, cipher, peer.port()).await?;
@@ -339,6 +344,14 @@ async fn run(o: Options) -> Result<()> {
         );
     }
 
+    if o.runs("chain") {
+        chain_rows(&o, &mut report, &sshd, &client, peer.port(), cap).await?;
+    }
+
+    if o.runs("slow") {
+        slow_rows(&o, &mut report, &local).await;
+    }
+
     if o.runs("idle") {
         // A fresh tunneld and a fresh ssh -L, so the row is the cost of the
         // idle connections and not of what earlier rows left in the heap.
@@ -460,6 +473,173 @@ async fn forward_rep(
         add(report, p.who, "setup99", report::percentile(&ms, 99.0));
     }
     Ok(())
+}
+
+/// The 3-hop chain rows: push and pull through A of client → A (local
+/// forward) → B (local forward) → C (remote forward) → peer, every hop on
+/// ONE SSH connection per contender. A contender whose chain cannot be set
+/// up gets failed cells, the run goes on.
+async fn chain_rows(
+    o: &Options,
+    report: &mut Report,
+    sshd: &Sshd,
+    client: &tunneld_tests::Client,
+    peer_port: u16,
+    cap: u32,
+) -> Result<()> {
+    progress("chain: ssh -R -L -L in one process, and tunneld's three forwards on one host");
+    let ssh_chain = SshForward::chain(sshd, o.cipher.as_deref(), peer_port).await;
+    let mut ids = Vec::new();
+    let tunneld_a = tunneld_chain(client, peer_port, cap, &mut ids).await;
+    let mut lanes = Vec::new();
+    for (who, a) in [
+        (Who::Ssh, ssh_chain.as_ref().map(|f| f.port)),
+        (Who::Tunneld, tunneld_a.as_ref().copied()),
+    ] {
+        let ready = match a {
+            Ok(port) => load::wait_for_echo(port, CHAIN_READY_TIMEOUT)
+                .await
+                .map(|()| port),
+            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        };
+        match ready {
+            Ok(port) => lanes.push((who, port)),
+            Err(e) => {
+                let e = e.context(format!("setting up {who:?}'s 3-hop chain"));
+                progress(format!("  {who:?} failed: {e:#}"));
+                report.fail("chain.push", who, &e);
+                report.fail("chain.pull", who, &e);
+            }
+        }
+    }
+    let limit = transfer_timeout(o.bytes);
+    for rep in 0..o.reps {
+        progress(format!("rep {}/{}: 3-hop chain", rep + 1, o.reps));
+        let mut order = lanes.clone();
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for row in ["push", "pull"] {
+            for &(who, port) in &order {
+                let what = format!("{row} through {who:?}'s 3-hop chain");
+                let v = if row == "push" {
+                    bounded(&what, limit, load::push(port, o.bytes)).await
+                } else {
+                    bounded(&what, limit, load::pull(port, o.bytes)).await
+                };
+                let key = format!("chain.{row}");
+                match v {
+                    Ok(v) => report.add(&key, who, v),
+                    Err(e) => {
+                        progress(format!("  {who:?} failed: {e:#}"));
+                        report.fail(&key, who, &e);
+                    }
+                }
+            }
+        }
+    }
+    for id in ids {
+        daemon::close(client, id).await?;
+    }
+    drop(ssh_chain);
+    Ok(())
+}
+
+/// How long a chain may take until a round trip makes it through.
+const CHAIN_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// tunneld's chain on its default host (one SSH connection): a remote
+/// forward C → peer (sshd picks C), a local forward B → C and a local
+/// forward A → B. Returns A; `ids` gets every tunnel opened, to close.
+async fn tunneld_chain(
+    client: &tunneld_tests::Client,
+    peer_port: u16,
+    cap: u32,
+    ids: &mut Vec<String>,
+) -> Result<u16> {
+    let (id, c) = daemon::open_remote(client, "", peer_port, cap).await?;
+    ids.push(id);
+    let (id, b) = daemon::open_local(client, c, cap).await?;
+    ids.push(id);
+    let (id, a) = daemon::open_local(client, b, cap).await?;
+    ids.push(id);
+    Ok(a)
+}
+
+/// The rate-limited pull beside a busy sibling, `--slow-reps` times per
+/// contender through the `-L` forwards of the rows above (`local`), so
+/// tunneld's pull and siblings share its default host's SSH connection.
+/// Every failure is a failed cell.
+async fn slow_rows(o: &Options, report: &mut Report, local: &[Lane; 2]) {
+    let rate = o.slow_rate as f64 * MB;
+    let pull_secs = o.slow_bytes as f64 / rate;
+    let limit = load::TIMEOUT_FLOOR * 2 + Duration::from_secs_f64(pull_secs * 2.0);
+    for rep in 0..o.slow_reps {
+        let mut order = *local;
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for p in order {
+            let who = p.who;
+            progress(format!(
+                "rep {}/{}: pull {} MiB at {} MB/s beside a busy sibling through {who:?} \
+                 (~{pull_secs:.1} s)",
+                rep + 1,
+                o.slow_reps,
+                o.slow_bytes >> 20,
+                o.slow_rate
+            ));
+            let what = format!("slow pull through {who:?}");
+            let r = match bounded(
+                &what,
+                limit,
+                load::paced_pull_beside_siblings(p.port, o.slow_bytes, rate),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    progress(format!("  {who:?} failed: {e:#}"));
+                    report.fail("slow.got", who, &e);
+                    continue;
+                }
+            };
+            report.add("slow.got", who, r.got as f64 / MIB);
+            let p99 = r
+                .sibling
+                .as_ref()
+                .ok()
+                .filter(|ms| !ms.is_empty())
+                .map(|ms| (ms.len(), report::percentile(ms, 99.0)));
+            progress(format!(
+                "  {who:?}: {:.2} MiB in {:.1} s; busy sibling: {}",
+                r.got as f64 / MIB,
+                r.secs,
+                p99.map_or("no round trip".into(), |(n, p)| format!(
+                    "{n} round trips, p99 {p:.3} ms"
+                ))
+            ));
+            // The sibling's p99 over a pull cut short is not comparable.
+            let completed = r.error.is_none();
+            match r.error {
+                None => report.add("slow.secs", who, r.secs),
+                Some(e) => {
+                    let e = e.context(format!("slow pull through {who:?}"));
+                    progress(format!("  {who:?} failed: {e:#}"));
+                    report.fail("slow.got", who, &e);
+                }
+            }
+            match (r.sibling, p99) {
+                (Err(e), _) => {
+                    let e = e.context(format!("siblings of the slow pull through {who:?}"));
+                    progress(format!("  {who:?} failed: {e:#}"));
+                    report.fail("slow.rtt99", who, &e);
+                }
+                (Ok(_), Some((_, p))) if completed => report.add("slow.rtt99", who, p),
+                (Ok(_), _) => {}
+            }
+        }
+    }
 }
 
 /// Opens `--idle` connections through `port`, each completing a round
@@ -606,6 +786,66 @@ fn declare_rows(o: &Options) -> Report {
         Some(Target::Below(5.0)),
     );
     r.declare(
+        "chain.push",
+        "push, 1 stream, 3-hop chain (-L → -L → -R, one SSH connection)",
+        "MB/s",
+        Higher,
+        None,
+    );
+    r.note(
+        "chain.push",
+        "with the pull row below: ssh is ONE `ssh -N -R C:127.0.0.1:PEER -L B:127.0.0.1:C \
+         -L A:127.0.0.1:B` (OpenSSH's regress/forwarding.sh), tunneld a remote forward to \
+         the peer and two local forwards on its default host; client → A → B → C → peer, \
+         so every byte crosses the one SSH connection three times. `--mib` MiB per \
+         transfer, `--reps` repetitions.",
+    );
+    r.declare(
+        "chain.pull",
+        "pull, 1 stream, 3-hop chain (-L → -L → -R, one SSH connection)",
+        "MB/s",
+        Higher,
+        None,
+    );
+    let slow = format!("pull at {} MB/s beside a busy sibling, -L", o.slow_rate);
+    r.declare(
+        "slow.got",
+        format!("{slow}: MiB arrived (of {})", o.slow_bytes >> 20),
+        "MiB",
+        Higher,
+        None,
+    );
+    r.note(
+        "slow.got",
+        format!(
+            "with the two rows below: {} repetition(s) (`--slow-reps`, default 1, not `--reps`: \
+             each pull takes --slow-mib / --slow-rate = {:.1} s per contender). The row is \
+             about completion, not speed. Same `-L` forwards as the rows above (tunneld: its \
+             default host), so on one SSH connection per contender: the pull reads up to 256 \
+             KiB, then waits until bytes / rate seconds have passed; beside it one connection \
+             does 64 B echo round trips back to back (their p99 is the sibling row) and one \
+             idle connection must still answer a round trip at the end. A pull that gets \
+             fewer bytes (reset, early close, 30 s stall) fails the row; the cell then shows \
+             how many MiB arrived, and the time and p99 rows have no sample for it.",
+            o.slow_reps,
+            o.slow_bytes as f64 / (o.slow_rate as f64 * MB)
+        ),
+    );
+    r.declare(
+        "slow.secs",
+        format!("{slow}: time to complete"),
+        "s",
+        Lower,
+        None,
+    );
+    r.declare(
+        "slow.rtt99",
+        format!("{slow}: sibling's echo round trip p99"),
+        "ms",
+        Lower,
+        None,
+    );
+    r.declare(
         "idle.rss",
         format!("RSS with {} idle connections, -L, fresh process", o.idle),
         "MB",
@@ -659,6 +899,13 @@ fn print_report(
         o.reps
     );
     print!("{}", report.table());
+    let notes = report.notes();
+    if !notes.is_empty() {
+        println!("\nNotes:\n");
+        for n in notes {
+            println!("- {n}");
+        }
+    }
     let failures = report.failures();
     if !failures.is_empty() {
         println!("\nFailed measurements:\n");

@@ -50,26 +50,62 @@ impl SshForward {
     pub async fn local(sshd: &Sshd, cipher: Option<&str>, target: u16) -> Result<SshForward> {
         let port = tunneld_tests::sshd::free_port()?;
         let spec = format!("127.0.0.1:{port}:127.0.0.1:{target}");
-        Self::start(sshd, cipher, "-L", &spec, port).await
+        Self::start(sshd, cipher, &[("-L", spec)], port).await
     }
 
     /// `ssh -N -R 127.0.0.1:RPORT:127.0.0.1:TARGET`: sshd listens on RPORT.
     pub async fn remote(sshd: &Sshd, cipher: Option<&str>, target: u16) -> Result<SshForward> {
         let port = tunneld_tests::sshd::free_port()?;
         let spec = format!("127.0.0.1:{port}:127.0.0.1:{target}");
-        Self::start(sshd, cipher, "-R", &spec, port).await
+        Self::start(sshd, cipher, &[("-R", spec)], port).await
     }
 
+    /// A 3-hop chain in ONE ssh process, so one SSH connection (the pattern
+    /// of OpenSSH's regress/forwarding.sh): `-R C:127.0.0.1:TARGET -L
+    /// B:127.0.0.1:C -L A:127.0.0.1:B`, every port picked free first and
+    /// bound on 127.0.0.1. A byte written to A crosses the SSH connection
+    /// three times: A → sshd → B (ssh's listener) → sshd → C (sshd's
+    /// listener) → ssh → TARGET. `port` is A; ssh listening on A does not
+    /// mean the remote forward is up yet (see `load::wait_for_echo`).
+    pub async fn chain(sshd: &Sshd, cipher: Option<&str>, target: u16) -> Result<SshForward> {
+        // Held bound together while picking, so the three differ.
+        let held = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("binding 127.0.0.1:0")?;
+        let ports = held
+            .iter()
+            .map(|l| Ok(l.local_addr()?.port()))
+            .collect::<std::io::Result<Vec<u16>>>()?;
+        drop(held);
+        let (a, b, c) = (ports[0], ports[1], ports[2]);
+        let forwards = [
+            ("-R", format!("127.0.0.1:{c}:127.0.0.1:{target}")),
+            ("-L", format!("127.0.0.1:{b}:127.0.0.1:{c}")),
+            ("-L", format!("127.0.0.1:{a}:127.0.0.1:{b}")),
+        ];
+        Self::start(sshd, cipher, &forwards, a).await
+    }
+
+    /// Starts `ssh -N` with `forwards` (flag, spec) and waits until `port`
+    /// accepts connections.
     async fn start(
         sshd: &Sshd,
         cipher: Option<&str>,
-        flag: &str,
-        spec: &str,
+        forwards: &[(&str, String)],
         port: u16,
     ) -> Result<SshForward> {
-        let mut child = ssh_command(sshd, cipher)
-            .args(["-N", "-o", "ExitOnForwardFailure=yes"])
-            .args([flag, spec])
+        let mut cmd = ssh_command(sshd, cipher);
+        cmd.args(["-N", "-o", "ExitOnForwardFailure=yes"]);
+        for (flag, spec) in forwards {
+            cmd.args([flag, spec.as_str()]);
+        }
+        let what = forwards
+            .iter()
+            .map(|(f, s)| format!("{f} {s}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = cmd
             .arg(format!("{}@127.0.0.1", sshd.user()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -79,10 +115,10 @@ impl SshForward {
         // A probe connection reaches the peer and closes; harmless.
         while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             if let Some(status) = child.try_wait()? {
-                bail!("ssh {flag} {spec} exited with {status} before listening");
+                bail!("ssh {what} exited with {status} before listening");
             }
             if Instant::now() > deadline {
-                bail!("ssh {flag} {spec} not listening within {SSH_READY_TIMEOUT:?}");
+                bail!("ssh {what} not listening within {SSH_READY_TIMEOUT:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -116,17 +116,15 @@ pub async fn open_local(
     Ok((t.id, port))
 }
 
-/// Opens a remote forward: sshd listens on 127.0.0.1 (a port it picks) and
-/// tunneld connects each connection to 127.0.0.1:`target`. Returns sshd's
-/// port.
-/// Opens a remote forward through the named `host` to `target`; returns
-/// the port sshd listens on.
+/// Opens a remote forward through the named `host` (empty: the default
+/// host): sshd listens on 127.0.0.1 (a port it picks) and tunneld connects
+/// each connection to 127.0.0.1:`target`. Returns its id and sshd's port.
 pub async fn open_remote(
     client: &Client,
     host: &str,
     target: u16,
     max_connections: u32,
-) -> Result<u16> {
+) -> Result<(String, u16)> {
     let t = rpc(
         "OpenRemoteForward",
         client
@@ -144,7 +142,14 @@ pub async fn open_remote(
     .await?
     .tunnel
     .context("no tunnel in the reply")?;
-    Ok(t.remote.context("no remote end")?.port as u16)
+    let port = t.remote.context("no remote end")?.port as u16;
+    Ok((t.id, port))
+}
+
+/// Closes a tunnel.
+pub async fn close(client: &Client, id: String) -> Result<()> {
+    rpc("Close", client.clone().close(CloseRequest { id })).await?;
+    Ok(())
 }
 
 /// A client for the `Exec` rows on its own HTTP/2 connection with BDP-based

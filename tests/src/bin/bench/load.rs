@@ -3,10 +3,10 @@
 //! peer's protocol (see `peer`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -116,6 +116,153 @@ async fn echo_round_trip(port: u16) -> Result<TcpStream> {
     s.read_exact(&mut back).await.context("reading the echo")?;
     ensure!(back == [7u8; RTT_BYTES], "the echo came back altered");
     Ok(s)
+}
+
+/// One more [`RTT_BYTES`]-byte round trip on a connection in echo mode;
+/// returns its duration in ms.
+async fn round_trip(s: &mut TcpStream) -> Result<f64> {
+    let start = Instant::now();
+    let msg = [9u8; RTT_BYTES];
+    s.write_all(&msg).await?;
+    let mut back = [0u8; RTT_BYTES];
+    s.read_exact(&mut back).await.context("reading the echo")?;
+    ensure!(back == msg, "the echo came back altered");
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Retries one echo round trip through `port` until one succeeds or
+/// `limit` has passed: a chain of forwards is ready once a byte makes it
+/// to the peer and back, not when its first listener accepts.
+pub async fn wait_for_echo(port: u16, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let e = match tokio::time::timeout(Duration::from_secs(5), echo_round_trip(port)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e,
+            Err(_) => anyhow!("no echo within 5 s"),
+        };
+        if Instant::now() > deadline {
+            return Err(e.context(format!(
+                "no round trip through 127.0.0.1:{port} within {limit:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Longest a paced pull's read, or a sibling's round trip, may wait before
+/// the connection counts as stalled.
+const STALL: Duration = Duration::from_secs(30);
+
+/// What a rate-limited pull beside busy siblings saw
+/// ([`paced_pull_beside_siblings`]).
+#[derive(Debug)]
+pub struct PacedPull {
+    /// Bytes that arrived.
+    pub got: u64,
+    /// Seconds from the connect to the last byte (or to the failure).
+    pub secs: f64,
+    /// Why the pull got fewer bytes than it asked for (a reset, an early
+    /// EOF, a stall); `None` when all arrived.
+    pub error: Option<anyhow::Error>,
+    /// The busy sibling's round trips (ms) while the pull ran, or why it or
+    /// the idle sibling failed.
+    pub sibling: Result<Vec<f64>>,
+}
+
+/// Through `port`: opens an idle connection (one round trip, then held)
+/// and a busy one (small echo round trips back to back), then pulls
+/// `bytes` from the peer reading at `rate` bytes/s: up to [`CHUNK`] bytes
+/// per read, then a wait until `got / rate` seconds have passed since the
+/// connect. When the pull ends the busy sibling stops and the idle one
+/// must still answer a round trip. All three are connections of the same
+/// forward, so for a forward client they share one SSH connection.
+///
+/// Errs only when a sibling cannot be opened; what happened to the pull
+/// and the siblings is in the result.
+pub async fn paced_pull_beside_siblings(port: u16, bytes: u64, rate: f64) -> Result<PacedPull> {
+    let mut idle = echo_round_trip(port)
+        .await
+        .context("opening the idle sibling")?;
+    let mut busy = echo_round_trip(port)
+        .await
+        .context("opening the busy sibling")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let echoing = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut ms = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let rtt = tokio::time::timeout(STALL, round_trip(&mut busy))
+                    .await
+                    .map_err(|_| anyhow!("no echo within {STALL:?}"))
+                    .and_then(|r| r)
+                    .with_context(|| {
+                        format!("busy sibling, round trip {} during the pull", ms.len() + 1)
+                    })?;
+                ms.push(rtt);
+            }
+            anyhow::Ok(ms)
+        }
+    });
+
+    let start = Instant::now();
+    let mut got = 0u64;
+    let pulled: Result<()> = async {
+        let mut s = connect(port).await?;
+        let mut req = [0u8; 9];
+        req[0] = SOURCE;
+        req[1..].copy_from_slice(&bytes.to_be_bytes());
+        s.write_all(&req).await?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = tokio::time::timeout(STALL, s.read(&mut buf))
+                .await
+                .map_err(|_| anyhow!("stalled: no byte for {STALL:?}"))??;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            let due = start + Duration::from_secs_f64(got as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        Ok(())
+    }
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let error = match pulled {
+        Ok(()) if got == bytes => None,
+        Ok(()) => Some(anyhow!(
+            "pulled {got} of {bytes} bytes ({:.2} of {:.2} MiB) in {secs:.1} s: the connection \
+             ended early (closed or reset before the peer's last byte)",
+            mib(got),
+            mib(bytes)
+        )),
+        Err(e) => Some(e.context(format!(
+            "pulled {got} of {bytes} bytes ({:.2} of {:.2} MiB) in {secs:.1} s, then",
+            mib(got),
+            mib(bytes)
+        ))),
+    };
+    let sibling = match echoing.await {
+        Ok(r) => r,
+        Err(e) => Err(anyhow!("the busy sibling's task failed: {e}")),
+    };
+    let idle_ok = tokio::time::timeout(STALL, round_trip(&mut idle))
+        .await
+        .map_err(|_| anyhow!("no echo within {STALL:?}"))
+        .and_then(|r| r)
+        .context("idle sibling, round trip after the pull");
+    let sibling = sibling.and_then(|ms| idle_ok.map(|_| ms));
+    Ok(PacedPull {
+        got,
+        secs,
+        error,
+        sibling,
+    })
 }
 
 /// `n` times, one after another: a new connection and one small round trip

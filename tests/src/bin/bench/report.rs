@@ -45,6 +45,8 @@ pub struct Row {
     pub tunneld: Vec<f64>,
     /// Repetitions that failed, with the error.
     pub failed: Vec<(Who, String)>,
+    /// How to read the row, printed under the table when the row is shown.
+    pub note: Option<String>,
 }
 
 /// All rows, in the order they were declared.
@@ -73,7 +75,22 @@ impl Report {
             ssh: Vec::new(),
             tunneld: Vec::new(),
             failed: Vec::new(),
+            note: None,
         });
+    }
+
+    /// Attaches a note to a declared row (see [`Report::notes`]).
+    pub fn note(&mut self, key: &str, note: impl Into<String>) {
+        self.row_mut(key).note = Some(note.into());
+    }
+
+    /// `label: note` of every row the table shows that has a note.
+    pub fn notes(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.shown())
+            .filter_map(|r| Some(format!("{}: {}", r.label, r.note.as_ref()?)))
+            .collect()
     }
 
     /// Records a failed repetition of a row: the table says so and the run
@@ -123,7 +140,7 @@ impl Report {
              |---|---|---|---:|---:|---:|---:|---|\n",
         );
         for r in &self.rows {
-            if r.raw.is_empty() && r.ssh.is_empty() && r.tunneld.is_empty() && r.failed.is_empty() {
+            if !r.shown() {
                 continue;
             }
             let cell = |who: Who, v: &[f64]| {
@@ -164,6 +181,16 @@ impl Report {
             );
         }
         t
+    }
+}
+
+impl Row {
+    /// Whether the table shows it: it has a sample or a failure.
+    fn shown(&self) -> bool {
+        !(self.raw.is_empty()
+            && self.ssh.is_empty()
+            && self.tunneld.is_empty()
+            && self.failed.is_empty())
     }
 }
 
