@@ -103,6 +103,16 @@ pub fn state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
+/// The resident memory of `pid` in KiB (`VmRSS` of `/proc/PID/status`);
+/// `None` when the process is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// A process held stopped (SIGSTOP) as a busy or swapped-out one would be:
 /// the kernel still completes TCP handshakes on its listeners, but nothing
 /// is accepted or answered. It runs again (SIGCONT) when this is dropped,

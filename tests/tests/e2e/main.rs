@@ -24,6 +24,7 @@ mod isolation;
 mod lifecycle;
 mod list_close;
 mod load;
+mod lossless;
 mod reconnect;
 mod rekey;
 mod security;
