@@ -126,9 +126,10 @@ fn state(tunnel: &Tunnel) -> String {
     }
 }
 
-/// The DETAIL column: why the tunnel is not open (tunneld's `state_detail`)
-/// and how many times it was restored after losing its SSH connection;
-/// empty when there is neither.
+/// The DETAIL column: why the tunnel is not open (tunneld's `state_detail`),
+/// how many times it was restored after losing its SSH connection, and
+/// what its slow readers cost (bytes that waited on disk, connections reset
+/// at a spill limit); empty when there is none of these.
 pub fn detail(tunnel: &Tunnel) -> String {
     let mut parts = Vec::new();
     let why = tunnel.state_detail.split_whitespace().collect::<Vec<_>>();
@@ -139,6 +140,18 @@ pub fn detail(tunnel: &Tunnel) -> String {
         0 => {}
         1 => parts.push("restored once".to_string()),
         n => parts.push(format!("restored {n} times")),
+    }
+    let counters = tunnel.counters.unwrap_or_default();
+    if counters.spilled_bytes > 0 {
+        parts.push(format!(
+            "{} spilled to disk",
+            human_bytes(counters.spilled_bytes)
+        ));
+    }
+    match counters.buffer_limit_resets {
+        0 => {}
+        1 => parts.push("1 reset at a spill limit".to_string()),
+        n => parts.push(format!("{n} reset at a spill limit")),
     }
     parts.join("; ")
 }
@@ -179,6 +192,7 @@ pub(crate) mod tests {
                 bytes_to_target: 1229,
                 bytes_from_target: 300,
                 refused_connections: 0,
+                ..Default::default()
             }),
             attached: false,
             max_connections: 1024,
@@ -338,6 +352,22 @@ pub(crate) mod tests {
         t.restores = 1;
         assert_eq!(detail(&t), "the server refused port 8080; restored once");
         assert_eq!(detail(&local_tunnel()), "");
+    }
+
+    #[test]
+    fn slow_readers_costs_show_in_the_detail() {
+        let mut t = local_tunnel();
+        if let Some(c) = t.counters.as_mut() {
+            c.spilled_bytes = 3 << 20;
+            c.buffer_limit_resets = 2;
+        }
+        assert_eq!(
+            detail(&t),
+            format!(
+                "{} spilled to disk; 2 reset at a spill limit",
+                human_bytes(3 << 20)
+            )
+        );
     }
 
     #[test]
