@@ -1207,11 +1207,51 @@ const LIMIT_FLOOD: u64 = 64 << 20;
 /// connection (alone, tunneld would hold the SSH connection back instead
 /// of spilling), under `flags`: it is reset once `memory` + `disk` bytes
 /// wait, with a reason that names `flag`; the counters say so; its spill
+/// After one connection of the tunnel `id` was reset at a spill limit: the
+/// reset connection is closed for its client, the `idle` one still echoes,
+/// the counters say one reset of `total` connections with at least
+/// `spilled` bytes spilled, and no spill file is left. The counters.
+async fn after_the_reset(
+    bed: &Bed,
+    id: &str,
+    spill: &SpillDir,
+    reset: &mut TcpStream,
+    idle: &mut TcpStream,
+    total: u64,
+    spilled: u64,
+) -> Result<TunnelCounters> {
+    expect_closed(reset, IO_TIMEOUT)
+        .await
+        .context("the reset connection stays open")?;
+    round_trip(idle, b"idle company, still there")
+        .await
+        .context("the idle connection after the reset")?;
+    let c = wait_counters(
+        &bed.client,
+        id,
+        "only the idle connection to be carried",
+        SETTLE,
+        |c| c.active_connections == 1,
+    )
+    .await?;
+    ensure!(
+        c.failed_connections == 1 && c.buffer_limit_resets == 1 && c.total_connections == total,
+        "counters after {total} connections and one reset: {c:?}"
+    );
+    ensure!(
+        c.spilled_bytes + MESSAGE_SLACK >= spilled,
+        "reset with {} bytes spilled, short of the {spilled} allowed: {c:?}",
+        c.spilled_bytes
+    );
+    let pid = bed.daemon.pid().context("tunneld has exited")?;
+    spill.expect_clean(pid).await?;
+    Ok(c)
+}
+
 /// file is gone afterwards; the idle connection still works.
 async fn reset_at_a_spill_limit(flags: &[&str], flag: &str, memory: u64, disk: u64) -> Result<()> {
     let spill = SpillDir::new()?;
     let bed = spilling_bed(&spill, flags).await?;
-    let pid = bed.daemon.pid().context("tunneld has exited")?;
     let target = Target::start().await?;
     let tunnel = open_local(&bed.client, "", target.port()).await?;
     let port = local_port(&tunnel)?;
@@ -1245,31 +1285,9 @@ async fn reset_at_a_spill_limit(flags: &[&str], flag: &str, memory: u64, disk: u
          disk it may lag by",
         target.sent()
     );
-    expect_closed(&mut flooded, IO_TIMEOUT)
+    let c = after_the_reset(&bed, &tunnel.id, &spill, &mut flooded, &mut idle, 2, disk)
         .await
-        .context("the reset connection stays open")?;
-    round_trip(&mut idle, b"idle company, still there")
-        .await
-        .context("the idle connection after the other was reset")?;
-
-    let c = wait_counters(
-        &bed.client,
-        &tunnel.id,
-        "only the idle connection to be carried",
-        SETTLE,
-        |c| c.active_connections == 1,
-    )
-    .await?;
-    ensure!(
-        c.failed_connections == 1 && c.buffer_limit_resets == 1 && c.total_connections == 2,
-        "counters after one reset at {flag}: {c:?}"
-    );
-    ensure!(
-        c.spilled_bytes + MESSAGE_SLACK >= disk,
-        "reset with {} bytes spilled, short of the {disk} allowed: {c:?}",
-        c.spilled_bytes
-    );
-    spill.expect_clean(pid).await?;
+        .with_context(|| format!("after the reset at {flag}"))?;
     eprintln!(
         "reset at {flag} after the target sent {} KiB, {} KiB spilled: {:?}",
         target.sent() >> 10,
@@ -1455,31 +1473,17 @@ async fn a_stalled_reader_is_reset_only_at_its_spill_limit_and_its_disk_stays_bo
             samples.with_files,
             sent_at_reset >> 20
         );
-        expect_closed(&mut stalled, IO_TIMEOUT)
-            .await
-            .context("the reset connection stays open")?;
-        round_trip(&mut idle, b"idle company, still there")
-            .await
-            .context("the idle connection after the reset")?;
-
-        let c = wait_counters(
-            &bed.client,
+        let c = after_the_reset(
+            &bed,
             &tunnel.id,
-            "only the idle connection to be carried",
-            SETTLE,
-            |c| c.active_connections == 1,
+            &spill,
+            &mut stalled,
+            &mut idle,
+            22,
+            STALLED_SPILL,
         )
-        .await?;
-        ensure!(
-            c.failed_connections == 1 && c.buffer_limit_resets == 1 && c.total_connections == 22,
-            "counters after 20 round trips and one reset: {c:?}"
-        );
-        ensure!(
-            c.spilled_bytes + MESSAGE_SLACK >= STALLED_SPILL,
-            "reset with {} bytes spilled, short of --max-connection-spill {STALLED_SPILL}: {c:?}",
-            c.spilled_bytes
-        );
-        spill.expect_clean(pid).await?;
+        .await
+        .context("after 20 round trips and the reset at --max-connection-spill")?;
         eprintln!(
             "stalled reader: reset after the target sent {} MiB, {} MiB spilled, largest spill \
              file {} MiB of disk ({:?}); 20 round trips {took:.1?} while the target sent its \
