@@ -386,19 +386,19 @@ fn build_access(args: &Args) -> Result<(ApiAccess, Exposure), String> {
 /// from another CA), which it logs at debug.
 const DEFAULT_LOG_FILTER: &str = "info,russh=warn,tonic::transport::server::io_stream=debug";
 
-/// Reloads the token file on each SIGHUP, keeping the old tokens if the new
-/// file is bad.
-async fn reload_tokens_on_sighup(tokens: TokenStore) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+/// Handles every SIGHUP (a `postrotate kill -HUP` must never end the
+/// daemon): reloads the token file when there is one, keeping the old
+/// tokens if the new file is bad, and logs what it did.
+async fn on_sighup(mut hup: tokio::signal::unix::Signal, tokens: Option<TokenStore>) {
     while hup.recv().await.is_some() {
-        match tokens.reload() {
-            Ok(n) => {
-                tracing::info!(tokens = n, file = %tokens.path().display(), "SIGHUP: token file reloaded")
-            }
-            Err(e) => tracing::warn!("SIGHUP: {e}; the tokens in use are unchanged"),
+        match &tokens {
+            Some(tokens) => match tokens.reload() {
+                Ok(n) => {
+                    tracing::info!(tokens = n, file = %tokens.path().display(), "SIGHUP: token file reloaded")
+                }
+                Err(e) => tracing::warn!("SIGHUP: {e}; the tokens in use are unchanged"),
+            },
+            None => tracing::info!("SIGHUP: nothing to reload (no --token-file); tunneld goes on"),
         }
     }
 }
@@ -471,8 +471,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(tokens) = &access.auth.tokens {
-        tokio::spawn(reload_tokens_on_sighup(tokens.clone()));
+    // Registered before the API listens, so no SIGHUP finds the default
+    // action (exit) in place.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hup) => {
+            tokio::spawn(on_sighup(hup, access.auth.tokens.clone()));
+        }
+        Err(e) => tracing::warn!("cannot handle SIGHUP: {e}"),
     }
     let listener = match tunneld::listen::bind(&args.listen, &exposure).await {
         Ok(l) => l,

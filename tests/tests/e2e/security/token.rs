@@ -263,3 +263,43 @@ async fn sighup_reloads_the_token_file_and_tunnels_live_on() -> Result<()> {
     })
     .await
 }
+
+/// SIGHUP without a token file (a logrotate `postrotate kill -HUP`) must
+/// not end tunneld, as it did when only `--token-file` installed a
+/// handler: sent twice, the daemon stays up, says so in its log, and its
+/// tunnel still carries bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_without_a_token_file_is_not_fatal() -> Result<()> {
+    use std::time::Duration;
+
+    use nix::sys::signal::Signal;
+    use tunneld_tests::peers::TcpPeer;
+    use tunneld_tests::wait::poll_until;
+
+    use crate::support::{exchange, local_port, open_local};
+
+    e2e(async {
+        let mut bed = Bed::start().await?;
+        let echo = TcpPeer::echo().await?;
+        let tunnel = open_local(&bed.client, "", echo.port()).await?;
+        let port = local_port(&tunnel)?;
+        for _ in 0..2 {
+            bed.daemon.signal(Signal::SIGHUP)?;
+        }
+        poll_until("tunneld to log the SIGHUP", Duration::from_secs(10), || {
+            let log = bed.daemon.log();
+            async move { Ok((log.matches("SIGHUP: nothing to reload").count() >= 1).then_some(())) }
+        })
+        .await?;
+        ensure!(bed.daemon.try_wait()?.is_none(), "tunneld exited on SIGHUP");
+        let back = exchange(port, b"after SIGHUP", Duration::from_secs(10)).await?;
+        ensure!(back == b"after SIGHUP", "echo returned {back:?}");
+        let listed = bed.client.list(ListRequest {}).await?.into_inner();
+        ensure!(
+            listed.tunnels.iter().any(|t| t.id == tunnel.id),
+            "the tunnel is gone after SIGHUP: {listed:?}"
+        );
+        Ok(())
+    })
+    .await
+}
