@@ -1,7 +1,12 @@
 //! Rust bindings for the `tunnel.v1` gRPC API (`proto/tunnel/v1/tunnel.proto`),
 //! generated at build time: message types (with serde impls following the
 //! proto3 JSON mapping), the `TunnelService` client used by `tunnelctl` and
-//! the tests, and the server trait tunneld implements.
+//! the tests, and the server trait tunneld implements; and the two value
+//! helpers both ends share: [`duration`] (the one validated duration type of
+//! flags, config and API) and [`clip`] (showing a client's value safely).
+
+pub mod clip;
+pub mod duration;
 
 /// Well-known types (`Timestamp`, `Duration`) used by the API, with serde
 /// support.

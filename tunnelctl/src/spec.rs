@@ -142,13 +142,10 @@ pub fn parse_port_or_pick(s: &str) -> Result<u16, String> {
         .map_err(|_| "not a port number (1..65535, or 0 to pick a free one)".into())
 }
 
-/// Parses a positive humantime duration such as `10s`, `1m30s` or `500ms`.
+/// Parses a positive humantime duration such as `10s`, `1m30s` or `500ms`,
+/// up to 365 days (the range tunneld's API accepts).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(s).map_err(|e| format!("{e} (try 10s, 2m, 1h)"))?;
-    if duration.is_zero() {
-        return Err("must be more than zero".into());
-    }
-    Ok(duration)
+    tunnel_proto::duration::BoundedDuration::parse_positive(s).map(Into::into)
 }
 
 /// Parses a count that must be 1..=4294967295, such as a connection limit.

@@ -31,6 +31,7 @@ use std::{
 };
 
 use serde::Deserialize;
+use tunnel_proto::duration::BoundedDuration;
 
 use crate::{
     backoff::Backoff,
@@ -59,6 +60,16 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// Default cap on connections carried at once by one tunnel.
 pub const DEFAULT_MAX_CONNECTIONS_PER_TUNNEL: u32 = 1024;
+
+/// Default cap on open tunnels (`--max-tunnels`).
+pub const DEFAULT_MAX_TUNNELS: usize = 4096;
+
+/// Default cap on Watch streams open at once (`--max-watchers`).
+pub const DEFAULT_MAX_WATCHERS: usize = 256;
+
+/// Default cap on Exec commands running at once (`--max-execs`); each holds
+/// an SSH connection of its own (and an sshd process on the server).
+pub const DEFAULT_MAX_EXECS: usize = 64;
 
 /// Default time a new connection to a local forward waits for a lost SSH
 /// connection to come back.
@@ -178,6 +189,12 @@ pub struct Limits {
     /// Size of one read from a local socket (allocated only once the
     /// connection's peer first sends).
     pub copy_buffer: usize,
+    /// Tunnels open at once; more opens are refused.
+    pub max_tunnels: usize,
+    /// Watch streams open at once; more are refused.
+    pub max_watchers: usize,
+    /// Exec commands running at once; more are refused.
+    pub max_execs: usize,
 }
 
 impl Default for Limits {
@@ -188,6 +205,9 @@ impl Default for Limits {
             max_connections_per_tunnel: DEFAULT_MAX_CONNECTIONS_PER_TUNNEL,
             reconnect_wait: DEFAULT_RECONNECT_WAIT,
             copy_buffer: DEFAULT_COPY_BUFFER,
+            max_tunnels: DEFAULT_MAX_TUNNELS,
+            max_watchers: DEFAULT_MAX_WATCHERS,
+            max_execs: DEFAULT_MAX_EXECS,
         }
     }
 }
@@ -495,24 +515,16 @@ fn none_if_empty(list: Vec<String>) -> Vec<String> {
     }
 }
 
-/// Parses a positive duration such as `500ms`, `15s` or `2m`.
+/// Parses a positive duration such as `500ms`, `15s` or `2m`, up to 365
+/// days ([`tunnel_proto::duration`], the one range of flags, config and API).
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    match humantime::parse_duration(s.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!("{s:?} must be longer than zero")),
-        Err(e) => Err(format!(
-            "{s:?} is not a duration ({e}; e.g. 500ms, 15s, 2m)"
-        )),
-    }
+    BoundedDuration::parse_positive(s).map(BoundedDuration::get)
 }
 
-/// Parses a duration that may be zero (`0` or `0s`: "not at all").
+/// Parses a duration that may be zero (`0` or `0s`: "not at all"), up to
+/// 365 days.
 pub fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}; e.g. 0, 500ms, 15s, 2m)"))
+    BoundedDuration::parse(s).map(BoundedDuration::get)
 }
 
 /// Parses a positive size in bytes with an optional `KiB`, `MiB` or `GiB`

@@ -8,12 +8,12 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime},
 };
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
@@ -28,7 +28,7 @@ use crate::{
         self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
         TunnelOptions, TunnelSnapshot,
     },
-    watch::{Bus, Change, WatchFilter, Watcher},
+    watch::{Bus, Change, NextTunnel, WatchFilter, Watcher},
 };
 
 /// Bound on waiting for running commands to end at shutdown.
@@ -67,6 +67,13 @@ pub struct Daemon {
     allow_local_bind: BindPolicy,
     /// Places for connections under `--max-connections`, shared by tunnels.
     capacity: Arc<Semaphore>,
+    /// Places for Watch streams under `--max-watchers`.
+    watchers: Arc<Semaphore>,
+    /// Places for running commands under `--max-execs`.
+    exec_slots: Arc<Semaphore>,
+    /// Opens under way, counted with the open tunnels against
+    /// `--max-tunnels`.
+    opening: Arc<AtomicUsize>,
     /// Every change to hosts and tunnels, for watchers.
     bus: Bus,
     started_at: SystemTime,
@@ -103,6 +110,9 @@ impl Daemon {
             default_host: config.default_host,
             tunnels,
             capacity: Arc::new(Semaphore::new(config.limits.max_connections)),
+            watchers: Arc::new(Semaphore::new(config.limits.max_watchers)),
+            exec_slots: Arc::new(Semaphore::new(config.limits.max_execs)),
+            opening: Arc::default(),
             bus,
             limits: config.limits,
             spill: config.spill,
@@ -136,15 +146,26 @@ impl Daemon {
     /// Runs a command on `host` (empty: the default host).
     pub async fn exec(&self, host: &str, spec: ExecSpec) -> Result<ExecOutput> {
         let host = self.host(host)?;
+        let slot =
+            self.exec_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Error::LimitReached {
+                    what: "commands running",
+                    limit: self.limits.max_execs,
+                    flag: "--max-execs",
+                    hint: "wait for one to end",
+                })?;
         let cancel = self.shutdown.child_token();
-        exec::start(
+        let output = exec::start(
             &host,
             spec,
             self.limits.max_buffer_per_connection,
             cancel,
             &self.execs,
         )
-        .await
+        .await?;
+        Ok(output.holding(slot))
     }
 
     /// Opens a local forward over `host`.
@@ -177,6 +198,7 @@ impl Daemon {
         attached: bool,
     ) -> Result<(u64, Arc<Tunnel>)> {
         let host = self.host(host)?;
+        let _opening = self.tunnel_slot()?;
         self.check_policy(&host, &spec).await?;
         let (seq, id) = self.tunnels.next_id();
         let limits = spec.connection_limits();
@@ -193,15 +215,44 @@ impl Daemon {
             capacity: self.capacity.clone(),
             bus: self.bus.clone(),
         };
-        let t = match spec {
-            ForwardSpec::Local(spec) => {
-                tunnel::open_local(host, spec, id, &self.shutdown, options).await?
+        // Opened in a task of its own: a caller that goes away (deadline,
+        // cancel) while the server's reply is pending does not stop it
+        // half-way; the task closes what it opened when nobody takes it (a
+        // remote forward's cancel-tcpip-forward, a local port's release).
+        let parent = self.shutdown.clone();
+        let (taken, opened) = oneshot::channel();
+        tokio::spawn(async move {
+            let result = match spec {
+                ForwardSpec::Local(spec) => {
+                    tunnel::open_local(host, spec, id, &parent, options).await
+                }
+                ForwardSpec::Remote(spec) => {
+                    tunnel::open_remote(host, spec, id, &parent, options).await
+                }
+            };
+            if let Err(Ok(t)) = taken.send(result) {
+                tracing::info!(tunnel = %t.id, "the caller went away before the tunnel opened; closing it");
+                t.close().await;
             }
-            ForwardSpec::Remote(spec) => {
-                tunnel::open_remote(host, spec, id, &self.shutdown, options).await?
-            }
-        };
+        });
+        // Nothing awaits between this and the caller registering it.
+        let t = opened.await.map_err(|_| Error::ShuttingDown)??;
         Ok((seq, t))
+    }
+
+    /// Counts an open under way against `--max-tunnels`, or refuses it.
+    fn tunnel_slot(&self) -> Result<OpeningGuard> {
+        let opening = self.opening.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = OpeningGuard(self.opening.clone());
+        if self.tunnels.len() + opening > self.limits.max_tunnels {
+            return Err(Error::LimitReached {
+                what: "tunnels open",
+                limit: self.limits.max_tunnels,
+                flag: "--max-tunnels",
+                hint: "close tunnels you no longer use",
+            });
+        }
+        Ok(guard)
     }
 
     /// The forward policy, before anything is bound, dialled or asked.
@@ -235,36 +286,53 @@ impl Daemon {
     /// Follows hosts and tunnels: first their state now, then changes.
     /// With `tunnel_id`, only that tunnel and its host, until it closes.
     pub fn watch(&self, tunnel_id: &str) -> Result<Watcher> {
+        let slot = self
+            .watchers
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::LimitReached {
+                what: "Watch streams open",
+                limit: self.limits.max_watchers,
+                flag: "--max-watchers",
+                hint: "end a Watch you no longer read",
+            })?;
         // Subscribed before the state is read: a change in between is seen
         // twice rather than lost.
         let rx = self.bus.subscribe();
-        let (tunnels, hosts) = self.list();
-        let filter = if tunnel_id.is_empty() {
-            WatchFilter::default()
+        let hosts = self.hosts().into_iter().map(|h| Change::Host {
+            host: h.host,
+            tunnels: h.tunnels,
+        });
+        let watcher = if tunnel_id.is_empty() {
+            // The tunnels are walked as they are sent, not copied here.
+            let tunnels = self.tunnels.clone();
+            let next: NextTunnel =
+                Box::new(move |after| tunnels.after(after).map(|(seq, t)| (seq, t.snapshot())));
+            Watcher::new(
+                hosts.collect(),
+                Some(next),
+                rx,
+                WatchFilter::default(),
+                self.shutdown.child_token(),
+            )
         } else {
-            let t = tunnels
-                .iter()
+            let t = self
+                .tunnels
+                .list()
+                .into_iter()
                 .find(|t| t.id == tunnel_id)
-                .ok_or_else(|| Error::TunnelNotFound(tunnel_id.to_string()))?;
-            WatchFilter {
+                .ok_or_else(|| Error::TunnelNotFound(tunnel_id.to_string()))?
+                .snapshot();
+            let filter = WatchFilter {
                 tunnel: Some((t.id.clone(), t.host.clone())),
-            }
+            };
+            let initial = hosts
+                .chain(std::iter::once(Change::Tunnel(t)))
+                .filter(|c| filter.wants(c))
+                .collect();
+            Watcher::new(initial, None, rx, filter, self.shutdown.child_token())
         };
-        let initial = hosts
-            .into_iter()
-            .map(|h| Change::Host {
-                host: h.host,
-                tunnels: h.tunnels,
-            })
-            .chain(tunnels.into_iter().map(Change::Tunnel))
-            .filter(|c| filter.wants(c))
-            .collect();
-        Ok(Watcher::new(
-            initial,
-            rx,
-            filter,
-            self.shutdown.child_token(),
-        ))
+        Ok(watcher.holding(slot))
     }
 
     /// The daemon's version, start time and process id.
@@ -280,15 +348,19 @@ impl Daemon {
     pub fn list(&self) -> (Vec<TunnelSnapshot>, Vec<HostStatus>) {
         let tunnels: Vec<TunnelSnapshot> =
             self.tunnels.list().iter().map(|t| t.snapshot()).collect();
-        let hosts = self
-            .hosts
+        (tunnels, self.hosts())
+    }
+
+    /// Every host with its state and how many tunnels it carries.
+    fn hosts(&self) -> Vec<HostStatus> {
+        let tunnels = self.tunnels.list();
+        self.hosts
             .values()
             .map(|h| HostStatus {
                 host: h.snapshot(),
                 tunnels: tunnels.iter().filter(|t| t.host == h.config().name).count() as u32,
             })
-            .collect();
-        (tunnels, hosts)
+            .collect()
     }
 
     /// Closes a tunnel: frees its port or cancels its remote forward, and
@@ -298,7 +370,11 @@ impl Daemon {
             .tunnels
             .remove(id)
             .ok_or_else(|| Error::TunnelNotFound(id.to_string()))?;
-        Ok(t.close().await)
+        // Closed in a task of its own, so a caller that goes away does not
+        // leave it half-closed.
+        tokio::spawn(async move { t.close().await })
+            .await
+            .map_err(|_| Error::ShuttingDown)
     }
 
     /// Stops everything: cancels the root token, waits (bounded) for tunnels
@@ -320,6 +396,15 @@ impl Daemon {
             tunnels = tunnels.len(),
             "all tunnels closed and SSH connections ended"
         );
+    }
+}
+
+/// An open under way; uncounted when dropped.
+struct OpeningGuard(Arc<AtomicUsize>);
+
+impl Drop for OpeningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

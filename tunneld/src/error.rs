@@ -5,6 +5,8 @@
 
 use std::{io, path::PathBuf, time::Duration};
 
+use tunnel_proto::clip::clipped;
+
 /// Result alias for the daemon.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -69,12 +71,13 @@ pub enum Error {
 
     /// No open tunnel has this id.
     #[error(
-        "no tunnel with id {0:?} (it may be closed already; `tunnelctl list` shows open tunnels)"
+        "no tunnel with id {} (it may be closed already; `tunnelctl list` shows open tunnels)",
+        clipped(.0)
     )]
     TunnelNotFound(String),
 
     /// The request names an SSH host tunneld was not configured with.
-    #[error("unknown SSH host {name:?}; configured hosts: {known}")]
+    #[error("unknown SSH host {}; configured hosts: {known}", clipped(.name))]
     HostNotFound {
         /// The name asked for.
         name: String,
@@ -212,6 +215,19 @@ pub enum Error {
         host: String,
         /// The limit.
         timeout: Duration,
+    },
+
+    /// A cap on what clients may hold at once is reached.
+    #[error("tunneld already has {limit} {what}, its cap; {hint}, or raise {flag}")]
+    LimitReached {
+        /// What is counted ("tunnels open").
+        what: &'static str,
+        /// The cap.
+        limit: usize,
+        /// The flag that raises it.
+        flag: &'static str,
+        /// What the caller can do instead.
+        hint: &'static str,
     },
 
     /// The daemon is stopping.

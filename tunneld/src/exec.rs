@@ -17,6 +17,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use russh::{ChannelMsg, Sig};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::Stream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
@@ -78,9 +79,17 @@ pub struct ExecOutput {
     rx: BudgetReceiver<Result<ExecEvent>>,
     /// An event taken while gathering that did not belong to the batch.
     held: Option<Result<ExecEvent>>,
+    /// The command's place under `--max-execs`, freed with the output.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl ExecOutput {
+    /// Holds `slot` (a place under a cap) as long as the output is read.
+    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
     /// The next event already queued, if any, returning its bytes to the
     /// budget.
     fn take_ready(&mut self) -> Option<Result<ExecEvent>> {
@@ -163,7 +172,7 @@ pub async fn start(
         return Err(session.lost());
     }
     let (tx, rx) = budget::channel(max_buffer);
-    let span = tracing::info_span!("exec", host = %host_name, command = %spec.command);
+    let span = tracing::info_span!("exec", host = %host_name, command = %tunnel_proto::clip::clipped(&spec.command));
     tasks.spawn(
         async move {
             let end = run(channel, spec, &host_name, &tx, &cancel).await;
@@ -190,7 +199,11 @@ pub async fn start(
         }
         .instrument(span),
     );
-    Ok(ExecOutput { rx, held: None })
+    Ok(ExecOutput {
+        rx,
+        held: None,
+        slot: None,
+    })
 }
 
 /// A session channel on an Exec connection of `host`. An idle connection

@@ -14,7 +14,10 @@
 //! - [`grpc`] and [`server`]: the thin gRPC adapter and the server around it.
 //! - [`listen`]: the API's TCP or unix socket listener, and when a
 //!   non-loopback address is allowed.
-//! - [`tcp_listener`]: TCP listeners with a backlog that holds a burst.
+//! - [`tcp_listener`]: TCP listeners with a backlog that holds a burst;
+//!   [`accept_backoff`]: what every accept loop does when accepting fails
+//!   (waits, never spins).
+//! - [`logging`]: the text log's escaped fields and rate-limited warnings.
 //! - [`tokens`], [`secret_file`]: API tokens, and files only their owner
 //!   may read. The auth layer and audit log live in [`grpc`].
 //! - [`policy`]: which forwards may be opened (allow_local_bind,
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accept_backoff;
 pub mod backoff;
 pub mod budget;
 pub mod config;
@@ -32,6 +36,7 @@ pub mod error;
 pub mod exec;
 pub mod grpc;
 pub mod listen;
+pub mod logging;
 pub mod policy;
 pub mod relay;
 pub mod secret_file;

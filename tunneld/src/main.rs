@@ -177,6 +177,26 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = tunneld::config::parse_duration_or_zero)]
     exec_idle_timeout: Duration,
 
+    /// API connections open at once; past it a new one is closed at once
+    /// (tunnels are not affected). Default: an eighth of the open file
+    /// limit, from 16 to 4096.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    max_api_connections: Option<usize>,
+
+    /// Tunnels open at once (local, remote and attached); more opens get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_TUNNELS, value_parser = positive)]
+    max_tunnels: usize,
+
+    /// Watch streams open at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_WATCHERS, value_parser = positive)]
+    max_watchers: usize,
+
+    /// Exec commands running at once (each holds an SSH connection of its
+    /// own); more get RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_EXECS, value_parser = positive)]
+    max_execs: usize,
+
     /// Connections carried at once by the whole daemon; more are refused.
     #[arg(long, value_name = "N", default_value_t = tunneld::config::DEFAULT_MAX_CONNECTIONS, value_parser = positive)]
     max_connections: usize,
@@ -306,6 +326,9 @@ fn build_config(args: &Args) -> tunneld::Result<Config> {
     config.limits.max_connections_per_tunnel = args.max_connections_per_tunnel;
     config.limits.reconnect_wait = args.reconnect_wait;
     config.limits.copy_buffer = args.copy_buffer;
+    config.limits.max_tunnels = args.max_tunnels;
+    config.limits.max_watchers = args.max_watchers;
+    config.limits.max_execs = args.max_execs;
     config.spill = SpillPolicy::new(
         args.spill_dir
             .as_deref()
@@ -378,12 +401,16 @@ fn build_access(args: &Args) -> Result<(ApiAccess, Exposure), String> {
     let mut access = ApiAccess::local();
     access.auth.tokens = tokens;
     access.tls = tls;
+    if let Some(n) = args.max_api_connections {
+        access.max_connections = n;
+    }
     Ok((access, exposure))
 }
 
 /// Logs when RUST_LOG is not set: info, less of russh, and tonic's line
 /// about each failed TLS handshake (a client without a certificate, or one
-/// from another CA), which it logs at debug.
+/// from another CA), which it logs at debug; those, like refused calls,
+/// are rate-limited on stderr ([`tunneld::logging::Throttled`]).
 const DEFAULT_LOG_FILTER: &str = "info,russh=warn,tonic::transport::server::io_stream=debug";
 
 /// Handles every SIGHUP (a `postrotate kill -HUP` must never end the
@@ -406,15 +433,18 @@ async fn on_sighup(mut hup: tokio::signal::unix::Signal, tokens: Option<TokenSto
 /// Logs to stderr (filtered by RUST_LOG) and, with `--audit-log`, audit
 /// lines as JSON to that file whatever RUST_LOG says.
 fn init_logging(audit_log: Option<&std::path::Path>) -> Result<(), String> {
+    use tracing_subscriber::filter::FilterExt as _;
     use tracing_subscriber::{
         Layer as _, filter, layer::SubscriberExt as _, util::SubscriberInitExt as _,
     };
     let stderr = tracing_subscriber::fmt::layer()
+        .fmt_fields(tunneld::logging::escaped_fields())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER))
+                .and(tunneld::logging::Throttled),
         );
     let audit = match audit_log {
         Some(path) => {

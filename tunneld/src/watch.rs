@@ -2,12 +2,13 @@
 //! connection a tunnel carries, published on one broadcast [`Bus`]; a
 //! [`Watcher`] is one subscriber, starting from the state of everything.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, time::Duration};
 
-use tokio::sync::broadcast;
+use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    logging::Throttle,
     ssh::HostSnapshot,
     tunnel::{TunnelEvent, TunnelSnapshot, TunnelState},
 };
@@ -15,6 +16,10 @@ use crate::{
 /// Changes buffered for a slow watcher before the oldest are dropped (it is
 /// told how many it missed).
 pub const BUS_BUFFER: usize = 4096;
+
+/// Watchers falling behind: one line per lagging read would repeat at the
+/// pace of every unread stream.
+static LAGGING: Throttle = Throttle::new("watchers that fell behind", 5, Duration::from_secs(10));
 
 /// One thing that changed.
 #[derive(Debug, Clone)]
@@ -100,43 +105,76 @@ impl WatchFilter {
     }
 }
 
+/// The tunnel opened after a sequence number, with its own; how a watcher
+/// walks the open tunnels one at a time.
+pub type NextTunnel = Box<dyn Fn(u64) -> Option<(u64, TunnelSnapshot)> + Send + Sync>;
+
 /// One subscriber: the initial state, then changes as they happen.
+///
+/// The initial state is taken as it is sent, one tunnel at a time, never
+/// copied whole for each watcher: a thousand watchers of a thousand
+/// tunnels hold a cursor each, not a million snapshots. A tunnel that opens
+/// or closes meanwhile is sent as a change too (seen twice, never missed).
 pub struct Watcher {
-    initial: VecDeque<WatchEvent>,
+    initial: VecDeque<Change>,
+    /// Walks the open tunnels from the last one sent; `None` once done.
+    tunnels: Option<(NextTunnel, u64)>,
+    synced: bool,
     rx: broadcast::Receiver<Change>,
     filter: WatchFilter,
     stop: CancellationToken,
     done: bool,
+    /// The watcher's place under `--max-watchers`.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Watcher {
-    /// A watcher that first yields `initial` (already filtered) then
-    /// [`WatchEvent::Synced`], then what `rx` receives that `filter` wants,
-    /// until `stop` is cancelled.
+    /// A watcher that first yields `initial` (already filtered), then the
+    /// tunnels `next_tunnel` walks (if any), then [`WatchEvent::Synced`],
+    /// then what `rx` receives that `filter` wants, until `stop` is
+    /// cancelled.
     pub fn new(
         initial: Vec<Change>,
+        next_tunnel: Option<NextTunnel>,
         rx: broadcast::Receiver<Change>,
         filter: WatchFilter,
         stop: CancellationToken,
     ) -> Self {
-        let mut initial: VecDeque<WatchEvent> = initial
-            .into_iter()
-            .map(|c| WatchEvent::Change(Box::new(c)))
-            .collect();
-        initial.push_back(WatchEvent::Synced);
         Watcher {
-            initial,
+            initial: initial.into(),
+            tunnels: next_tunnel.map(|f| (f, 0)),
+            synced: false,
             rx,
             filter,
             stop,
             done: false,
+            _slot: None,
         }
+    }
+
+    /// Holds `slot` (a place under a cap) as long as the watcher lives.
+    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
+        self._slot = Some(slot);
+        self
     }
 
     /// The next event; `None` when the watched tunnel closed or tunneld stops.
     pub async fn next(&mut self) -> Option<WatchEvent> {
-        if let Some(e) = self.initial.pop_front() {
-            return Some(e);
+        if let Some(c) = self.initial.pop_front() {
+            return Some(WatchEvent::Change(Box::new(c)));
+        }
+        if let Some((next, after)) = &mut self.tunnels {
+            match next(*after) {
+                Some((seq, t)) => {
+                    *after = seq;
+                    return Some(WatchEvent::Change(Box::new(Change::Tunnel(t))));
+                }
+                None => self.tunnels = None,
+            }
+        }
+        if !self.synced {
+            self.synced = true;
+            return Some(WatchEvent::Synced);
         }
         if self.done {
             return None;
@@ -153,7 +191,9 @@ impl Watcher {
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("a watcher fell behind; {n} events not sent");
+                    if LAGGING.admit() {
+                        tracing::warn!("a watcher fell behind; {n} events not sent");
+                    }
                     return Some(WatchEvent::Missed(n));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -131,13 +131,15 @@ pub fn until(at: &Timestamp, now: SystemTime) -> Duration {
     Duration::from_millis(left.as_millis() as u64)
 }
 
-/// A timestamp as a `SystemTime`; before 1970 counts as 1970.
+/// A timestamp as a `SystemTime`; before 1970 counts as 1970, and one past
+/// what the clock can hold as 1970 too (never a panic).
 pub fn system_time(at: &Timestamp) -> SystemTime {
     UNIX_EPOCH
-        + Duration::new(
+        .checked_add(Duration::new(
             at.seconds.max(0) as u64,
             at.nanos.clamp(0, 999_999_999) as u32,
-        )
+        ))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// An API duration as a std one; negative counts as zero.

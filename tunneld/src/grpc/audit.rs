@@ -8,7 +8,10 @@
 //! values (only variable names), key material.
 
 use tonic::{Code, Request, Status};
-use tunnel_proto::v1 as pb;
+use tunnel_proto::{
+    clip::{SHOWN_CHARS, bare},
+    v1 as pb,
+};
 
 use super::{
     caller::Caller,
@@ -16,7 +19,7 @@ use super::{
 };
 
 /// The tracing target of audit lines.
-pub const AUDIT_TARGET: &str = "tunneld::audit";
+pub use crate::logging::AUDIT_TARGET;
 
 /// Most characters of a command kept in a line; longer ones are cut, with
 /// their length noted.
@@ -51,7 +54,7 @@ impl Audit {
             host: if host.is_empty() {
                 "(default)".to_string()
             } else {
-                host.to_string()
+                bare(host, SHOWN_CHARS)
             },
             request,
         }
@@ -121,7 +124,7 @@ pub(super) fn exec(r: &pb::ExecRequest) -> String {
         text.push_str(&format!(" (cut, {total} chars)"));
     }
     if !r.env.is_empty() {
-        let mut names: Vec<&str> = r.env.keys().map(String::as_str).collect();
+        let mut names: Vec<String> = r.env.keys().map(|k| bare(k, SHOWN_CHARS)).collect();
         names.sort_unstable();
         text.push_str(&format!(" env={}", names.join(",")));
     }
@@ -169,6 +172,11 @@ pub(super) fn attached(r: &pb::OpenAttachedRequest) -> (&str, String) {
     }
 }
 
-fn or<'a>(value: &'a str, default: &'a str) -> &'a str {
-    if value.is_empty() { default } else { value }
+/// `value` (escaped and cut), or `default` when empty.
+fn or(value: &str, default: &str) -> String {
+    if value.is_empty() {
+        default.to_string()
+    } else {
+        bare(value, SHOWN_CHARS)
+    }
 }

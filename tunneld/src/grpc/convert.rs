@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tunnel_proto::{pbjson_types, v1 as pb};
+use tunnel_proto::{clip::clipped, duration::BoundedDuration, pbjson_types, v1 as pb};
 
 use crate::{
     daemon::{DaemonInfo, HostStatus},
@@ -60,7 +60,8 @@ fn host_field(field: &str, value: String, default: &str) -> Result<String> {
         .unwrap_or(v);
     if v.chars().any(|c| c.is_whitespace() || c.is_control()) || v.len() > 255 {
         return Err(invalid(format!(
-            "{field} {value:?} is not a valid host name or address"
+            "{field} {} is not a valid host name or address (at most 255 characters, no spaces or control characters)",
+            clipped(&value)
         )));
     }
     Ok(v.to_string())
@@ -77,7 +78,8 @@ pub fn exec_request(r: pb::ExecRequest) -> Result<(String, ExecSpec)> {
     env.sort();
     if let Some((k, _)) = env.iter().find(|(k, _)| !valid_env_name(k)) {
         return Err(invalid(format!(
-            "environment variable name {k:?} is not valid; use letters, digits and '_', not starting with a digit"
+            "environment variable name {} is not valid; use letters, digits and '_', not starting with a digit",
+            clipped(k)
         )));
     }
     let timeout = optional_duration("timeout", r.timeout)?;
@@ -136,17 +138,15 @@ fn connection_limits(
     })
 }
 
-/// An optional duration field: unset or zero means none; negative is
-/// refused, naming the field.
+/// An optional duration field: unset or zero means none; negative or past
+/// the range (0s to 365d) is refused, naming the field.
 fn optional_duration(field: &str, d: Option<pbjson_types::Duration>) -> Result<Option<Duration>> {
     match d {
         None => Ok(None),
-        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(invalid(format!(
-            "{field} must not be negative (got {}s); leave it unset for none",
-            d.seconds
-        ))),
-        Some(d) if d.seconds == 0 && d.nanos == 0 => Ok(None),
-        Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
+        Some(d) => {
+            let d = BoundedDuration::from_proto(field, &d).map_err(invalid)?;
+            Ok((!d.is_zero()).then(|| d.get()))
+        }
     }
 }
 
@@ -296,10 +296,7 @@ fn attached_response(event: pb::open_attached_response::Event) -> pb::OpenAttach
 }
 
 fn duration(d: Duration) -> pbjson_types::Duration {
-    pbjson_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
+    tunnel_proto::duration::to_proto(d)
 }
 
 /// The daemon's description of itself.

@@ -117,7 +117,12 @@ impl TunnelService for TunnelApi {
         &self,
         req: Request<pb::CloseRequest>,
     ) -> Result<Response<pb::CloseResponse>, Status> {
-        let audit = Audit::new("Close", &req, "-", format!("close {:?}", req.get_ref().id));
+        let audit = Audit::new(
+            "Close",
+            &req,
+            "-",
+            format!("close {}", tunnel_proto::clip::clipped(&req.get_ref().id)),
+        );
         audit
             .around(
                 async {

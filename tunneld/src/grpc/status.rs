@@ -28,10 +28,43 @@ impl From<Error> for Status {
             | Error::ExecRefused { .. }
             | Error::NotPermitted(_) => Code::PermissionDenied,
             Error::ExecTimeout { .. } => Code::DeadlineExceeded,
+            Error::LimitReached { .. } => Code::ResourceExhausted,
             Error::ShuttingDown => Code::Unavailable,
             Error::Cancelled => Code::Cancelled,
             Error::Config(_) | Error::Io { .. } => Code::Internal,
         };
-        Status::new(code, e.to_string())
+        Status::new(code, bounded(e.to_string()))
+    }
+}
+
+/// Longest message a status carries. Client values are already cut at 256
+/// characters where they enter a message; this bounds whatever else (an
+/// error chain from a server) might make one long.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let total = message.len();
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str(&format!("… ({total} bytes in all)"));
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character() {
+        let long = Error::InvalidArgument("é".repeat(5000));
+        let status = Status::from(long);
+        assert!(status.message().len() < MAX_MESSAGE_BYTES + 32);
+        assert!(status.message().ends_with("(10000 bytes in all)"));
+        assert_eq!(bounded("short".into()), "short");
     }
 }

@@ -3,15 +3,17 @@
 //! from outside, behind the auth layer and optionally TLS, until a shutdown
 //! token is cancelled.
 
+pub mod incoming;
 mod tls;
 
 pub use tls::TlsFiles;
 
 use std::sync::Arc;
 
-use tokio_stream::wrappers::UnixListenerStream;
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::{Server, ServerTlsConfig};
 use tunnel_proto::v1::tunnel_service_server::TunnelServiceServer;
 
 use crate::{
@@ -24,13 +26,39 @@ use crate::{
 /// Largest request accepted: an Exec's stdin travels in its request.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
-/// Who may reach the API and how: the auth policy, and TLS if any.
+/// Streams one API connection may carry at once (nginx's HTTP/2 default);
+/// a client asking for more waits for one to end.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// Largest header block a request may send (its metadata: path, token,
+/// deadline); larger ones are refused by HTTP/2.
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// Largest HTTP/2 frame tunneld accepts (the protocol's default).
+pub const MAX_FRAME_BYTES: u32 = 16 * 1024;
+
+/// Streams a client may open and reset before tunneld answers them, per
+/// connection (the HTTP/2 "rapid reset" attack, CVE-2023-44487).
+pub const MAX_PENDING_RESETS: usize = 32;
+
+/// An HTTP/2 PING is sent on each API connection after this long, and one
+/// unanswered for [`KEEPALIVE_TIMEOUT`] closes it: a peer that vanished
+/// frees its place under `--max-api-connections`.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Who may reach the API and how: the auth policy, TLS if any, and how
+/// many connections may be open at once.
 #[derive(Debug)]
 pub struct ApiAccess {
     /// Tokens and the unix socket's allowed uid.
     pub auth: AuthPolicy,
     /// TLS (and mTLS) for the listener.
     pub tls: Option<ServerTlsConfig>,
+    /// API connections open at once (`--max-api-connections`); past it a
+    /// new one is closed at once.
+    pub max_connections: usize,
 }
 
 impl ApiAccess {
@@ -43,6 +71,11 @@ impl ApiAccess {
                 owner_uid: rustix::process::geteuid().as_raw(),
             },
             tls: None,
+            max_connections: incoming::default_max_api_connections(
+                rlimit::getrlimit(rlimit::Resource::NOFILE)
+                    .map(|(soft, _)| soft)
+                    .unwrap_or(1024),
+            ),
         }
     }
 }
@@ -84,7 +117,13 @@ pub async fn serve(
             daemon.shutdown().await;
         }
     };
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = access.tls {
         builder = builder.tls_config(tls).map_err(|e| {
             Error::Config(format!(
@@ -101,18 +140,17 @@ pub async fn serve(
             TunnelServiceServer::new(TunnelApi::new(daemon.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         );
+    let max = access.max_connections;
     let served = match listener {
         ApiListener::Tcp(listener) => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             router
-                .serve_with_incoming_shutdown(incoming, stopping)
+                .serve_with_incoming_shutdown(incoming::incoming(listener, max), stopping)
                 .await
         }
         ApiListener::Unix(listener, _file) => {
             // `_file` lives until serving ends, then removes the socket.
-            let incoming = UnixListenerStream::new(listener);
             router
-                .serve_with_incoming_shutdown(incoming, stopping)
+                .serve_with_incoming_shutdown(incoming::incoming(listener, max), stopping)
                 .await
         }
     };

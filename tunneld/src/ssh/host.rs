@@ -306,7 +306,9 @@ impl SshHost {
     /// host is held, else marks it failed for the next request.
     fn watch(self: &Arc<Self>, session: Arc<SshSession>) {
         let host = self.clone();
-        let span = tracing::info_span!("ssh_watch", host = %self.config.name);
+        // A root span: called from the reconnect task, a child span would
+        // nest one level deeper on every reconnect (and keep each old one).
+        let span = tracing::info_span!(parent: None, "ssh_watch", host = %self.config.name);
         tokio::spawn(
             async move {
                 session.closed().await;
@@ -355,7 +357,8 @@ impl SshHost {
             changed
         });
         let host = self.clone();
-        let span = tracing::info_span!("ssh_reconnect", host = %self.config.name);
+        // A root span, as `ssh_watch`'s: reconnects never nest.
+        let span = tracing::info_span!(parent: None, "ssh_reconnect", host = %self.config.name);
         tokio::spawn(
             async move {
                 let started = tokio::time::Instant::now();

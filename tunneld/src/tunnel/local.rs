@@ -9,12 +9,10 @@ use tracing::Instrument;
 
 use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions};
 use crate::{
+    accept_backoff::AcceptBackoff,
     error::{Error, Result},
     ssh::SshHost,
 };
-
-/// Pause after an accept error such as running out of file descriptors.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What a local forward listens on and where it connects.
 #[derive(Debug, Clone)]
@@ -144,6 +142,7 @@ async fn follow_link(tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
 }
 
 async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
+    let mut backoff = AcceptBackoff::new("the forward's port");
     loop {
         let accepted = tokio::select! {
             () = tunnel.cancel.cancelled() => break,
@@ -151,14 +150,18 @@ async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHo
         };
         match accepted {
             Ok((tcp, peer)) => {
+                backoff.accepted();
                 let span = tracing::debug_span!("conn", %peer);
                 tunnel
                     .tasks
                     .spawn(carry(tcp, peer, tunnel.clone(), host.clone()).instrument(span));
             }
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                let wait = backoff.failed(&e);
+                tokio::select! {
+                    () = tunnel.cancel.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
         }
     }

@@ -47,6 +47,23 @@ impl Registry {
         std::mem::take(&mut *self.map()).into_values().collect()
     }
 
+    /// How many tunnels are open.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether no tunnel is open.
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+
+    /// The oldest tunnel opened after sequence number `seq`, with its own.
+    pub fn after(&self, seq: u64) -> Option<(u64, Arc<Tunnel>)> {
+        let map = self.map();
+        let (s, t) = map.range(seq.saturating_add(1)..).next()?;
+        Some((*s, t.clone()))
+    }
+
     /// Every tunnel, oldest first.
     pub fn list(&self) -> Vec<Arc<Tunnel>> {
         self.map().values().cloned().collect()

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     error::Result,
+    logging::Throttle,
     ssh::{ForwardedChannel, SshHost, SshSession},
 };
 
@@ -224,8 +225,18 @@ async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>) {
     tunnel.relay_connection(&conn, tcp, fc.channel, None).await;
 }
 
+/// Refused forwarded connections: their peers are on the server's side,
+/// as many as they like.
+static REFUSED: Throttle = Throttle::new(
+    "refused forwarded connections of remote forwards",
+    10,
+    Duration::from_secs(10),
+);
+
 async fn refuse(fc: ForwardedChannel, conn: &Connection<'_>, why: String) {
-    tracing::warn!(from = %fc.originator, "refusing forwarded connection: {why}");
+    if REFUSED.admit() {
+        tracing::warn!(from = %fc.originator, "refusing forwarded connection: {why}");
+    }
     conn.fail(why);
     fc.reply
         .reject(russh::ChannelOpenFailure::ConnectFailed)
