@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit tests and the end-to-end suite,
-# grpcurl included), the Python and Go client suites, the proto lint and the
-# stubs' drift check — all against a real OpenSSH sshd on loopback. Installs
-# what they need first (system packages via apt-get, pinned Go tools via the
-# Go module proxy, Python packages via pip). CI runs exactly this.
+# grpcurl included), the Python and Go client suites, the proto lint, the
+# stubs' drift check and a bounded fuzz run of the parsers — against a real
+# OpenSSH sshd on loopback. Installs what they need first (system packages
+# via apt-get, pinned Go tools via the Go module proxy, Python packages via
+# pip, cargo-fuzz from crates.io). CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,8 @@ cargo run --locked -q -p tunneld-tests --bin bench -- --smoke > /dev/null
 
 clients/python/run-tests.sh
 clients/go/run-tests.sh
+# Every parser a user or client reaches, for a bounded time each; replays
+# the crashes kept as regression cases first.
+echo "==> fuzzing the parsers" >&2
+scripts/fuzz.sh
 echo "==> all suites passed" >&2

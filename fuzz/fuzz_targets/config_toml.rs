@@ -1,0 +1,37 @@
+//! The TOML config file: `Config::load_str` with fixed host defaults, then
+//! `Config::finish`, and the cipher list on its own. Never a panic; a
+//! config that loads holds hosts a connection can be made to.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tunneld::{Config, config::HostDefaults, ssh::ciphers};
+
+fuzz_target!(|data: &[u8]| {
+    let text = tunneld_fuzz::text(data);
+    let defaults = HostDefaults {
+        identity: "/keys/id_ed25519".into(),
+        known_hosts: "/keys/known_hosts".into(),
+        ..HostDefaults::openssh()
+    };
+    let mut config = Config::default();
+    let loaded = config.load_str(&text, &defaults).is_ok();
+    if loaded && config.finish().is_ok() {
+        if let Some(name) = &config.default_host {
+            assert!(
+                config.hosts.contains_key(name),
+                "default_host {name:?} of {text:?}"
+            );
+        }
+        for host in config.hosts.values() {
+            assert!(!host.hostname.is_empty() && host.port != 0, "{host:?}");
+            assert!(host.reconnect.min <= host.reconnect.max, "{host:?}");
+            assert!(
+                host.keepalive_interval <= tunnel_proto::duration::MAX,
+                "{host:?}"
+            );
+            assert!(host.rekey_limit > 0 && !host.ciphers.is_empty(), "{host:?}");
+        }
+    }
+    let _ = ciphers::parse(&tunneld_fuzz::lines(&text));
+});
