@@ -212,6 +212,10 @@ pub struct TunneldBuilder {
     client_credentials: Option<Credentials>,
     /// `--audit-log` into the daemon's temp dir.
     audit_log: bool,
+    /// Soft and hard open-file limit the daemon starts with (`prlimit`).
+    nofile: Option<u64>,
+    /// Whether `RUST_LOG` is removed, so tunneld logs with its own default.
+    default_log: bool,
 }
 
 impl TunneldBuilder {
@@ -229,7 +233,24 @@ impl TunneldBuilder {
             client_cert: None,
             client_credentials: None,
             audit_log: false,
+            nofile: None,
+            default_log: false,
         }
+    }
+
+    /// Starts the daemon with `n` as its soft and hard open-file limit (as
+    /// `ulimit -n n` would), through `prlimit`.
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
+    }
+
+    /// Starts the daemon without `RUST_LOG`, so it logs with its default
+    /// filter (what an operator gets).
+    pub fn default_log(mut self) -> Self {
+        self.env.retain(|(k, _)| k != "RUST_LOG");
+        self.default_log = true;
+        self
     }
 
     /// Adds a `[hosts.NAME]` table to the daemon's config file.
@@ -416,7 +437,18 @@ impl TunneldBuilder {
             (None, Some(addr)) => addr.clone(),
             (None, None) => "127.0.0.1:0".to_string(),
         };
-        let mut cmd = Command::new(bin);
+        let mut cmd = match self.nofile {
+            // prlimit sets the limit and execs tunneld: same pid.
+            Some(n) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
+        if self.default_log {
+            cmd.env_remove("RUST_LOG");
+        }
         cmd.arg("--listen")
             .arg(listen)
             .arg("--ssh")

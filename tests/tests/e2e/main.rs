@@ -19,6 +19,7 @@ mod forward_local;
 mod forward_remote;
 mod grpcurl;
 mod host_thread;
+mod hostile;
 mod identities;
 mod isolation;
 mod lifecycle;
