@@ -3,8 +3,10 @@
 //! proto3 JSON mapping), the `TunnelService` client used by `tunnelctl` and
 //! the tests, and the server trait tunneld implements; and the two value
 //! helpers both ends share: [`duration`] (the one validated duration type of
-//! flags, config and API) and [`clip`] (showing a client's value safely).
+//! flags, config and API), [`clip`] (showing a client's value safely) and
+//! [`addr`] (the default API address, `host:port` spelling).
 
+pub mod addr;
 pub mod clip;
 pub mod duration;
 

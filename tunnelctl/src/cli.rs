@@ -16,7 +16,7 @@ use crate::spec::{
 };
 
 /// Where tunneld listens unless told otherwise (its own default).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:4522";
+pub const DEFAULT_ADDR: &str = tunnel_proto::addr::DEFAULT_API_ADDR;
 
 /// Bound on a call to tunneld when `--timeout` is not given. Generous because
 /// opening a forward may first have to connect and authenticate to the SSH

@@ -36,7 +36,7 @@ pub type Transport = InterceptedService<Noting, Bearer>;
 pub type Client = TunnelServiceClient<Transport>;
 
 /// Port tunneld listens on by default, used when `--addr` names no port.
-const DEFAULT_PORT: u16 = 4522;
+const DEFAULT_PORT: u16 = tunnel_proto::addr::DEFAULT_API_PORT;
 
 /// What `--addr` accepts, for error messages.
 const ADDR_FORMS: &str = "expected HOST:PORT, http://HOST:PORT, https://HOST:PORT or unix:/PATH";

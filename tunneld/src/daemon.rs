@@ -213,7 +213,7 @@ impl Daemon {
             idle_timeout: limits.idle_timeout,
             reconnect_wait: self.limits.reconnect_wait,
             capacity: self.capacity.clone(),
-            bus: self.bus.clone(),
+            observer: Arc::new(self.bus.clone()),
         };
         // Opened in a task of its own: a caller that goes away (deadline,
         // cancel) while the server's reply is pending does not stop it
@@ -221,7 +221,9 @@ impl Daemon {
         // remote forward's cancel-tcpip-forward, a local port's release).
         let parent = self.shutdown.clone();
         let (taken, opened) = oneshot::channel();
-        tokio::spawn(async move {
+        let span = tracing::debug_span!("open", tunnel = %id, host = %host.config().name);
+        tokio::spawn(
+            async move {
             let result = match spec {
                 ForwardSpec::Local(spec) => {
                     tunnel::open_local(host, spec, id, &parent, options).await
@@ -234,7 +236,9 @@ impl Daemon {
                 tracing::info!(tunnel = %t.id, "the caller went away before the tunnel opened; closing it");
                 t.close().await;
             }
-        });
+            }
+            .instrument(span),
+        );
         // Nothing awaits between this and the caller registering it.
         let t = opened.await.map_err(|_| Error::ShuttingDown)??;
         Ok((seq, t))
@@ -372,7 +376,8 @@ impl Daemon {
             .ok_or_else(|| Error::TunnelNotFound(id.to_string()))?;
         // Closed in a task of its own, so a caller that goes away does not
         // leave it half-closed.
-        tokio::spawn(async move { t.close().await })
+        let span = tracing::debug_span!("close", tunnel = %t.id);
+        tokio::spawn(async move { t.close().await }.instrument(span))
             .await
             .map_err(|_| Error::ShuttingDown)
     }

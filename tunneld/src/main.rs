@@ -20,9 +20,6 @@ use tunneld::{
 };
 use tunneld::{ListenAddr, ssh::HostThread};
 
-/// Default address of the control API.
-const DEFAULT_LISTEN: &str = "127.0.0.1:4522";
-
 /// How long shutdown may take before tunneld exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
@@ -42,7 +39,7 @@ struct Args {
     /// Address of the gRPC API: HOST:PORT (port 0 picks a free one), which
     /// must be loopback unless --insecure-listen is given, or unix:/PATH for
     /// a unix socket only this user can open (mode 0600).
-    #[arg(long, env = "TUNNELD_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    #[arg(long, env = "TUNNELD_LISTEN", default_value = tunnel_proto::addr::DEFAULT_API_ADDR, value_name = "ADDR")]
     listen: ListenAddr,
 
     /// Allow a non-loopback --listen address without TLS and client

@@ -14,6 +14,8 @@
 
 use std::{fmt, net::IpAddr};
 
+use tunnel_proto::addr::join_host_port;
+
 use crate::error::{Error, Result};
 
 /// A `HOST:PORT` pattern (`*` for either part; IPv6 as `[addr]:port`).
@@ -216,14 +218,6 @@ impl BindPolicy {
             "local forwards may listen only on loopback addresses: {bind} is not allowed by allow_local_bind \
              (like OpenSSH's GatewayPorts); start tunneld with --allow-local-bind {bare} to allow it"
         )))
-    }
-}
-
-fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

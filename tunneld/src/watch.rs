@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     logging::Throttle,
     ssh::HostSnapshot,
-    tunnel::{TunnelEvent, TunnelSnapshot, TunnelState},
+    tunnel::{TunnelEvent, TunnelObserver, TunnelSnapshot, TunnelState},
 };
 
 /// Changes buffered for a slow watcher before the oldest are dropped (it is
@@ -50,6 +50,22 @@ pub struct Bus(broadcast::Sender<Change>);
 impl Default for Bus {
     fn default() -> Self {
         Bus(broadcast::channel(BUS_BUFFER).0)
+    }
+}
+
+impl TunnelObserver for Bus {
+    fn tunnel_changed(&self, tunnel: TunnelSnapshot) {
+        self.send(Change::Tunnel(tunnel));
+    }
+
+    fn connection_event(&self, tunnel_id: &str, event: &TunnelEvent) {
+        // Built only when someone listens.
+        if self.0.receiver_count() > 0 {
+            self.send(Change::Connection {
+                tunnel_id: tunnel_id.to_string(),
+                event: event.clone(),
+            });
+        }
     }
 }
 

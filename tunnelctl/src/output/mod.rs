@@ -67,8 +67,7 @@ fn new_table(header: impl Into<Row>) -> Table {
 pub fn endpoint(endpoint: Option<&Endpoint>) -> String {
     match endpoint {
         None => "-".into(),
-        Some(e) if e.host.contains(':') => format!("[{}]:{}", e.host, e.port),
-        Some(e) => format!("{}:{}", e.host, e.port),
+        Some(e) => tunnel_proto::addr::join_host_port(&e.host, e.port),
     }
 }
 

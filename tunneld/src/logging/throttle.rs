@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tracing::Instrument;
+
 /// A budget of lines per window for one call site.
 pub struct Throttle {
     /// What the lines are about, for the "suppressed" line.
@@ -67,10 +69,14 @@ impl Throttle {
             s.report_due = true;
             let at = s.window_start.unwrap_or(now) + self.window;
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    tokio::time::sleep_until(at.into()).await;
-                    self.report();
-                });
+                let span = tracing::trace_span!(parent: None, "log_throttle", what = self.what);
+                rt.spawn(
+                    async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        self.report();
+                    }
+                    .instrument(span),
+                );
             }
         }
         false

@@ -21,6 +21,7 @@ use std::{
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::SshSession;
 
@@ -103,21 +104,25 @@ impl ExecPool {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.idle().push(Idle { id, session });
         let pool = self.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(pool.keep_idle) => {}
-                () = pool.shutdown.cancelled() => return,
+        let span = tracing::debug_span!(parent: None, "exec_idle", id);
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = tokio::time::sleep(pool.keep_idle) => {}
+                    () = pool.shutdown.cancelled() => return,
+                }
+                let expired = {
+                    let mut idle = pool.idle();
+                    let at = idle.iter().position(|e| e.id == id);
+                    at.map(|i| idle.remove(i).session)
+                };
+                if let Some(session) = expired {
+                    tracing::debug!("closing an Exec connection idle for {:?}", pool.keep_idle);
+                    session.disconnect().await;
+                }
             }
-            let expired = {
-                let mut idle = pool.idle();
-                let at = idle.iter().position(|e| e.id == id);
-                at.map(|i| idle.remove(i).session)
-            };
-            if let Some(session) = expired {
-                tracing::debug!("closing an Exec connection idle for {:?}", pool.keep_idle);
-                session.disconnect().await;
-            }
-        });
+            .instrument(span),
+        );
     }
 
     /// Closes every idle connection.
@@ -130,7 +135,8 @@ impl ExecPool {
 }
 
 fn close_in_background(session: Arc<SshSession>) {
-    tokio::spawn(async move { session.disconnect().await });
+    let span = tracing::debug_span!(parent: None, "exec_close");
+    tokio::spawn(async move { session.disconnect().await }.instrument(span));
 }
 
 /// An Exec connection held by one command. [`ExecLease::give_back`] returns

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
+use tracing::Instrument;
 
 use super::{Registry, Tunnel, TunnelSnapshot, TunnelState, events::TunnelEvent};
 
@@ -99,9 +100,8 @@ impl Drop for Attachment {
         tracing::info!(tunnel = %tunnel.id, "attached caller went away; closing the tunnel");
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(async move {
-                    tunnel.close().await;
-                });
+                let span = tracing::info_span!(parent: None, "attached_close", tunnel = %tunnel.id);
+                rt.spawn(async move { tunnel.close().await }.instrument(span));
             }
             // No runtime (the process is ending): cancelling still stops
             // every task of the tunnel.

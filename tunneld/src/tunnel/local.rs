@@ -99,11 +99,7 @@ pub async fn resolve_bind(address: &str, port: u16) -> Result<SocketAddr> {
 }
 
 async fn bind(address: &str, port: u16) -> Result<TcpListener> {
-    let shown = if address.contains(':') {
-        format!("[{address}]:{port}")
-    } else {
-        format!("{address}:{port}")
-    };
+    let shown = tunnel_proto::addr::join_host_port(address, port);
     let addr = resolve_bind(address, port).await?;
     crate::tcp_listener::bind(addr).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => Error::LocalAddressInUse { addr: shown },

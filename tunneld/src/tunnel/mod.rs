@@ -9,6 +9,7 @@ mod connection;
 mod counters;
 mod events;
 mod local;
+mod observer;
 mod registry;
 mod remote;
 
@@ -30,7 +31,6 @@ use crate::{
     relay::{RelayBuffers, RelayEnd, relay},
     spill::{SpillError, SpillPolicy},
     ssh::{HostHold, Link, SessionUse, SshChannel, SshHost},
-    watch::{Bus, Change},
 };
 
 pub use attachment::{Attachment, AttachmentEvent};
@@ -38,6 +38,7 @@ pub use connection::Connection;
 pub use counters::{CountersSnapshot, TunnelCounters};
 pub use events::{ClosedConnection, TunnelEvent};
 pub use local::{LocalForwardSpec, open_local, resolve_bind};
+pub use observer::TunnelObserver;
 pub use registry::Registry;
 pub use remote::{RemoteForwardSpec, open_remote};
 
@@ -64,8 +65,8 @@ pub struct TunnelOptions {
     pub reconnect_wait: Duration,
     /// The daemon's cap on connections, shared by every tunnel.
     pub capacity: Arc<Semaphore>,
-    /// Where state changes and connection events are published.
-    pub bus: Bus,
+    /// Who hears of state changes and connection events.
+    pub observer: Arc<dyn TunnelObserver>,
 }
 
 /// A forward to open, either way.
@@ -173,7 +174,7 @@ pub struct Tunnel {
     capacity: Arc<Semaphore>,
     /// Times restored after the SSH connection was lost.
     restores: AtomicU32,
-    bus: Bus,
+    observer: Arc<dyn TunnelObserver>,
     /// Keeps the host reconnecting while the tunnel is open.
     // std Mutex: taken once, on close.
     hold: Mutex<Option<HostHold>>,
@@ -262,7 +263,7 @@ impl Tunnel {
             slots: Arc::new(Semaphore::new(options.max_connections as usize)),
             capacity: options.capacity,
             restores: AtomicU32::new(0),
-            bus: options.bus,
+            observer: options.observer,
             hold: Mutex::new(Some(host.hold())),
             status: watch::Sender::new((TunnelState::Open, String::new())),
             events,
@@ -353,10 +354,7 @@ impl Tunnel {
 
     /// Reports an event to whoever is attached or watching.
     fn emit(&self, event: TunnelEvent) {
-        self.bus.send(Change::Connection {
-            tunnel_id: self.id.clone(),
-            event: event.clone(),
-        });
+        self.observer.connection_event(&self.id, &event);
         let _ = self.events.send(event);
     }
 
@@ -384,7 +382,7 @@ impl Tunnel {
             changed
         });
         if changed {
-            self.bus.send(Change::Tunnel(self.snapshot()));
+            self.observer.tunnel_changed(self.snapshot());
         }
     }
 
@@ -415,7 +413,7 @@ impl Tunnel {
 
     /// Publishes the tunnel as it is now (e.g. just opened).
     pub fn announce(&self) {
-        self.bus.send(Change::Tunnel(self.snapshot()));
+        self.observer.tunnel_changed(self.snapshot());
     }
 
     /// Closes the tunnel: cancels its listener and connections, waits

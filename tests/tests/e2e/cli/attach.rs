@@ -62,6 +62,28 @@ async fn round_trip(port: u16, data: &[u8]) -> Result<u16> {
     Ok(client_port)
 }
 
+/// Ctrl-C: tunnelctl exits 0.
+async fn ctrl_c_exits_0(child: &mut CtlChild) -> Result<()> {
+    child.signal(Signal::SIGINT)?;
+    let status = child.wait(PROMPT).await?;
+    ensure!(
+        status.code() == Some(0),
+        "{status}; stderr {:?}",
+        child.stderr_text()
+    );
+    Ok(())
+}
+
+/// Ctrl-C: tunnelctl exits 0 and the tunnel `id` is gone from List.
+async fn ctrl_c_closes(bed: &Bed, child: &mut CtlChild, id: &str) -> Result<()> {
+    ctrl_c_exits_0(child).await?;
+    ensure!(
+        find_tunnel(&bed.client, id).await?.is_none(),
+        "{id} left open after tunnelctl exited"
+    );
+    Ok(())
+}
+
 /// Sends SIGINT/SIGTERM/SIGHUP and checks the contract: exit 0, the tunnel
 /// gone from List and its port free as soon as tunnelctl has exited.
 async fn interrupt_and_check_closed(
@@ -302,20 +324,10 @@ async fn attach_json_is_one_event_per_line() -> Result<()> {
             "duration {duration:?} is not proto3 JSON like \"0.012s\""
         );
 
-        child.signal(Signal::SIGINT)?;
-        let status = child.wait(PROMPT).await?;
-        ensure!(
-            status.code() == Some(0),
-            "{status}; stderr {:?}",
-            child.stderr_text()
-        );
+        ctrl_c_closes(&bed, &mut child, &id).await?;
         for line in child.rest_of_stdout(PROMPT).await? {
             event(&line)?;
         }
-        ensure!(
-            find_tunnel(&bed.client, &id).await?.is_none(),
-            "{id} left open"
-        );
         Ok(())
     })
     .await
@@ -341,13 +353,7 @@ async fn attach_quiet_prints_the_id_once() -> Result<()> {
             Ok((c.total_connections == 1 && c.active_connections == 0).then_some(()))
         })
         .await?;
-        child.signal(Signal::SIGINT)?;
-        let status = child.wait(PROMPT).await?;
-        ensure!(
-            status.code() == Some(0),
-            "{status}; stderr {:?}",
-            child.stderr_text()
-        );
+        ctrl_c_exits_0(&mut child).await?;
         let rest = child.rest_of_stdout(PROMPT).await?;
         ensure!(rest.is_empty(), "-q printed more than the id: {rest:?}");
         ensure!(
@@ -386,18 +392,7 @@ async fn attach_remote_serves_until_interrupted() -> Result<()> {
             "closed line {closed:?}"
         );
 
-        child.signal(Signal::SIGINT)?;
-        let status = child.wait(PROMPT).await?;
-        ensure!(
-            status.code() == Some(0),
-            "{status}; stderr {:?}",
-            child.stderr_text()
-        );
-        ensure!(
-            find_tunnel(&bed.client, &t.id).await?.is_none(),
-            "{} left open",
-            t.id
-        );
+        ctrl_c_closes(&bed, &mut child, &t.id).await?;
         wait_refused(t.listen_port).await
     })
     .await
@@ -461,18 +456,7 @@ async fn a_lost_ssh_connection_is_a_note_and_the_attachment_goes_on() -> Result<
         );
 
         // Still attached: Ctrl-C closes it as before.
-        child.signal(Signal::SIGINT)?;
-        let status = child.wait(PROMPT).await?;
-        ensure!(
-            status.code() == Some(0),
-            "{status}; stderr {:?}",
-            child.stderr_text()
-        );
-        ensure!(
-            find_tunnel(&bed.client, &t.id).await?.is_none(),
-            "{} left open",
-            t.id
-        );
+        ctrl_c_closes(&bed, &mut child, &t.id).await?;
         Ok(())
     })
     .await
@@ -511,13 +495,7 @@ async fn attach_json_reports_reconnecting_as_state_changes() -> Result<()> {
             "tunnelctl exited; stderr {:?}",
             child.stderr_text()
         );
-        child.signal(Signal::SIGINT)?;
-        let status = child.wait(PROMPT).await?;
-        ensure!(
-            status.code() == Some(0),
-            "{status}; stderr {:?}",
-            child.stderr_text()
-        );
+        ctrl_c_exits_0(&mut child).await?;
         Ok(())
     })
     .await
