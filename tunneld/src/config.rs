@@ -92,84 +92,9 @@ pub const DEFAULT_SSH_WINDOW: u32 = 2 * 1024 * 1024;
 /// Default largest SSH packet tunneld accepts, OpenSSH's.
 pub const DEFAULT_SSH_MAX_PACKET: u32 = 32 * 1024;
 
-/// What to do with a host key that known_hosts does not list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyPolicy {
-    /// Refuse unknown and changed keys (OpenSSH `StrictHostKeyChecking=yes`).
-    #[default]
-    Strict,
-    /// Add keys of hosts known_hosts does not mention at all, refuse changed
-    /// keys (OpenSSH `StrictHostKeyChecking=accept-new`).
-    AcceptNew,
-}
-
-/// Where a key's passphrase comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PassphraseSource {
-    /// First line of a file.
-    File(PathBuf),
-    /// An environment variable of the daemon.
-    Env(String),
-}
-
-/// One SSH server tunneld can connect to.
-#[derive(Debug, Clone)]
-pub struct HostConfig {
-    /// Name requests use for it.
-    pub name: String,
-    /// Remote user.
-    pub user: String,
-    /// Host name or IP address of the SSH server.
-    pub hostname: String,
-    /// SSH port.
-    pub port: u16,
-    /// Private key file (OpenSSH format; ed25519, ECDSA or RSA).
-    pub identity: PathBuf,
-    /// known_hosts file used to verify the server.
-    pub known_hosts: PathBuf,
-    /// Passphrase of the key, if it has one.
-    pub passphrase: Option<PassphraseSource>,
-    /// Handling of keys known_hosts does not list.
-    pub host_key_policy: HostKeyPolicy,
-    /// Interval of SSH keepalives; the connection is dropped after
-    /// `keepalive_max` go unanswered.
-    pub keepalive_interval: Duration,
-    /// Unanswered keepalives tolerated.
-    pub keepalive_max: usize,
-    /// Delays between reconnection attempts after the connection was lost.
-    pub reconnect: Backoff,
-    /// Bytes either way after which tunneld starts a key re-exchange.
-    pub rekey_limit: usize,
-    /// Ciphers offered, best first.
-    pub ciphers: Vec<russh::cipher::Name>,
-    /// SSH channel window: bytes the server may send ahead on a channel.
-    pub window_size: u32,
-    /// Largest SSH packet accepted.
-    pub max_packet: u32,
-    /// Where the session and the connections of its tunnels run.
-    pub thread: crate::ssh::HostThread,
-    /// How long a connection that ran an Exec stays open for the next one.
-    pub exec_idle_timeout: Duration,
-    /// Which forwards may be opened over this host.
-    pub policy: HostPolicy,
-}
-
-impl HostConfig {
-    /// `host:port` as dialled.
-    pub fn addr(&self) -> String {
-        if self.hostname.contains(':') {
-            format!("[{}]:{}", self.hostname, self.port)
-        } else {
-            format!("{}:{}", self.hostname, self.port)
-        }
-    }
-
-    /// `user@host:port`, as shown to people.
-    pub fn display_address(&self) -> String {
-        format!("{}@{}", self.user, self.addr())
-    }
-}
+// The settings of one host are the SSH side's own types; the loader
+// builds them.
+pub use crate::ssh::{HostConfig, HostKeyPolicy, PassphraseSource};
 
 /// Limits that keep one connection from taking the daemon's memory.
 #[derive(Debug, Clone, Copy)]

@@ -9,11 +9,8 @@ use russh::{
 };
 use tokio_util::sync::DropGuard;
 
-use super::{ForwardRoutes, ForwardedChannel, SshChannel, known_hosts};
-use crate::{
-    config::{HostConfig, HostKeyPolicy},
-    error::{Error, HostKeyProblem, HostKeyRejection},
-};
+use super::{ForwardRoutes, ForwardedChannel, HostConfig, HostKeyPolicy, SshChannel, known_hosts};
+use crate::error::{Error, HostKeyProblem, HostKeyRejection};
 
 /// Errors the handler returns to russh; host key refusals keep our message.
 #[derive(Debug)]

@@ -16,10 +16,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{ExecLease, ExecPool, ForwardRoutes, IoThread, SshSession};
+use super::{ExecLease, ExecPool, ForwardRoutes, HostConfig, IoThread, SshSession};
 use crate::{
     backoff,
-    config::HostConfig,
     error::{Error, Result},
 };
 

@@ -2,8 +2,9 @@
 
 use russh::keys::PrivateKey;
 
+use super::{HostConfig, PassphraseSource};
+
 use crate::{
-    config::{HostConfig, PassphraseSource},
     error::{Error, Result},
     secret_file::{SecretFileError, read_private},
 };

@@ -17,6 +17,7 @@ mod io_thread;
 pub mod known_hosts;
 mod session;
 mod session_use;
+mod settings;
 
 pub use exec_pool::{ExecLease, ExecPool};
 pub use forward_routes::{ForwardRoutes, ForwardedChannel};
@@ -24,6 +25,7 @@ pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
 pub use io_thread::{HostThread, IoThread};
 pub use session::SshSession;
 pub use session_use::{SessionUse, UseGuard};
+pub use settings::{HostConfig, HostKeyPolicy, PassphraseSource};
 
 /// A russh client channel.
 pub type SshChannel = russh::Channel<russh::client::Msg>;

@@ -14,14 +14,11 @@ use tokio::{io::BufReader, net::TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ForwardRoutes, SessionUse, SshChannel,
+    ForwardRoutes, HostConfig, SessionUse, SshChannel,
     handler::{ClientHandler, HandlerError, describe_russh_error},
     identity, known_hosts,
 };
-use crate::{
-    config::HostConfig,
-    error::{Error, Result},
-};
+use crate::error::{Error, Result};
 
 /// Bound on the TCP connect to an SSH server.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,85 @@
+//! The settings of one SSH host: who to connect to, with which key and
+//! known_hosts, and how to keep, rekey and reconnect the connection. The
+//! loader (`crate::config`) builds them from flags and files; the SSH side
+//! only reads them, so it depends on nothing above it.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{backoff::Backoff, policy::HostPolicy};
+
+/// What to do with a host key that known_hosts does not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (OpenSSH `StrictHostKeyChecking=yes`).
+    #[default]
+    Strict,
+    /// Add keys of hosts known_hosts does not mention at all, refuse changed
+    /// keys (OpenSSH `StrictHostKeyChecking=accept-new`).
+    AcceptNew,
+}
+
+/// Where a key's passphrase comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassphraseSource {
+    /// First line of a file.
+    File(PathBuf),
+    /// An environment variable of the daemon.
+    Env(String),
+}
+
+/// One SSH server tunneld can connect to.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Name requests use for it.
+    pub name: String,
+    /// Remote user.
+    pub user: String,
+    /// Host name or IP address of the SSH server.
+    pub hostname: String,
+    /// SSH port.
+    pub port: u16,
+    /// Private key file (OpenSSH format; ed25519, ECDSA or RSA).
+    pub identity: PathBuf,
+    /// known_hosts file used to verify the server.
+    pub known_hosts: PathBuf,
+    /// Passphrase of the key, if it has one.
+    pub passphrase: Option<PassphraseSource>,
+    /// Handling of keys known_hosts does not list.
+    pub host_key_policy: HostKeyPolicy,
+    /// Interval of SSH keepalives; the connection is dropped after
+    /// `keepalive_max` go unanswered.
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalives tolerated.
+    pub keepalive_max: usize,
+    /// Delays between reconnection attempts after the connection was lost.
+    pub reconnect: Backoff,
+    /// Bytes either way after which tunneld starts a key re-exchange.
+    pub rekey_limit: usize,
+    /// Ciphers offered, best first.
+    pub ciphers: Vec<russh::cipher::Name>,
+    /// SSH channel window: bytes the server may send ahead on a channel.
+    pub window_size: u32,
+    /// Largest SSH packet accepted.
+    pub max_packet: u32,
+    /// Where the session and the connections of its tunnels run.
+    pub thread: super::HostThread,
+    /// How long a connection that ran an Exec stays open for the next one.
+    pub exec_idle_timeout: Duration,
+    /// Which forwards may be opened over this host.
+    pub policy: HostPolicy,
+}
+
+impl HostConfig {
+    /// `host:port` as dialled.
+    pub fn addr(&self) -> String {
+        tunnel_proto::addr::join_host_port(&self.hostname, self.port)
+    }
+
+    /// `user@host:port`, as shown to people.
+    pub fn display_address(&self) -> String {
+        format!("{}@{}", self.user, self.addr())
+    }
+}
