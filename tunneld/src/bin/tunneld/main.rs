@@ -1,0 +1,107 @@
+//! The `tunneld` binary: parses flags, binds the API listener, wires signals,
+//! and hands everything to [`tunneld::run`].
+//!
+//! - [`flags`]: the command line (clap);
+//! - [`setup`]: the `Config` and the API's access rules from the flags;
+//! - [`logs`]: stderr and the audit file;
+//! - [`signals`]: SIGINT/SIGTERM stop, SIGHUP reloads.
+
+mod flags;
+mod logs;
+mod setup;
+mod signals;
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tunneld::config::expand_home;
+
+use crate::{
+    flags::Args,
+    logs::init_logging,
+    setup::{build_access, build_config},
+    signals::{on_sighup, stop_signal},
+};
+
+/// How long shutdown may take before tunneld exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = init_logging(args.audit_log.as_deref().map(expand_home).as_deref()) {
+        eprintln!("tunneld: {e}");
+        return ExitCode::from(2);
+    }
+
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tunneld: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Each carried connection holds a descriptor; take what the hard limit
+    // allows, as OpenSSH and Go programs do.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
+    let (access, exposure) = match build_access(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tunneld: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Registered before the API listens, so no SIGHUP finds the default
+    // action (exit) in place.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hup) => {
+            tokio::spawn(on_sighup(hup, access.auth.tokens.clone()));
+        }
+        Err(e) => tracing::warn!("cannot handle SIGHUP: {e}"),
+    }
+    let listener = match tunneld::listen::bind(&args.listen, &exposure).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tunneld: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = listener.to_string();
+    // One line on stdout so scripts and tests learn the port when it was 0.
+    println!("tunneld listening on {addr}");
+    tracing::info!(%addr, hosts = ?config.hosts.keys().collect::<Vec<_>>(), default = ?config.default_host, "tunneld started");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            stop_signal().await;
+            shutdown.cancel();
+        }
+    });
+    let run = tunneld::run(listener, access, config, shutdown.clone());
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = run => match r {
+            Ok(()) => {
+                tracing::info!("tunneld stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tunneld: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        () = grace => {
+            tracing::warn!("shutdown took longer than {}s; exiting anyway", SHUTDOWN_GRACE.as_secs());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Signals: SIGINT and SIGTERM stop tunneld; SIGHUP reloads what can be
+//! reloaded and is never fatal.
+
+use tunneld::tokens::TokenStore;
+
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Handles every SIGHUP (a `postrotate kill -HUP` must never end the
+/// daemon): reloads the token file when there is one, keeping the old
+/// tokens if the new file is bad, and logs what it did.
+pub async fn on_sighup(mut hup: tokio::signal::unix::Signal, tokens: Option<TokenStore>) {
+    while hup.recv().await.is_some() {
+        match &tokens {
+            Some(tokens) => match tokens.reload() {
+                Ok(n) => {
+                    tracing::info!(tokens = n, file = %tokens.path().display(), "SIGHUP: token file reloaded")
+                }
+                Err(e) => tracing::warn!("SIGHUP: {e}; the tokens in use are unchanged"),
+            },
+            None => tracing::info!("SIGHUP: nothing to reload (no --token-file); tunneld goes on"),
+        }
+    }
+}
