@@ -26,7 +26,7 @@ use crate::{
     ssh::{HostSnapshot, SshHost},
     tunnel::{
         self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
-        TunnelOptions, TunnelSnapshot,
+        TunnelObserver, TunnelOptions, TunnelSnapshot,
     },
     watch::{Bus, Change, NextTunnel, WatchFilter, Watcher},
 };
@@ -76,6 +76,8 @@ pub struct Daemon {
     opening: Arc<AtomicUsize>,
     /// Every change to hosts and tunnels, for watchers.
     bus: Bus,
+    /// The bus as every tunnel's observer: one, shared.
+    observer: Arc<dyn TunnelObserver>,
     started_at: SystemTime,
     /// Root of the cancellation tree: every host connect, tunnel and exec
     /// holds a child.
@@ -113,6 +115,7 @@ impl Daemon {
             watchers: Arc::new(Semaphore::new(config.limits.max_watchers)),
             exec_slots: Arc::new(Semaphore::new(config.limits.max_execs)),
             opening: Arc::default(),
+            observer: Arc::new(bus.clone()),
             bus,
             limits: config.limits,
             spill: config.spill,
@@ -213,7 +216,7 @@ impl Daemon {
             idle_timeout: limits.idle_timeout,
             reconnect_wait: self.limits.reconnect_wait,
             capacity: self.capacity.clone(),
-            observer: Arc::new(self.bus.clone()),
+            observer: self.observer.clone(),
         };
         // Opened in a task of its own: a caller that goes away (deadline,
         // cancel) while the server's reply is pending does not stop it
