@@ -227,18 +227,18 @@ impl Daemon {
         let span = tracing::debug_span!("open", tunnel = %id, host = %host.config().name);
         tokio::spawn(
             async move {
-            let result = match spec {
-                ForwardSpec::Local(spec) => {
-                    tunnel::open_local(host, spec, id, &parent, options).await
+                let result = match spec {
+                    ForwardSpec::Local(spec) => {
+                        tunnel::open_local(host, spec, id, &parent, options).await
+                    }
+                    ForwardSpec::Remote(spec) => {
+                        tunnel::open_remote(host, spec, id, &parent, options).await
+                    }
+                };
+                if let Err(Ok(t)) = taken.send(result) {
+                    tracing::info!(tunnel = %t.id, "the caller went away; closing what it opened");
+                    t.close().await;
                 }
-                ForwardSpec::Remote(spec) => {
-                    tunnel::open_remote(host, spec, id, &parent, options).await
-                }
-            };
-            if let Err(Ok(t)) = taken.send(result) {
-                tracing::info!(tunnel = %t.id, "the caller went away before the tunnel opened; closing it");
-                t.close().await;
-            }
             }
             .instrument(span),
         );
