@@ -23,10 +23,10 @@ pub fn clipped(value: &str) -> Clipped<'_> {
 /// `value` escaped as [`clip`] does, but unquoted: for text that is
 /// already set apart (an audit line's `local HOST:PORT`).
 pub fn bare(value: &str, max_chars: usize) -> String {
-    let cut = value.char_indices().nth(max_chars).map(|(i, _)| i);
-    let mut out: String = value[..cut.unwrap_or(value.len())].escape_debug().collect();
-    if cut.is_some() {
-        out.push_str(&format!("… ({} bytes in all)", value.len()));
+    let head = head(value, max_chars);
+    let mut out: String = head.unwrap_or(value).escape_debug().collect();
+    if head.is_some() {
+        out.push_str(&cut_note(value));
     }
     out
 }
@@ -37,11 +37,11 @@ pub fn bare(value: &str, max_chars: usize) -> String {
 /// field whose parts were not all clipped at their source.
 pub fn escape_controls(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
     let needs = |c: char| c.is_control() || invisible(c);
-    let cut = text.char_indices().nth(max_chars).map(|(i, _)| i);
-    if cut.is_none() && !text.chars().any(needs) {
+    let head = head(text, max_chars);
+    if head.is_none() && !text.chars().any(needs) {
         return std::borrow::Cow::Borrowed(text);
     }
-    let kept = &text[..cut.unwrap_or(text.len())];
+    let kept = head.unwrap_or(text);
     let mut out = String::with_capacity(kept.len() + 16);
     for c in kept.chars() {
         if needs(c) {
@@ -50,10 +50,23 @@ pub fn escape_controls(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str
             out.push(c);
         }
     }
-    if cut.is_some() {
-        out.push_str(&format!("… ({} bytes in all)", text.len()));
+    if head.is_some() {
+        out.push_str(&cut_note(text));
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// `value`'s first `max_chars` characters when it has more, else `None`.
+fn head(value: &str, max_chars: usize) -> Option<&str> {
+    value
+        .char_indices()
+        .nth(max_chars)
+        .map(|(end, _)| &value[..end])
+}
+
+/// What follows a value that was cut: its whole length.
+fn cut_note(value: &str) -> String {
+    format!("… ({} bytes in all)", value.len())
 }
 
 /// Characters that change how a terminal shows the text around them
@@ -69,9 +82,9 @@ pub struct Clipped<'a>(pub &'a str, pub usize);
 impl fmt::Display for Clipped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Clipped(value, max) = *self;
-        match value.char_indices().nth(max) {
+        match head(value, max) {
             None => write!(f, "{value:?}"),
-            Some((cut, _)) => write!(f, "{:?}… ({} bytes in all)", &value[..cut], value.len()),
+            Some(head) => write!(f, "{head:?}{}", cut_note(value)),
         }
     }
 }
