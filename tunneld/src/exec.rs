@@ -4,7 +4,7 @@
 //! Each command runs on an SSH connection it holds alone (see
 //! [`crate::ssh::ExecPool`]), so its output can wait for the caller as long
 //! as the caller takes: up to the byte budget it waits in tunneld (see
-//! [`crate::budget`]), past it tunneld stops reading that connection and
+//! [`crate::relay::budget`]), past it tunneld stops reading that connection and
 //! sshd stops reading the command's output, as with `ssh host cmd`. Nothing
 //! else shares the connection, so a slow caller slows only its command.
 
@@ -23,8 +23,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    budget::{self, BudgetReceiver, BudgetSender},
     error::{Error, Result},
+    relay::budget::{self, BudgetReceiver, BudgetSender},
     ssh::{ExecLease, SshChannel, SshHost},
 };
 

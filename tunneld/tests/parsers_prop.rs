@@ -19,9 +19,9 @@ use tunneld::{
     Config, ListenAddr,
     config::{DEFAULT_HOST_NAME, HostDefaults, parse_duration, parse_duration_or_zero, parse_size},
     error::HostKeyProblem,
+    grpc::tokens::TokenSet,
     policy::{BindPolicy, HostPolicy},
     ssh::known_hosts::{self, lookup_name},
-    tokens::TokenSet,
 };
 
 const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAICnRE9ylNWZNfDRVa98RsqPhth2rYxLy3DGwog0u+4+J";

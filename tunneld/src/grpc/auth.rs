@@ -28,7 +28,7 @@ use super::{
     audit,
     caller::{Caller, Identity},
 };
-use crate::tokens::TokenStore;
+use crate::grpc::tokens::TokenStore;
 
 /// Path prefix of the health service, which needs no token so that probes
 /// and load balancers can ask.

@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tunnel_proto::{clip::clipped, duration::BoundedDuration, pbjson_types, v1 as pb};
 
 use crate::{
-    daemon::{DaemonInfo, HostStatus},
+    daemon::{
+        DaemonInfo, HostStatus,
+        watch::{Change, WatchEvent},
+    },
     error::{Error, Result},
     exec::{ExecEvent, ExecSpec, ExitStatus, valid_env_name},
     ssh::ConnectionState,
@@ -15,7 +18,6 @@ use crate::{
         AttachmentEvent, ConnectionLimits, Endpoint, ForwardSpec, LocalForwardSpec,
         RemoteForwardSpec, TunnelEvent, TunnelKind, TunnelSnapshot, TunnelState,
     },
-    watch::{Change, WatchEvent},
 };
 
 /// Default listen address of local forwards, as `ssh -L`.

@@ -10,6 +10,7 @@ mod caller;
 mod convert;
 mod service;
 mod status;
+pub mod tokens;
 
 pub use audit::AUDIT_TARGET;
 pub use auth::{Auth, AuthLayer, AuthPolicy};

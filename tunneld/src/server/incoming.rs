@@ -29,7 +29,7 @@ use tokio::{
 };
 use tonic::transport::server::Connected;
 
-use crate::{accept_backoff::AcceptBackoff, logging::Throttle};
+use crate::{logging::Throttle, sys::accept_backoff::AcceptBackoff};
 
 /// Time from accept for a client to complete its handshake.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);

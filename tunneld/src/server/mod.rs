@@ -4,6 +4,7 @@
 //! token is cancelled.
 
 pub mod incoming;
+pub mod listen;
 mod tls;
 
 pub use tls::TlsFiles;
@@ -20,8 +21,9 @@ use crate::{
     daemon::Daemon,
     error::{Error, Result},
     grpc::{AuthLayer, AuthPolicy, TunnelApi},
-    listen::ApiListener,
 };
+
+use self::listen::ApiListener;
 
 /// Largest request accepted: an Exec's stdin travels in its request.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::secret_file::read_private;
+use crate::sys::secret_file::read_private;
 
 /// Where the server's certificate, key and (for mTLS) client CA are.
 #[derive(Debug, Clone)]

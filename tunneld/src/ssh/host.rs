@@ -16,11 +16,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::backoff;
 use super::{ExecLease, ExecPool, ForwardRoutes, HostConfig, IoThread, SshSession};
-use crate::{
-    backoff,
-    error::{Error, Result},
-};
+use crate::error::{Error, Result};
 
 /// State of the connection to a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

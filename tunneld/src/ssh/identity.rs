@@ -6,7 +6,7 @@ use super::{HostConfig, PassphraseSource};
 
 use crate::{
     error::{Error, Result},
-    secret_file::{SecretFileError, read_private},
+    sys::secret_file::{SecretFileError, read_private},
 };
 
 /// Reads and, if needed, decrypts the host's identity file.

@@ -7,6 +7,7 @@
 //! channels and routes the server's forwarded channels to whoever registered
 //! for them.
 
+pub mod backoff;
 pub mod ciphers;
 mod exec_pool;
 mod forward_routes;

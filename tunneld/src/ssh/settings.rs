@@ -7,7 +7,8 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{backoff::Backoff, policy::HostPolicy};
+use super::backoff::Backoff;
+use crate::policy::HostPolicy;
 
 /// What to do with a host key that known_hosts does not list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

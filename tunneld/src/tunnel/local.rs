@@ -9,9 +9,9 @@ use tracing::Instrument;
 
 use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions};
 use crate::{
-    accept_backoff::AcceptBackoff,
     error::{Error, Result},
     ssh::SshHost,
+    sys::accept_backoff::AcceptBackoff,
 };
 
 /// What a local forward listens on and where it connects.
@@ -101,7 +101,7 @@ pub async fn resolve_bind(address: &str, port: u16) -> Result<SocketAddr> {
 async fn bind(address: &str, port: u16) -> Result<TcpListener> {
     let shown = tunnel_proto::addr::join_host_port(address, port);
     let addr = resolve_bind(address, port).await?;
-    crate::tcp_listener::bind(addr).map_err(|e| match e.kind() {
+    crate::sys::tcp_listener::bind(addr).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => Error::LocalAddressInUse { addr: shown },
         io::ErrorKind::PermissionDenied => Error::LocalBind {
             addr: shown,

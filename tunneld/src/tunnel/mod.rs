@@ -28,8 +28,10 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    relay::{RelayBuffers, RelayEnd, relay},
-    spill::{SpillError, SpillPolicy},
+    relay::{
+        RelayBuffers, RelayEnd, relay,
+        spill::{SpillError, SpillPolicy},
+    },
     ssh::{HostHold, Link, SessionUse, SshChannel, SshHost},
 };
 

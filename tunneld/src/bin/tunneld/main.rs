@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
         }
         Err(e) => tracing::warn!("cannot handle SIGHUP: {e}"),
     }
-    let listener = match tunneld::listen::bind(&args.listen, &exposure).await {
+    let listener = match tunneld::server::listen::bind(&args.listen, &exposure).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("tunneld: {e}");

@@ -3,12 +3,12 @@
 
 use tunneld::{
     Exposure,
-    backoff::Backoff,
     config::{Config, HostDefaults, HostKeyPolicy, PassphraseSource, expand_home},
+    grpc::tokens::TokenStore,
     policy::{BindPolicy, HostPolicy},
+    relay::spill::SpillPolicy,
     server::{ApiAccess, TlsFiles},
-    spill::SpillPolicy,
-    tokens::TokenStore,
+    ssh::backoff::Backoff,
 };
 use tunneld::{ListenAddr, ssh::HostThread};
 

@@ -34,10 +34,10 @@ use serde::Deserialize;
 use tunnel_proto::duration::BoundedDuration;
 
 use crate::{
-    backoff::Backoff,
     error::{Error, Result},
     policy::{BindPolicy, HostPolicy},
-    spill::SpillPolicy,
+    relay::spill::SpillPolicy,
+    ssh::backoff::Backoff,
 };
 
 /// Name of the host given with `--ssh`.
@@ -648,7 +648,7 @@ mod tests {
     #[test]
     fn the_shipped_example_parses() {
         let mut c = Config::default();
-        c.load_str(include_str!("../../deploy/hosts.example.toml"), &defaults())
+        c.load_str(include_str!("../../../deploy/hosts.example.toml"), &defaults())
             .unwrap();
         c.finish().unwrap();
         assert_eq!(c.default_host.as_deref(), Some("bastion"));

@@ -3,13 +3,13 @@
 //!
 //! Three parts run concurrently in the connection's task:
 //! - **drain** takes every message russh delivers for the channel at once and
-//!   queues the data in a byte-budgeted queue ([`crate::budget`]), so a local
+//!   queues the data in a byte-budgeted queue ([`crate::relay::budget`]), so a local
 //!   reader that stalls never stalls the shared SSH connection. When the
 //!   budget is full and the connection is alone on its SSH connection, it
 //!   stops taking messages, which holds the whole connection back, until its
 //!   reader catches up or someone else needs the connection ([`SessionUse`]).
 //!   Otherwise what does not fit goes to the connection's spill file
-//!   ([`crate::spill`]), and everything after it too until the reader has
+//!   ([`crate::relay::spill`]), and everything after it too until the reader has
 //!   taken the file's bytes: russh offers no per-channel backpressure, so
 //!   the bytes wait on disk rather than be lost. Only past the spill limits
 //!   is the connection reset.
@@ -44,11 +44,13 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    budget::{self, BudgetSender},
-    spill::{self, Next, SpillError, SpillFile, SpillPolicy},
-    ssh::{SessionUse, SshChannel},
-};
+use crate::ssh::{SessionUse, SshChannel};
+
+use self::budget::BudgetSender;
+use self::spill::{Next, SpillError, SpillFile, SpillPolicy};
+
+pub mod budget;
+pub mod spill;
 
 /// Most bytes gathered from the queue into one write to the local socket.
 const WRITE_BATCH: usize = 256 * 1024;

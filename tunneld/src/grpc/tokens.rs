@@ -15,7 +15,7 @@ use std::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::secret_file::read_private;
+use crate::sys::secret_file::read_private;
 
 /// Fewest characters a token may have.
 pub const MIN_TOKEN_LEN: usize = 16;

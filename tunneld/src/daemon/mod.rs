@@ -22,14 +22,17 @@ use crate::{
     error::{Error, Result},
     exec::{self, ExecOutput, ExecSpec},
     policy::BindPolicy,
-    spill::SpillPolicy,
+    relay::spill::SpillPolicy,
     ssh::{HostSnapshot, SshHost},
     tunnel::{
         self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
         TunnelObserver, TunnelOptions, TunnelSnapshot,
     },
-    watch::{Bus, Change, NextTunnel, WatchFilter, Watcher},
 };
+
+use self::watch::{Bus, Change, NextTunnel, WatchFilter, Watcher};
+
+pub mod watch;
 
 /// Bound on waiting for running commands to end at shutdown.
 const EXEC_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

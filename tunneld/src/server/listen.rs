@@ -131,7 +131,7 @@ async fn bind_tcp(text: &str, exposure: &Exposure) -> Result<TcpListener, String
             ),
         }
     }
-    crate::tcp_listener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+    crate::sys::tcp_listener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 /// The socket file of a unix listener, removed on drop if it is still ours.
