@@ -367,8 +367,24 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Limits on a forward's connections, shared by `open-local` and
-/// `open-remote`.
+/// Flags every open verb takes, flattened after its own spec and port flags.
+#[derive(Debug, Args)]
+pub struct OpenCommonArgs {
+    /// SSH host that carries the forward (default: the default host)
+    #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
+    pub host: Option<String>,
+
+    /// Limits on the forward's connections.
+    #[command(flatten)]
+    pub limits: ConnectionLimitArgs,
+
+    /// Keep the tunnel only while tunnelctl runs, printing each connection;
+    /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N`
+    #[arg(long)]
+    pub attach: bool,
+}
+
+/// Limits on a forward's connections, part of [`OpenCommonArgs`].
 #[derive(Debug, Args)]
 pub struct ConnectionLimitArgs {
     /// Connections carried at once; more are refused [default: tunneld's
@@ -409,17 +425,9 @@ pub struct OpenLocalArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_nonempty)]
     pub bind: Option<String>,
 
-    /// SSH host to forward through (default: the default host)
-    #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
-    pub host: Option<String>,
-
+    /// The host, limits and `--attach`.
     #[command(flatten)]
-    pub limits: ConnectionLimitArgs,
-
-    /// Keep the tunnel only while tunnelctl runs, printing each connection;
-    /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -L`
-    #[arg(long)]
-    pub attach: bool,
+    pub common: OpenCommonArgs,
 }
 
 /// Arguments of `open-remote`.
@@ -449,17 +457,9 @@ pub struct OpenRemoteArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_nonempty)]
     pub rbind: Option<String>,
 
-    /// SSH host to listen on (default: the default host)
-    #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
-    pub host: Option<String>,
-
+    /// The host, limits and `--attach`.
     #[command(flatten)]
-    pub limits: ConnectionLimitArgs,
-
-    /// Keep the tunnel only while tunnelctl runs, printing each connection;
-    /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N -R`
-    #[arg(long)]
-    pub attach: bool,
+    pub common: OpenCommonArgs,
 }
 
 /// Arguments of `list` (none yet; filters will go here).
@@ -658,7 +658,7 @@ mod tests {
         let Command::OpenLocal(args) = cli.command else {
             panic!("not open-local")
         };
-        assert!(args.attach);
+        assert!(args.common.attach);
         let cli = parse(&[
             "-o",
             "json",
@@ -671,13 +671,13 @@ mod tests {
         let Command::OpenRemote(args) = cli.command else {
             panic!("not open-remote")
         };
-        assert!(args.attach);
+        assert!(args.common.attach);
         assert_eq!(cli.output, OutputFormat::Json);
         let cli = parse(&["open-local", "--lport", "0", "--rport", "1"]).unwrap();
         let Command::OpenLocal(args) = cli.command else {
             panic!("not open-local")
         };
-        assert!(!args.attach);
+        assert!(!args.common.attach);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use tunnel_proto::v1::open_attached_request::Forward;
 use tunnel_proto::v1::{OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel};
 
 use super::{Context, attach, print};
-use crate::cli::{OpenLocalArgs, OpenRemoteArgs};
-use crate::client;
+use crate::cli::{OpenCommonArgs, OpenLocalArgs, OpenRemoteArgs};
+use crate::client::{self, Client};
 use crate::output;
 use crate::spec::WILDCARD;
 
@@ -18,6 +18,25 @@ use crate::spec::WILDCARD;
 /// must become an address it can bind. The API leaves IPv4 and IPv6 to one
 /// address; `0.0.0.0` is what `ssh -L '*:...'` binds first.
 const LOCAL_WILDCARD: &str = "0.0.0.0";
+
+/// The request fields every kind of forward has, from [`OpenCommonArgs`].
+/// Builders destructure it without `..`, so a field added here cannot be
+/// left out of one kind's request.
+struct Shared {
+    host: String,
+    max_connections: u32,
+    idle_timeout: Option<pbjson_types::Duration>,
+}
+
+impl Shared {
+    fn new(args: &OpenCommonArgs) -> Self {
+        Shared {
+            host: args.host.clone().unwrap_or_default(),
+            max_connections: args.limits.max_connections.unwrap_or_default(),
+            idle_timeout: args.limits.idle_timeout.map(proto_duration),
+        }
+    }
+}
 
 /// Builds the request from either `-L` or the separate flags.
 pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
@@ -40,14 +59,19 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
         Some(b) if b == WILDCARD => LOCAL_WILDCARD.to_string(),
         other => other.unwrap_or_default(),
     };
+    let Shared {
+        host,
+        max_connections,
+        idle_timeout,
+    } = Shared::new(&args.common);
     OpenLocalForwardRequest {
-        host: args.host.clone().unwrap_or_default(),
+        host,
         bind_address,
         local_port: lport.into(),
         remote_host: rhost.unwrap_or_default(),
         remote_port: rport.into(),
-        max_connections: args.limits.max_connections.unwrap_or_default(),
-        idle_timeout: args.limits.idle_timeout.map(proto_duration),
+        max_connections,
+        idle_timeout,
     }
 }
 
@@ -70,14 +94,19 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
             args.lport.unwrap_or_default(),
         ),
     };
+    let Shared {
+        host,
+        max_connections,
+        idle_timeout,
+    } = Shared::new(&args.common);
     OpenRemoteForwardRequest {
-        host: args.host.clone().unwrap_or_default(),
+        host,
         remote_bind_address: rbind.unwrap_or_default(),
         remote_port: rport.into(),
         local_host: lhost.unwrap_or_default(),
         local_port: lport.into(),
-        max_connections: args.limits.max_connections.unwrap_or_default(),
-        idle_timeout: args.limits.idle_timeout.map(proto_duration),
+        max_connections,
+        idle_timeout,
     }
 }
 
@@ -93,30 +122,37 @@ fn proto_duration(d: Duration) -> pbjson_types::Duration {
 /// Opens a local forward (`ssh -L`).
 pub async fn run_local(ctx: &Context, args: &OpenLocalArgs) -> anyhow::Result<ExitCode> {
     let request = local_request(args);
-    let what = format!(
-        "cannot open local forward of port {} to {}:{}",
+    let what = cannot_open(
+        "local",
         request.local_port,
-        or_localhost(&request.remote_host),
-        request.remote_port
+        &request.remote_host,
+        request.remote_port,
     );
-    open(ctx, Forward::Local(request), what, args.attach).await
+    run(ctx, Forward::Local(request), what, args.common.attach).await
 }
 
 /// Opens a remote forward (`ssh -R`).
 pub async fn run_remote(ctx: &Context, args: &OpenRemoteArgs) -> anyhow::Result<ExitCode> {
     let request = remote_request(args);
-    let what = format!(
-        "cannot open remote forward of port {} to {}:{}",
+    let what = cannot_open(
+        "remote",
         request.remote_port,
-        or_localhost(&request.local_host),
-        request.local_port
+        &request.local_host,
+        request.local_port,
     );
-    open(ctx, Forward::Remote(request), what, args.attach).await
+    run(ctx, Forward::Remote(request), what, args.common.attach).await
+}
+
+/// The error context of opening a forward from `port` to `host:target_port`
+/// (an empty host is tunneld's default, localhost).
+fn cannot_open(kind: &str, port: u32, host: &str, target_port: u32) -> String {
+    let host = if host.is_empty() { "localhost" } else { host };
+    format!("cannot open {kind} forward of port {port} to {host}:{target_port}")
 }
 
 /// Opens `forward`, attached to this process or not; `what` names it in
 /// errors.
-async fn open(
+async fn run(
     ctx: &Context,
     forward: Forward,
     what: String,
@@ -127,32 +163,27 @@ async fn open(
     }
     let deadline = ctx.deadline();
     let mut client = ctx.connect(deadline).await?;
-    let (remote, timeout) = (&ctx.remote, ctx.timeout);
-    let tunnel = match forward {
-        Forward::Local(r) => {
-            client::call(
-                remote,
-                deadline,
-                timeout,
-                what,
-                client.open_local_forward(r),
-            )
-            .await?
-            .tunnel
-        }
-        Forward::Remote(r) => {
-            client::call(
-                remote,
-                deadline,
-                timeout,
-                what,
-                client.open_remote_forward(r),
-            )
-            .await?
-            .tunnel
-        }
-    };
+    let tunnel = client::call(
+        &ctx.remote,
+        deadline,
+        ctx.timeout,
+        what,
+        open(&mut client, forward),
+    )
+    .await?;
     print_tunnel(ctx, tunnel)
+}
+
+/// Sends `forward` by the call of its kind; the responses differ in type
+/// only, so each is cut down to the tunnel it carries.
+async fn open(
+    client: &mut Client,
+    forward: Forward,
+) -> Result<tonic::Response<Option<Tunnel>>, tonic::Status> {
+    Ok(match forward {
+        Forward::Local(r) => client.open_local_forward(r).await?.map(|o| o.tunnel),
+        Forward::Remote(r) => client.open_remote_forward(r).await?.map(|o| o.tunnel),
+    })
 }
 
 fn print_tunnel(ctx: &Context, tunnel: Option<Tunnel>) -> anyhow::Result<ExitCode> {
@@ -161,10 +192,6 @@ fn print_tunnel(ctx: &Context, tunnel: Option<Tunnel>) -> anyhow::Result<ExitCod
     })?;
     print(&output::tunnels::tunnel(ctx.mode, &tunnel)?)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn or_localhost(host: &str) -> &str {
-    if host.is_empty() { "localhost" } else { host }
 }
 
 #[cfg(test)]
@@ -234,6 +261,25 @@ mod tests {
         assert_eq!(
             remote(&["-R", "*:0:localhost:3000"]).remote_bind_address,
             "*"
+        );
+    }
+
+    #[test]
+    fn host_goes_into_both_requests() {
+        assert_eq!(local(&["-L", "0:db:5432", "--host", "web1"]).host, "web1");
+        assert_eq!(remote(&["-R", "0:h:1", "--host", "web1"]).host, "web1");
+        assert_eq!(remote(&["-R", "0:h:1"]).host, "");
+    }
+
+    #[test]
+    fn errors_name_the_forward_with_localhost_for_an_empty_host() {
+        assert_eq!(
+            cannot_open("local", 5432, "db", 5432),
+            "cannot open local forward of port 5432 to db:5432"
+        );
+        assert_eq!(
+            cannot_open("remote", 8080, "", 3000),
+            "cannot open remote forward of port 8080 to localhost:3000"
         );
     }
 
