@@ -5,14 +5,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunneld::{Config, config::HostDefaults, ssh::ciphers};
+use tunneld::{Config, config::HostSettings, ssh::ciphers};
 
 fuzz_target!(|data: &[u8]| {
     let text = tunneld_fuzz::text(data);
-    let defaults = HostDefaults {
+    let defaults = HostSettings {
         identity: "/keys/id_ed25519".into(),
         known_hosts: "/keys/known_hosts".into(),
-        ..HostDefaults::openssh()
+        ..HostSettings::openssh()
     };
     let mut config = Config::default();
     let loaded = config.load_str(&text, &defaults).is_ok();
@@ -25,12 +25,18 @@ fuzz_target!(|data: &[u8]| {
         }
         for host in config.hosts.values() {
             assert!(!host.hostname.is_empty() && host.port != 0, "{host:?}");
-            assert!(host.reconnect.min <= host.reconnect.max, "{host:?}");
             assert!(
-                host.keepalive_interval <= tunnel_proto::duration::MAX,
+                host.settings.reconnect.min <= host.settings.reconnect.max,
                 "{host:?}"
             );
-            assert!(host.rekey_limit > 0 && !host.ciphers.is_empty(), "{host:?}");
+            assert!(
+                host.settings.keepalive_interval <= tunnel_proto::duration::MAX,
+                "{host:?}"
+            );
+            assert!(
+                host.settings.rekey_limit > 0 && !host.settings.ciphers.is_empty(),
+                "{host:?}"
+            );
         }
     }
     let _ = ciphers::parse(&tunneld_fuzz::lines(&text));

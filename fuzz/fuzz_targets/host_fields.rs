@@ -19,7 +19,7 @@ use std::{net::IpAddr, str::FromStr};
 use libfuzzer_sys::fuzz_target;
 use tunneld::{
     Config, ListenAddr,
-    config::{DEFAULT_HOST_NAME, HostDefaults},
+    config::{DEFAULT_HOST_NAME, HostSettings},
     policy::{BindPolicy, HostPolicy},
 };
 use tunneld_fuzz::{lines, port};
@@ -50,10 +50,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let defaults = HostDefaults {
+    let defaults = HostSettings {
         identity: "/keys/id_ed25519".into(),
         known_hosts: "/keys/known_hosts".into(),
-        ..HostDefaults::openssh()
+        ..HostSettings::openssh()
     };
     for destination in [&f[7], target] {
         let mut config = Config::default();

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use russh::keys::PublicKey;
 use tunneld::{
     Config, ListenAddr,
-    config::{DEFAULT_HOST_NAME, HostDefaults, parse_duration, parse_duration_or_zero, parse_size},
+    config::{DEFAULT_HOST_NAME, HostSettings, parse_duration, parse_duration_or_zero, parse_size},
     error::HostKeyProblem,
     grpc::tokens::TokenSet,
     policy::{BindPolicy, HostPolicy},
@@ -32,11 +32,11 @@ fn key(b64: &str) -> PublicKey {
 }
 
 /// Fixed defaults, independent of `$HOME`.
-fn defaults() -> HostDefaults {
-    HostDefaults {
+fn defaults() -> HostSettings {
+    HostSettings {
         identity: "/keys/id_ed25519".into(),
         known_hosts: "/keys/known_hosts".into(),
-        ..HostDefaults::openssh()
+        ..HostSettings::openssh()
     }
 }
 
@@ -350,7 +350,7 @@ proptest! {
         prop_assert_eq!(config.default_host.as_deref(), Some(name.as_str()));
         let loaded = &config.hosts[&name];
         prop_assert_eq!((&loaded.user, &loaded.hostname, loaded.port), (&user, &host, port));
-        prop_assert_eq!(&loaded.identity, &PathBuf::from("/keys/id_ed25519"));
+        prop_assert_eq!(&loaded.settings.identity, &PathBuf::from("/keys/id_ed25519"));
     }
 
     #[test]

@@ -275,11 +275,13 @@ impl Daemon {
                     .ip();
                 self.allow_local_bind.check(&l.bind_address, ip)?;
                 config
+                    .settings
                     .policy
                     .check_open(&config.name, &l.remote_host, l.remote_port)
             }
             ForwardSpec::Remote(r) => {
                 config
+                    .settings
                     .policy
                     .check_listen(&config.name, &r.bind_address, r.remote_port)
             }

@@ -3,10 +3,14 @@
 //! from outside, behind the auth layer and optionally TLS, until a shutdown
 //! token is cancelled.
 
+mod access;
+mod flags;
 pub mod incoming;
 pub mod listen;
 mod tls;
 
+pub use access::ApiAccess;
+pub use flags::ApiFlags;
 pub use tls::TlsFiles;
 
 use std::sync::Arc;
@@ -14,13 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tunnel_proto::v1::tunnel_service_server::TunnelServiceServer;
 
 use crate::{
     daemon::Daemon,
     error::{Error, Result},
-    grpc::{AuthLayer, AuthPolicy, TunnelApi},
+    grpc::{AuthLayer, TunnelApi},
 };
 
 use self::listen::ApiListener;
@@ -49,38 +53,6 @@ pub const MAX_PENDING_RESETS: usize = 32;
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// See [`KEEPALIVE_INTERVAL`].
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Who may reach the API and how: the auth policy, TLS if any, and how
-/// many connections may be open at once.
-#[derive(Debug)]
-pub struct ApiAccess {
-    /// Tokens and the unix socket's allowed uid.
-    pub auth: AuthPolicy,
-    /// TLS (and mTLS) for the listener.
-    pub tls: Option<ServerTlsConfig>,
-    /// API connections open at once (`--max-api-connections`); past it a
-    /// new one is closed at once.
-    pub max_connections: usize,
-}
-
-impl ApiAccess {
-    /// No token, no TLS: for loopback and unix listeners (the unix socket's
-    /// peer must still be tunneld's user or root).
-    pub fn local() -> Self {
-        ApiAccess {
-            auth: AuthPolicy {
-                tokens: None,
-                owner_uid: rustix::process::geteuid().as_raw(),
-            },
-            tls: None,
-            max_connections: incoming::default_max_api_connections(
-                rlimit::getrlimit(rlimit::Resource::NOFILE)
-                    .map(|(soft, _)| soft)
-                    .unwrap_or(1024),
-            ),
-        }
-    }
-}
 
 /// Serves `daemon` on `listener` with `access` until `shutdown` is
 /// cancelled, then closes every tunnel and SSH connection.

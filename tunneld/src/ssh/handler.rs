@@ -112,7 +112,7 @@ pub fn describe_russh_error(e: &russh::Error) -> String {
 /// Checks `key` against the host's known_hosts; under accept-new, records the
 /// key of a host known_hosts does not mention at all.
 fn verify_host_key(host: &HostConfig, key: &PublicKey) -> Result<(), Error> {
-    let path = &host.known_hosts;
+    let path = &host.settings.known_hosts;
     let kh_error = |reason: String| Error::KnownHostsFile {
         host: host.name.clone(),
         path: path.clone(),
@@ -129,7 +129,7 @@ fn verify_host_key(host: &HostConfig, key: &PublicKey) -> Result<(), Error> {
     };
     let fingerprint = known_hosts::fingerprint(key);
     if problem == HostKeyProblem::Unknown
-        && host.host_key_policy == HostKeyPolicy::AcceptNew
+        && host.settings.host_key_policy == HostKeyPolicy::AcceptNew
         && !known_hosts::host_is_known(&text, &host.hostname, host.port)
     {
         known_hosts::append(path, &host.hostname, host.port, key)

@@ -111,8 +111,8 @@ impl SshHost {
     /// A host that connects on first use; `shutdown` stops new connections.
     pub fn new(config: HostConfig, shutdown: CancellationToken) -> Self {
         SshHost {
-            io: IoThread::new(&config.name, config.thread),
-            exec_pool: ExecPool::new(config.exec_idle_timeout, shutdown.clone()),
+            io: IoThread::new(&config.name, config.settings.thread),
+            exec_pool: ExecPool::new(config.settings.exec_idle_timeout, shutdown.clone()),
             config: Arc::new(config),
             routes: Arc::default(),
             link: watch::Sender::new(Link {
@@ -390,7 +390,7 @@ impl SshHost {
                     }
                 };
                 let outcome = backoff::retry(
-                    host.config.reconnect,
+                    host.config.settings.reconnect,
                     host.shutdown.cancelled(),
                     waiting,
                     attempt,

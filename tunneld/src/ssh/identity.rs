@@ -13,10 +13,10 @@ use crate::{
 pub fn load(host: &HostConfig) -> Result<PrivateKey> {
     let fail = |reason: String| Error::Identity {
         host: host.name.clone(),
-        path: host.identity.clone(),
+        path: host.settings.identity.clone(),
         reason,
     };
-    let passphrase = match &host.passphrase {
+    let passphrase = match &host.settings.passphrase {
         None => None,
         Some(PassphraseSource::File(p)) => {
             let text = read_private(p)
@@ -29,7 +29,7 @@ pub fn load(host: &HostConfig) -> Result<PrivateKey> {
             ))
         })?),
     };
-    let text = read_private(&host.identity).map_err(|e| match e {
+    let text = read_private(&host.settings.identity).map_err(|e| match e {
         SecretFileError::NotFound => fail(
             "file not found; create a key with `ssh-keygen -t ed25519` or point --identity / identity at one".into(),
         ),

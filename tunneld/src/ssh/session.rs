@@ -71,14 +71,14 @@ impl SshSession {
             .map_err(|e| unreachable(e.to_string()))?;
 
         let mut preferred = russh::Preferred {
-            cipher: host.ciphers.clone().into(),
+            cipher: host.settings.ciphers.clone().into(),
             ..russh::Preferred::default()
         };
         // Offer first the host key types known_hosts lists for this host, as
         // OpenSSH does. Only the host-key list is reordered: russh's default
         // key-exchange list is kept, it carries the strict-kex
         // countermeasure to the Terrapin attack.
-        if let Ok(text) = std::fs::read_to_string(&host.known_hosts) {
+        if let Ok(text) = std::fs::read_to_string(&host.settings.known_hosts) {
             preferred.key = known_hosts::preferred_host_key_order(
                 &text,
                 &host.hostname,
@@ -88,15 +88,15 @@ impl SshSession {
             .into();
         }
         let config = Arc::new(client::Config {
-            keepalive_interval: Some(host.keepalive_interval),
-            keepalive_max: host.keepalive_max,
+            keepalive_interval: Some(host.settings.keepalive_interval),
+            keepalive_max: host.settings.keepalive_max,
             nodelay: true,
-            window_size: host.window_size,
-            maximum_packet_size: host.max_packet,
+            window_size: host.settings.window_size,
+            maximum_packet_size: host.settings.max_packet,
             preferred,
             limits: russh::Limits {
-                rekey_write_limit: host.rekey_limit,
-                rekey_read_limit: host.rekey_limit,
+                rekey_write_limit: host.settings.rekey_limit,
+                rekey_read_limit: host.settings.rekey_limit,
                 ..Default::default()
             },
             ..Default::default()
@@ -143,7 +143,7 @@ impl SshSession {
                     host: host.name.clone(),
                     addr: addr.clone(),
                     user: host.user.clone(),
-                    identity: host.identity.clone(),
+                    identity: host.settings.identity.clone(),
                 });
             }
             Ok(handle)

@@ -3,7 +3,10 @@
 //! loader (`crate::config`) builds them from flags and files; the SSH side
 //! only reads them, so it depends on nothing above it.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -31,17 +34,32 @@ pub enum PassphraseSource {
     Env(String),
 }
 
-/// One SSH server tunneld can connect to.
+/// Keepalive interval (OpenSSH's `ServerAliveInterval`).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Unanswered keepalives before the connection is dropped
+/// (`ServerAliveCountMax`).
+pub const DEFAULT_KEEPALIVE_MAX: usize = 3;
+
+/// Bytes between key re-exchanges (OpenSSH's `RekeyLimit` default for
+/// AES-GCM is comparable).
+pub const DEFAULT_REKEY_LIMIT: usize = 4 << 30;
+
+/// SSH channel window; see ARCHITECTURE's byte path for why 2 MiB.
+pub const DEFAULT_SSH_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// Largest SSH packet accepted (OpenSSH's own).
+pub const DEFAULT_SSH_MAX_PACKET: u32 = 32 * 1024;
+
+/// How long a connection that ran an Exec stays open for the next one.
+pub const DEFAULT_EXEC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How tunneld authenticates to, verifies, keeps and reconnects one SSH
+/// server. One type for the defaults (from flags) and for each host (the
+/// defaults with the host's own overrides applied), so a setting is written
+/// once.
 #[derive(Debug, Clone)]
-pub struct HostConfig {
-    /// Name requests use for it.
-    pub name: String,
-    /// Remote user.
-    pub user: String,
-    /// Host name or IP address of the SSH server.
-    pub hostname: String,
-    /// SSH port.
-    pub port: u16,
+pub struct HostSettings {
     /// Private key file (OpenSSH format; ed25519, ECDSA or RSA).
     pub identity: PathBuf,
     /// known_hosts file used to verify the server.
@@ -71,6 +89,45 @@ pub struct HostConfig {
     pub exec_idle_timeout: Duration,
     /// Which forwards may be opened over this host.
     pub policy: HostPolicy,
+}
+
+impl HostSettings {
+    /// What `ssh` would use with no options: `~/.ssh/id_ed25519`,
+    /// `~/.ssh/known_hosts`, strict host keys, and tunneld's defaults for
+    /// the rest.
+    pub fn openssh() -> Self {
+        HostSettings {
+            identity: crate::sys::user::expand_home(Path::new("~/.ssh/id_ed25519")),
+            known_hosts: crate::sys::user::expand_home(Path::new("~/.ssh/known_hosts")),
+            passphrase: None,
+            host_key_policy: HostKeyPolicy::Strict,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_max: DEFAULT_KEEPALIVE_MAX,
+            reconnect: Backoff::default(),
+            rekey_limit: DEFAULT_REKEY_LIMIT,
+            ciphers: super::ciphers::default_order(),
+            window_size: DEFAULT_SSH_WINDOW,
+            max_packet: DEFAULT_SSH_MAX_PACKET,
+            thread: super::HostThread::default(),
+            exec_idle_timeout: DEFAULT_EXEC_IDLE_TIMEOUT,
+            policy: HostPolicy::default(),
+        }
+    }
+}
+
+/// One SSH server tunneld can connect to: where it is, and its settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Name requests use for it.
+    pub name: String,
+    /// Remote user.
+    pub user: String,
+    /// Host name or IP address of the SSH server.
+    pub hostname: String,
+    /// SSH port.
+    pub port: u16,
+    /// How to authenticate, verify, keep and reconnect it.
+    pub settings: HostSettings,
 }
 
 impl HostConfig {

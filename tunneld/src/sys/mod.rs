@@ -5,3 +5,4 @@
 pub mod accept_backoff;
 pub mod secret_file;
 pub mod tcp_listener;
+pub mod user;

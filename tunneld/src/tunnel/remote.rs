@@ -20,7 +20,7 @@ use crate::{
 /// Pause between a restore the server refused and the next try: the host's
 /// reconnect backoff, counted per refusal.
 fn restore_delay(host: &SshHost, refusals: u32) -> Duration {
-    host.config().reconnect.delay(refusals)
+    host.config().settings.reconnect.delay(refusals)
 }
 
 /// Bound on connecting to the local target of a forwarded connection.

@@ -2,25 +2,22 @@
 //! and hands everything to [`tunneld::run`].
 //!
 //! - [`flags`]: the command line (clap);
-//! - [`setup`]: the `Config` and the API's access rules from the flags;
 //! - [`logs`]: stderr and the audit file;
 //! - [`signals`]: SIGINT/SIGTERM stop, SIGHUP reloads.
 
 mod flags;
 mod logs;
-mod setup;
 mod signals;
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tunneld::config::expand_home;
+use tunneld::{config::expand_home, server::ApiAccess};
 
 use crate::{
     flags::Args,
     logs::init_logging,
-    setup::{build_access, build_config},
     signals::{on_sighup, stop_signal},
 };
 
@@ -35,7 +32,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let config = match build_config(&args) {
+    let config = match tunneld::config::load(&args.daemon) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tunneld: {e}");
@@ -48,7 +45,7 @@ async fn main() -> ExitCode {
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
-    let (access, exposure) = match build_access(&args) {
+    let (access, exposure) = match ApiAccess::from_flags(&args.api) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("tunneld: {e}");
@@ -63,7 +60,7 @@ async fn main() -> ExitCode {
         }
         Err(e) => tracing::warn!("cannot handle SIGHUP: {e}"),
     }
-    let listener = match tunneld::server::listen::bind(&args.listen, &exposure).await {
+    let listener = match tunneld::server::listen::bind(&args.api.listen, &exposure).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("tunneld: {e}");

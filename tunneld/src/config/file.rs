@@ -1,0 +1,414 @@
+//! The TOML file of named hosts, and `[user@]host[:port]` destinations (the
+//! `--ssh` flag's and each file host's `address`).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use super::{
+    Config, DEFAULT_HOST_NAME, HostConfig, HostKeyPolicy, HostSettings, PassphraseSource,
+    expand_home, parse_duration, parse_size, units::parse_port,
+};
+use crate::{
+    error::{Error, Result},
+    policy::{BindPolicy, HostPolicy},
+    sys::user::current_user,
+};
+
+/// The TOML file's shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    default_host: Option<String>,
+    #[serde(default)]
+    allow_local_bind: Vec<String>,
+    #[serde(default)]
+    hosts: BTreeMap<String, FileHost>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHost {
+    address: String,
+    identity: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+    passphrase_env: Option<String>,
+    host_key_policy: Option<HostKeyPolicy>,
+    keepalive_interval: Option<String>,
+    keepalive_max: Option<usize>,
+    reconnect_min: Option<String>,
+    reconnect_max: Option<String>,
+    rekey_limit: Option<String>,
+    ciphers: Option<Vec<String>>,
+    permit_open: Option<Vec<String>>,
+    permit_listen: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Adds the host given on the command line as `--ssh` under the name
+    /// [`DEFAULT_HOST_NAME`].
+    pub fn add_destination(&mut self, destination: &str, defaults: &HostSettings) -> Result<()> {
+        let host = host_from_destination(DEFAULT_HOST_NAME, destination, defaults)?;
+        self.hosts.insert(host.name.clone(), host);
+        if self.default_host.is_none() {
+            self.default_host = Some(DEFAULT_HOST_NAME.to_string());
+        }
+        Ok(())
+    }
+
+    /// Reads named hosts from a TOML file.
+    pub fn load_file(&mut self, path: &Path, defaults: &HostSettings) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        self.load_str(&text, defaults)
+            .map_err(|e| Error::Config(format!("config file {}: {e}", path.display())))
+    }
+
+    /// Reads named hosts from TOML text.
+    pub fn load_str(&mut self, text: &str, defaults: &HostSettings) -> Result<()> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        for (name, h) in file.hosts {
+            validate_host_name(&name)?;
+            if self.hosts.contains_key(&name) {
+                return Err(Error::Config(format!(
+                    "host {name:?} is defined twice (by --ssh and the config file?)"
+                )));
+            }
+            let mut host = host_from_destination(&name, &h.address, defaults)?;
+            if let Some(p) = h.identity {
+                host.settings.identity = expand_home(&p);
+            }
+            if let Some(p) = h.known_hosts {
+                host.settings.known_hosts = expand_home(&p);
+            }
+            match (h.passphrase_file, h.passphrase_env) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "host {name:?}: set passphrase_file or passphrase_env, not both"
+                    )));
+                }
+                (Some(f), None) => {
+                    host.settings.passphrase = Some(PassphraseSource::File(expand_home(&f)))
+                }
+                (None, Some(v)) => host.settings.passphrase = Some(PassphraseSource::Env(v)),
+                (None, None) => {}
+            }
+            if let Some(p) = h.host_key_policy {
+                host.settings.host_key_policy = p;
+            }
+            let duration = |key: &str, s: &str| {
+                parse_duration(s).map_err(|e| Error::Config(format!("host {name:?}: {key}: {e}")))
+            };
+            if let Some(s) = h.keepalive_interval {
+                host.settings.keepalive_interval = duration("keepalive_interval", &s)?;
+            }
+            if let Some(n) = h.keepalive_max {
+                host.settings.keepalive_max = n;
+            }
+            if let Some(s) = h.reconnect_min {
+                host.settings.reconnect.min = duration("reconnect_min", &s)?;
+            }
+            if let Some(s) = h.reconnect_max {
+                host.settings.reconnect.max = duration("reconnect_max", &s)?;
+            }
+            if host.settings.reconnect.max < host.settings.reconnect.min {
+                return Err(Error::Config(format!(
+                    "host {name:?}: reconnect_max is shorter than reconnect_min"
+                )));
+            }
+            if let Some(s) = h.rekey_limit {
+                host.settings.rekey_limit = parse_size(&s)
+                    .map_err(|e| Error::Config(format!("host {name:?}: rekey_limit: {e}")))?;
+            }
+            if let Some(names) = h.ciphers {
+                host.settings.ciphers = crate::ssh::ciphers::parse(&names)
+                    .map_err(|e| Error::Config(format!("host {name:?}: ciphers: {e}")))?;
+            }
+            if h.permit_open.is_some() || h.permit_listen.is_some() {
+                // A host's own list replaces the flag's, as a whole.
+                let open = h.permit_open.map(none_if_empty);
+                let listen = h.permit_listen.map(none_if_empty);
+                let parsed = HostPolicy::parse(
+                    open.as_deref().unwrap_or_default(),
+                    listen.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| Error::Config(format!("host {name:?}: {e}")))?;
+                if open.is_some() {
+                    host.settings.policy.permit_open = parsed.permit_open;
+                }
+                if listen.is_some() {
+                    host.settings.policy.permit_listen = parsed.permit_listen;
+                }
+            }
+            self.hosts.insert(name, host);
+        }
+        let mut binds = self.allow_local_bind.allowed().to_vec();
+        binds.extend(file.allow_local_bind);
+        self.allow_local_bind = BindPolicy::new(binds);
+        if let Some(d) = file.default_host {
+            if !self.hosts.contains_key(&d) {
+                return Err(Error::Config(format!(
+                    "default_host {d:?} is not among the configured hosts"
+                )));
+            }
+            self.default_host = Some(d);
+        }
+        Ok(())
+    }
+}
+
+fn validate_host_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "host name {name:?} may hold only letters, digits, '-', '_' and '.'"
+        )))
+    }
+}
+
+/// Parses `[user@]host[:port]` (IPv6 as `[addr]:port`) into a host.
+fn host_from_destination(name: &str, dest: &str, d: &HostSettings) -> Result<HostConfig> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "SSH destination {dest:?} of host {name:?}: {why} (expected [user@]host[:port])"
+        ))
+    };
+    let (user, rest) = match dest.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() => (u.to_string(), r),
+        Some(_) => return Err(bad("empty user")),
+        None => (current_user(), dest),
+    };
+    let (hostname, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (h, after) = inner.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => parse_port(p).ok_or_else(|| bad("bad port"))?,
+            None if after.is_empty() => 22,
+            None => return Err(bad("junk after ']'")),
+        };
+        (h.to_string(), port)
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) if !p.contains(':') => {
+                (h.to_string(), parse_port(p).ok_or_else(|| bad("bad port"))?)
+            }
+            Some(_) => (rest.to_string(), 22), // bare IPv6 address
+            None => (rest.to_string(), 22),
+        }
+    };
+    if hostname.is_empty() {
+        return Err(bad("empty host"));
+    }
+    Ok(HostConfig {
+        name: name.to_string(),
+        user,
+        hostname,
+        port,
+        settings: d.clone(),
+    })
+}
+
+/// An empty list in the file means "nothing", as `none` does; an absent key
+/// means "no restriction".
+fn none_if_empty(list: Vec<String>) -> Vec<String> {
+    if list.is_empty() {
+        vec!["none".to_string()]
+    } else {
+        list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ssh::backoff::Backoff;
+
+    fn defaults() -> HostSettings {
+        HostSettings {
+            identity: "/k".into(),
+            known_hosts: "/kh".into(),
+            ..HostSettings::openssh()
+        }
+    }
+
+    #[test]
+    fn hosts_set_their_own_forward_rules() {
+        let mut c = Config::default();
+        c.load_str(
+            "allow_local_bind = [\"0.0.0.0\"]\n[hosts.a]\naddress = \"h\"\npermit_open = [\"db:5432\"]\n[hosts.b]\naddress = \"h\"\npermit_listen = []\n",
+            &defaults(),
+        )
+        .unwrap();
+        assert!(
+            c.hosts["a"]
+                .settings
+                .policy
+                .check_open("a", "db", 5432)
+                .is_ok()
+        );
+        assert!(
+            c.hosts["a"]
+                .settings
+                .policy
+                .check_open("a", "db", 22)
+                .is_err()
+        );
+        assert!(
+            c.hosts["a"]
+                .settings
+                .policy
+                .check_listen("a", "localhost", 80)
+                .is_ok()
+        );
+        assert!(
+            c.hosts["b"]
+                .settings
+                .policy
+                .check_listen("b", "localhost", 80)
+                .is_err()
+        );
+        assert!(c.hosts["b"].settings.policy.check_open("b", "x", 1).is_ok());
+        assert!(
+            c.allow_local_bind
+                .check("0.0.0.0", [0, 0, 0, 0].into())
+                .is_ok()
+        );
+        let e = Config::default()
+            .load_str(
+                "[hosts.a]\naddress = \"h\"\npermit_open = [\"db\"]\n",
+                &defaults(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("host \"a\": permit_open") && e.contains("HOST:PORT"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn destinations_parse_like_ssh() {
+        let h = host_from_destination("a", "bob@example.com:2222", &defaults()).unwrap();
+        assert_eq!(
+            (h.user.as_str(), h.hostname.as_str(), h.port),
+            ("bob", "example.com", 2222)
+        );
+        let h = host_from_destination("a", "example.com", &defaults()).unwrap();
+        assert_eq!((h.hostname.as_str(), h.port), ("example.com", 22));
+        let h = host_from_destination("a", "u@[::1]:2200", &defaults()).unwrap();
+        assert_eq!((h.hostname.as_str(), h.port), ("::1", 2200));
+        assert_eq!(h.addr(), "[::1]:2200");
+        assert!(host_from_destination("a", "u@h:70000", &defaults()).is_err());
+        assert!(host_from_destination("a", "@h", &defaults()).is_err());
+        assert!(host_from_destination("a", "u@", &defaults()).is_err());
+    }
+
+    #[test]
+    fn file_hosts_take_defaults_and_overrides() {
+        let mut c = Config::default();
+        c.load_str(
+            r#"
+            default_host = "db"
+            [hosts.db]
+            address = "pg@10.0.0.5"
+            identity = "/keys/db"
+            host_key_policy = "accept-new"
+            passphrase_env = "DB_KEY_PASS"
+            [hosts.web]
+            address = "web:2022"
+            "#,
+            &defaults(),
+        )
+        .unwrap();
+        c.finish().unwrap();
+        assert_eq!(c.default_host.as_deref(), Some("db"));
+        let db = &c.hosts["db"];
+        assert_eq!(db.settings.identity, PathBuf::from("/keys/db"));
+        assert_eq!(db.settings.known_hosts, PathBuf::from("/kh"));
+        assert_eq!(db.settings.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(
+            db.settings.passphrase,
+            Some(PassphraseSource::Env("DB_KEY_PASS".into()))
+        );
+        assert_eq!(c.hosts["web"].port, 2022);
+    }
+
+    #[test]
+    fn hosts_set_their_own_reconnect_and_rekey() {
+        let mut c = Config::default();
+        c.load_str(
+            "[hosts.a]\naddress = \"u@h\"\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\nrekey_limit = \"256MiB\"\n",
+            &defaults(),
+        )
+        .unwrap();
+        let a = &c.hosts["a"];
+        assert_eq!(
+            a.settings.reconnect,
+            Backoff {
+                min: Duration::from_millis(200),
+                max: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(a.settings.rekey_limit, 256 << 20);
+        let e = Config::default()
+            .load_str(
+                "[hosts.a]\naddress = \"h\"\nreconnect_min = \"5s\"\nreconnect_max = \"1s\"\n",
+                &defaults(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reconnect_max is shorter"), "{e}");
+        let e = Config::default()
+            .load_str(
+                "[hosts.a]\naddress = \"h\"\nreconnect_min = \"0s\"\n",
+                &defaults(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("reconnect_min") && e.contains("longer than zero"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let mut c = Config::default();
+        c.load_str(
+            include_str!("../../../deploy/hosts.example.toml"),
+            &defaults(),
+        )
+        .unwrap();
+        c.finish().unwrap();
+        assert_eq!(c.default_host.as_deref(), Some("bastion"));
+        assert_eq!(c.hosts["db-jump"].port, 2222);
+        assert_eq!(
+            c.hosts["bastion"].settings.keepalive_interval,
+            Duration::from_secs(15)
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let mut c = Config::default();
+        let e = c.load_str(
+            "[hosts.x]\naddress = \"h\"\nidentty = \"/k\"\n",
+            &defaults(),
+        );
+        assert!(e.unwrap_err().to_string().contains("identty"));
+        let e = Config::default().load_str("default_host = \"nope\"\n", &defaults());
+        assert!(e.unwrap_err().to_string().contains("nope"));
+        assert!(Config::default().finish().is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! The command-line flags the daemon's [`Config`](super::Config) is built
+//! from: the default host, the defaults of every host, and the limits.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Args;
+
+use super::{parse_duration, parse_size, parse_size_or_zero, parse_u32_size, positive};
+
+/// The hosts, their defaults and the daemon's limits, as given on the
+/// command line; [`super::load`] turns them into a [`super::Config`].
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// Let local forwards listen on ADDR besides loopback (like OpenSSH's
+    /// GatewayPorts); repeatable; `*` allows any address.
+    #[arg(long, value_name = "ADDR")]
+    pub allow_local_bind: Vec<String>,
+
+    /// Targets local forwards may reach, as HOST:PORT (`*` for either part;
+    /// `none`); repeatable. Default for every host (OpenSSH PermitOpen);
+    /// without it, any.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub permit_open: Vec<String>,
+
+    /// Where remote forwards may ask the server to listen, as [HOST:]PORT
+    /// (PORT may be `*`; `none`); repeatable. Default for every host
+    /// (OpenSSH PermitListen); without it, anywhere.
+    #[arg(long, value_name = "[HOST:]PORT")]
+    pub permit_listen: Vec<String>,
+
+    /// Default SSH host as [user@]host[:port]; requests that name no host use it.
+    #[arg(long, value_name = "USER@HOST[:PORT]")]
+    pub ssh: Option<String>,
+
+    /// Private key (OpenSSH format: ed25519, ECDSA or RSA).
+    #[arg(
+        long,
+        short = 'i',
+        value_name = "FILE",
+        default_value = "~/.ssh/id_ed25519"
+    )]
+    pub identity: PathBuf,
+
+    /// known_hosts file used to verify servers.
+    #[arg(long, value_name = "FILE", default_value = "~/.ssh/known_hosts")]
+    pub known_hosts: PathBuf,
+
+    /// File whose first line is the key's passphrase (else
+    /// TUNNELD_KEY_PASSPHRASE is used if set).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// What to do with host keys known_hosts does not list.
+    #[arg(long, value_enum, default_value = "strict")]
+    pub host_key_policy: PolicyArg,
+
+    /// TOML file of named hosts.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Bytes held in memory for one connection whose local reader lags.
+    /// Past it, a connection alone on its SSH connection pauses the sender
+    /// until the reader catches up (as ssh -L); one sharing it with others
+    /// spills to disk (--max-connection-spill). Accepts suffixes KiB, MiB.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub max_connection_buffer: usize,
+
+    /// Bytes of one connection that may wait on disk, beyond
+    /// --max-connection-buffer, for a reader that lags while others share
+    /// its SSH connection. Past it the connection is reset. 0: never spill
+    /// (reset at --max-connection-buffer).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size_or_zero)]
+    pub max_connection_spill: u64,
+
+    /// Bytes all connections together may hold on disk; a connection that
+    /// would go past it is reset.
+    #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = parse_size_or_zero)]
+    pub max_spill: u64,
+
+    /// Directory of the spill files (created 0700 if missing). The files
+    /// have no name (O_TMPFILE), so nothing is left there, even after a
+    /// crash. Default: tunneld-UID under $TMPDIR, else /var/tmp.
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+
+    /// Send an SSH keepalive after this long without traffic from the server
+    /// (OpenSSH ServerAliveInterval); default for every host.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// Unanswered keepalives before the connection is declared dead and
+    /// reconnected (OpenSSH ServerAliveCountMax); default for every host.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keepalive_count: u32,
+
+    /// First delay between reconnection attempts; it doubles (±20% jitter)
+    /// after each failure. Default for every host.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub reconnect_min: Duration,
+
+    /// Longest delay between reconnection attempts. Default for every host.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub reconnect_max: Duration,
+
+    /// How long a new connection to a local forward waits for a lost SSH
+    /// connection to come back before it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub reconnect_wait: Duration,
+
+    /// How long an SSH connection that ran an Exec stays open for the next
+    /// one (each Exec holds a connection of its own while it runs, so a
+    /// caller that reads slowly slows only its own command; up to 4 idle
+    /// per host are kept). 0 closes it after each Exec.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::parse_duration_or_zero)]
+    pub exec_idle_timeout: Duration,
+
+    /// Tunnels open at once (local, remote and attached); more opens get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_TUNNELS, value_parser = positive)]
+    pub max_tunnels: usize,
+
+    /// Watch streams open at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_WATCHERS, value_parser = positive)]
+    pub max_watchers: usize,
+
+    /// Exec commands running at once (each holds an SSH connection of its
+    /// own); more get RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_EXECS, value_parser = positive)]
+    pub max_execs: usize,
+
+    /// Connections carried at once by the whole daemon; more are refused.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_CONNECTIONS, value_parser = positive)]
+    pub max_connections: usize,
+
+    /// Connections carried at once by one tunnel, unless its open request
+    /// sets max_connections; more are refused.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_CONNECTIONS_PER_TUNNEL, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_tunnel: u32,
+
+    /// Size of one read from a forwarded connection's local socket. Each
+    /// connection allocates it once its peer first sends.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size)]
+    pub copy_buffer: usize,
+
+    /// Where each host's SSH session and the connections of its tunnels
+    /// run: "own" gives each host a thread of its own (like one ssh process
+    /// per host; measured fastest), "shared" runs them on the worker threads
+    /// that serve the API.
+    #[arg(long, value_enum, value_name = "WHERE", default_value = "own")]
+    pub host_thread: HostThreadArg,
+
+    /// SSH channel window: bytes an SSH server may send ahead on one channel
+    /// before tunneld has taken them. Default for every host.
+    #[arg(long, value_name = "SIZE", default_value = "2MiB", value_parser = parse_u32_size)]
+    pub ssh_window: u32,
+
+    /// Largest SSH packet tunneld accepts (OpenSSH: 32KiB). Default for
+    /// every host.
+    #[arg(long, value_name = "SIZE", default_value = "32KiB", value_parser = parse_u32_size)]
+    pub ssh_max_packet: u32,
+
+    /// Ciphers offered to SSH servers, best first, comma-separated (OpenSSH
+    /// Ciphers). Default: aes256-gcm@openssh.com first when the CPU has AES
+    /// instructions, else chacha20-poly1305@openssh.com. Default for every
+    /// host.
+    #[arg(long, value_name = "CIPHER,...", value_delimiter = ',')]
+    pub ciphers: Vec<String>,
+
+    /// Bytes either way after which tunneld starts an SSH key re-exchange
+    /// (OpenSSH RekeyLimit). Default for every host.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    pub rekey_limit: usize,
+}
+
+/// `--host-key-policy`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PolicyArg {
+    /// Refuse unknown and changed keys.
+    Strict,
+    /// Add keys of never-seen hosts; refuse changed keys.
+    AcceptNew,
+}
+
+/// `--host-thread`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HostThreadArg {
+    /// A thread per host.
+    Own,
+    /// The API's worker threads.
+    Shared,
+}

@@ -1,0 +1,82 @@
+//! From flags and files to a [`Config`]: the one path tunneld's settings
+//! take, at start and (later) on reload.
+
+use super::{
+    Config, Flags, HostKeyPolicy, HostSettings, HostThreadArg, PassphraseSource, PolicyArg,
+    expand_home,
+};
+use crate::{
+    error::{Error, Result},
+    policy::{BindPolicy, HostPolicy},
+    relay::spill::SpillPolicy,
+    ssh::{HostThread, backoff::Backoff},
+};
+
+/// Builds the daemon's [`Config`] from the command line's `flags` and the
+/// files they name (`--config`); callable again to reload.
+pub fn load(flags: &Flags) -> Result<Config> {
+    let passphrase = match &flags.passphrase_file {
+        Some(f) => Some(PassphraseSource::File(expand_home(f))),
+        None if std::env::var_os("TUNNELD_KEY_PASSPHRASE").is_some() => {
+            Some(PassphraseSource::Env("TUNNELD_KEY_PASSPHRASE".into()))
+        }
+        None => None,
+    };
+    let defaults = HostSettings {
+        identity: expand_home(&flags.identity),
+        known_hosts: expand_home(&flags.known_hosts),
+        passphrase,
+        host_key_policy: match flags.host_key_policy {
+            PolicyArg::Strict => HostKeyPolicy::Strict,
+            PolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
+        },
+        keepalive_interval: flags.keepalive_interval,
+        keepalive_max: flags.keepalive_count as usize,
+        reconnect: Backoff {
+            min: flags.reconnect_min,
+            max: flags.reconnect_max.max(flags.reconnect_min),
+        },
+        rekey_limit: flags.rekey_limit,
+        window_size: flags.ssh_window,
+        max_packet: flags.ssh_max_packet,
+        exec_idle_timeout: flags.exec_idle_timeout,
+        thread: match flags.host_thread {
+            HostThreadArg::Own => HostThread::Own,
+            HostThreadArg::Shared => HostThread::Shared,
+        },
+        ciphers: crate::ssh::ciphers::parse(&flags.ciphers)
+            .map_err(|e| Error::Config(format!("--ciphers: {e}")))?,
+        policy: HostPolicy::parse(&flags.permit_open, &flags.permit_listen)
+            .map_err(|e| Error::Config(format!("--{}", e.replacen('_', "-", 1))))?,
+    };
+    let mut config = Config {
+        allow_local_bind: BindPolicy::new(flags.allow_local_bind.clone()),
+        ..Config::default()
+    };
+    if let Some(dest) = &flags.ssh {
+        config.add_destination(dest, &defaults)?;
+    }
+    if let Some(path) = &flags.config {
+        config.load_file(&expand_home(path), &defaults)?;
+    }
+    config.limits.max_buffer_per_connection = flags.max_connection_buffer;
+    config.limits.max_connections = flags.max_connections;
+    config.limits.max_connections_per_tunnel = flags.max_connections_per_tunnel;
+    config.limits.reconnect_wait = flags.reconnect_wait;
+    config.limits.copy_buffer = flags.copy_buffer;
+    config.limits.max_tunnels = flags.max_tunnels;
+    config.limits.max_watchers = flags.max_watchers;
+    config.limits.max_execs = flags.max_execs;
+    config.spill = SpillPolicy::new(
+        flags
+            .spill_dir
+            .as_deref()
+            .map(expand_home)
+            .unwrap_or_else(SpillPolicy::default_dir),
+        flags.max_connection_spill,
+        flags.max_spill,
+    );
+    config.spill.prepare().map_err(Error::Config)?;
+    config.finish()?;
+    Ok(config)
+}
