@@ -315,18 +315,21 @@ pub fn host(h: HostStatus) -> pb::SshHost {
     pb::SshHost {
         name: h.host.name,
         address: h.host.address,
-        state: match h.host.state {
+        state: match &h.host.state {
             ConnectionState::Idle => pb::SshConnectionState::Idle,
             ConnectionState::Connecting => pb::SshConnectionState::Connecting,
             ConnectionState::Connected => pb::SshConnectionState::Connected,
-            ConnectionState::Reconnecting => pb::SshConnectionState::Reconnecting,
-            ConnectionState::Failed => pb::SshConnectionState::Failed,
+            ConnectionState::Reconnecting { .. } => pb::SshConnectionState::Reconnecting,
+            ConnectionState::Failed { .. } => pb::SshConnectionState::Failed,
         } as i32,
-        state_detail: h.host.detail,
+        state_detail: h.host.state.detail().to_string(),
         connected_at: h.host.connected_at.map(timestamp),
         tunnels: h.tunnels,
-        reconnect_attempt: h.host.reconnect_attempt,
-        next_attempt_at: h.host.next_attempt_at.map(timestamp),
+        reconnect_attempt: h.host.state.attempt(),
+        next_attempt_at: match h.host.state {
+            ConnectionState::Reconnecting { next_at, .. } => next_at.map(timestamp),
+            _ => None,
+        },
     }
 }
 

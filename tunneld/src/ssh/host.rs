@@ -20,8 +20,8 @@ use super::backoff;
 use super::{ExecLease, ExecPool, ForwardRoutes, HostConfig, IoThread, SshSession};
 use crate::error::{Error, Result};
 
-/// State of the connection to a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// State of the connection to a host, with what each state knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionState {
     /// Not connected yet; the first request connects.
     Idle,
@@ -30,10 +30,44 @@ pub enum ConnectionState {
     /// Connected and authenticated.
     Connected,
     /// Lost while tunnels need it; reconnecting with backoff.
-    Reconnecting,
+    Reconnecting {
+        /// The attempt under way or next, from 1.
+        attempt: u32,
+        /// When the next attempt starts; `None` while one is under way.
+        next_at: Option<SystemTime>,
+        /// Why, e.g. the last attempt's error.
+        detail: String,
+    },
     /// The last attempt failed or the connection was lost, and nothing holds
     /// the host; the next request connects.
-    Failed,
+    Failed {
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl ConnectionState {
+    /// What a person reads next to the state: the error or the progress.
+    pub fn detail(&self) -> &str {
+        match self {
+            ConnectionState::Reconnecting { detail, .. } | ConnectionState::Failed { detail } => {
+                detail
+            }
+            _ => "",
+        }
+    }
+
+    /// The reconnect attempt under way or next; 0 unless reconnecting.
+    pub fn attempt(&self) -> u32 {
+        match self {
+            ConnectionState::Reconnecting { attempt, .. } => *attempt,
+            _ => 0,
+        }
+    }
+
+    fn is_reconnecting(&self) -> bool {
+        matches!(self, ConnectionState::Reconnecting { .. })
+    }
 }
 
 /// The connection as tunnels and watchers see it; every change is published.
@@ -43,12 +77,6 @@ pub struct Link {
     pub session: Option<Arc<SshSession>>,
     /// State.
     pub state: ConnectionState,
-    /// Detail, e.g. the last error.
-    pub detail: String,
-    /// While reconnecting: the attempt under way or next, from 1.
-    pub attempt: u32,
-    /// While reconnecting: when the next attempt starts.
-    pub next_attempt_at: Option<SystemTime>,
 }
 
 impl Link {
@@ -67,14 +95,8 @@ pub struct HostSnapshot {
     pub address: String,
     /// Connection state.
     pub state: ConnectionState,
-    /// Detail, e.g. the last error.
-    pub detail: String,
     /// When the current connection was made.
     pub connected_at: Option<SystemTime>,
-    /// While reconnecting: the attempt under way or next, from 1.
-    pub reconnect_attempt: u32,
-    /// While reconnecting: when the next attempt starts.
-    pub next_attempt_at: Option<SystemTime>,
 }
 
 /// One configured SSH server.
@@ -118,9 +140,6 @@ impl SshHost {
             link: watch::Sender::new(Link {
                 session: None,
                 state: ConnectionState::Idle,
-                detail: String::new(),
-                attempt: 0,
-                next_attempt_at: None,
             }),
             connecting: tokio::sync::Mutex::new(()),
             holders: AtomicUsize::new(0),
@@ -179,16 +198,16 @@ impl SshHost {
         let deadline = tokio::time::Instant::now() + bound;
         let mut rx = self.link.subscribe();
         loop {
-            let (live, state, attempt) = {
+            let (live, state) = {
                 let l = rx.borrow_and_update();
-                (l.live(), l.state, l.attempt)
+                (l.live(), l.state.clone())
             };
             if let Some(s) = live {
                 return Ok(s);
             }
             if !matches!(
                 state,
-                ConnectionState::Reconnecting | ConnectionState::Connecting
+                ConnectionState::Reconnecting { .. } | ConnectionState::Connecting
             ) {
                 return self.session().await;
             }
@@ -201,8 +220,9 @@ impl SshHost {
                         addr: self.config.addr(),
                         reason: format!(
                             "the SSH connection is down and did not come back within {} \
-                             (--reconnect-wait); tunneld keeps reconnecting (attempt {attempt})",
-                            humantime::format_duration(bound)
+                             (--reconnect-wait); tunneld keeps reconnecting (attempt {})",
+                            humantime::format_duration(bound),
+                            state.attempt()
                         ),
                     });
                 }
@@ -246,14 +266,16 @@ impl SshHost {
         }
         let reconnecting = self.reconnecting.load(Ordering::Acquire);
         self.link.send_modify(|l| {
-            if reconnecting {
-                l.state = ConnectionState::Reconnecting;
-                l.next_attempt_at = None;
-                l.detail = format!("attempt {} under way", l.attempt);
+            l.state = if reconnecting {
+                let attempt = l.state.attempt().max(1);
+                ConnectionState::Reconnecting {
+                    attempt,
+                    next_at: None,
+                    detail: format!("attempt {attempt} under way"),
+                }
             } else {
-                l.state = ConnectionState::Connecting;
-                l.detail.clear();
-            }
+                ConnectionState::Connecting
+            };
         });
         // Connected from the host's thread, so russh's session task runs
         // there.
@@ -278,9 +300,6 @@ impl SshHost {
                 self.link.send_modify(|l| {
                     l.session = Some(session.clone());
                     l.state = ConnectionState::Connected;
-                    l.detail.clear();
-                    l.attempt = 0;
-                    l.next_attempt_at = None;
                 });
                 self.watch(session.clone());
                 Ok(session)
@@ -289,8 +308,9 @@ impl SshHost {
                 if !self.reconnecting.load(Ordering::Acquire) {
                     self.link.send_modify(|l| {
                         l.session = None;
-                        l.state = ConnectionState::Failed;
-                        l.detail = e.to_string();
+                        l.state = ConnectionState::Failed {
+                            detail: e.to_string(),
+                        };
                     });
                 }
                 tracing::warn!(host = %self.config.name, "SSH connection failed: {e}");
@@ -325,8 +345,9 @@ impl SshHost {
                         } else if held {
                             lost_while_held(l, &reason);
                         } else {
-                            l.state = ConnectionState::Failed;
-                            l.detail = format!("{reason}; the next request reconnects");
+                            l.state = ConnectionState::Failed {
+                                detail: format!("{reason}; the next request reconnects"),
+                            };
                         }
                     }
                     ours
@@ -347,7 +368,7 @@ impl SshHost {
             return;
         }
         self.link.send_if_modified(|l| {
-            let changed = l.state != ConnectionState::Reconnecting;
+            let changed = !l.state.is_reconnecting();
             if changed {
                 lost_while_held(l, &reason);
             }
@@ -365,14 +386,15 @@ impl SshHost {
                         "reconnect failed: {e}; next in {delay:?}"
                     );
                     host.link.send_modify(|l| {
-                        l.state = ConnectionState::Reconnecting;
-                        l.attempt = next;
-                        l.next_attempt_at = Some(SystemTime::now() + delay);
-                        l.detail = format!(
-                            "attempt {} failed: {e}; next in {}",
-                            next - 1,
-                            humantime::format_duration(round_ms(delay))
-                        );
+                        l.state = ConnectionState::Reconnecting {
+                            attempt: next,
+                            next_at: Some(SystemTime::now() + delay),
+                            detail: format!(
+                                "attempt {} failed: {e}; next in {}",
+                                next - 1,
+                                humantime::format_duration(round_ms(delay))
+                            ),
+                        };
                     });
                 };
                 let attempt = |n: u32| {
@@ -385,7 +407,13 @@ impl SshHost {
                         if host.holders.load(Ordering::Acquire) == 0 {
                             return Ok(false);
                         }
-                        host.link.send_modify(|l| l.attempt = n);
+                        host.link.send_modify(|l| {
+                            l.state = ConnectionState::Reconnecting {
+                                attempt: n,
+                                next_at: None,
+                                detail: format!("attempt {n} under way"),
+                            }
+                        });
                         host.connect_locked().await.map(|_| true)
                     }
                 };
@@ -409,15 +437,12 @@ impl SshHost {
                                 l.state = if stopping {
                                     ConnectionState::Idle
                                 } else {
-                                    ConnectionState::Failed
+                                    ConnectionState::Failed {
+                                        detail: "not reconnecting: no tunnel needs the \
+                                                 connection; the next request reconnects"
+                                            .into(),
+                                    }
                                 };
-                                l.attempt = 0;
-                                l.next_attempt_at = None;
-                                if !stopping {
-                                    l.detail = "not reconnecting: no tunnel needs the \
-                                                connection; the next request reconnects"
-                                        .into();
-                                }
                             }
                         });
                     }
@@ -432,26 +457,24 @@ impl SshHost {
         let link = self.link.borrow();
         let live = link.live();
         // Lost a moment ago; the watching task has not recorded it yet.
-        let (state, detail) = match (&live, link.state) {
-            (None, ConnectionState::Connected) if self.holders.load(Ordering::Acquire) > 0 => (
-                ConnectionState::Reconnecting,
-                "connection lost; reconnecting".to_string(),
-            ),
-            (None, ConnectionState::Connected) => (
-                ConnectionState::Failed,
-                "the SSH connection was lost".to_string(),
-            ),
-            (_, s) => (s, link.detail.clone()),
+        let state = match (&live, &link.state) {
+            (None, ConnectionState::Connected) if self.holders.load(Ordering::Acquire) > 0 => {
+                ConnectionState::Reconnecting {
+                    attempt: 1,
+                    next_at: None,
+                    detail: "connection lost; reconnecting".to_string(),
+                }
+            }
+            (None, ConnectionState::Connected) => ConnectionState::Failed {
+                detail: "the SSH connection was lost".to_string(),
+            },
+            (_, s) => s.clone(),
         };
-        let reconnecting = state == ConnectionState::Reconnecting;
         HostSnapshot {
             name: self.config.name.clone(),
             address: self.config.display_address(),
             state,
-            detail,
             connected_at: live.map(|s| s.connected_at),
-            reconnect_attempt: if reconnecting { link.attempt } else { 0 },
-            next_attempt_at: link.next_attempt_at.filter(|_| reconnecting),
         }
     }
 
@@ -470,10 +493,11 @@ impl SshHost {
 /// The state of a link lost while tunnels need it: reconnecting, first
 /// attempt at once.
 fn lost_while_held(l: &mut Link, reason: &str) {
-    l.state = ConnectionState::Reconnecting;
-    l.attempt = 1;
-    l.next_attempt_at = None;
-    l.detail = format!("connection lost: {reason}");
+    l.state = ConnectionState::Reconnecting {
+        attempt: 1,
+        next_at: None,
+        detail: format!("connection lost: {reason}"),
+    };
 }
 
 /// `d` to whole milliseconds, so details read "next in 1s 234ms".

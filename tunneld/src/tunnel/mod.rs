@@ -394,7 +394,7 @@ impl Tunnel {
         if link.live().is_none() && self.state() != TunnelState::Closed {
             self.set_state(
                 TunnelState::Reconnecting,
-                format!("reconnecting to {}: {}", self.host, link.detail),
+                format!("reconnecting to {}: {}", self.host, link.state.detail()),
             );
         }
     }
