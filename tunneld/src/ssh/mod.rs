@@ -7,8 +7,10 @@
 //! channels and routes the server's forwarded channels to whoever registered
 //! for them.
 
+mod auth;
 pub mod backoff;
 pub mod ciphers;
+mod dial;
 mod exec_pool;
 mod forward_routes;
 mod handler;
@@ -20,6 +22,8 @@ mod session;
 mod session_use;
 mod settings;
 
+pub use auth::Credentials;
+pub use dial::dial;
 pub use exec_pool::{ExecLease, ExecPool};
 pub use forward_routes::{ForwardRoutes, ForwardedChannel};
 pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};

@@ -8,21 +8,20 @@ use std::{
 use russh::{
     ChannelOpenFailure,
     client::{self, Handle},
-    keys::PrivateKeyWithHashAlg,
 };
-use tokio::{io::BufReader, net::TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ForwardRoutes, HostConfig, SessionUse, SshChannel,
+    auth::Credentials,
+    dial::dial,
     handler::{ClientHandler, HandlerError, describe_russh_error},
-    identity, known_hosts,
+    known_hosts,
 };
 use crate::error::{Error, Result};
 
-/// Bound on the TCP connect to an SSH server.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on the SSH handshake and authentication after TCP connects.
+/// Bound on the SSH handshake and authentication after the stream is open.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on a request to the server that expects a reply (channel open,
 /// tcpip-forward).
@@ -49,27 +48,25 @@ pub struct SshSession {
 }
 
 impl SshSession {
-    /// Connects, verifies the host key, and authenticates with the host's key.
+    /// Connects, verifies the host key, and authenticates with the host's
+    /// credentials: [`Credentials::load`], [`dial`], then
+    /// [`SshSession::handshake`].
     pub async fn connect(host: Arc<HostConfig>, routes: Arc<ForwardRoutes>) -> Result<SshSession> {
-        let key = identity::load(&host)?;
-        let addr = host.addr();
-        let unreachable = |reason: String| Error::SshUnreachable {
-            host: host.name.clone(),
-            addr: addr.clone(),
-            reason,
-        };
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((host.hostname.as_str(), host.port)),
-        )
-        .await
-        .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
-        .map_err(|e| unreachable(e.to_string()))?;
-        // russh's own `nodelay` only applies to sockets it dials; small
-        // round trips through a forward cost ~40 ms with Nagle on.
-        tcp.set_nodelay(true)
-            .map_err(|e| unreachable(e.to_string()))?;
+        let credentials = Credentials::load(&host)?;
+        let stream = dial(&host).await?;
+        Self::handshake(host, routes, stream, credentials).await
+    }
 
+    /// Runs the SSH handshake over `stream` (whatever [`dial`] opened),
+    /// verifies the host key against known_hosts, and authenticates with
+    /// `credentials`, all within [`HANDSHAKE_TIMEOUT`].
+    pub async fn handshake(
+        host: Arc<HostConfig>,
+        routes: Arc<ForwardRoutes>,
+        stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        credentials: Credentials,
+    ) -> Result<SshSession> {
+        let addr = host.addr();
         let mut preferred = russh::Preferred {
             cipher: host.settings.ciphers.clone().into(),
             ..russh::Preferred::default()
@@ -118,7 +115,7 @@ impl SshSession {
         let handshake = async {
             let mut handle = client::connect_stream(
                 config,
-                BufReader::with_capacity(SSH_READ_BUFFER, tcp),
+                BufReader::with_capacity(SSH_READ_BUFFER, stream),
                 handler,
             )
             .await
@@ -126,26 +123,7 @@ impl SshSession {
                 HandlerError::HostKey(e) => e,
                 HandlerError::Russh(e) => ssh_failed(describe_russh_error(&e)),
             })?;
-            let hash = handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(|e| ssh_failed(describe_russh_error(&e)))?
-                .flatten();
-            let auth = handle
-                .authenticate_publickey(
-                    host.user.clone(),
-                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                )
-                .await
-                .map_err(|e| ssh_failed(describe_russh_error(&e)))?;
-            if !auth.success() {
-                return Err(Error::AuthRefused {
-                    host: host.name.clone(),
-                    addr: addr.clone(),
-                    user: host.user.clone(),
-                    identity: host.settings.identity.clone(),
-                });
-            }
+            credentials.authenticate(&mut handle, &host).await?;
             Ok(handle)
         };
         let handle = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
