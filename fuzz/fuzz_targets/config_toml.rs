@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunneld::{Config, config::HostSettings, ssh::ciphers};
+use tunneld::{Config, config::HostSettings, parsers::ciphers};
 
 fuzz_target!(|data: &[u8]| {
     let text = tunneld_fuzz::text(data);

@@ -18,9 +18,8 @@ use std::{net::IpAddr, str::FromStr};
 
 use libfuzzer_sys::fuzz_target;
 use tunneld::{
-    Config, ListenAddr,
+    BindPolicy, Config, HostPolicy, ListenAddr,
     config::{DEFAULT_HOST_NAME, HostSettings},
-    policy::{BindPolicy, HostPolicy},
 };
 use tunneld_fuzz::{lines, port};
 

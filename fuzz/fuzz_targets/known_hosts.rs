@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use russh::keys::{Algorithm, PublicKey};
-use tunneld::ssh::known_hosts;
+use tunneld::parsers::known_hosts;
 
 /// The key the seeds' lines carry.
 static KEY: LazyLock<PublicKey> = LazyLock::new(|| {

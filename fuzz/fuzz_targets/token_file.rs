@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunneld::grpc::tokens::TokenSet;
+use tunneld::TokenSet;
 
 fuzz_target!(|data: &[u8]| {
     let text = tunneld_fuzz::text(data);

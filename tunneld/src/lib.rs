@@ -2,51 +2,68 @@
 //!
 //! Module map, top (the API) to bottom (the OS); each layer uses only the
 //! ones below it (see ARCHITECTURE.md for the full picture):
-//! - [`server`]: the API's listeners (TCP or unix socket, and when a
+//! - `server`: the API's listeners (TCP or unix socket, and when a
 //!   non-loopback address is allowed), TLS, and the accept loop that caps
 //!   and times out API connections.
-//! - [`grpc`]: the thin gRPC adapter, its auth layer, API tokens and the
+//! - `grpc`: the thin gRPC adapter, its auth layer, API tokens and the
 //!   audit log.
-//! - [`daemon`]: the domain facade the API calls, and the watch bus.
+//! - `daemon`: the domain facade the API calls, and the watch bus.
 //! - [`config`]: hosts and limits, from flags and a TOML file.
-//! - [`tunnel`]: local and remote forwards, their counters and registry;
-//!   [`exec`]: one remote command with streamed output; [`policy`]: which
+//! - `tunnel`: local and remote forwards, their counters and registry;
+//!   `exec`: one remote command with streamed output; `policy`: which
 //!   forwards may be opened (allow_local_bind, permit_open, permit_listen).
-//! - [`relay`]: the byte path of one connection, drained promptly into a
+//! - `relay`: the byte path of one connection, drained promptly into a
 //!   bounded buffer, and past it into a spill file, so one slow reader never
 //!   stalls the shared SSH connection nor loses a byte.
-//! - [`ssh`]: one shared, lazily (re)opened SSH connection per host; host key
+//! - `ssh`: one shared, lazily (re)opened SSH connection per host; host key
 //!   checks against known_hosts; routing of remote-forwarded channels.
-//! - [`sys`]: OS helpers that know nothing of tunnels (listener backlog,
+//! - `sys`: OS helpers that know nothing of tunnels (listener backlog,
 //!   accept back-off, private files).
-//! - [`logging`]: the text log's escaped fields and rate-limited warnings;
-//!   [`error`]: the one error type.
+//! - `logging`: the text log's escaped fields and rate-limited warnings;
+//!   `error`: the one error type.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod daemon;
-pub mod error;
-pub mod exec;
-pub mod grpc;
-pub mod logging;
-pub mod policy;
-pub mod relay;
-pub mod server;
-pub mod ssh;
-pub mod sys;
-pub mod tunnel;
+mod daemon;
+mod error;
+mod exec;
+mod grpc;
+mod logging;
+mod policy;
+mod relay;
+mod server;
+mod ssh;
+mod sys;
+mod tunnel;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use daemon::Daemon;
+
+// What the binary and embedders use: build a Config, bind the API, run.
 pub use config::Config;
-pub use daemon::Daemon;
-pub use error::{Error, Result};
-pub use server::ApiAccess;
-pub use server::listen::{ApiListener, Exposure, ListenAddr};
+pub use error::{Error, HostKeyProblem, Result};
+pub use server::listen::bind as bind_api;
+pub use server::{
+    ApiAccess, ApiFlags, TlsFiles,
+    listen::{ApiListener, Exposure, ListenAddr},
+};
+// Who may call the API, and the rules of what callers may open.
+pub use grpc::tokens::{TokenSet, TokenStore};
+pub use policy::{BindPolicy, HostPolicy};
+// The log's shape: escaped fields, rate-limited warnings, the audit target.
+pub use logging::{AUDIT_TARGET, Throttled, escaped_fields};
+
+/// Parsers of files tunneld reads, for the fuzz targets and property tests;
+/// not an API.
+#[doc(hidden)]
+pub mod parsers {
+    pub use crate::ssh::{ciphers, known_hosts};
+}
 
 /// Runs tunneld on `listener`, open to callers as `access` allows, with
 /// `config` until `shutdown` is cancelled; returns once every tunnel and SSH

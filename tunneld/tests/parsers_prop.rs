@@ -16,12 +16,9 @@ use std::{
 use proptest::prelude::*;
 use russh::keys::PublicKey;
 use tunneld::{
-    Config, ListenAddr,
+    BindPolicy, Config, HostKeyProblem, HostPolicy, ListenAddr, TokenSet,
     config::{DEFAULT_HOST_NAME, HostSettings, parse_duration, parse_duration_or_zero, parse_size},
-    error::HostKeyProblem,
-    grpc::tokens::TokenSet,
-    policy::{BindPolicy, HostPolicy},
-    ssh::known_hosts::{self, lookup_name},
+    parsers::known_hosts::{self, lookup_name},
 };
 
 const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAICnRE9ylNWZNfDRVa98RsqPhth2rYxLy3DGwog0u+4+J";

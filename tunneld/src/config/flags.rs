@@ -1,6 +1,10 @@
 //! The command-line flags the daemon's [`Config`](super::Config) is built
 //! from: the default host, the defaults of every host, and the limits.
 
+// The doc comments below are clap's help text, where `[HOST:]PORT` is
+// usage syntax, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;

@@ -22,7 +22,7 @@
 //! ```
 //!
 //! and, at the top level, `allow_local_bind = ["0.0.0.0"]` for local
-//! forwards that listen beyond loopback (see [`crate::policy`]).
+//! forwards that listen beyond loopback (see `policy`).
 
 mod file;
 mod flags;

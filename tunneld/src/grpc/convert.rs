@@ -242,7 +242,7 @@ pub fn attachment_event(id: &str, e: AttachmentEvent) -> Option<pb::OpenAttached
             Connection::Closed(c) => Event::ConnectionClosed(c),
         },
         AttachmentEvent::StateChanged(t) => Event::StateChanged(tunnel(t)),
-        AttachmentEvent::Missed(_) => return None,
+        AttachmentEvent::Missed => return None,
     };
     Some(attached_response(event))
 }

@@ -12,7 +12,5 @@ mod service;
 mod status;
 pub mod tokens;
 
-pub use audit::AUDIT_TARGET;
-pub use auth::{Auth, AuthLayer, AuthPolicy};
-pub use caller::{Caller, Identity};
+pub use auth::{AuthLayer, AuthPolicy};
 pub use service::TunnelApi;

@@ -12,7 +12,7 @@ use tunnel_proto::clip::escape_controls;
 pub const MAX_FIELD_CHARS: usize = 4096;
 
 /// A [`FormatFields`] for the text log: `name=value` pairs (the message
-/// bare), each value escaped and cut at [`MAX_FIELD_CHARS`].
+/// bare), each value escaped and cut at `MAX_FIELD_CHARS` (4096 characters).
 pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
     tracing_subscriber::fmt::format::debug_fn(|w: &mut Writer<'_>, field, value| {
         let text = format!("{value:?}");

@@ -101,7 +101,8 @@ impl Throttle {
         }
     }
 
-    /// Lines counted but not written since the last report; for tests.
+    /// Lines counted but not written since the last report.
+    #[cfg(test)]
     pub fn pending(&self) -> u64 {
         self.state.lock().map(|s| s.suppressed).unwrap_or(0)
     }

@@ -151,11 +151,6 @@ impl<T> BudgetSender<T> {
     pub fn buffered(&self) -> usize {
         self.used.bytes.load(Ordering::Acquire)
     }
-
-    /// The budget in bytes.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
 }
 
 impl<T> BudgetReceiver<T> {

@@ -252,6 +252,7 @@ impl SpillFile {
     }
 
     /// Bytes appended and not yet read.
+    #[cfg(test)]
     pub fn unread(&self) -> u64 {
         self.appended - self.read
     }

@@ -1,5 +1,9 @@
 //! The command-line flags of the API's listener and who may call it.
 
+// The doc comments below are clap's help text, where `[HOST:]PORT` is
+// usage syntax, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::Args;

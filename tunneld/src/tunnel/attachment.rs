@@ -16,8 +16,9 @@ pub enum AttachmentEvent {
     Tunnel(TunnelEvent),
     /// The tunnel changed state; after `Closed` nothing follows.
     StateChanged(TunnelSnapshot),
-    /// The caller read too slowly and this many events were dropped.
-    Missed(u64),
+    /// The caller read too slowly and events were dropped (counted in the
+    /// log; the attached stream has no field for it).
+    Missed,
 }
 
 /// Owns an attached tunnel: yields its events and closes it when dropped.
@@ -65,7 +66,7 @@ impl Attachment {
                 Ok(event) => Some(AttachmentEvent::Tunnel(event)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(tunnel = %self.tunnel.id, missed = n, "attached caller reads too slowly; connection events dropped");
-                    Some(AttachmentEvent::Missed(n))
+                    Some(AttachmentEvent::Missed)
                 }
                 // The tunnel holds the sender, and so do we through it.
                 Err(broadcast::error::RecvError::Closed) => self.state_changed().await,

@@ -38,7 +38,7 @@ use crate::{
 pub use attachment::{Attachment, AttachmentEvent};
 pub use connection::Connection;
 pub use counters::{CountersSnapshot, TunnelCounters};
-pub use events::{ClosedConnection, TunnelEvent};
+pub use events::TunnelEvent;
 pub use local::{LocalForwardSpec, open_local, resolve_bind};
 pub use observer::TunnelObserver;
 pub use registry::Registry;

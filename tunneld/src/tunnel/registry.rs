@@ -52,11 +52,6 @@ impl Registry {
         self.map().len()
     }
 
-    /// Whether no tunnel is open.
-    pub fn is_empty(&self) -> bool {
-        self.map().is_empty()
-    }
-
     /// The oldest tunnel opened after sequence number `seq`, with its own.
     pub fn after(&self, seq: u64) -> Option<(u64, Arc<Tunnel>)> {
         let map = self.map();

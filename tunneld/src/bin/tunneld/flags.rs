@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use tunneld::{config::Flags, server::ApiFlags};
+use tunneld::{ApiFlags, config::Flags};
 
 /// SSH tunnel daemon with a gRPC control API.
 #[derive(Debug, Parser)]

@@ -3,12 +3,12 @@
 
 use std::io::IsTerminal;
 
-use tunneld::grpc::AUDIT_TARGET;
+use tunneld::AUDIT_TARGET;
 
 /// Logs when RUST_LOG is not set: info, less of russh, and tonic's line
 /// about each failed TLS handshake (a client without a certificate, or one
 /// from another CA), which it logs at debug; those, like refused calls,
-/// are rate-limited on stderr ([`tunneld::logging::Throttled`]).
+/// are rate-limited on stderr ([`tunneld::Throttled`]).
 const DEFAULT_LOG_FILTER: &str = "info,russh=warn,tonic::transport::server::io_stream=debug";
 
 /// Logs to stderr (filtered by RUST_LOG) and, with `--audit-log`, audit
@@ -19,13 +19,13 @@ pub fn init_logging(audit_log: Option<&std::path::Path>) -> Result<(), String> {
         Layer as _, filter, layer::SubscriberExt as _, util::SubscriberInitExt as _,
     };
     let stderr = tracing_subscriber::fmt::layer()
-        .fmt_fields(tunneld::logging::escaped_fields())
+        .fmt_fields(tunneld::escaped_fields())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER))
-                .and(tunneld::logging::Throttled),
+                .and(tunneld::Throttled),
         );
     let audit = match audit_log {
         Some(path) => {

@@ -13,7 +13,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tunneld::{config::expand_home, server::ApiAccess};
+use tunneld::{ApiAccess, config::expand_home};
 
 use crate::{
     flags::Args,
@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
         }
         Err(e) => tracing::warn!("cannot handle SIGHUP: {e}"),
     }
-    let listener = match tunneld::server::listen::bind(&args.api.listen, &exposure).await {
+    let listener = match tunneld::bind_api(&args.api.listen, &exposure).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("tunneld: {e}");

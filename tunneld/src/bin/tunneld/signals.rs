@@ -1,7 +1,7 @@
 //! Signals: SIGINT and SIGTERM stop tunneld; SIGHUP reloads what can be
 //! reloaded and is never fatal.
 
-use tunneld::grpc::tokens::TokenStore;
+use tunneld::TokenStore;
 
 pub async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
