@@ -165,3 +165,59 @@ fn the_reader_sees_use_groups_and_paths() {
     assert!(code("use crate::a; // crate::b\n#[cfg(test)]\nuse crate::c;").contains("crate::a"));
     assert!(!code("use crate::a; // crate::b\n#[cfg(test)]\nuse crate::c;").contains("crate::c"));
 }
+
+
+/// The layers of `tunneld/src`, top (the API) to bottom (the OS), as
+/// ARCHITECTURE.md's "Layers" draws them. A module may name only modules of
+/// the layers below its own; a new module must be placed here.
+const LAYERS: &[&[&str]] = &[
+    &["server"],
+    &["grpc"],
+    &["daemon"],
+    &["config"],
+    &["tunnel", "exec"],
+    &["relay"],
+    &["ssh"],
+    &["policy"],
+    &["sys", "logging", "error"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+#[test]
+fn every_module_names_only_layers_below_its_own() {
+    let graph = module_graph();
+    let mut wrong = Vec::new();
+    for (module, refs) in &graph {
+        let Some(own) = layer_of(module) else {
+            wrong.push(format!("{module} is in no layer of LAYERS; place it"));
+            continue;
+        };
+        for r in refs {
+            match layer_of(r) {
+                Some(l) if l > own => {}
+                Some(_) => wrong.push(format!("{module} -> {r} points up or sideways")),
+                None => wrong.push(format!("{module} -> {r}: {r} is in no layer")),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_crate_root_holds_at_most_eight_files() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files: Vec<String> = std::fs::read_dir(&src)
+        .expect("reading tunneld/src")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        (1..=8).contains(&files.len()),
+        "{} .rs files directly in tunneld/src (at most 8; put the rest in the module they serve): {files:?}",
+        files.len()
+    );
+}
