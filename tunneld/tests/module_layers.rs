@@ -166,7 +166,6 @@ fn the_reader_sees_use_groups_and_paths() {
     assert!(!code("use crate::a; // crate::b\n#[cfg(test)]\nuse crate::c;").contains("crate::c"));
 }
 
-
 /// The layers of `tunneld/src`, top (the API) to bottom (the OS), as
 /// ARCHITECTURE.md's "Layers" draws them. A module may name only modules of
 /// the layers below its own; a new module must be placed here.
@@ -220,4 +219,63 @@ fn the_crate_root_holds_at_most_eight_files() {
         "{} .rs files directly in tunneld/src (at most 8; put the rest in the module they serve): {files:?}",
         files.len()
     );
+}
+
+#[test]
+fn wire_types_stay_in_grpc_and_server() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .into_owned();
+        if ["grpc/", "server/", "bin/"]
+            .iter()
+            .any(|p| rel.starts_with(p))
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("reading a source file");
+        let code = without_strings(&code(&text));
+        for wire in ["tonic::", "prost::", "tunnel_proto::v1", "pbjson"] {
+            if code.contains(wire) {
+                found.push(format!("{rel} names {wire}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "wire types below the adapter:\n{}",
+        found.join("\n")
+    );
+}
+
+/// `code` without the contents of its string literals (a log target such
+/// as "tonic::transport" is not a use of tonic).
+fn without_strings(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in code.chars() {
+        if in_string {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    in_string = false;
+                    out.push(c);
+                }
+                _ => escaped = false,
+            }
+        } else {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
 }
