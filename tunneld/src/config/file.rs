@@ -48,6 +48,76 @@ struct FileHost {
     permit_listen: Option<Vec<String>>,
 }
 
+impl FileHost {
+    /// Applies the host's own keys over `settings` (the flags' defaults).
+    fn apply(self, name: &str, settings: &mut HostSettings) -> Result<()> {
+        if let Some(p) = self.identity {
+            settings.identity = expand_home(&p);
+        }
+        if let Some(p) = self.known_hosts {
+            settings.known_hosts = expand_home(&p);
+        }
+        match (self.passphrase_file, self.passphrase_env) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(format!(
+                    "host {name:?}: set passphrase_file or passphrase_env, not both"
+                )));
+            }
+            (Some(f), None) => settings.passphrase = Some(PassphraseSource::File(expand_home(&f))),
+            (None, Some(v)) => settings.passphrase = Some(PassphraseSource::Env(v)),
+            (None, None) => {}
+        }
+        if let Some(p) = self.host_key_policy {
+            settings.host_key_policy = p;
+        }
+        let duration = |key: &str, s: &str| {
+            parse_duration(s).map_err(|e| Error::Config(format!("host {name:?}: {key}: {e}")))
+        };
+        if let Some(s) = self.keepalive_interval {
+            settings.keepalive_interval = duration("keepalive_interval", &s)?;
+        }
+        if let Some(n) = self.keepalive_max {
+            settings.keepalive_max = n;
+        }
+        if let Some(s) = self.reconnect_min {
+            settings.reconnect.min = duration("reconnect_min", &s)?;
+        }
+        if let Some(s) = self.reconnect_max {
+            settings.reconnect.max = duration("reconnect_max", &s)?;
+        }
+        if settings.reconnect.max < settings.reconnect.min {
+            return Err(Error::Config(format!(
+                "host {name:?}: reconnect_max is shorter than reconnect_min"
+            )));
+        }
+        if let Some(s) = self.rekey_limit {
+            settings.rekey_limit = parse_size(&s)
+                .map_err(|e| Error::Config(format!("host {name:?}: rekey_limit: {e}")))?;
+        }
+        if let Some(names) = self.ciphers {
+            settings.ciphers = crate::ssh::ciphers::parse(&names)
+                .map_err(|e| Error::Config(format!("host {name:?}: ciphers: {e}")))?;
+        }
+        if self.permit_open.is_some() || self.permit_listen.is_some() {
+            // A host's own list replaces the flag's, as a whole.
+            let open = self.permit_open.map(none_if_empty);
+            let listen = self.permit_listen.map(none_if_empty);
+            let parsed = HostPolicy::parse(
+                open.as_deref().unwrap_or_default(),
+                listen.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| Error::Config(format!("host {name:?}: {e}")))?;
+            if open.is_some() {
+                settings.policy.permit_open = parsed.permit_open;
+            }
+            if listen.is_some() {
+                settings.policy.permit_listen = parsed.permit_listen;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Adds the host given on the command line as `--ssh` under the name
     /// [`DEFAULT_HOST_NAME`].
@@ -80,71 +150,7 @@ impl Config {
                 )));
             }
             let mut host = host_from_destination(&name, &h.address, defaults)?;
-            if let Some(p) = h.identity {
-                host.settings.identity = expand_home(&p);
-            }
-            if let Some(p) = h.known_hosts {
-                host.settings.known_hosts = expand_home(&p);
-            }
-            match (h.passphrase_file, h.passphrase_env) {
-                (Some(_), Some(_)) => {
-                    return Err(Error::Config(format!(
-                        "host {name:?}: set passphrase_file or passphrase_env, not both"
-                    )));
-                }
-                (Some(f), None) => {
-                    host.settings.passphrase = Some(PassphraseSource::File(expand_home(&f)))
-                }
-                (None, Some(v)) => host.settings.passphrase = Some(PassphraseSource::Env(v)),
-                (None, None) => {}
-            }
-            if let Some(p) = h.host_key_policy {
-                host.settings.host_key_policy = p;
-            }
-            let duration = |key: &str, s: &str| {
-                parse_duration(s).map_err(|e| Error::Config(format!("host {name:?}: {key}: {e}")))
-            };
-            if let Some(s) = h.keepalive_interval {
-                host.settings.keepalive_interval = duration("keepalive_interval", &s)?;
-            }
-            if let Some(n) = h.keepalive_max {
-                host.settings.keepalive_max = n;
-            }
-            if let Some(s) = h.reconnect_min {
-                host.settings.reconnect.min = duration("reconnect_min", &s)?;
-            }
-            if let Some(s) = h.reconnect_max {
-                host.settings.reconnect.max = duration("reconnect_max", &s)?;
-            }
-            if host.settings.reconnect.max < host.settings.reconnect.min {
-                return Err(Error::Config(format!(
-                    "host {name:?}: reconnect_max is shorter than reconnect_min"
-                )));
-            }
-            if let Some(s) = h.rekey_limit {
-                host.settings.rekey_limit = parse_size(&s)
-                    .map_err(|e| Error::Config(format!("host {name:?}: rekey_limit: {e}")))?;
-            }
-            if let Some(names) = h.ciphers {
-                host.settings.ciphers = crate::ssh::ciphers::parse(&names)
-                    .map_err(|e| Error::Config(format!("host {name:?}: ciphers: {e}")))?;
-            }
-            if h.permit_open.is_some() || h.permit_listen.is_some() {
-                // A host's own list replaces the flag's, as a whole.
-                let open = h.permit_open.map(none_if_empty);
-                let listen = h.permit_listen.map(none_if_empty);
-                let parsed = HostPolicy::parse(
-                    open.as_deref().unwrap_or_default(),
-                    listen.as_deref().unwrap_or_default(),
-                )
-                .map_err(|e| Error::Config(format!("host {name:?}: {e}")))?;
-                if open.is_some() {
-                    host.settings.policy.permit_open = parsed.permit_open;
-                }
-                if listen.is_some() {
-                    host.settings.policy.permit_listen = parsed.permit_listen;
-                }
-            }
+            h.apply(&name, &mut host.settings)?;
             self.hosts.insert(name, host);
         }
         let mut binds = self.allow_local_bind.allowed().to_vec();

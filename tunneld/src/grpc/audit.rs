@@ -74,30 +74,27 @@ impl Audit {
 
     /// Logs the outcome: `ok` (with the tunnel id, if one), or the status.
     fn outcome<R>(self, result: &Result<R, Status>, tunnel: impl FnOnce(&R) -> String) {
-        match result {
-            Ok(r) => tracing::info!(
-                target: AUDIT_TARGET,
-                rpc = self.rpc,
-                caller = %self.caller.identity,
-                peer = %self.caller.peer,
-                host = %self.host,
-                request = %self.request,
-                outcome = "ok",
-                tunnel = %tunnel(r),
-                "audit"
-            ),
-            Err(status) => tracing::info!(
-                target: AUDIT_TARGET,
-                rpc = self.rpc,
-                caller = %self.caller.identity,
-                peer = %self.caller.peer,
-                host = %self.host,
-                request = %self.request,
-                outcome = ?status.code(),
-                error = %status.message(),
-                "audit"
-            ),
-        }
+        let code;
+        // One event either way; a `None` field is left out of the line.
+        let (outcome, tunnel, error): (&dyn tracing::Value, _, _) = match result {
+            Ok(r) => (&"ok", Some(tunnel(r)), None),
+            Err(status) => {
+                code = tracing::field::debug(status.code());
+                (&code, None, Some(status.message()))
+            }
+        };
+        tracing::info!(
+            target: AUDIT_TARGET,
+            rpc = self.rpc,
+            caller = %self.caller.identity,
+            peer = %self.caller.peer,
+            host = %self.host,
+            request = %self.request,
+            outcome,
+            tunnel = tunnel.as_ref().map(tracing::field::display),
+            error = error.map(tracing::field::display),
+            "audit"
+        );
     }
 }
 

@@ -67,37 +67,7 @@ impl SshSession {
         credentials: Credentials,
     ) -> Result<SshSession> {
         let addr = host.addr();
-        let mut preferred = russh::Preferred {
-            cipher: host.settings.ciphers.clone().into(),
-            ..russh::Preferred::default()
-        };
-        // Offer first the host key types known_hosts lists for this host, as
-        // OpenSSH does. Only the host-key list is reordered: russh's default
-        // key-exchange list is kept, it carries the strict-kex
-        // countermeasure to the Terrapin attack.
-        if let Ok(text) = std::fs::read_to_string(&host.settings.known_hosts) {
-            preferred.key = known_hosts::preferred_host_key_order(
-                &text,
-                &host.hostname,
-                host.port,
-                &preferred.key,
-            )
-            .into();
-        }
-        let config = Arc::new(client::Config {
-            keepalive_interval: Some(host.settings.keepalive_interval),
-            keepalive_max: host.settings.keepalive_max,
-            nodelay: true,
-            window_size: host.settings.window_size,
-            maximum_packet_size: host.settings.max_packet,
-            preferred,
-            limits: russh::Limits {
-                rekey_write_limit: host.settings.rekey_limit,
-                rekey_read_limit: host.settings.rekey_limit,
-                ..Default::default()
-            },
-            ..Default::default()
-        });
+        let config = client_config(&host);
         let closed = CancellationToken::new();
         let close_reason = Arc::new(Mutex::new(None));
         let usage = Arc::new(SessionUse::new(routes.clone()));
@@ -296,4 +266,37 @@ impl SshSession {
             .disconnect(russh::Disconnect::ByApplication, "tunneld closing", "en")
             .await;
     }
+}
+
+/// russh's client settings for `host`: its ciphers, window, packet size,
+/// keepalives and rekey limit, and the host key types its known_hosts lists
+/// offered first.
+fn client_config(host: &HostConfig) -> Arc<client::Config> {
+    let mut preferred = russh::Preferred {
+        cipher: host.settings.ciphers.clone().into(),
+        ..russh::Preferred::default()
+    };
+    // Offer first the host key types known_hosts lists for this host, as
+    // OpenSSH does. Only the host-key list is reordered: russh's default
+    // key-exchange list is kept, it carries the strict-kex
+    // countermeasure to the Terrapin attack.
+    if let Ok(text) = std::fs::read_to_string(&host.settings.known_hosts) {
+        preferred.key =
+            known_hosts::preferred_host_key_order(&text, &host.hostname, host.port, &preferred.key)
+                .into();
+    }
+    Arc::new(client::Config {
+        keepalive_interval: Some(host.settings.keepalive_interval),
+        keepalive_max: host.settings.keepalive_max,
+        nodelay: true,
+        window_size: host.settings.window_size,
+        maximum_packet_size: host.settings.max_packet,
+        preferred,
+        limits: russh::Limits {
+            rekey_write_limit: host.settings.rekey_limit,
+            rekey_read_limit: host.settings.rekey_limit,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
 }
