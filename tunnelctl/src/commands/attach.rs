@@ -114,14 +114,9 @@ async fn open(
     let request = OpenAttachedRequest {
         forward: Some(forward),
     };
-    let mut stream = client::call(
-        &ctx.remote,
-        deadline,
-        ctx.timeout,
-        what,
-        client.open_attached(request),
-    )
-    .await?;
+    let mut stream = ctx
+        .call(deadline, what, client.open_attached(request))
+        .await?;
     let first = match tokio::time::timeout_at(deadline, stream.message()).await {
         Ok(Ok(Some(first))) => first,
         Ok(Ok(None)) => bail!("{what}: tunneld ended the call without opening the tunnel"),

@@ -23,14 +23,13 @@ pub async fn run(ctx: &Context, args: &CloseArgs) -> anyhow::Result<ExitCode> {
     let mut closed: Vec<Tunnel> = Vec::new();
     let mut failed = false;
     for id in ids {
-        let result = client::call(
-            &ctx.remote,
-            ctx.deadline(),
-            ctx.timeout,
-            format_args!("cannot close {id}"),
-            client.close(CloseRequest { id: id.clone() }),
-        )
-        .await;
+        let result = ctx
+            .call(
+                ctx.deadline(),
+                format_args!("cannot close {id}"),
+                client.close(CloseRequest { id: id.clone() }),
+            )
+            .await;
         match result {
             Ok(response) => {
                 let tunnel = response.tunnel.unwrap_or_else(|| Tunnel {

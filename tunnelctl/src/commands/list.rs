@@ -7,7 +7,6 @@ use tunnel_proto::v1::{ListRequest, ListResponse};
 
 use super::{Context, note, print};
 use crate::cli::ListArgs;
-use crate::client;
 use crate::output::{Mode, tunnels};
 
 /// Lists tunnels.
@@ -25,12 +24,5 @@ pub async fn run(ctx: &Context, _args: &ListArgs) -> anyhow::Result<ExitCode> {
 pub async fn fetch(ctx: &Context, what: &str) -> anyhow::Result<ListResponse> {
     let deadline = ctx.deadline();
     let mut client = ctx.connect(deadline).await?;
-    client::call(
-        &ctx.remote,
-        deadline,
-        ctx.timeout,
-        what,
-        client.list(ListRequest {}),
-    )
-    .await
+    ctx.call(deadline, what, client.list(ListRequest {})).await
 }

@@ -4,6 +4,7 @@
 //! two open verbs. What they share lives here: the context, printing, and
 //! the [`Signals`] that end the long-running ones (`--attach`, `watch`).
 
+use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -49,6 +50,17 @@ impl Context {
     /// Connects to tunneld before `deadline`, for any of its services.
     pub async fn channel(&self, deadline: Instant) -> anyhow::Result<Transport> {
         client::channel(&self.remote, deadline, self.timeout).await
+    }
+
+    /// Awaits one call until `deadline`, its failure a message under `what`
+    /// (see [`client::call`]).
+    pub async fn call<T>(
+        &self,
+        deadline: Instant,
+        what: impl fmt::Display,
+        fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> anyhow::Result<T> {
+        client::call(&self.remote, deadline, self.timeout, what, fut).await
     }
 }
 

@@ -10,9 +10,9 @@ use tunnel_proto::v1::{OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel
 
 use super::{Context, attach, print};
 use crate::cli::{OpenCommonArgs, OpenLocalArgs, OpenRemoteArgs};
-use crate::client::{self, Client};
+use crate::client::Client;
 use crate::output;
-use crate::spec::WILDCARD;
+use crate::spec::{ForwardSpec, WILDCARD};
 
 /// tunneld binds a local forward itself, so OpenSSH's `*` ("every interface")
 /// must become an address it can bind. The API leaves IPv4 and IPv6 to one
@@ -38,24 +38,55 @@ impl Shared {
     }
 }
 
+/// A forward as `[BIND:]LISTEN_PORT:TARGET_HOST:TARGET_PORT`, from `-L`/`-R`
+/// or else the separate flags: the two kinds of request differ only in which
+/// of their fields each part goes to. An empty target host is left for
+/// tunneld to default.
+struct Ends {
+    bind: Option<String>,
+    listen_port: u32,
+    target_host: String,
+    target_port: u32,
+}
+
+impl Ends {
+    /// The spec's fields when there is one, else the flags', given in the
+    /// spec's order.
+    fn new(
+        spec: Option<&ForwardSpec>,
+        bind: Option<&str>,
+        listen_port: Option<u16>,
+        target_host: Option<&str>,
+        target_port: Option<u16>,
+    ) -> Self {
+        match spec {
+            Some(spec) => Ends {
+                bind: spec.bind.clone(),
+                listen_port: spec.listen_port.into(),
+                target_host: spec.target_host.clone(),
+                target_port: spec.target_port.into(),
+            },
+            // clap makes both port flags required without a spec.
+            None => Ends {
+                bind: bind.map(str::to_owned),
+                listen_port: listen_port.unwrap_or_default().into(),
+                target_host: target_host.unwrap_or_default().to_owned(),
+                target_port: target_port.unwrap_or_default().into(),
+            },
+        }
+    }
+}
+
 /// Builds the request from either `-L` or the separate flags.
 pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
-    let (bind, lport, rhost, rport) = match &args.spec {
-        Some(spec) => (
-            spec.bind.clone(),
-            spec.listen_port,
-            Some(spec.target_host.clone()),
-            spec.target_port,
-        ),
-        // clap makes --lport and --rport required without -L.
-        None => (
-            args.bind.clone(),
-            args.lport.unwrap_or_default(),
-            args.rhost.clone(),
-            args.rport.unwrap_or_default(),
-        ),
-    };
-    let bind_address = match bind {
+    let ends = Ends::new(
+        args.spec.as_ref(),
+        args.bind.as_deref(),
+        args.lport,
+        args.rhost.as_deref(),
+        args.rport,
+    );
+    let bind_address = match ends.bind {
         Some(b) if b == WILDCARD => LOCAL_WILDCARD.to_string(),
         other => other.unwrap_or_default(),
     };
@@ -67,9 +98,9 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
     OpenLocalForwardRequest {
         host,
         bind_address,
-        local_port: lport.into(),
-        remote_host: rhost.unwrap_or_default(),
-        remote_port: rport.into(),
+        local_port: ends.listen_port,
+        remote_host: ends.target_host,
+        remote_port: ends.target_port,
         max_connections,
         idle_timeout,
     }
@@ -79,21 +110,13 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
 /// address is passed on as is: the SSH server reads it as "every interface",
 /// as it does for `ssh -R`.
 pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
-    let (rbind, rport, lhost, lport) = match &args.spec {
-        Some(spec) => (
-            spec.bind.clone(),
-            spec.listen_port,
-            Some(spec.target_host.clone()),
-            spec.target_port,
-        ),
-        // clap makes --rport and --lport required without -R.
-        None => (
-            args.rbind.clone(),
-            args.rport.unwrap_or_default(),
-            args.lhost.clone(),
-            args.lport.unwrap_or_default(),
-        ),
-    };
+    let ends = Ends::new(
+        args.spec.as_ref(),
+        args.rbind.as_deref(),
+        args.rport,
+        args.lhost.as_deref(),
+        args.lport,
+    );
     let Shared {
         host,
         max_connections,
@@ -101,10 +124,10 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
     } = Shared::new(&args.common);
     OpenRemoteForwardRequest {
         host,
-        remote_bind_address: rbind.unwrap_or_default(),
-        remote_port: rport.into(),
-        local_host: lhost.unwrap_or_default(),
-        local_port: lport.into(),
+        remote_bind_address: ends.bind.unwrap_or_default(),
+        remote_port: ends.listen_port,
+        local_host: ends.target_host,
+        local_port: ends.target_port,
         max_connections,
         idle_timeout,
     }
@@ -163,14 +186,7 @@ async fn run(
     }
     let deadline = ctx.deadline();
     let mut client = ctx.connect(deadline).await?;
-    let tunnel = client::call(
-        &ctx.remote,
-        deadline,
-        ctx.timeout,
-        what,
-        open(&mut client, forward),
-    )
-    .await?;
+    let tunnel = ctx.call(deadline, what, open(&mut client, forward)).await?;
     print_tunnel(ctx, tunnel)
 }
 

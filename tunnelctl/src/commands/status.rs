@@ -28,18 +28,14 @@ pub async fn run(ctx: &Context, _args: &StatusArgs) -> anyhow::Result<ExitCode> 
     let mut list_client = info_client.clone();
     let mut health_client = HealthClient::new(channel);
     let (info, health, list) = tokio::join!(
-        client::call(
-            &ctx.remote,
+        ctx.call(
             deadline,
-            ctx.timeout,
             "cannot get tunneld's version",
             info_client.get_info(GetInfoRequest {}),
         ),
         health(ctx, deadline, &mut health_client),
-        client::call(
-            &ctx.remote,
+        ctx.call(
             deadline,
-            ctx.timeout,
             "cannot list tunnels",
             list_client.list(ListRequest {}),
         ),
@@ -70,16 +66,15 @@ async fn health(
     deadline: tokio::time::Instant,
     health: &mut HealthClient<client::Transport>,
 ) -> anyhow::Result<String> {
-    let checked = client::call(
-        &ctx.remote,
-        deadline,
-        ctx.timeout,
-        "cannot check tunneld's health",
-        health.check(HealthCheckRequest {
-            service: SERVICE_NAME.to_string(),
-        }),
-    )
-    .await;
+    let checked = ctx
+        .call(
+            deadline,
+            "cannot check tunneld's health",
+            health.check(HealthCheckRequest {
+                service: SERVICE_NAME.to_string(),
+            }),
+        )
+        .await;
     match checked {
         Ok(response) => Ok(ServingStatus::try_from(response.status)
             .unwrap_or(ServingStatus::Unknown)

@@ -67,12 +67,5 @@ async fn start(
     what: &str,
 ) -> anyhow::Result<Streaming<WatchResponse>> {
     let mut client = ctx.connect(deadline).await?;
-    client::call(
-        &ctx.remote,
-        deadline,
-        ctx.timeout,
-        what,
-        client.watch(request),
-    )
-    .await
+    ctx.call(deadline, what, client.watch(request)).await
 }
