@@ -102,13 +102,12 @@ impl Daemon {
             .collect();
         let bus = Bus::default();
         let tunnels: Arc<Registry> = Arc::default();
-        for host in hosts.values() {
-            tokio::spawn(publish_host(
-                host.clone(),
-                tunnels.clone(),
-                bus.clone(),
-                shutdown.clone(),
-            ));
+        for (name, host) in &hosts {
+            let span = tracing::info_span!(parent: None, "host_publish", host = %name);
+            tokio::spawn(
+                publish_host(host.clone(), tunnels.clone(), bus.clone(), shutdown.clone())
+                    .instrument(span),
+            );
         }
         Daemon {
             hosts,

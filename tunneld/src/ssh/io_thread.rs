@@ -13,6 +13,7 @@
 use std::{future::Future, sync::OnceLock};
 
 use tokio::runtime::{Builder, Handle};
+use tracing::Instrument;
 
 /// Where a host's session and connections run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,7 +67,8 @@ impl IoThread {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        tokio_util::task::AbortOnDropHandle::new(self.handle().spawn(fut))
+        // The caller's span goes along to the other thread.
+        tokio_util::task::AbortOnDropHandle::new(self.handle().spawn(fut.in_current_span()))
             .await
             .ok()
     }

@@ -13,6 +13,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tunneld::{ApiAccess, config::expand_home};
 
 use crate::{
@@ -56,7 +57,10 @@ async fn main() -> ExitCode {
     // action (exit) in place.
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(hup) => {
-            tokio::spawn(on_sighup(hup, access.auth.tokens.clone()));
+            tokio::spawn(
+                on_sighup(hup, access.auth.tokens.clone())
+                    .instrument(tracing::info_span!("sighup")),
+            );
         }
         Err(e) => tracing::warn!("cannot handle SIGHUP: {e}"),
     }
@@ -79,6 +83,7 @@ async fn main() -> ExitCode {
             stop_signal().await;
             shutdown.cancel();
         }
+        .instrument(tracing::info_span!("stop_signal"))
     });
     let run = tunneld::run(listener, access, config, shutdown.clone());
     let grace = async {
