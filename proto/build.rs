@@ -27,7 +27,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, {
+            // `prost::Name` on every message: its full name, which finds its
+            // descriptor (tunnelctl's JSON output), with no name written by
+            // hand.
+            let mut config = tonic_prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
 
     pbjson_build::Builder::new()
         .register_descriptors(&fds_bytes)?

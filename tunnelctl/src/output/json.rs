@@ -10,43 +10,10 @@
 use std::sync::OnceLock;
 
 use anyhow::{Context as _, anyhow};
+use prost::Name;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde::Serialize;
-use tunnel_proto::v1::{
-    FILE_DESCRIPTOR_SET, GetInfoResponse, ListResponse, OpenAttachedResponse, SshHost, Tunnel,
-    WatchResponse,
-};
-
-/// A generated message type and its full protobuf name, which finds its
-/// descriptor.
-pub trait ProtoMessage: prost::Message {
-    /// The message's full name, e.g. `tunnel.v1.Tunnel`.
-    const NAME: &'static str;
-}
-
-impl ProtoMessage for Tunnel {
-    const NAME: &'static str = "tunnel.v1.Tunnel";
-}
-
-impl ProtoMessage for SshHost {
-    const NAME: &'static str = "tunnel.v1.SshHost";
-}
-
-impl ProtoMessage for ListResponse {
-    const NAME: &'static str = "tunnel.v1.ListResponse";
-}
-
-impl ProtoMessage for GetInfoResponse {
-    const NAME: &'static str = "tunnel.v1.GetInfoResponse";
-}
-
-impl ProtoMessage for OpenAttachedResponse {
-    const NAME: &'static str = "tunnel.v1.OpenAttachedResponse";
-}
-
-impl ProtoMessage for WatchResponse {
-    const NAME: &'static str = "tunnel.v1.WatchResponse";
-}
+use tunnel_proto::v1::FILE_DESCRIPTOR_SET;
 
 /// The API's descriptors (with the well-known types it imports), decoded
 /// once.
@@ -58,26 +25,29 @@ fn pool() -> anyhow::Result<&'static DescriptorPool> {
 }
 
 /// The message as a [`DynamicMessage`], which serializes to proto3 JSON.
-pub fn dynamic<M: ProtoMessage>(message: &M) -> anyhow::Result<DynamicMessage> {
+pub fn dynamic<M: Name>(message: &M) -> anyhow::Result<DynamicMessage> {
+    // Generated with the messages (prost-build's type names), so never
+    // out of step with them.
+    let name = M::full_name();
     let descriptor = pool()?
-        .get_message_by_name(M::NAME)
-        .ok_or_else(|| anyhow!("no descriptor for {}", M::NAME))?;
+        .get_message_by_name(&name)
+        .ok_or_else(|| anyhow!("no descriptor for {name}"))?;
     DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-        .with_context(|| format!("cannot render a {} as JSON", M::NAME))
+        .with_context(|| format!("cannot render a {name} as JSON"))
 }
 
 /// A message as pretty proto3 JSON, for a single answer.
-pub fn pretty<M: ProtoMessage>(message: &M) -> anyhow::Result<String> {
+pub fn pretty<M: Name>(message: &M) -> anyhow::Result<String> {
     pretty_value(&dynamic(message)?)
 }
 
 /// A message as proto3 JSON on one line, for a stream of answers (NDJSON).
-pub fn compact<M: ProtoMessage>(message: &M) -> anyhow::Result<String> {
+pub fn compact<M: Name>(message: &M) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&dynamic(message)?)?)
 }
 
 /// Messages as a pretty JSON array.
-pub fn pretty_array<M: ProtoMessage>(messages: &[M]) -> anyhow::Result<String> {
+pub fn pretty_array<M: Name>(messages: &[M]) -> anyhow::Result<String> {
     let messages = messages
         .iter()
         .map(dynamic)
@@ -96,7 +66,10 @@ mod tests {
     use super::*;
     use tunnel_proto::pbjson_types::{Duration, Timestamp};
     use tunnel_proto::v1::open_attached_response::Event;
-    use tunnel_proto::v1::{ConnectionClosed, Endpoint, TunnelCounters, TunnelKind, TunnelState};
+    use tunnel_proto::v1::{
+        ConnectionClosed, Endpoint, GetInfoResponse, ListResponse, OpenAttachedResponse, SshHost,
+        Tunnel, TunnelCounters, TunnelKind, TunnelState, WatchResponse,
+    };
 
     #[test]
     fn descriptors_include_the_well_known_types() {
@@ -110,14 +83,14 @@ mod tests {
                 .is_some()
         );
         for name in [
-            Tunnel::NAME,
-            SshHost::NAME,
-            ListResponse::NAME,
-            GetInfoResponse::NAME,
-            OpenAttachedResponse::NAME,
-            WatchResponse::NAME,
+            Tunnel::full_name(),
+            SshHost::full_name(),
+            ListResponse::full_name(),
+            GetInfoResponse::full_name(),
+            OpenAttachedResponse::full_name(),
+            WatchResponse::full_name(),
         ] {
-            assert!(pool.get_message_by_name(name).is_some(), "{name}");
+            assert!(pool.get_message_by_name(&name).is_some(), "{name}");
         }
     }
 
