@@ -6,10 +6,10 @@
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
-use tokio::{io::AsyncWriteExt, net::tcp::OwnedWriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{
-    Counted, Down, Spill,
+    Counted, Down, LocalWriteHalf, Spill,
     budget::BudgetReceiver,
     spill::{self, Next},
 };
@@ -28,11 +28,11 @@ pub(super) enum Failed {
     Spill(std::io::Error),
 }
 
-/// Writes the queue to `tcp_tx` until the queue closes (the drain ended and
-/// everything it queued is written), counting the bytes into `counted`.
-pub(super) async fn run(
+/// Writes the queue to `local_tx` until the queue closes (the drain ended
+/// and everything it queued is written), counting the bytes into `counted`.
+pub(super) async fn run<W: LocalWriteHalf>(
     q_rx: &mut BudgetReceiver<Down>,
-    tcp_tx: &mut OwnedWriteHalf,
+    local_tx: &mut W,
     spill: &Spill,
     counted: Counted<'_>,
 ) -> Result<(), Failed> {
@@ -67,16 +67,16 @@ pub(super) async fn run(
                 None => break,
             }
         }
-        write_all_vectored(tcp_tx, &mut chunks)
+        write_all_vectored(local_tx, &mut chunks)
             .await
             .map_err(|_| Failed::Local)?;
         counted.add(len);
         q_rx.release(taken);
         if spilled {
-            write_spilled(spill, tcp_tx, counted).await?;
+            write_spilled(spill, local_tx, counted).await?;
         }
         if eof {
-            tcp_tx.shutdown().await.map_err(|_| Failed::Local)?;
+            local_tx.shutdown().await.map_err(|_| Failed::Local)?;
         }
     }
     Ok(())
@@ -84,9 +84,9 @@ pub(super) async fn run(
 
 /// Writes the spill file's bytes to the local socket until the file is
 /// empty (then the queue goes on).
-async fn write_spilled(
+async fn write_spilled<W: AsyncWrite + Unpin>(
     spill: &Spill,
-    tcp: &mut OwnedWriteHalf,
+    local: &mut W,
     counted: Counted<'_>,
 ) -> Result<(), Failed> {
     loop {
@@ -101,15 +101,15 @@ async fn write_spilled(
                 data
             }
         };
-        tcp.write_all(&data).await.map_err(|_| Failed::Local)?;
+        local.write_all(&data).await.map_err(|_| Failed::Local)?;
         counted.add(data.len());
     }
 }
 
 /// Writes every chunk, in order, with as few `writev` calls as the socket
 /// allows; leaves `chunks` empty.
-async fn write_all_vectored(
-    tcp: &mut OwnedWriteHalf,
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    local: &mut W,
     chunks: &mut Vec<Bytes>,
 ) -> std::io::Result<()> {
     let mut next = 0;
@@ -120,7 +120,7 @@ async fn write_all_vectored(
         for (slot, chunk) in slices.iter_mut().zip(&pending[..k]) {
             *slot = IoSlice::new(chunk);
         }
-        let mut n = tcp.write_vectored(&slices[..k]).await?;
+        let mut n = local.write_vectored(&slices[..k]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

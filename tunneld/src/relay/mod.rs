@@ -1,5 +1,6 @@
-//! The byte path of one forwarded connection: a local TCP stream on one side,
-//! an SSH channel on the other.
+//! The byte path of one forwarded connection: a local stream socket on one
+//! side (TCP today; anything that is a [`LocalStream`]), an SSH channel on
+//! the other.
 //!
 //! Three parts run concurrently in the connection's task, one file each:
 //! - **drain** (`drain.rs`) takes every message russh delivers for the
@@ -16,7 +17,7 @@
 //!   reset.
 //! - **downlink** (`downlink.rs`) writes queued data to the local socket, in
 //!   order: memory, then the spill file where the queue says so, then memory
-//!   again; and turns the channel's EOF into a TCP half-close
+//!   again; and turns the channel's EOF into a half-close
 //!   (`shutdown(Write)`).
 //! - **uplink** (`uplink.rs`) reads the local socket and sends to the
 //!   channel, waiting for the SSH window (real backpressure in this
@@ -37,11 +38,9 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU8, AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -52,8 +51,11 @@ use self::spill::{Next, SpillError, SpillFile, SpillPolicy};
 pub mod budget;
 mod downlink;
 mod drain;
+mod local_stream;
 pub mod spill;
 mod uplink;
+
+pub use local_stream::{LocalReadHalf, LocalStream, LocalWriteHalf};
 
 /// The channel has sent its EOF (see [`SessionUser`]).
 const FROM_CHANNEL: u8 = 1;
@@ -88,10 +90,10 @@ enum Down {
 
 /// Byte counters of one relay, by direction.
 pub struct ByteCounters<'a> {
-    /// Bytes read from the TCP stream and sent into the channel.
-    pub tcp_to_channel: Counted<'a>,
-    /// Bytes received from the channel and written to the TCP stream.
-    pub channel_to_tcp: Counted<'a>,
+    /// Bytes read from the local stream and sent into the channel.
+    pub local_to_channel: Counted<'a>,
+    /// Bytes received from the channel and written to the local stream.
+    pub channel_to_local: Counted<'a>,
     /// Bytes from the channel that waited in a spill file (the tunnel's
     /// total).
     pub spilled: &'a AtomicU64,
@@ -200,11 +202,12 @@ impl SessionUser {
     }
 }
 
-/// Carries bytes both ways between `tcp` and `channel` until the connection
-/// ends, counting them into `bytes`. With `session`, the connection counts
-/// as a user of that SSH connection, and may hold it back while alone on it.
-pub async fn relay(
-    tcp: TcpStream,
+/// Carries bytes both ways between `local` and `channel` until the
+/// connection ends, counting them into `bytes`. With `session`, the
+/// connection counts as a user of that SSH connection, and may hold it back
+/// while alone on it.
+pub async fn relay<S: LocalStream>(
+    local: S,
     channel: SshChannel,
     bytes: ByteCounters<'_>,
     buffers: &RelayBuffers,
@@ -219,7 +222,7 @@ pub async fn relay(
     } = buffers;
     let read_chunk = *read_chunk;
     let (ch_rx, ch_tx) = channel.split();
-    let (mut tcp_rx, mut tcp_tx) = tcp.into_split();
+    let (mut local_rx, mut local_tx) = local.into_split();
     let (q_tx, mut q_rx) = budget::channel::<Down>(*max_buffer);
     let spill = &Spill::new(spill.clone());
     let spilled = bytes.spilled;
@@ -228,15 +231,15 @@ pub async fn relay(
         let drain = pin!(drain::run(ch_rx, q_tx, spill, session, spilled, user));
         let downlink = pin!(downlink::run(
             &mut q_rx,
-            &mut tcp_tx,
+            &mut local_tx,
             spill,
-            bytes.channel_to_tcp
+            bytes.channel_to_local
         ));
         let uplink = pin!(uplink::run(
-            &mut tcp_rx,
+            &mut local_rx,
             &ch_tx,
             read_chunk,
-            bytes.tcp_to_channel,
+            bytes.local_to_channel,
             user
         ));
         let (mut drain, mut downlink, mut uplink) = (drain, downlink, uplink);
@@ -264,7 +267,7 @@ pub async fn relay(
 
     if !matches!(end, RelayEnd::Completed) {
         // Abnormal end: tell the local peer with a reset, not a clean FIN.
-        let _ = socket2::SockRef::from(tcp_tx.as_ref()).set_linger(Some(Duration::ZERO));
+        let _ = local_tx.reset_on_close();
     }
     // Closing is not urgent either: connections being opened or carried go
     // first (see the EOF in the uplink).

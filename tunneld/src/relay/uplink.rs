@@ -4,15 +4,15 @@
 
 use bytes::BytesMut;
 use russh::{ChannelWriteHalf, client::Msg};
-use tokio::{io::AsyncReadExt, net::tcp::OwnedReadHalf};
+use tokio::io::AsyncReadExt;
 
-use super::{Counted, SessionUser, TO_CHANNEL};
+use super::{Counted, LocalReadHalf, SessionUser, TO_CHANNEL};
 
-/// Carries `tcp_rx` into `ch_tx` in reads of `read_chunk` bytes, counting
+/// Carries `local_rx` into `ch_tx` in reads of `read_chunk` bytes, counting
 /// them into `counted`, until local EOF (sent on as the channel's EOF) or
 /// the channel is gone: then `true`; `false` on a local reset.
-pub(super) async fn run(
-    tcp_rx: &mut OwnedReadHalf,
+pub(super) async fn run<R: LocalReadHalf>(
+    local_rx: &mut R,
     ch_tx: &ChannelWriteHalf<Msg>,
     read_chunk: usize,
     counted: Counted<'_>,
@@ -22,12 +22,12 @@ pub(super) async fn run(
     // connection costs no read buffer (10,000 of them would
     // otherwise hold 640 MiB).
     let mut buf = BytesMut::new();
-    if tcp_rx.readable().await.is_err() {
+    if local_rx.readable().await.is_err() {
         return false;
     }
     loop {
         buf.reserve(read_chunk);
-        let n = match tcp_rx.read_buf(&mut buf).await {
+        let n = match local_rx.read_buf(&mut buf).await {
             Ok(0) => {
                 // An ending connection yields first to whatever
                 // else is ready on this thread, typically the next

@@ -1,7 +1,7 @@
 //! Local forwards (`ssh -L`): listen on tunneld's machine and carry each
 //! accepted connection through a `direct-tcpip` channel.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions};
 use crate::{
     error::{Error, Result},
+    relay::LocalStream,
     ssh::SshHost,
     sys::accept_backoff::AcceptBackoff,
 };
@@ -166,7 +167,7 @@ async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHo
 
 async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
     let Some(conn) = tunnel.connection(peer) else {
-        reset(&tcp);
+        let _ = tcp.reset_on_close();
         return;
     };
     let _ = tcp.set_nodelay(true);
@@ -184,17 +185,11 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<
         Err(e) => {
             tracing::warn!("cannot carry connection from {peer}: {e}");
             conn.fail(e.to_string());
-            reset(&tcp);
+            let _ = tcp.reset_on_close();
             return;
         }
     };
     tunnel
         .relay_connection(&conn, tcp, channel, Some(&session))
         .await;
-}
-
-/// Makes the coming close a reset (RST), so the client sees at once that the
-/// connection was not carried.
-fn reset(tcp: &TcpStream) {
-    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }

@@ -21,15 +21,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tokio::{
-    net::TcpStream,
-    sync::{Semaphore, broadcast, watch},
-};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     relay::{
-        RelayBuffers, RelayEnd, relay,
+        LocalStream, RelayBuffers, RelayEnd, relay,
         spill::{SpillError, SpillPolicy},
     },
     ssh::{HostHold, Link, SessionUse, SshChannel, SshHost},
@@ -308,17 +305,17 @@ impl Tunnel {
     /// Carries one accepted connection over `channel` until it ends; a
     /// reset at a buffer limit marks it failed, with the limit named. With `session`, a slow
     /// reader may hold that SSH connection back while alone on it.
-    pub async fn relay_connection(
+    pub async fn relay_connection<S: LocalStream>(
         &self,
         conn: &Connection<'_>,
-        tcp: TcpStream,
+        local: S,
         channel: SshChannel,
         session: Option<&Arc<SessionUse>>,
     ) {
         let cancel = self.cancel.child_token();
         let idled = AtomicBool::new(false);
         let carried = relay(
-            tcp,
+            local,
             channel,
             conn.byte_counters(),
             &self.buffers,
