@@ -48,11 +48,11 @@ pub async fn open_local(
     };
     let bound = listener.local_addr().map_err(bind_failed)?;
     let listener = listener.into_std().map_err(bind_failed)?;
-    let target = Endpoint {
+    let target = Endpoint::Tcp {
         host: spec.remote_host,
         port: spec.remote_port,
     };
-    let local = Endpoint {
+    let local = Endpoint::Tcp {
         host: bound.ip().to_string(),
         port: bound.port(),
     };
@@ -171,12 +171,15 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<
         return;
     };
     let _ = tcp.set_nodelay(true);
-    let target = &tunnel.remote;
+    let Endpoint::Tcp {
+        host: target_host,
+        port: target_port,
+    } = &tunnel.remote;
     let opened = tokio::select! {
         () = tunnel.cancel.cancelled() => return,
         r = async {
             let session = host.wait_session(tunnel.reconnect_wait()).await?;
-            let channel = session.open_direct_tcpip(&target.host, target.port, peer).await?;
+            let channel = session.open_direct_tcpip(target_host, *target_port, peer).await?;
             Ok::<_, Error>((channel, session.usage().clone()))
         } => r,
     };
