@@ -279,3 +279,23 @@ fn without_strings(code: &str) -> String {
     }
     out
 }
+
+#[test]
+fn the_byte_path_names_tcp_only_in_local_stream() {
+    let relay = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/relay");
+    let mut files = Vec::new();
+    rust_files(&relay, &mut files);
+    let named: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("local_stream.rs"))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).expect("reading a source file");
+            without_strings(&code(&text)).contains("TcpStream")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        files.len() > 3 && named.is_empty(),
+        "relay/ is written over LocalStream; TcpStream named in {named:?}"
+    );
+}

@@ -185,9 +185,11 @@ fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
 }
 
 fn endpoint(e: Endpoint) -> pb::Endpoint {
-    pb::Endpoint {
-        host: e.host,
-        port: u32::from(e.port),
+    match e {
+        Endpoint::Tcp { host, port } => pb::Endpoint {
+            host,
+            port: u32::from(port),
+        },
     }
 }
 

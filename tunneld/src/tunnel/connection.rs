@@ -80,7 +80,7 @@ impl<'a> Connection<'a> {
         error.get_or_insert_with(|| reason.into());
     }
 
-    /// Where the relay counts this connection's bytes: the TCP side is the
+    /// Where the relay counts this connection's bytes: the local side is the
     /// client of a local forward but the target of a remote one.
     pub(super) fn byte_counters(&self) -> ByteCounters<'_> {
         let c = &self.tunnel.counters;
@@ -94,13 +94,13 @@ impl<'a> Connection<'a> {
         };
         match self.tunnel.kind {
             TunnelKind::Local => ByteCounters {
-                tcp_to_channel: to_target,
-                channel_to_tcp: from_target,
+                local_to_channel: to_target,
+                channel_to_local: from_target,
                 spilled: &c.spilled_bytes,
             },
             TunnelKind::Remote => ByteCounters {
-                tcp_to_channel: from_target,
-                channel_to_tcp: to_target,
+                local_to_channel: from_target,
+                channel_to_local: to_target,
                 spilled: &c.spilled_bytes,
             },
         }

@@ -1,7 +1,7 @@
 //! Local forwards (`ssh -L`): listen on tunneld's machine and carry each
 //! accepted connection through a `direct-tcpip` channel.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions};
 use crate::{
     error::{Error, Result},
+    relay::LocalStream,
     ssh::SshHost,
     sys::accept_backoff::AcceptBackoff,
 };
@@ -47,11 +48,11 @@ pub async fn open_local(
     };
     let bound = listener.local_addr().map_err(bind_failed)?;
     let listener = listener.into_std().map_err(bind_failed)?;
-    let target = Endpoint {
+    let target = Endpoint::Tcp {
         host: spec.remote_host,
         port: spec.remote_port,
     };
-    let local = Endpoint {
+    let local = Endpoint::Tcp {
         host: bound.ip().to_string(),
         port: bound.port(),
     };
@@ -166,16 +167,19 @@ async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHo
 
 async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
     let Some(conn) = tunnel.connection(peer) else {
-        reset(&tcp);
+        let _ = tcp.reset_on_close();
         return;
     };
     let _ = tcp.set_nodelay(true);
-    let target = &tunnel.remote;
+    let Endpoint::Tcp {
+        host: target_host,
+        port: target_port,
+    } = &tunnel.remote;
     let opened = tokio::select! {
         () = tunnel.cancel.cancelled() => return,
         r = async {
             let session = host.wait_session(tunnel.reconnect_wait()).await?;
-            let channel = session.open_direct_tcpip(&target.host, target.port, peer).await?;
+            let channel = session.open_direct_tcpip(target_host, *target_port, peer).await?;
             Ok::<_, Error>((channel, session.usage().clone()))
         } => r,
     };
@@ -184,17 +188,11 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<
         Err(e) => {
             tracing::warn!("cannot carry connection from {peer}: {e}");
             conn.fail(e.to_string());
-            reset(&tcp);
+            let _ = tcp.reset_on_close();
             return;
         }
     };
     tunnel
         .relay_connection(&conn, tcp, channel, Some(&session))
         .await;
-}
-
-/// Makes the coming close a reset (RST), so the client sees at once that the
-/// connection was not carried.
-fn reset(tcp: &TcpStream) {
-    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }

@@ -21,15 +21,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tokio::{
-    net::TcpStream,
-    sync::{Semaphore, broadcast, watch},
-};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     relay::{
-        RelayBuffers, RelayEnd, relay,
+        LocalStream, RelayBuffers, RelayEnd, relay,
         spill::{SpillError, SpillPolicy},
     },
     ssh::{HostHold, Link, SessionUse, SshChannel, SshHost},
@@ -122,21 +119,25 @@ pub enum TunnelState {
     Closed,
 }
 
-/// A host (name or address) and port.
+/// Where one end of a tunnel is. TCP only for now: a unix socket path is the
+/// shape to come, once the API's `Endpoint` message (a host and a port) can
+/// carry one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
+pub enum Endpoint {
+    /// A host (name or address) and TCP port.
+    Tcp {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
 }
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
+        match self {
+            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
         }
     }
 }
@@ -308,17 +309,17 @@ impl Tunnel {
     /// Carries one accepted connection over `channel` until it ends; a
     /// reset at a buffer limit marks it failed, with the limit named. With `session`, a slow
     /// reader may hold that SSH connection back while alone on it.
-    pub async fn relay_connection(
+    pub async fn relay_connection<S: LocalStream>(
         &self,
         conn: &Connection<'_>,
-        tcp: TcpStream,
+        local: S,
         channel: SshChannel,
         session: Option<&Arc<SessionUse>>,
     ) {
         let cancel = self.cancel.child_token();
         let idled = AtomicBool::new(false);
         let carried = relay(
-            tcp,
+            local,
             channel,
             conn.byte_counters(),
             &self.buffers,
@@ -516,5 +517,21 @@ async fn close_when_idle(
             cancel.cancel();
             return std::future::pending().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    #[test]
+    fn a_tcp_endpoint_shows_as_host_port_with_ipv6_in_brackets() {
+        let tcp = |host: &str, port| Endpoint::Tcp {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(tcp("localhost", 8080).to_string(), "localhost:8080");
+        assert_eq!(tcp("127.0.0.1", 22).to_string(), "127.0.0.1:22");
+        assert_eq!(tcp("::1", 22).to_string(), "[::1]:22");
     }
 }

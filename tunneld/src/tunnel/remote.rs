@@ -78,11 +78,11 @@ pub async fn open_remote(
         }
     };
     routes.add(&spec.bind_address, u32::from(port), tx);
-    let remote = Endpoint {
+    let remote = Endpoint::Tcp {
         host: spec.bind_address,
         port,
     };
-    let local = Endpoint {
+    let local = Endpoint::Tcp {
         host: spec.local_host,
         port: spec.local_port,
     };
@@ -114,7 +114,11 @@ async fn serve(
     host: Arc<SshHost>,
     session: Arc<SshSession>,
 ) {
-    let remote = tunnel.remote.clone();
+    // Where the server listens for us.
+    let Endpoint::Tcp {
+        host: bind_address,
+        port,
+    } = tunnel.remote.clone();
     let mut link = host.subscribe();
     // The connection the server listens for us on, if any.
     let mut listening: Option<Arc<SshSession>> = Some(session.clone());
@@ -162,7 +166,7 @@ async fn serve(
         asked_on = session.clone();
         let asked = tokio::select! {
             () = tunnel.cancel.cancelled() => break,
-            r = session.tcpip_forward(&remote.host, remote.port) => r,
+            r = session.tcpip_forward(&bind_address, port) => r,
         };
         match asked {
             Ok(_) => {
@@ -184,11 +188,9 @@ async fn serve(
             }
         }
     }
-    host.routes().remove(&remote.host, u32::from(remote.port));
+    host.routes().remove(&bind_address, u32::from(port));
     if let Some(session) = listening.filter(|s| !s.is_closed())
-        && let Err(e) = session
-            .cancel_tcpip_forward(&remote.host, remote.port)
-            .await
+        && let Err(e) = session.cancel_tcpip_forward(&bind_address, port).await
     {
         tracing::warn!("cancel-tcpip-forward failed: {e}");
     }
@@ -211,7 +213,8 @@ async fn carry(fc: ForwardedChannel, tunnel: Arc<Tunnel>) {
         return;
     };
     let target = &tunnel.local;
-    let connect = TcpStream::connect((target.host.as_str(), target.port));
+    let Endpoint::Tcp { host, port } = target;
+    let connect = TcpStream::connect((host.as_str(), *port));
     let tcp = match tokio::time::timeout(LOCAL_CONNECT_TIMEOUT, connect).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
