@@ -159,9 +159,9 @@ pub struct Tunnel {
     /// Traffic counters.
     pub counters: Arc<TunnelCounters>,
     /// Cancelled to close the tunnel and all its connections.
-    pub cancel: CancellationToken,
+    pub(super) cancel: CancellationToken,
     /// The tunnel's tasks (listener and connections), awaited on close.
-    pub tasks: TaskTracker,
+    pub(super) tasks: TaskTracker,
     /// Buffer sizes of each connection (see `relay`).
     buffers: RelayBuffers,
     /// Whether an [`Attachment`] owns the tunnel.
