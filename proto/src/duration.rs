@@ -43,6 +43,9 @@ impl BoundedDuration {
             return Ok(BoundedDuration::ZERO);
         }
         let shown = crate::clip::clip(s, 64);
+        if upper_bound_secs(t) > PRESCAN_LIMIT_SECS {
+            return Err(format!("{shown} is out of range ({RANGE})"));
+        }
         match humantime::parse_duration(t) {
             Ok(d) if d <= MAX => Ok(BoundedDuration(d)),
             Ok(_) | Err(humantime::DurationError::NumberOverflow) => {
@@ -127,9 +130,88 @@ impl fmt::Display for BoundedDuration {
     }
 }
 
+/// Inputs whose terms may add up to more seconds than this are refused
+/// before humantime sees them. Far above [`MAX`] and far below `u64::MAX`:
+/// humantime 2.4 panics ("overflow in Duration::new") instead of answering
+/// `NumberOverflow` when its running total reaches `u64::MAX` seconds with a
+/// carry of exactly one second of nanoseconds (found by the fuzzer with
+/// `18446744073709551615s0.5s0.5s`).
+const PRESCAN_LIMIT_SECS: u128 = 1 << 60;
+
+/// An upper bound, in seconds, of the sum humantime computes for `s`: each
+/// number's integer part plus one (for a fraction) times its unit in whole
+/// seconds, sub-second units counting a full second and unknown ones a
+/// year. Cheap and never below the true sum, so an input under
+/// [`PRESCAN_LIMIT_SECS`] cannot reach humantime's overflow.
+fn upper_bound_secs(s: &str) -> u128 {
+    let mut total: u128 = 0;
+    let mut chars = s.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        let Some(first) = c.to_digit(10) else {
+            chars.next();
+            continue;
+        };
+        chars.next();
+        let mut n = u128::from(first);
+        while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+            n = n.saturating_mul(10).saturating_add(u128::from(d));
+            chars.next();
+        }
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut unit = String::new();
+        while let Some(&u) = chars.peek().filter(|u| u.is_alphabetic()) {
+            unit.push(u);
+            chars.next();
+        }
+        total = total.saturating_add(n.saturating_add(1).saturating_mul(unit_secs(&unit)));
+    }
+    total
+}
+
+/// humantime's unit names, in whole seconds (at least one).
+fn unit_secs(unit: &str) -> u128 {
+    match unit {
+        "minutes" | "minute" | "min" | "mins" | "m" => 60,
+        "hours" | "hour" | "hr" | "hrs" | "h" => 3600,
+        "days" | "day" | "d" => 86_400,
+        "weeks" | "week" | "wk" | "wks" | "w" => 604_800,
+        "months" | "month" | "M" => 2_630_016,
+        "nanos" | "nsec" | "ns" | "usec" | "us" | "µs" | "millis" | "msec" | "ms" | "seconds"
+        | "second" | "secs" | "sec" | "s" => 1,
+        _ => 31_557_600,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn humantimes_overflow_panic_is_refused_as_out_of_range() {
+        for s in [
+            "18446744073709551615s0.5s0.5s",
+            "18446744073709551614s1s0.5s0.5s",
+            "1152921504606846977ns",
+        ] {
+            let e = BoundedDuration::parse(s).unwrap_err();
+            assert!(e.contains("out of range"), "{s}: {e}");
+        }
+        // The bound never refuses what is in range, however it is spelled.
+        assert_eq!(
+            BoundedDuration::parse("364d 23h 59m 59s 999ms 999us 999ns").map(BoundedDuration::get),
+            Ok(MAX - Duration::from_nanos(1))
+        );
+        assert!(BoundedDuration::parse("1000000000ns").is_ok());
+        assert!(upper_bound_secs("1h 30m") >= 5400);
+    }
 
     #[test]
     fn accepts_the_range_and_refuses_past_it() {
