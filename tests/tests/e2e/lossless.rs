@@ -34,7 +34,8 @@ use tunneld_tests::{Client, Sshd, binaries, fds, procs};
 use crate::forward_remote::open_remote;
 use crate::load::{HEAVY, counters, wait_counters};
 use crate::support::{
-    Bed, IO_TIMEOUT, connect, exchange, expect_closed, local_port, open_local, remote_port,
+    Bed, IO_TIMEOUT, connect, exchange, expect_closed, expect_reset, local_port, open_local,
+    remote_port,
 };
 
 /// Upper bound for one test here, fixtures included (the build of the
@@ -1208,7 +1209,7 @@ const LIMIT_FLOOD: u64 = 64 << 20;
 /// of spilling), under `flags`: it is reset once `memory` + `disk` bytes
 /// wait, with a reason that names `flag`; the counters say so; its spill
 /// After one connection of the tunnel `id` was reset at a spill limit: the
-/// reset connection is closed for its client, the `idle` one still echoes,
+/// reset connection ends for its client with a reset (never a clean EOF), the `idle` one still echoes,
 /// the counters say one reset of `total` connections with at least
 /// `spilled` bytes spilled, and no spill file is left. The counters.
 async fn after_the_reset(
@@ -1220,9 +1221,9 @@ async fn after_the_reset(
     total: u64,
     spilled: u64,
 ) -> Result<TunnelCounters> {
-    expect_closed(reset, IO_TIMEOUT)
+    expect_reset(reset, IO_TIMEOUT)
         .await
-        .context("the reset connection stays open")?;
+        .context("the connection cut at the limit")?;
     round_trip(idle, b"idle company, still there")
         .await
         .context("the idle connection after the reset")?;

@@ -218,6 +218,33 @@ pub async fn expect_closed(stream: &mut TcpStream, limit: Duration) -> Result<Ve
     Ok(got)
 }
 
+/// Reads `stream` until it ends, within `limit`, and fails unless it ends
+/// with a reset: a clean EOF would let the reader take a cut stream for a
+/// complete one. Returns what was read before the reset.
+pub async fn expect_reset(stream: &mut TcpStream, limit: Duration) -> Result<Vec<u8>> {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ok(None),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Ok::<_, anyhow::Error>(Some(e)),
+            }
+        }
+    };
+    match tokio::time::timeout(limit, read).await {
+        Err(_) => bail!("connection still open after {limit:?}"),
+        Ok(Ok(Some(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(got),
+        Ok(Ok(Some(e))) => bail!("ended with {e} after {} bytes, not a reset", got.len()),
+        Ok(Ok(None)) => bail!(
+            "ended with a clean EOF after {} bytes, not a reset: the reader would take the cut stream for a complete one",
+            got.len()
+        ),
+        Ok(Err(e)) => Err(e),
+    }
+}
+
 /// The daemon's List.
 pub async fn list(client: &Client) -> Result<ListResponse> {
     Ok(client

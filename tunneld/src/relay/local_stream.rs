@@ -40,8 +40,12 @@ pub trait LocalReadHalf: AsyncRead + Unpin + Send + 'static {
 /// half-close (`shutdown(Write)`): the channel's EOF, while the peer may
 /// still send.
 pub trait LocalWriteHalf: AsyncWrite + Unpin + Send + 'static {
-    /// As [`LocalStream::reset_on_close`], for the whole stream.
-    fn reset_on_close(&self) -> io::Result<()>;
+    /// Ends the stream with a reset where the socket has one: the close
+    /// that follows (when the read half is dropped too) is an RST, and no
+    /// FIN goes first. Dropping the half instead would half-close it, and
+    /// the peer would read a clean EOF, taking a cut stream for a complete
+    /// one.
+    fn reset(self) -> io::Result<()>;
 }
 
 impl LocalStream for TcpStream {
@@ -65,9 +69,12 @@ impl LocalReadHalf for tcp::OwnedReadHalf {
 }
 
 impl LocalWriteHalf for tcp::OwnedWriteHalf {
-    fn reset_on_close(&self) -> io::Result<()> {
+    fn reset(self) -> io::Result<()> {
         let stream: &TcpStream = self.as_ref();
-        stream.reset_on_close()
+        stream.reset_on_close()?;
+        // Without the shutdown(Write) tokio's drop of this half would send.
+        self.forget();
+        Ok(())
     }
 }
 
@@ -93,7 +100,7 @@ impl LocalReadHalf for unix::OwnedReadHalf {
 
 impl LocalWriteHalf for unix::OwnedWriteHalf {
     /// A unix socket has no reset: its peer sees a plain close.
-    fn reset_on_close(&self) -> io::Result<()> {
+    fn reset(self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -159,20 +166,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tcp_write_half_reset_on_close_sets_linger_zero() {
-        let (local, _peer) = tcp_pair().await;
-        let (_rx, tx) = local.into_split();
-        tx.reset_on_close().unwrap();
-        let stream: &TcpStream = tx.as_ref();
-        let linger = socket2::SockRef::from(stream).linger().unwrap();
-        assert_eq!(linger, Some(Duration::ZERO));
+    async fn a_tcp_write_half_reset_sends_no_fin_before_the_reset() {
+        let (local, mut peer) = tcp_pair().await;
+        let (rx, mut tx) = local.into_split();
+        tx.write_all(b"cut").await.unwrap();
+        tx.reset().unwrap();
+        // The half is gone but the socket is open until the read half goes:
+        // the peer has the bytes and no EOF yet.
+        let mut got = [0; 3];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"cut");
+        let early = tokio::time::timeout(Duration::from_millis(200), peer.read(&mut [0; 1])).await;
+        assert!(
+            early.is_err(),
+            "the peer read {early:?} before the close: a FIN went first"
+        );
+        drop(rx);
+        let err = peer.read(&mut [0; 1]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     }
 
     #[tokio::test]
-    async fn unix_reset_on_close_is_a_plain_close() {
+    async fn a_unix_write_half_reset_is_a_plain_close() {
         let (local, mut peer) = UnixStream::pair().unwrap();
-        local.reset_on_close().unwrap();
-        drop(local);
+        let (rx, tx) = local.into_split();
+        tx.reset().unwrap();
+        drop(rx);
         assert_eq!(peer.read(&mut [0; 1]).await.unwrap(), 0);
     }
 }

@@ -266,8 +266,10 @@ pub async fn relay<S: LocalStream>(
     };
 
     if !matches!(end, RelayEnd::Completed) {
-        // Abnormal end: tell the local peer with a reset, not a clean FIN.
-        let _ = local_tx.reset_on_close();
+        // Abnormal end: tell the local peer with a reset, and no FIN before
+        // it, so a cut stream never reads as a complete one. The socket
+        // closes with the read half, below.
+        let _ = local_tx.reset();
     }
     // Closing is not urgent either: connections being opened or carried go
     // first (see the EOF in the uplink).
