@@ -44,11 +44,7 @@ impl Credentials {
         handle: &mut Handle<ClientHandler>,
         host: &HostConfig,
     ) -> Result<()> {
-        let failed = |reason: String| Error::SshConnection {
-            host: host.name.clone(),
-            addr: host.addr(),
-            reason,
-        };
+        let failed = |reason: String| host.connection_failed(reason);
         let (accepted, offered) = match self {
             Credentials::KeyFile { key, path } => {
                 let hash = handle

@@ -215,16 +215,12 @@ impl SshHost {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::ShuttingDown),
                 Err(_) => {
-                    return Err(Error::SshConnection {
-                        host: self.config.name.clone(),
-                        addr: self.config.addr(),
-                        reason: format!(
-                            "the SSH connection is down and did not come back within {} \
-                             (--reconnect-wait); tunneld keeps reconnecting (attempt {})",
-                            humantime::format_duration(bound),
-                            state.attempt()
-                        ),
-                    });
+                    return Err(self.config.connection_failed(format!(
+                        "the SSH connection is down and did not come back within {} \
+                         (--reconnect-wait); tunneld keeps reconnecting (attempt {})",
+                        humantime::format_duration(bound),
+                        state.attempt()
+                    )));
                 }
             }
         }
@@ -284,11 +280,9 @@ impl SshHost {
             self.routes.clone(),
         ));
         let result = tokio::select! {
-            r = connect => r.unwrap_or_else(|| Err(Error::SshConnection {
-                host: self.config.name.clone(),
-                addr: self.config.addr(),
-                reason: "the connection attempt ended without a result (tunneld bug; see the log)".into(),
-            })),
+            r = connect => r.unwrap_or_else(|| Err(self.config.connection_failed(
+                "the connection attempt ended without a result (tunneld bug; see the log)".into(),
+            ))),
             () = self.shutdown.cancelled() => Err(Error::ShuttingDown),
         };
         match result {

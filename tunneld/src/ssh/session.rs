@@ -77,11 +77,7 @@ impl SshSession {
             close_reason: close_reason.clone(),
             _closed: closed.clone().drop_guard(),
         };
-        let ssh_failed = |reason: String| Error::SshConnection {
-            host: host.name.clone(),
-            addr: addr.clone(),
-            reason,
-        };
+        let ssh_failed = |reason: String| host.connection_failed(reason);
         let handshake = async {
             let mut handle = client::connect_stream(
                 config,
@@ -148,11 +144,7 @@ impl SshSession {
 
     /// An error about this connection, with `reason`.
     pub fn failed(&self, reason: String) -> Error {
-        Error::SshConnection {
-            host: self.host.name.clone(),
-            addr: self.host.addr(),
-            reason,
-        }
+        self.host.connection_failed(reason)
     }
 
     fn map_request_error(&self, what: &str, e: russh::Error) -> Error {

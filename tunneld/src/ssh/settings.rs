@@ -136,6 +136,16 @@ impl HostConfig {
         tunnel_proto::addr::join_host_port(&self.hostname, self.port)
     }
 
+    /// The error for a connection to this host that failed once dialled,
+    /// saying why.
+    pub fn connection_failed(&self, reason: String) -> crate::error::Error {
+        crate::error::Error::SshConnection {
+            host: self.name.clone(),
+            addr: self.addr(),
+            reason,
+        }
+    }
+
     /// `user@host:port`, as shown to people.
     pub fn display_address(&self) -> String {
         format!("{}@{}", self.user, self.addr())
