@@ -28,11 +28,7 @@ pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
 pub use io_thread::{HostThread, IoThread};
 pub use session::SshSession;
 pub use session_use::{SessionUse, UseGuard};
-pub use settings::{
-    DEFAULT_EXEC_IDLE_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_MAX,
-    DEFAULT_REKEY_LIMIT, DEFAULT_SSH_MAX_PACKET, DEFAULT_SSH_WINDOW, HostConfig, HostKeyPolicy,
-    HostSettings, PassphraseSource,
-};
+pub use settings::{HostConfig, HostKeyPolicy, HostSettings, PassphraseSource};
 
 /// A russh client channel.
 pub type SshChannel = russh::Channel<russh::client::Msg>;

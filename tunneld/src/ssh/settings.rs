@@ -35,24 +35,24 @@ pub enum PassphraseSource {
 }
 
 /// Keepalive interval (OpenSSH's `ServerAliveInterval`).
-pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Unanswered keepalives before the connection is dropped
 /// (`ServerAliveCountMax`).
-pub const DEFAULT_KEEPALIVE_MAX: usize = 3;
+const DEFAULT_KEEPALIVE_MAX: usize = 3;
 
 /// Bytes between key re-exchanges (OpenSSH's `RekeyLimit` default for
 /// AES-GCM is comparable).
-pub const DEFAULT_REKEY_LIMIT: usize = 4 << 30;
+const DEFAULT_REKEY_LIMIT: usize = 4 << 30;
 
 /// SSH channel window; see ARCHITECTURE's byte path for why 2 MiB.
-pub const DEFAULT_SSH_WINDOW: u32 = 2 * 1024 * 1024;
+const DEFAULT_SSH_WINDOW: u32 = 2 * 1024 * 1024;
 
 /// Largest SSH packet accepted (OpenSSH's own).
-pub const DEFAULT_SSH_MAX_PACKET: u32 = 32 * 1024;
+const DEFAULT_SSH_MAX_PACKET: u32 = 32 * 1024;
 
 /// How long a connection that ran an Exec stays open for the next one.
-pub const DEFAULT_EXEC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_EXEC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How tunneld authenticates to, verifies, keeps and reconnects one SSH
 /// server. One type for the defaults (from flags) and for each host (the
