@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let defaults = HostSettings {
-        identity: "/keys/id_ed25519".into(),
+        identities: vec!["/keys/id_ed25519".into()],
         known_hosts: "/keys/known_hosts".into(),
         ..HostSettings::openssh()
     };

@@ -69,6 +69,9 @@ pub struct HostSpec {
     /// `permit_listen` patterns (server-side binds of remote forwards);
     /// `None` leaves the key out.
     pub permit_listen: Option<Vec<String>>,
+    /// Other keys of the host's table, as given (`identities_only`,
+    /// `identity_agent`, `certificate`, ...); they override the above.
+    pub extra: toml::Table,
 }
 
 impl HostSpec {
@@ -83,7 +86,15 @@ impl HostSpec {
             passphrase_env: None,
             permit_open: None,
             permit_listen: None,
+            extra: toml::Table::new(),
         }
+    }
+
+    /// The same host with `key = value` in its table (overriding the
+    /// fields above, e.g. `identity = []` for no key file at all).
+    pub fn with_key(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
     }
 
     /// The same host with `permit_open = [patterns]` (`HOST:PORT`, `*`
@@ -166,6 +177,7 @@ impl HostSpec {
                 t.insert(key.into(), values.into());
             }
         }
+        t.extend(self.extra.clone());
         t
     }
 }
@@ -449,6 +461,9 @@ impl TunneldBuilder {
         if self.default_log {
             cmd.env_remove("RUST_LOG");
         }
+        // The runner's own agent must not change what a test offers; a test
+        // that wants one sets it with `env`.
+        cmd.env_remove("SSH_AUTH_SOCK");
         cmd.arg("--listen")
             .arg(listen)
             .arg("--ssh")

@@ -12,6 +12,7 @@
 //! - [`blackhole`]: a TCP relay to sshd that can stop passing bytes without
 //!   closing anything, like a network path that fails silently.
 //! - [`keys`]: `ssh-keygen` wrappers and known_hosts lines.
+//! - [`agent`]: a real `ssh-agent` holding the keys a test adds.
 //! - [`procs`]: finding and killing child processes through `/proc`.
 //! - [`binaries`]: locating (and building, once) `tunneld` and `tunnelctl`.
 //! - [`daemon`]: the `tunneld` fixture and a connected gRPC client.
@@ -28,6 +29,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod auth;
 pub mod binaries;
 pub mod blackhole;
@@ -43,6 +45,7 @@ pub mod procs;
 pub mod sshd;
 pub mod wait;
 
+pub use agent::SshAgent;
 pub use auth::{ClientTls, Credentials};
 pub use ctl::{Ctl, CtlChild, CtlOutput};
 pub use daemon::{ApiAddr, HostSpec, Refused, Tunneld, TunneldBuilder};

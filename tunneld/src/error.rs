@@ -109,9 +109,9 @@ pub enum Error {
     #[error("{0}")]
     HostKeyRejected(Box<HostKeyRejection>),
 
-    /// The SSH server refused our key.
+    /// The SSH server accepted none of the keys offered.
     #[error(
-        "SSH server {addr} (host {host:?}) refused public-key authentication as {user:?} with {identity}; add {identity}.pub to that user's authorized_keys on the server"
+        "SSH server {addr} (host {host:?}) refused public-key authentication as {user:?}; offered: {offered}{skipped}; add one of these keys to that user's authorized_keys on the server (or load the right key into the ssh-agent)"
     )]
     AuthRefused {
         /// Host name.
@@ -120,19 +120,20 @@ pub enum Error {
         addr: String,
         /// Remote user.
         user: String,
-        /// Private key file offered.
-        identity: PathBuf,
+        /// The keys and certificates offered, with their fingerprints.
+        offered: String,
+        /// What was not offered and why (empty, or ` (not offered: …)`).
+        skipped: String,
     },
 
-    /// The private key could not be loaded.
-    #[error("cannot use identity file {path} for host {host:?}: {reason}")]
-    Identity {
+    /// No key could be offered to the server: every identity file is
+    /// missing or unusable and no agent holds a key.
+    #[error("no key to offer to SSH host {host:?}: {tried}")]
+    NoCredentials {
         /// Host name.
         host: String,
-        /// Key file.
-        path: PathBuf,
-        /// What is wrong and how to fix it.
-        reason: String,
+        /// What was looked at and why each gave nothing.
+        tried: String,
     },
 
     /// known_hosts could not be read or written.

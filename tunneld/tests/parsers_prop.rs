@@ -31,7 +31,7 @@ fn key(b64: &str) -> PublicKey {
 /// Fixed defaults, independent of `$HOME`.
 fn defaults() -> HostSettings {
     HostSettings {
-        identity: "/keys/id_ed25519".into(),
+        identities: vec!["/keys/id_ed25519".into()],
         known_hosts: "/keys/known_hosts".into(),
         ..HostSettings::openssh()
     }
@@ -347,7 +347,7 @@ proptest! {
         prop_assert_eq!(config.default_host.as_deref(), Some(name.as_str()));
         let loaded = &config.hosts[&name];
         prop_assert_eq!((&loaded.user, &loaded.hostname, loaded.port), (&user, &host, port));
-        prop_assert_eq!(&loaded.settings.identity, &PathBuf::from("/keys/id_ed25519"));
+        prop_assert_eq!(&loaded.settings.identities, &vec![PathBuf::from("/keys/id_ed25519")]);
     }
 
     #[test]

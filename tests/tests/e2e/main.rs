@@ -9,6 +9,7 @@
 
 mod support;
 
+mod agent;
 mod attach;
 mod ciphers;
 mod cli;

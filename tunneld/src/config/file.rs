@@ -29,11 +29,33 @@ struct FileConfig {
     hosts: BTreeMap<String, FileHost>,
 }
 
+/// A key that takes one value or a list (`identity = "k"` or
+/// `identity = ["k1", "k2"]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileHost {
     address: String,
-    identity: Option<PathBuf>,
+    identity: Option<OneOrMany<PathBuf>>,
+    certificate: Option<OneOrMany<PathBuf>>,
+    identities_only: Option<bool>,
+    identity_agent: Option<PathBuf>,
+    connect_timeout: Option<String>,
     known_hosts: Option<PathBuf>,
     passphrase_file: Option<PathBuf>,
     passphrase_env: Option<String>,
@@ -51,8 +73,18 @@ struct FileHost {
 impl FileHost {
     /// Applies the host's own keys over `settings` (the flags' defaults).
     fn apply(self, name: &str, settings: &mut HostSettings) -> Result<()> {
-        if let Some(p) = self.identity {
-            settings.identity = expand_home(&p);
+        if let Some(files) = self.identity {
+            settings.identities = files.into_vec().iter().map(|p| expand_home(p)).collect();
+            settings.default_identities = false;
+        }
+        if let Some(files) = self.certificate {
+            settings.certificates = files.into_vec().iter().map(|p| expand_home(p)).collect();
+        }
+        if let Some(only) = self.identities_only {
+            settings.identities_only = only;
+        }
+        if let Some(agent) = self.identity_agent {
+            settings.agent = super::load::agent_source(&agent);
         }
         if let Some(p) = self.known_hosts {
             settings.known_hosts = expand_home(&p);
@@ -73,6 +105,9 @@ impl FileHost {
         let duration = |key: &str, s: &str| {
             parse_duration(s).map_err(|e| Error::Config(format!("host {name:?}: {key}: {e}")))
         };
+        if let Some(s) = self.connect_timeout {
+            settings.connect_timeout = duration("connect_timeout", &s)?;
+        }
         if let Some(s) = self.keepalive_interval {
             settings.keepalive_interval = duration("keepalive_interval", &s)?;
         }
@@ -242,7 +277,8 @@ mod tests {
 
     fn defaults() -> HostSettings {
         HostSettings {
-            identity: "/k".into(),
+            identities: vec!["/k".into()],
+            default_identities: false,
             known_hosts: "/kh".into(),
             ..HostSettings::openssh()
         }
@@ -340,7 +376,7 @@ mod tests {
         c.finish().unwrap();
         assert_eq!(c.default_host.as_deref(), Some("db"));
         let db = &c.hosts["db"];
-        assert_eq!(db.settings.identity, PathBuf::from("/keys/db"));
+        assert_eq!(db.settings.identities, vec![PathBuf::from("/keys/db")]);
         assert_eq!(db.settings.known_hosts, PathBuf::from("/kh"));
         assert_eq!(db.settings.host_key_policy, HostKeyPolicy::AcceptNew);
         assert_eq!(

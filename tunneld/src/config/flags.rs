@@ -36,14 +36,32 @@ pub struct Flags {
     #[arg(long, value_name = "USER@HOST[:PORT]")]
     pub ssh: Option<String>,
 
-    /// Private key (OpenSSH format: ed25519, ECDSA or RSA).
-    #[arg(
-        long,
-        short = 'i',
-        value_name = "FILE",
-        default_value = "~/.ssh/id_ed25519"
-    )]
-    pub identity: PathBuf,
+    /// Private key (OpenSSH format: ed25519, ECDSA or RSA); repeatable,
+    /// offered in order (like ssh -i). Default: ssh's, ~/.ssh/id_rsa,
+    /// id_ecdsa and id_ed25519, whichever exist.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+
+    /// Certificate offered with the key it certifies (OpenSSH
+    /// CertificateFile); repeatable. KEY-cert.pub next to an identity is
+    /// offered without it.
+    #[arg(long, value_name = "FILE")]
+    pub certificate: Vec<PathBuf>,
+
+    /// ssh-agent socket whose keys are offered after the identity files
+    /// (OpenSSH IdentityAgent), or `none`. Default: SSH_AUTH_SOCK.
+    #[arg(long, value_name = "PATH|none")]
+    pub identity_agent: Option<PathBuf>,
+
+    /// Offer only the identity files' keys (and their certificates), never
+    /// the agent's others (OpenSSH IdentitiesOnly).
+    #[arg(long)]
+    pub identities_only: bool,
+
+    /// Bound on opening the TCP connection to an SSH server (OpenSSH
+    /// ConnectTimeout).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
 
     /// known_hosts file used to verify servers.
     #[arg(long, value_name = "FILE", default_value = "~/.ssh/known_hosts")]

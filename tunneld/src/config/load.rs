@@ -2,8 +2,8 @@
 //! take, at start and (later) on reload.
 
 use super::{
-    Config, Flags, HostKeyPolicy, HostSettings, HostThreadArg, PassphraseSource, PolicyArg,
-    expand_home,
+    AgentSource, Config, Flags, HostKeyPolicy, HostSettings, HostThreadArg, PassphraseSource,
+    PolicyArg, expand_home,
 };
 use crate::{
     error::{Error, Result},
@@ -23,7 +23,20 @@ pub fn load(flags: &Flags) -> Result<Config> {
         None => None,
     };
     let defaults = HostSettings {
-        identity: expand_home(&flags.identity),
+        identities: if flags.identity.is_empty() {
+            HostSettings::openssh().identities
+        } else {
+            flags.identity.iter().map(|p| expand_home(p)).collect()
+        },
+        default_identities: flags.identity.is_empty(),
+        certificates: flags.certificate.iter().map(|p| expand_home(p)).collect(),
+        identities_only: flags.identities_only,
+        agent: flags
+            .identity_agent
+            .as_deref()
+            .map(agent_source)
+            .unwrap_or_default(),
+        connect_timeout: flags.connect_timeout,
         known_hosts: expand_home(&flags.known_hosts),
         passphrase,
         host_key_policy: match flags.host_key_policy {
@@ -79,4 +92,13 @@ pub fn load(flags: &Flags) -> Result<Config> {
     config.spill.prepare().map_err(Error::Config)?;
     config.finish()?;
     Ok(config)
+}
+
+/// `--identity-agent` / `identity_agent`: a socket path, or `none`.
+pub(super) fn agent_source(value: &std::path::Path) -> AgentSource {
+    if value.as_os_str() == "none" {
+        AgentSource::None
+    } else {
+        AgentSource::Socket(expand_home(value))
+    }
 }

@@ -76,7 +76,7 @@ pub const DEFAULT_COPY_BUFFER: usize = 64 * 1024;
 
 // The settings of one host are the SSH side's own types; the loader
 // builds them.
-pub use crate::ssh::{HostConfig, HostKeyPolicy, HostSettings, PassphraseSource};
+pub use crate::ssh::{AgentSource, HostConfig, HostKeyPolicy, HostSettings, PassphraseSource};
 pub use crate::sys::user::expand_home;
 
 /// Limits that keep one connection from taking the daemon's memory.

@@ -13,7 +13,7 @@ impl From<Error> for Status {
             Error::SshUnreachable { .. } | Error::SshConnection { .. } => Code::Unavailable,
             Error::HostKeyRejected(_)
             | Error::AuthRefused { .. }
-            | Error::Identity { .. }
+            | Error::NoCredentials { .. }
             | Error::KnownHostsFile { .. } => Code::FailedPrecondition,
             Error::ChannelRefused {
                 prohibited: true, ..

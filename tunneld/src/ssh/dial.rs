@@ -2,8 +2,6 @@
 //! TCP today; a jump host's channel or a proxy command would return their
 //! own stream here, and the handshake would not change.
 
-use std::time::Duration;
-
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
@@ -11,9 +9,6 @@ use tokio::{
 
 use super::HostConfig;
 use crate::error::{Error, Result};
-
-/// Bound on the TCP connect to an SSH server.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the stream to `host`'s SSH server.
 pub async fn dial(
@@ -24,12 +19,13 @@ pub async fn dial(
         addr: host.addr(),
         reason,
     };
+    let limit = host.settings.connect_timeout;
     let tcp = tokio::time::timeout(
-        CONNECT_TIMEOUT,
+        limit,
         TcpStream::connect((host.hostname.as_str(), host.port)),
     )
     .await
-    .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+    .map_err(|_| unreachable(format!("no answer within {}s", limit.as_secs())))?
     .map_err(|e| unreachable(e.to_string()))?;
     // russh's own `nodelay` only applies to sockets it dials; small round
     // trips through a forward cost ~40 ms with Nagle on.

@@ -7,6 +7,7 @@
 //! channels and routes the server's forwarded channels to whoever registered
 //! for them.
 
+mod agent;
 mod auth;
 pub mod backoff;
 pub mod ciphers;
@@ -28,7 +29,7 @@ pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
 pub use io_thread::{HostThread, IoThread};
 pub use session::SshSession;
 pub use session_use::{SessionUse, UseGuard};
-pub use settings::{HostConfig, HostKeyPolicy, HostSettings, PassphraseSource};
+pub use settings::{AgentSource, HostConfig, HostKeyPolicy, HostSettings, PassphraseSource};
 
 /// A russh client channel.
 pub type SshChannel = russh::Channel<russh::client::Msg>;

@@ -52,7 +52,7 @@ impl SshSession {
     /// credentials: [`Credentials::load`], [`dial`], then
     /// [`SshSession::handshake`].
     pub async fn connect(host: Arc<HostConfig>, routes: Arc<ForwardRoutes>) -> Result<SshSession> {
-        let credentials = Credentials::load(&host)?;
+        let credentials = Credentials::load(&host).await?;
         let stream = dial(&host).await?;
         Self::handshake(host, routes, stream, credentials).await
     }

@@ -25,6 +25,18 @@ pub enum HostKeyPolicy {
     AcceptNew,
 }
 
+/// Which ssh-agent a host uses (OpenSSH's `IdentityAgent`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AgentSource {
+    /// The socket `SSH_AUTH_SOCK` names in tunneld's environment, if set.
+    #[default]
+    Env,
+    /// This socket.
+    Socket(PathBuf),
+    /// No agent.
+    None,
+}
+
 /// Where a key's passphrase comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassphraseSource {
@@ -33,6 +45,15 @@ pub enum PassphraseSource {
     /// An environment variable of the daemon.
     Env(String),
 }
+
+/// The identity files OpenSSH tries when none is named, in its order
+/// (`ssh -G` prints them); tunneld cannot use the security-key (`_sk`)
+/// ones, so they are left out.
+pub const DEFAULT_IDENTITIES: [&str; 3] = ["~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ed25519"];
+
+/// Bound on the TCP connect to an SSH server when `ConnectTimeout` is not
+/// set.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Keepalive interval (OpenSSH's `ServerAliveInterval`).
 const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -60,8 +81,22 @@ const DEFAULT_EXEC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// once.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
-    /// Private key file (OpenSSH format; ed25519, ECDSA or RSA).
-    pub identity: PathBuf,
+    /// Private key files offered in this order (OpenSSH's `IdentityFile`;
+    /// OpenSSH format: ed25519, ECDSA or RSA). A file that is missing is
+    /// skipped; `KEY-cert.pub` next to one is offered with it.
+    pub identities: Vec<PathBuf>,
+    /// Whether `identities` are OpenSSH's defaults rather than named by the
+    /// operator: a default that is missing is skipped without a word.
+    pub default_identities: bool,
+    /// Certificates offered with the key they certify (`CertificateFile`).
+    pub certificates: Vec<PathBuf>,
+    /// Offer only the keys of `identities` and `certificates`, never the
+    /// agent's others (`IdentitiesOnly`).
+    pub identities_only: bool,
+    /// The ssh-agent whose keys are offered (`IdentityAgent`).
+    pub agent: AgentSource,
+    /// Bound on opening the TCP connection to the server (`ConnectTimeout`).
+    pub connect_timeout: Duration,
     /// known_hosts file used to verify the server.
     pub known_hosts: PathBuf,
     /// Passphrase of the key, if it has one.
@@ -92,12 +127,20 @@ pub struct HostSettings {
 }
 
 impl HostSettings {
-    /// What `ssh` would use with no options: `~/.ssh/id_ed25519`,
-    /// `~/.ssh/known_hosts`, strict host keys, and tunneld's defaults for
-    /// the rest.
+    /// What `ssh` would use with no options: its default identity files,
+    /// the agent of `SSH_AUTH_SOCK`, `~/.ssh/known_hosts`, strict host
+    /// keys, and tunneld's defaults for the rest.
     pub fn openssh() -> Self {
         HostSettings {
-            identity: crate::sys::user::expand_home(Path::new("~/.ssh/id_ed25519")),
+            identities: DEFAULT_IDENTITIES
+                .iter()
+                .map(|p| crate::sys::user::expand_home(Path::new(p)))
+                .collect(),
+            default_identities: true,
+            certificates: Vec::new(),
+            identities_only: false,
+            agent: AgentSource::Env,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             known_hosts: crate::sys::user::expand_home(Path::new("~/.ssh/known_hosts")),
             passphrase: None,
             host_key_policy: HostKeyPolicy::Strict,
