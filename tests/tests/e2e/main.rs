@@ -30,4 +30,5 @@ mod lossless;
 mod reconnect;
 mod rekey;
 mod security;
+mod user_certificates;
 mod watch;
