@@ -10,7 +10,7 @@ use tunneld::{Config, config::HostSettings, parsers::ciphers};
 fuzz_target!(|data: &[u8]| {
     let text = tunneld_fuzz::text(data);
     let defaults = HostSettings {
-        identity: "/keys/id_ed25519".into(),
+        identities: vec!["/keys/id_ed25519".into()],
         known_hosts: "/keys/known_hosts".into(),
         ..HostSettings::openssh()
     };
