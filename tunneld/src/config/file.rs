@@ -84,7 +84,7 @@ impl FileHost {
             settings.identities_only = only;
         }
         if let Some(agent) = self.identity_agent {
-            settings.agent = super::load::agent_source(&agent);
+            settings.agent = super::overrides::agent_source(&agent);
         }
         if let Some(p) = self.known_hosts {
             settings.known_hosts = expand_home(&p);

@@ -59,22 +59,25 @@ pub struct Flags {
     pub identities_only: bool,
 
     /// Bound on opening the TCP connection to an SSH server (OpenSSH
-    /// ConnectTimeout).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    /// ConnectTimeout). Default: ssh_config's, else 10s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
 
-    /// known_hosts file used to verify servers.
-    #[arg(long, value_name = "FILE", default_value = "~/.ssh/known_hosts")]
-    pub known_hosts: PathBuf,
+    /// known_hosts file used to verify servers. Default: the first
+    /// UserKnownHostsFile of ssh_config, else ~/.ssh/known_hosts.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
 
     /// File whose first line is the key's passphrase (else
     /// TUNNELD_KEY_PASSPHRASE is used if set).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
-    /// What to do with host keys known_hosts does not list.
-    #[arg(long, value_enum, default_value = "strict")]
-    pub host_key_policy: PolicyArg,
+    /// What to do with host keys known_hosts does not list. Default:
+    /// ssh_config's StrictHostKeyChecking (accept-new, or strict for
+    /// yes/ask), else strict.
+    #[arg(long, value_enum)]
+    pub host_key_policy: Option<PolicyArg>,
 
     /// TOML file of named hosts.
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -106,14 +109,16 @@ pub struct Flags {
     pub spill_dir: Option<PathBuf>,
 
     /// Send an SSH keepalive after this long without traffic from the server
-    /// (OpenSSH ServerAliveInterval); default for every host.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub keepalive_interval: Duration,
+    /// (OpenSSH ServerAliveInterval); default for every host. Default:
+    /// ssh_config's ServerAliveInterval when above 0, else 15s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive_interval: Option<Duration>,
 
     /// Unanswered keepalives before the connection is declared dead and
     /// reconnected (OpenSSH ServerAliveCountMax); default for every host.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    pub keepalive_count: u32,
+    /// Default: ssh_config's, else 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keepalive_count: Option<u32>,
 
     /// First delay between reconnection attempts; it doubles (±20% jitter)
     /// after each failure. Default for every host.
@@ -182,9 +187,9 @@ pub struct Flags {
     pub ssh_max_packet: u32,
 
     /// Ciphers offered to SSH servers, best first, comma-separated (OpenSSH
-    /// Ciphers). Default: aes256-gcm@openssh.com first when the CPU has AES
-    /// instructions, else chacha20-poly1305@openssh.com. Default for every
-    /// host.
+    /// Ciphers). Default: ssh_config's Ciphers, else aes256-gcm@openssh.com
+    /// first when the CPU has AES instructions, else
+    /// chacha20-poly1305@openssh.com. Default for every host.
     #[arg(long, value_name = "CIPHER,...", value_delimiter = ',')]
     pub ciphers: Vec<String>,
 

@@ -2,8 +2,8 @@
 //! take, at start and (later) on reload.
 
 use super::{
-    AgentSource, Config, Flags, HostKeyPolicy, HostSettings, HostThreadArg, PassphraseSource,
-    PolicyArg, expand_home,
+    Config, Flags, HostSettings, HostThreadArg, PassphraseSource, expand_home,
+    overrides::SshOverrides,
 };
 use crate::{
     error::{Error, Result},
@@ -22,29 +22,8 @@ pub fn load(flags: &Flags) -> Result<Config> {
         }
         None => None,
     };
-    let defaults = HostSettings {
-        identities: if flags.identity.is_empty() {
-            HostSettings::openssh().identities
-        } else {
-            flags.identity.iter().map(|p| expand_home(p)).collect()
-        },
-        default_identities: flags.identity.is_empty(),
-        certificates: flags.certificate.iter().map(|p| expand_home(p)).collect(),
-        identities_only: flags.identities_only,
-        agent: flags
-            .identity_agent
-            .as_deref()
-            .map(agent_source)
-            .unwrap_or_default(),
-        connect_timeout: flags.connect_timeout,
-        known_hosts: expand_home(&flags.known_hosts),
+    let mut settings = HostSettings {
         passphrase,
-        host_key_policy: match flags.host_key_policy {
-            PolicyArg::Strict => HostKeyPolicy::Strict,
-            PolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
-        },
-        keepalive_interval: flags.keepalive_interval,
-        keepalive_max: flags.keepalive_count as usize,
         reconnect: Backoff {
             min: flags.reconnect_min,
             max: flags.reconnect_max.max(flags.reconnect_min),
@@ -57,11 +36,13 @@ pub fn load(flags: &Flags) -> Result<Config> {
             HostThreadArg::Own => HostThread::Own,
             HostThreadArg::Shared => HostThread::Shared,
         },
-        ciphers: crate::ssh::ciphers::parse(&flags.ciphers)
-            .map_err(|e| Error::Config(format!("--ciphers: {e}")))?,
         policy: HostPolicy::parse(&flags.permit_open, &flags.permit_listen)
             .map_err(|e| Error::Config(format!("--{}", e.replacen('_', "-", 1))))?,
+        ..HostSettings::openssh()
     };
+    let overrides = SshOverrides::from_flags(flags)?;
+    overrides.apply(&mut settings);
+    let defaults = settings;
     let mut config = Config {
         allow_local_bind: BindPolicy::new(flags.allow_local_bind.clone()),
         ..Config::default()
@@ -94,11 +75,3 @@ pub fn load(flags: &Flags) -> Result<Config> {
     Ok(config)
 }
 
-/// `--identity-agent` / `identity_agent`: a socket path, or `none`.
-pub(super) fn agent_source(value: &std::path::Path) -> AgentSource {
-    if value.as_os_str() == "none" {
-        AgentSource::None
-    } else {
-        AgentSource::Socket(expand_home(value))
-    }
-}

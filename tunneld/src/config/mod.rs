@@ -27,6 +27,7 @@
 mod file;
 mod flags;
 mod load;
+mod overrides;
 mod units;
 
 use std::{collections::BTreeMap, time::Duration};
