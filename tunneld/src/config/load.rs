@@ -74,4 +74,3 @@ pub fn load(flags: &Flags) -> Result<Config> {
     config.finish()?;
     Ok(config)
 }
-
