@@ -27,6 +27,10 @@
 mod file;
 mod flags;
 mod load;
+// OpenSSH's ssh_config resolved as `ssh -G` does (issue 18); public only for
+// the oracle test in tests/ssh_config_oracle.rs until the loader uses it.
+#[doc(hidden)]
+pub mod ssh_config;
 mod units;
 
 use std::{collections::BTreeMap, time::Duration};
