@@ -452,3 +452,82 @@ fn refused_match_criteria_name_file_line_and_criterion() {
         );
     }
 }
+
+/// The identity and certificate files `ssh -v` says it loads (`ssh -G`
+/// prints them unexpanded; `ssh` expands them once connected, before its
+/// banner, so a listener that reads the banner and closes is enough).
+fn ssh_loaded_files(file: &Path, alias: &str, user: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-v", "-F"]).arg(file);
+    cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]);
+    if let Some(u) = user {
+        cmd.args(["-l", u]);
+    }
+    cmd.arg(alias)
+        .arg("true")
+        .env(ENV_NAME, "/env/dir")
+        .stdin(std::process::Stdio::null());
+    let out = cmd.output().expect("running ssh -v");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let field = |prefix: &str| -> Vec<String> {
+        err.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|rest| rest.rsplit_once(" type ").map(|(path, _)| path.to_string()))
+            .collect()
+    };
+    let identities = field("debug1: identity file ");
+    let certificates = field("debug1: certificate file ");
+    assert!(
+        !identities.is_empty(),
+        "ssh -v listed no identity file:\n{err}"
+    );
+    (identities, certificates)
+}
+
+#[test]
+fn identity_and_certificate_files_expand_as_ssh_loads_them() {
+    use std::io::Read;
+
+    require_ssh();
+    let ctx = passwd_context();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = listener.local_addr().expect("its address").port();
+    let runs: &[(&str, Option<&str>)] = &[("k1", None), ("k1", Some("cli")), ("K2", None)];
+    let server = std::thread::spawn(move || {
+        for _ in 0..runs.len() {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            // Read the client's banner line, then hang up.
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let mut byte = [0u8; 1];
+            while conn.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {}
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("config");
+    let text = format!(
+        "Host k1 K2\n  HostName 127.0.0.1\n  Port {port}\n  User kuser\n  UserKnownHostsFile /dev/null\n  \
+         IdentityFile ~/.ssh/id_%h_%r_%p\n  IdentityFile {d}/%C/%d/%i/%k/%L/%l/%n/%u/%%\n  \
+         IdentityFile ${{{ENV_NAME}}}/k\n  IdentityFile ~/.ssh/id_%h_%r_%p\n  \
+         CertificateFile {d}/cert-%n-%r\n  CertificateFile ~/c\nHost K2\n  HostKeyAlias kalias\n",
+        d = dir.path().display()
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    for &(alias, user) in runs {
+        let (identities, certificates) = ssh_loaded_files(&cfg, alias, user);
+        let ours =
+            resolve(alias, user, None, &SshConfigFiles::File(cfg.clone()), &ctx).expect("resolves");
+        let show =
+            |v: &[PathBuf]| -> Vec<String> { v.iter().map(|p| p.display().to_string()).collect() };
+        assert_eq!(show(&ours.identity_files), identities, "{alias} {user:?}");
+        assert_eq!(
+            show(&ours.certificate_files),
+            certificates,
+            "{alias} {user:?}"
+        );
+    }
+    // Not joined: if an ssh run never connected, the thread would wait in
+    // accept forever; it ends with the test process.
+    drop(server);
+}
