@@ -28,6 +28,10 @@ mod file;
 mod flags;
 mod load;
 mod overrides;
+// OpenSSH's ssh_config resolved as `ssh -G` does; public (hidden) for the
+// oracle test in tests/ssh_config_oracle.rs.
+#[doc(hidden)]
+pub mod ssh_config;
 mod units;
 
 use std::{collections::BTreeMap, time::Duration};
