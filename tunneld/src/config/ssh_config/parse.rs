@@ -4,7 +4,7 @@
 
 use std::{
     io::Read,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -223,10 +223,18 @@ fn read_bounded(path: &Path, owner: Option<u32>) -> Result<Vec<u8>, SshConfigErr
         path: path.to_path_buf(),
         source,
     };
-    let mut f = std::fs::File::open(path).map_err(read_err)?;
+    // Non-blocking, so a FIFO named by an Include cannot hang the open;
+    // only regular files are read then (not /dev/stdin, devices, FIFOs).
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(read_err)?;
     let meta = f.metadata().map_err(read_err)?;
-    if meta.is_dir() {
-        return Err(read_err(std::io::Error::other("is a directory")));
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::other(
+            "not a regular file (a config must be a plain file)",
+        )));
     }
     if let Some(uid) = owner
         && ((meta.uid() != 0 && meta.uid() != uid) || meta.mode() & 0o022 != 0)

@@ -234,3 +234,80 @@ fn group_writable_includes_are_refused() {
     let err = resolve("a", None, None, &SshConfigFiles::File(cfg), &c).expect_err("refused");
     assert!(matches!(err, SshConfigError::Permissions(_)), "{err}");
 }
+
+#[test]
+fn fifos_and_devices_are_not_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    for target in [
+        fifo.display().to_string(),
+        "/dev/zero".into(),
+        "/dev/null".into(),
+    ] {
+        let (d, cfg) = setup(&format!("Include {target}\n"));
+        let err = resolve("a", None, None, &SshConfigFiles::File(cfg), &ctx(d.path()))
+            .expect_err("not a plain file");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn line() -> impl Strategy<Value = String> {
+        let keyword = prop_oneof![
+            Just("Host"),
+            Just("Match"),
+            Just("HostName"),
+            Just("User"),
+            Just("Port"),
+            Just("IdentityFile"),
+            Just("CertificateFile"),
+            Just("IdentityAgent"),
+            Just("ProxyJump"),
+            Just("ProxyCommand"),
+            Just("UserKnownHostsFile"),
+            Just("StrictHostKeyChecking"),
+            Just("ServerAliveInterval"),
+            Just("ConnectTimeout"),
+            Just("Ciphers"),
+            Just("Include"),
+            Just("host="),
+            Just("  # "),
+        ];
+        let value = prop_oneof![
+            "[ -~]{0,40}",
+            "[a-z%~${}!*?,@:\\[\\]\"' =#0-9.-]{0,30}",
+            any::<String>(),
+        ];
+        (keyword, value).prop_map(|(k, v)| format!("{k} {v}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn resolve_never_panics(lines in prop::collection::vec(line(), 0..12), alias in "[a-zA-Z0-9.*%-]{0,12}") {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let cfg = dir.path().join("cfg");
+            // Includes stay inside the temp dir: relative ones go to its .ssh.
+            let text = lines.join("\n").replace("Include /", "Include ");
+            fs::write(&cfg, text).expect("write");
+            let c = ctx(dir.path());
+            let files = SshConfigFiles::File(cfg);
+            if let Ok(h) = resolve(&alias, Some("u"), None, &files, &c) {
+                let _ = h.to_ssh_g(&c);
+            }
+            let _ = concrete_aliases(&files, &c);
+        }
+    }
+}
