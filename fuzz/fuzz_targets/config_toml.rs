@@ -5,15 +5,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunneld::{Config, config::HostSettings, parsers::ciphers};
+use tunneld::{
+    Config,
+    config::{HostDefaults, HostSettings},
+    parsers::ciphers,
+};
 
 fuzz_target!(|data: &[u8]| {
     let text = tunneld_fuzz::text(data);
-    let defaults = HostSettings {
+    let defaults = HostDefaults::without_ssh_config(HostSettings {
         identities: vec!["/keys/id_ed25519".into()],
         known_hosts: "/keys/known_hosts".into(),
         ..HostSettings::openssh()
-    };
+    });
     let mut config = Config::default();
     let loaded = config.load_str(&text, &defaults).is_ok();
     if loaded && config.finish().is_ok() {

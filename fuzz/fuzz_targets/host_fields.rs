@@ -19,7 +19,7 @@ use std::{net::IpAddr, str::FromStr};
 use libfuzzer_sys::fuzz_target;
 use tunneld::{
     BindPolicy, Config, HostPolicy, ListenAddr,
-    config::{DEFAULT_HOST_NAME, HostSettings},
+    config::{DEFAULT_HOST_NAME, HostDefaults, HostSettings},
 };
 use tunneld_fuzz::{lines, port};
 
@@ -49,11 +49,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let defaults = HostSettings {
+    let defaults = HostDefaults::without_ssh_config(HostSettings {
         identities: vec!["/keys/id_ed25519".into()],
         known_hosts: "/keys/known_hosts".into(),
         ..HostSettings::openssh()
-    };
+    });
     for destination in [&f[7], target] {
         let mut config = Config::default();
         if config.add_destination(destination, &defaults).is_ok() {

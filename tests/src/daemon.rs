@@ -148,17 +148,37 @@ impl HostSpec {
         self
     }
 
+    /// A host given only by its ssh_config alias: no identity, no
+    /// known_hosts, nothing else; ssh_config says the rest.
+    pub fn alias(alias: impl Into<String>) -> HostSpec {
+        HostSpec {
+            address: alias.into(),
+            identity: PathBuf::new(),
+            known_hosts: PathBuf::new(),
+            host_key_policy: None,
+            passphrase_file: None,
+            passphrase_env: None,
+            permit_open: None,
+            permit_listen: None,
+            extra: toml::Table::new(),
+        }
+    }
+
     fn to_toml(&self) -> toml::Table {
         let mut t = toml::Table::new();
         t.insert("address".into(), self.address.clone().into());
-        t.insert(
-            "identity".into(),
-            self.identity.display().to_string().into(),
-        );
-        t.insert(
-            "known_hosts".into(),
-            self.known_hosts.display().to_string().into(),
-        );
+        if !self.identity.as_os_str().is_empty() {
+            t.insert(
+                "identity".into(),
+                self.identity.display().to_string().into(),
+            );
+        }
+        if !self.known_hosts.as_os_str().is_empty() {
+            t.insert(
+                "known_hosts".into(),
+                self.known_hosts.display().to_string().into(),
+            );
+        }
         if let Some(p) = &self.host_key_policy {
             t.insert("host_key_policy".into(), p.clone().into());
         }
@@ -228,6 +248,9 @@ pub struct TunneldBuilder {
     nofile: Option<u64>,
     /// Whether `RUST_LOG` is removed, so tunneld logs with its own default.
     default_log: bool,
+    /// `--ssh-config FILE`; `none` unless set, so the runner's own
+    /// ~/.ssh/config never changes a test.
+    ssh_config: Option<PathBuf>,
 }
 
 impl TunneldBuilder {
@@ -247,7 +270,15 @@ impl TunneldBuilder {
             audit_log: false,
             nofile: None,
             default_log: false,
+            ssh_config: None,
         }
+    }
+
+    /// Resolves hosts through this ssh_config file (`--ssh-config FILE`)
+    /// instead of none.
+    pub fn ssh_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssh_config = Some(path.into());
+        self
     }
 
     /// Starts the daemon with `n` as its soft and hard open-file limit (as
@@ -468,10 +499,19 @@ impl TunneldBuilder {
             .arg(listen)
             .arg("--ssh")
             .arg(&self.default.address)
-            .arg("--identity")
-            .arg(&self.default.identity)
-            .arg("--known-hosts")
-            .arg(&self.default.known_hosts);
+            .arg("--ssh-config")
+            .arg(
+                self.ssh_config
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("none")),
+            );
+        // An alias spec leaves identity and known_hosts to ssh_config.
+        if !self.default.identity.as_os_str().is_empty() {
+            cmd.arg("--identity").arg(&self.default.identity);
+        }
+        if !self.default.known_hosts.as_os_str().is_empty() {
+            cmd.arg("--known-hosts").arg(&self.default.known_hosts);
+        }
         if let Some(policy) = &self.default.host_key_policy {
             cmd.arg("--host-key-policy").arg(policy);
         }

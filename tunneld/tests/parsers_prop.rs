@@ -17,7 +17,10 @@ use proptest::prelude::*;
 use russh::keys::PublicKey;
 use tunneld::{
     BindPolicy, Config, HostKeyProblem, HostPolicy, ListenAddr, TokenSet,
-    config::{DEFAULT_HOST_NAME, HostSettings, parse_duration, parse_duration_or_zero, parse_size},
+    config::{
+        DEFAULT_HOST_NAME, HostDefaults, HostSettings, parse_duration, parse_duration_or_zero,
+        parse_size,
+    },
     parsers::known_hosts::{self, lookup_name},
 };
 
@@ -29,12 +32,12 @@ fn key(b64: &str) -> PublicKey {
 }
 
 /// Fixed defaults, independent of `$HOME`.
-fn defaults() -> HostSettings {
-    HostSettings {
+fn defaults() -> HostDefaults {
+    HostDefaults::without_ssh_config(HostSettings {
         identities: vec!["/keys/id_ed25519".into()],
         known_hosts: "/keys/known_hosts".into(),
         ..HostSettings::openssh()
-    }
+    })
 }
 
 /// A host as users type them: a DNS name, an IPv4 or an IPv6 address.

@@ -30,5 +30,6 @@ mod lossless;
 mod reconnect;
 mod rekey;
 mod security;
+mod ssh_config;
 mod user_certificates;
 mod watch;

@@ -62,12 +62,17 @@ impl Bed {
         configure: impl FnOnce(TunneldBuilder) -> TunneldBuilder,
     ) -> Result<Bed> {
         let daemon = configure(Tunneld::builder(&sshd)).start().await?;
+        Ok(Self::adopt(daemon, sshd))
+    }
+
+    /// A bed of a daemon started otherwise (e.g. from an ssh_config alias).
+    pub fn adopt(daemon: Tunneld, sshd: Sshd) -> Bed {
         let client = daemon.client();
-        Ok(Bed {
+        Bed {
             daemon,
             sshd,
             client,
-        })
+        }
     }
 }
 

@@ -9,13 +9,13 @@ use std::{
 use serde::Deserialize;
 
 use super::{
-    Config, DEFAULT_HOST_NAME, HostConfig, HostKeyPolicy, HostSettings, PassphraseSource,
-    expand_home, parse_duration, parse_size, units::parse_port,
+    Config, DEFAULT_HOST_NAME, HostKeyPolicy, HostSettings, PassphraseSource,
+    destination::{HostDefaults, resolve_host},
+    expand_home, parse_duration, parse_size,
 };
 use crate::{
     error::{Error, Result},
     policy::{BindPolicy, HostPolicy},
-    sys::user::current_user,
 };
 
 /// The TOML file's shape.
@@ -156,8 +156,8 @@ impl FileHost {
 impl Config {
     /// Adds the host given on the command line as `--ssh` under the name
     /// [`DEFAULT_HOST_NAME`].
-    pub fn add_destination(&mut self, destination: &str, defaults: &HostSettings) -> Result<()> {
-        let host = host_from_destination(DEFAULT_HOST_NAME, destination, defaults)?;
+    pub fn add_destination(&mut self, destination: &str, defaults: &HostDefaults) -> Result<()> {
+        let host = resolve_host(DEFAULT_HOST_NAME, destination, defaults, |_| Ok(()))?;
         self.hosts.insert(host.name.clone(), host);
         if self.default_host.is_none() {
             self.default_host = Some(DEFAULT_HOST_NAME.to_string());
@@ -166,7 +166,7 @@ impl Config {
     }
 
     /// Reads named hosts from a TOML file.
-    pub fn load_file(&mut self, path: &Path, defaults: &HostSettings) -> Result<()> {
+    pub fn load_file(&mut self, path: &Path, defaults: &HostDefaults) -> Result<()> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!("cannot read config file {}: {e}", path.display()))
         })?;
@@ -175,7 +175,7 @@ impl Config {
     }
 
     /// Reads named hosts from TOML text.
-    pub fn load_str(&mut self, text: &str, defaults: &HostSettings) -> Result<()> {
+    pub fn load_str(&mut self, text: &str, defaults: &HostDefaults) -> Result<()> {
         let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         for (name, h) in file.hosts {
             validate_host_name(&name)?;
@@ -184,8 +184,8 @@ impl Config {
                     "host {name:?} is defined twice (by --ssh and the config file?)"
                 )));
             }
-            let mut host = host_from_destination(&name, &h.address, defaults)?;
-            h.apply(&name, &mut host.settings)?;
+            let address = h.address.clone();
+            let host = resolve_host(&name, &address, defaults, |s| h.apply(&name, s))?;
             self.hosts.insert(name, host);
         }
         let mut binds = self.allow_local_bind.allowed().to_vec();
@@ -203,7 +203,7 @@ impl Config {
     }
 }
 
-fn validate_host_name(name: &str) -> Result<()> {
+pub(super) fn validate_host_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -215,47 +215,6 @@ fn validate_host_name(name: &str) -> Result<()> {
             "host name {name:?} may hold only letters, digits, '-', '_' and '.'"
         )))
     }
-}
-
-/// Parses `[user@]host[:port]` (IPv6 as `[addr]:port`) into a host.
-fn host_from_destination(name: &str, dest: &str, d: &HostSettings) -> Result<HostConfig> {
-    let bad = |why: &str| {
-        Error::Config(format!(
-            "SSH destination {dest:?} of host {name:?}: {why} (expected [user@]host[:port])"
-        ))
-    };
-    let (user, rest) = match dest.rsplit_once('@') {
-        Some((u, r)) if !u.is_empty() => (u.to_string(), r),
-        Some(_) => return Err(bad("empty user")),
-        None => (current_user(), dest),
-    };
-    let (hostname, port) = if let Some(inner) = rest.strip_prefix('[') {
-        let (h, after) = inner.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => parse_port(p).ok_or_else(|| bad("bad port"))?,
-            None if after.is_empty() => 22,
-            None => return Err(bad("junk after ']'")),
-        };
-        (h.to_string(), port)
-    } else {
-        match rest.split_once(':') {
-            Some((h, p)) if !p.contains(':') => {
-                (h.to_string(), parse_port(p).ok_or_else(|| bad("bad port"))?)
-            }
-            Some(_) => (rest.to_string(), 22), // bare IPv6 address
-            None => (rest.to_string(), 22),
-        }
-    };
-    if hostname.is_empty() {
-        return Err(bad("empty host"));
-    }
-    Ok(HostConfig {
-        name: name.to_string(),
-        user,
-        hostname,
-        port,
-        settings: d.clone(),
-    })
 }
 
 /// An empty list in the file means "nothing", as `none` does; an absent key
@@ -275,13 +234,13 @@ mod tests {
     use super::*;
     use crate::ssh::backoff::Backoff;
 
-    fn defaults() -> HostSettings {
-        HostSettings {
+    fn defaults() -> HostDefaults {
+        HostDefaults::without_ssh_config(HostSettings {
             identities: vec!["/k".into()],
             default_identities: false,
             known_hosts: "/kh".into(),
             ..HostSettings::openssh()
-        }
+        })
     }
 
     #[test]
@@ -341,19 +300,19 @@ mod tests {
 
     #[test]
     fn destinations_parse_like_ssh() {
-        let h = host_from_destination("a", "bob@example.com:2222", &defaults()).unwrap();
+        let h = resolve_host("a", "bob@example.com:2222", &defaults(), |_| Ok(())).unwrap();
         assert_eq!(
             (h.user.as_str(), h.hostname.as_str(), h.port),
             ("bob", "example.com", 2222)
         );
-        let h = host_from_destination("a", "example.com", &defaults()).unwrap();
+        let h = resolve_host("a", "example.com", &defaults(), |_| Ok(())).unwrap();
         assert_eq!((h.hostname.as_str(), h.port), ("example.com", 22));
-        let h = host_from_destination("a", "u@[::1]:2200", &defaults()).unwrap();
+        let h = resolve_host("a", "u@[::1]:2200", &defaults(), |_| Ok(())).unwrap();
         assert_eq!((h.hostname.as_str(), h.port), ("::1", 2200));
         assert_eq!(h.addr(), "[::1]:2200");
-        assert!(host_from_destination("a", "u@h:70000", &defaults()).is_err());
-        assert!(host_from_destination("a", "@h", &defaults()).is_err());
-        assert!(host_from_destination("a", "u@", &defaults()).is_err());
+        assert!(resolve_host("a", "u@h:70000", &defaults(), |_| Ok(())).is_err());
+        assert!(resolve_host("a", "@h", &defaults(), |_| Ok(())).is_err());
+        assert!(resolve_host("a", "u@", &defaults(), |_| Ok(())).is_err());
     }
 
     #[test]

@@ -79,6 +79,18 @@ pub struct Flags {
     #[arg(long, value_enum)]
     pub host_key_policy: Option<PolicyArg>,
 
+    /// OpenSSH client configuration that --ssh and the TOML hosts resolve
+    /// through, as ssh -F: a file, or `none`. Default: ~/.ssh/config then
+    /// /etc/ssh/ssh_config. Explicit flags and TOML keys win over it.
+    #[arg(long, value_name = "FILE|none")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// Also let requests name any concrete Host alias of the ssh_config (at
+    /// most 256, resolved at start), not only the hosts tunneld was given.
+    /// Off: an API caller reaches only hosts the operator chose.
+    #[arg(long)]
+    pub ssh_config_hosts: bool,
+
     /// TOML file of named hosts.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -2,8 +2,8 @@
 //! take, at start and (later) on reload.
 
 use super::{
-    Config, Flags, HostSettings, HostThreadArg, PassphraseSource, expand_home,
-    overrides::SshOverrides,
+    Config, Flags, HostSettings, HostThreadArg, PassphraseSource, destination::HostDefaults,
+    expand_home, overrides::SshOverrides, ssh_config::SshConfigFiles,
 };
 use crate::{
     error::{Error, Result},
@@ -22,7 +22,7 @@ pub fn load(flags: &Flags) -> Result<Config> {
         }
         None => None,
     };
-    let mut settings = HostSettings {
+    let settings = HostSettings {
         passphrase,
         reconnect: Backoff {
             min: flags.reconnect_min,
@@ -41,8 +41,12 @@ pub fn load(flags: &Flags) -> Result<Config> {
         ..HostSettings::openssh()
     };
     let overrides = SshOverrides::from_flags(flags)?;
-    overrides.apply(&mut settings);
-    let defaults = settings;
+    let ssh_config = match flags.ssh_config.as_deref() {
+        None => SshConfigFiles::Default,
+        Some(p) if p.as_os_str() == "none" => SshConfigFiles::None,
+        Some(p) => SshConfigFiles::File(expand_home(p)),
+    };
+    let defaults = HostDefaults::new(settings, overrides, ssh_config);
     let mut config = Config {
         allow_local_bind: BindPolicy::new(flags.allow_local_bind.clone()),
         ..Config::default()
@@ -52,6 +56,9 @@ pub fn load(flags: &Flags) -> Result<Config> {
     }
     if let Some(path) = &flags.config {
         config.load_file(&expand_home(path), &defaults)?;
+    }
+    if flags.ssh_config_hosts {
+        config.add_ssh_config_aliases(&defaults)?;
     }
     config.limits.max_buffer_per_connection = flags.max_connection_buffer;
     config.limits.max_connections = flags.max_connections;

@@ -24,6 +24,7 @@
 //! and, at the top level, `allow_local_bind = ["0.0.0.0"]` for local
 //! forwards that listen beyond loopback (see `policy`).
 
+mod destination;
 mod file;
 mod flags;
 mod load;
@@ -36,6 +37,7 @@ mod units;
 
 use std::{collections::BTreeMap, time::Duration};
 
+pub use destination::HostDefaults;
 pub use flags::{Flags, HostThreadArg, PolicyArg};
 pub use load::load;
 pub use units::{

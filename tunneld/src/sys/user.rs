@@ -16,3 +16,33 @@ pub fn current_user() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "root".to_string())
 }
+
+/// The id of the user running tunneld.
+pub fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// The home directory of tunneld's user as its passwd entry gives it (what
+/// `ssh` expands `~` in ssh_config with), else `$HOME`. Users that only a
+/// name service (LDAP, sssd) knows fall back to `$HOME`.
+pub fn passwd_home() -> PathBuf {
+    let uid = uid().to_string();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() >= 7 && fields[2] == uid).then(|| PathBuf::from(fields[5]))
+            })
+        })
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// This machine's host name (`%l` in ssh_config).
+pub fn local_host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
