@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{
     Config, DEFAULT_HOST_NAME, HostConfig, HostKeyPolicy, HostSettings, PassphraseSource,
-    expand_home, parse_duration, parse_size, units::parse_port,
+    expand_home, jump::ProxyJump, parse_duration, parse_size, units::parse_port,
 };
 use crate::{
     error::{Error, Result},
@@ -46,6 +46,9 @@ struct FileHost {
     ciphers: Option<Vec<String>>,
     permit_open: Option<Vec<String>>,
     permit_listen: Option<Vec<String>>,
+    /// Jump hosts (`ssh -J`): a hop naming a host of the file is that host,
+    /// any other has the flags' settings.
+    proxy_jump: Option<ProxyJump>,
 }
 
 impl FileHost {
@@ -142,7 +145,8 @@ impl Config {
     /// Reads named hosts from TOML text.
     pub fn load_str(&mut self, text: &str, defaults: &HostSettings) -> Result<()> {
         let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        for (name, h) in file.hosts {
+        let mut routed = Vec::new();
+        for (name, mut h) in file.hosts {
             validate_host_name(&name)?;
             if self.hosts.contains_key(&name) {
                 return Err(Error::Config(format!(
@@ -150,9 +154,14 @@ impl Config {
                 )));
             }
             let mut host = host_from_destination(&name, &h.address, defaults)?;
+            if let Some(p) = h.proxy_jump.take() {
+                let hops = p.hops()?.into_iter().map(String::from).collect();
+                routed.push((name.clone(), hops));
+            }
             h.apply(&name, &mut host.settings)?;
             self.hosts.insert(name, host);
         }
+        self.route_hosts(routed, defaults)?;
         let mut binds = self.allow_local_bind.allowed().to_vec();
         binds.extend(file.allow_local_bind);
         self.allow_local_bind = BindPolicy::new(binds);
@@ -183,7 +192,11 @@ fn validate_host_name(name: &str) -> Result<()> {
 }
 
 /// Parses `[user@]host[:port]` (IPv6 as `[addr]:port`) into a host.
-fn host_from_destination(name: &str, dest: &str, d: &HostSettings) -> Result<HostConfig> {
+pub(super) fn host_from_destination(
+    name: &str,
+    dest: &str,
+    d: &HostSettings,
+) -> Result<HostConfig> {
     let bad = |why: &str| {
         Error::Config(format!(
             "SSH destination {dest:?} of host {name:?}: {why} (expected [user@]host[:port])"
@@ -220,6 +233,7 @@ fn host_from_destination(name: &str, dest: &str, d: &HostSettings) -> Result<Hos
         hostname,
         port,
         settings: d.clone(),
+        jump: Vec::new(),
     })
 }
 
@@ -399,6 +413,8 @@ mod tests {
         c.finish().unwrap();
         assert_eq!(c.default_host.as_deref(), Some("bastion"));
         assert_eq!(c.hosts["db-jump"].port, 2222);
+        assert_eq!(c.hosts["app"].via(), ["bastion"]);
+        assert_eq!(c.hosts["app"].jump[0].hostname, "bastion.example.com");
         assert_eq!(
             c.hosts["bastion"].settings.keepalive_interval,
             Duration::from_secs(15)

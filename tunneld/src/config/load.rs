@@ -59,6 +59,10 @@ pub fn load(flags: &Flags) -> Result<Config> {
     if let Some(path) = &flags.config {
         config.load_file(&expand_home(path), &defaults)?;
     }
+    // After the file: a hop may name one of its hosts.
+    if let Some(spec) = &flags.jump {
+        config.set_jump(super::DEFAULT_HOST_NAME, spec, &defaults)?;
+    }
     config.limits.max_buffer_per_connection = flags.max_connection_buffer;
     config.limits.max_connections = flags.max_connections;
     config.limits.max_connections_per_tunnel = flags.max_connections_per_tunnel;
