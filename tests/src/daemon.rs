@@ -69,6 +69,10 @@ pub struct HostSpec {
     /// `permit_listen` patterns (server-side binds of remote forwards);
     /// `None` leaves the key out.
     pub permit_listen: Option<Vec<String>>,
+    /// Jump hosts, `[user@]host[:port]` each, first dialled first: `--jump
+    /// A,B` for the default host, `proxy_jump = [..]` for a named one;
+    /// `None` leaves them out.
+    pub jump: Option<Vec<String>>,
 }
 
 impl HostSpec {
@@ -83,7 +87,16 @@ impl HostSpec {
             passphrase_env: None,
             permit_open: None,
             permit_listen: None,
+            jump: None,
         }
+    }
+
+    /// The same host reached through jump hosts (`user@host:port` each,
+    /// first dialled first), as `ssh -J`. Each hop is verified and
+    /// authenticated with the default host's known_hosts and identity.
+    pub fn with_jump(mut self, hops: &[String]) -> Self {
+        self.jump = Some(hops.to_vec());
+        self
     }
 
     /// The same host with `permit_open = [patterns]` (`HOST:PORT`, `*`
@@ -160,6 +173,7 @@ impl HostSpec {
         for (key, list) in [
             ("permit_open", &self.permit_open),
             ("permit_listen", &self.permit_listen),
+            ("proxy_jump", &self.jump),
         ] {
             if let Some(list) = list {
                 let values: toml::value::Array = list.iter().map(|p| p.clone().into()).collect();
@@ -465,6 +479,9 @@ impl TunneldBuilder {
         }
         for pattern in self.default.permit_listen.iter().flatten() {
             cmd.arg("--permit-listen").arg(pattern);
+        }
+        if let Some(hops) = &self.default.jump {
+            cmd.arg("--jump").arg(hops.join(","));
         }
         if !self.hosts.is_empty() {
             let mut hosts = toml::Table::new();
