@@ -72,6 +72,10 @@ pub struct HostSpec {
     /// Other keys of the host's table, as given (`identities_only`,
     /// `identity_agent`, `certificate`, ...); they override the above.
     pub extra: toml::Table,
+    /// Jump hosts, `[user@]host[:port]` each, first dialled first: `--jump
+    /// A,B` for the default host, `proxy_jump = [..]` for a named one;
+    /// `None` leaves them out.
+    pub jump: Option<Vec<String>>,
 }
 
 impl HostSpec {
@@ -87,6 +91,7 @@ impl HostSpec {
             permit_open: None,
             permit_listen: None,
             extra: toml::Table::new(),
+            jump: None,
         }
     }
 
@@ -94,6 +99,14 @@ impl HostSpec {
     /// fields above, e.g. `identity = []` for no key file at all).
     pub fn with_key(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
         self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// The same host reached through jump hosts (`user@host:port` each,
+    /// first dialled first), as `ssh -J`. Each hop is verified and
+    /// authenticated with the default host's known_hosts and identity.
+    pub fn with_jump(mut self, hops: &[String]) -> Self {
+        self.jump = Some(hops.to_vec());
         self
     }
 
@@ -161,6 +174,7 @@ impl HostSpec {
             permit_open: None,
             permit_listen: None,
             extra: toml::Table::new(),
+            jump: None,
         }
     }
 
@@ -191,6 +205,7 @@ impl HostSpec {
         for (key, list) in [
             ("permit_open", &self.permit_open),
             ("permit_listen", &self.permit_listen),
+            ("proxy_jump", &self.jump),
         ] {
             if let Some(list) = list {
                 let values: toml::value::Array = list.iter().map(|p| p.clone().into()).collect();
@@ -520,6 +535,9 @@ impl TunneldBuilder {
         }
         for pattern in self.default.permit_listen.iter().flatten() {
             cmd.arg("--permit-listen").arg(pattern);
+        }
+        if let Some(hops) = &self.default.jump {
+            cmd.arg("--jump").arg(hops.join(","));
         }
         if !self.hosts.is_empty() {
             let mut hosts = toml::Table::new();

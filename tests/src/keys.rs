@@ -98,8 +98,14 @@ pub fn generate(dir: &Path, name: &str, kind: KeyType) -> Result<KeyPair> {
 /// A known_hosts line for a server on 127.0.0.1 at `port` with host key `key`:
 /// `[127.0.0.1]:PORT TYPE BASE64`.
 pub fn known_hosts_line(port: u16, key: &KeyPair) -> Result<String> {
+    known_hosts_line_at("127.0.0.1", port, key)
+}
+
+/// The known_hosts line for a server on `host` (an address) and `port`:
+/// `[host]:PORT <type> <base64>`.
+pub fn known_hosts_line_at(host: &str, port: u16, key: &KeyPair) -> Result<String> {
     let (kind, blob) = key.type_and_blob()?;
-    Ok(format!("[127.0.0.1]:{port} {kind} {blob}"))
+    Ok(format!("[{host}]:{port} {kind} {blob}"))
 }
 
 /// Writes `lines` (each without a newline) to `path` as a known_hosts file.

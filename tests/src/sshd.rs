@@ -1,5 +1,7 @@
 //! An OpenSSH `sshd` of the test's own: keys, config, authorized_keys,
-//! known_hosts and log in a temp dir, listening on a free port of 127.0.0.1.
+//! known_hosts and log in a temp dir, listening on a free port of 127.0.0.1
+//! (or of another loopback address, [`SshdBuilder::listen_ip`], e.g. the
+//! inner host behind a jump host on 127.0.0.2).
 //!
 //! The fixture follows `/work/shared/TESTING.md`: `/usr/sbin/sshd -D -e -f
 //! CONFIG` in the foreground (so this process owns it), readiness checked by
@@ -13,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,10 +38,10 @@ pub const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(15);
 const PORT_ATTEMPTS: usize = 5;
 
 /// Settings every fixture sshd gets unless the test overrides the keyword.
-/// `{dir}` and `{port}` are substituted.
+/// `{dir}`, `{port}` and `{ip}` are substituted.
 const BASE_CONFIG: &[&str] = &[
     "Port {port}",
-    "ListenAddress 127.0.0.1",
+    "ListenAddress {ip}",
     // IPv4 only, for the forwards sshd opens too. Otherwise a remote forward
     // on `localhost` port 0 takes the kernel's pick for ::1 and then tries
     // the same port on 127.0.0.1; when that port is some other 127.0.0.1
@@ -80,6 +82,8 @@ pub struct SshdBuilder {
     config: Vec<String>,
     /// Additional user keys, authorized alongside the default ed25519 one.
     extra_user_keys: Vec<KeyType>,
+    /// The loopback address it listens on; `None`: 127.0.0.1.
+    ip: Option<Ipv4Addr>,
 }
 
 impl SshdBuilder {
@@ -88,6 +92,19 @@ impl SshdBuilder {
     pub fn config(mut self, line: impl Into<String>) -> Self {
         self.config.push(line.into());
         self
+    }
+
+    /// Listens on `ip` (a loopback address such as 127.0.0.2) instead of
+    /// 127.0.0.1: a server only a jump host's forward reaches is told apart
+    /// by its address. Its known_hosts line then names `[ip]:PORT`.
+    pub fn listen_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// The address it listens on.
+    fn ip(&self) -> Ipv4Addr {
+        self.ip.unwrap_or(Ipv4Addr::LOCALHOST)
     }
 
     /// Generates and authorizes one more user key of this type (see
@@ -134,13 +151,17 @@ impl SshdBuilder {
         let user = current_user()?;
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
+            let port = free_port_on(self.ip())?;
             match self.spawn_on(dir.path(), port) {
                 Ok(child) => {
                     let known_hosts = dir.path().join("known_hosts");
                     keys::write_known_hosts(
                         &known_hosts,
-                        &[keys::known_hosts_line(port, &host_key)?],
+                        &[keys::known_hosts_line_at(
+                            &self.ip().to_string(),
+                            port,
+                            &host_key,
+                        )?],
                     )?;
                     return Ok(Sshd {
                         child: Some(child),
@@ -185,7 +206,7 @@ impl SshdBuilder {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {SSHD_PATH}"))?;
-        match wait_for_banner(&mut child, port) {
+        match wait_for_banner(&mut child, SocketAddr::from((self.ip(), port))) {
             Ok(()) => Ok(child),
             Err(e) => {
                 let _ = procs::kill_descendants(child.id());
@@ -214,7 +235,8 @@ impl SshdBuilder {
             }
             let line = line
                 .replace("{dir}", &dir.display().to_string())
-                .replace("{port}", &port.to_string());
+                .replace("{port}", &port.to_string())
+                .replace("{ip}", &self.ip().to_string());
             text.push_str(&line);
             text.push('\n');
         }
@@ -229,10 +251,9 @@ impl SshdBuilder {
     }
 }
 
-/// Polls until sshd accepts on `port` and sends an `SSH-2.0` banner, or
+/// Polls until sshd accepts on `addr` and sends an `SSH-2.0` banner, or
 /// fails when sshd exits or [`SSHD_READY_TIMEOUT`] passes.
-fn wait_for_banner(child: &mut Child, port: u16) -> Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+fn wait_for_banner(child: &mut Child, addr: SocketAddr) -> Result<()> {
     let deadline = Instant::now() + SSHD_READY_TIMEOUT;
     let mut last = String::from("no attempt yet");
     while Instant::now() < deadline {
@@ -292,9 +313,15 @@ impl Sshd {
         Self::builder().start()
     }
 
-    /// The TCP port sshd listens on (on 127.0.0.1).
+    /// The TCP port sshd listens on (on [`Sshd::ip`]).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address sshd listens on: 127.0.0.1 unless
+    /// [`SshdBuilder::listen_ip`] said otherwise.
+    pub fn ip(&self) -> IpAddr {
+        IpAddr::V4(self.builder.ip())
     }
 
     /// The user to log in as: the user running the tests.
@@ -302,9 +329,10 @@ impl Sshd {
         &self.user
     }
 
-    /// `user@127.0.0.1:port`, the form tunneld's `--ssh` and config take.
+    /// `user@IP:port` (`user@127.0.0.1:port` by default), the form
+    /// tunneld's `--ssh` and config take.
     pub fn address(&self) -> String {
-        format!("{}@127.0.0.1:{}", self.user, self.port)
+        format!("{}@{}:{}", self.user, self.ip(), self.port)
     }
 
     /// The authorized ed25519 private key.
@@ -332,10 +360,22 @@ impl Sshd {
         &self.host_key
     }
 
-    /// The known_hosts line for this server: `[127.0.0.1]:PORT ssh-ed25519 BASE64`.
+    /// The known_hosts line for this server: `[127.0.0.1]:PORT ssh-ed25519 BASE64`
+    /// (its own address in place of 127.0.0.1, see [`SshdBuilder::listen_ip`]).
     pub fn host_key_line(&self) -> String {
-        keys::known_hosts_line(self.port, &self.host_key)
+        keys::known_hosts_line_at(&self.ip().to_string(), self.port, &self.host_key)
             .expect("host key .pub was readable when the fixture started")
+    }
+
+    /// Authorizes `key` (of another fixture, say) to log in here too (sshd
+    /// reads authorized_keys at each login).
+    pub fn authorize(&self, key: &KeyPair) -> Result<()> {
+        let authorized_path = self.dir().join("authorized_keys");
+        let mut authorized = std::fs::read_to_string(&authorized_path)?;
+        authorized.push_str(&key.public_line()?);
+        authorized.push('\n');
+        std::fs::write(&authorized_path, authorized)?;
+        Ok(())
     }
 
     /// Generates an ed25519 key protected by `passphrase` in the fixture's
@@ -441,7 +481,7 @@ impl Sshd {
         wait_gone(&victims, "sshd session and connection processes")?;
 
         let deadline = Instant::now() + SSHD_STOP_TIMEOUT;
-        while TcpListener::bind(("127.0.0.1", self.port)).is_err() {
+        while TcpListener::bind((self.ip(), self.port)).is_err() {
             if Instant::now() > deadline {
                 bail!(
                     "port {} still taken {SSHD_STOP_TIMEOUT:?} after sshd was killed",
@@ -540,12 +580,12 @@ fn wait_gone(pids: &[u32], what: &str) -> Result<()> {
 
 impl Sshd {
     /// Processes of sessions opened through this sshd, found by the
-    /// `SSH_CONNECTION` variable sshd gives them (`… 127.0.0.1 PORT`). Unlike
+    /// `SSH_CONNECTION` variable sshd gives them (`… IP PORT`). Unlike
     /// the process tree this also finds sessions orphaned when their
     /// connection closed but their command did not end (OpenSSH leaves such
     /// commands running, e.g. a `sleep` whose channel was closed).
     pub fn session_processes(&self) -> Vec<u32> {
-        let suffix = format!(" 127.0.0.1 {}", self.port);
+        let suffix = format!(" {} {}", self.ip(), self.port);
         procs::with_env("SSH_CONNECTION", |v| v.ends_with(&suffix))
     }
 }
@@ -608,6 +648,11 @@ pub fn current_user() -> Result<String> {
 /// A port that was free on 127.0.0.1 a moment ago (bound to port 0, then
 /// released). Another process may take it before the caller binds it.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    free_port_on(Ipv4Addr::LOCALHOST)
+}
+
+/// A port that was free on `ip` a moment ago, as [`free_port`].
+pub fn free_port_on(ip: Ipv4Addr) -> Result<u16> {
+    let listener = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
     Ok(listener.local_addr()?.port())
 }

@@ -171,6 +171,25 @@ pub enum Error {
         prohibited: bool,
     },
 
+    /// A jump host refused, or failed, to open the `direct-tcpip` channel
+    /// to the next hop of a route.
+    #[error(
+        "jump host {jump:?} refused to forward to {addr} (on the way to host {host:?}): {reason}"
+    )]
+    JumpRefused {
+        /// The jump host that refused.
+        jump: String,
+        /// The host the route leads to.
+        host: String,
+        /// The next hop's host:port.
+        addr: String,
+        /// The jump host's reason.
+        reason: String,
+        /// Whether the jump host said it is not permitted (vs. connect
+        /// failure).
+        prohibited: bool,
+    },
+
     /// The local address for a local forward is already bound.
     #[error(
         "local address {addr} is already in use; pick another port, or 0 to let tunneld choose"

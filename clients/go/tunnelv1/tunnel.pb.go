@@ -2095,6 +2095,9 @@ type SshHost struct {
 	ReconnectAttempt uint32 `protobuf:"varint,7,opt,name=reconnect_attempt,json=reconnectAttempt,proto3" json:"reconnect_attempt,omitempty"`
 	// While RECONNECTING: when the next attempt starts; unset while one runs.
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// The jump hosts (ssh -J, ProxyJump) the connection goes through, first
+	// hop first, by name; empty when tunneld connects to the host directly.
+	Via           []string `protobuf:"bytes,9,rep,name=via,proto3" json:"via,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2181,6 +2184,13 @@ func (x *SshHost) GetReconnectAttempt() uint32 {
 func (x *SshHost) GetNextAttemptAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *SshHost) GetVia() []string {
+	if x != nil {
+		return x.Via
 	}
 	return nil
 }
@@ -2313,7 +2323,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x11bytes_from_target\x18\x05 \x01(\x04R\x0fbytesFromTarget\x12/\n" +
 	"\x13refused_connections\x18\x06 \x01(\x04R\x12refusedConnections\x12#\n" +
 	"\rspilled_bytes\x18\a \x01(\x04R\fspilledBytes\x12.\n" +
-	"\x13buffer_limit_resets\x18\b \x01(\x04R\x11bufferLimitResets\"\xd9\x02\n" +
+	"\x13buffer_limit_resets\x18\b \x01(\x04R\x11bufferLimitResets\"\xeb\x02\n" +
 	"\aSshHost\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x123\n" +
@@ -2322,7 +2332,8 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\fconnected_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12\x18\n" +
 	"\atunnels\x18\x06 \x01(\rR\atunnels\x12+\n" +
 	"\x11reconnect_attempt\x18\a \x01(\rR\x10reconnectAttempt\x12B\n" +
-	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt*X\n" +
+	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x10\n" +
+	"\x03via\x18\t \x03(\tR\x03via*X\n" +
 	"\n" +
 	"TunnelKind\x12\x1b\n" +
 	"\x17TUNNEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +

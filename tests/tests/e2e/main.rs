@@ -23,6 +23,7 @@ mod host_thread;
 mod hostile;
 mod identities;
 mod isolation;
+mod jump;
 mod lifecycle;
 mod list_close;
 mod load;

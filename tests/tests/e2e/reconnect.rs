@@ -117,7 +117,7 @@ pub async fn echo_ok(port: u16, data: &[u8], limit: Duration) -> Result<()> {
 }
 
 /// Digest round trip through `port` (to a [`TcpPeer::digest`] peer).
-async fn digest_ok(port: u16, data: &[u8], limit: Duration) -> Result<()> {
+pub async fn digest_ok(port: u16, data: &[u8], limit: Duration) -> Result<()> {
     let back = exchange(port, data, limit).await?;
     ensure!(
         back == sha256_hex(data).as_bytes(),
@@ -129,7 +129,7 @@ async fn digest_ok(port: u16, data: &[u8], limit: Duration) -> Result<()> {
 
 /// Polls a check of traffic through a forward until it passes; returns how
 /// long that took.
-async fn until_traffic<F, Fut>(what: &str, limit: Duration, check: F) -> Result<Duration>
+pub async fn until_traffic<F, Fut>(what: &str, limit: Duration, check: F) -> Result<Duration>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,

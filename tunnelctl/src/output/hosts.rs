@@ -28,15 +28,16 @@ pub fn hosts(mode: Mode, hosts: &[SshHost], now: SystemTime) -> anyhow::Result<S
     })
 }
 
-/// The table of SSH hosts: CONNECTED is how long the current connection has
-/// been up; DETAIL says why the last connection failed, or for a
+/// The table of SSH hosts: ADDRESS is followed by `via HOP,…` when the
+/// connection goes through jump hosts; CONNECTED is how long the current
+/// connection has been up; DETAIL says why the last connection failed, or for a
 /// reconnecting host which attempt it is at and when the next one starts.
 pub fn table(hosts: &[SshHost], now: SystemTime) -> String {
     let mut table = new_table(["NAME", "ADDRESS", "STATE", "TUNNELS", "CONNECTED", "DETAIL"]);
     for h in hosts {
         table.add_row([
             Cell::new(&h.name),
-            Cell::new(or_dash(&h.address)),
+            Cell::new(address(h)),
             Cell::new(host_state_name(h.state)),
             Cell::new(h.tunnels),
             Cell::new(age(h.connected_at.as_ref(), now)),
@@ -44,6 +45,17 @@ pub fn table(hosts: &[SshHost], now: SystemTime) -> String {
         ]);
     }
     table.trim_fmt()
+}
+
+/// The ADDRESS column: `user@host:port`, then `via HOP,…` for a route
+/// through jump hosts (as `ssh -J` takes them).
+fn address(host: &SshHost) -> String {
+    let address = or_dash(&host.address);
+    if host.via.is_empty() {
+        address.to_string()
+    } else {
+        format!("{address} via {}", host.via.join(","))
+    }
 }
 
 /// The DETAIL column: `attempt 2, next in 1.5s: WHY` while reconnecting,
@@ -109,6 +121,30 @@ mod tests {
             "{table}"
         );
         assert!(lines.iter().all(|l| !l.ends_with(' ')), "{table}");
+    }
+
+    #[test]
+    fn a_route_through_jump_hosts_follows_the_address() {
+        let mut hosts = two_hosts();
+        hosts[0].via = vec!["bastion".into(), "jump@10.0.0.1:2222".into()];
+        let table = table(&hosts, at(1_000 + 300));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [
+                "default",
+                "deploy@10.0.0.5:22",
+                "via",
+                "bastion,jump@10.0.0.1:2222",
+                "connected",
+                "2",
+                "5m",
+                "-"
+            ],
+            "{table}"
+        );
+        assert!(lines[2].contains("root@web1:2222 "), "{table}");
+        assert!(!lines[2].contains("via"), "{table}");
     }
 
     #[test]

@@ -109,12 +109,14 @@ pub fn parse_destination(name: &str, dest: &str) -> Result<Destination> {
 
 /// Resolves destination `dest` of host `name`: ssh_config, then the
 /// explicit flags, then `own` (the file host's keys) over `d.settings`.
+/// Also returns the hops of ssh_config's `ProxyJump` for it, if any (the
+/// caller routes the host, since a hop may name another host).
 pub fn resolve_host(
     name: &str,
     dest: &str,
     d: &HostDefaults,
     own: impl FnOnce(&mut HostSettings) -> Result<()>,
-) -> Result<HostConfig> {
+) -> Result<(HostConfig, Option<Vec<String>>)> {
     let dest = parse_destination(name, dest)?;
     let found = ssh_config::resolve(
         &dest.host,
@@ -137,7 +139,22 @@ pub fn resolve_host(
         append_new(&mut settings.identities, &found.identity_files);
     }
     append_new(&mut settings.certificates, &found.certificate_files);
-    Ok(HostConfig {
+    let hops = match found.proxy_jump.as_deref() {
+        None | Some("none") => None,
+        Some(spec) => Some(
+            super::jump::split(spec)
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "host {name:?} ({}): ssh_config ProxyJump: {e}",
+                        dest.host
+                    ))
+                })?
+                .into_iter()
+                .map(|h| h.strip_prefix("ssh://").unwrap_or(h).to_string())
+                .collect(),
+        ),
+    };
+    let host = HostConfig {
         name: name.to_string(),
         user: found
             .user
@@ -146,7 +163,9 @@ pub fn resolve_host(
         hostname: found.hostname.clone().unwrap_or_else(|| dest.host.clone()),
         port: found.port.unwrap_or(ssh_config::DEFAULT_PORT),
         settings,
-    })
+        jump: Vec::new(),
+    };
+    Ok((host, hops))
 }
 
 /// Most hosts `--ssh-config-hosts` adds from ssh_config's aliases.
@@ -176,12 +195,19 @@ impl Config {
                 tracing::info!("ssh_config alias left out: {e}");
                 continue;
             }
-            match resolve_host(&alias, &alias, d, |_| Ok(())) {
-                Ok(host) => {
-                    self.hosts.insert(alias, host);
-                    added += 1;
+            let routed = resolve_host(&alias, &alias, d, |_| Ok(())).and_then(|(host, hops)| {
+                self.hosts.insert(alias.clone(), host);
+                match hops {
+                    Some(hops) => self.route_hosts(vec![(alias.clone(), hops)], d),
+                    None => Ok(()),
                 }
-                Err(e) => tracing::warn!("ssh_config alias {alias:?} left out: {e}"),
+            });
+            match routed {
+                Ok(()) => added += 1,
+                Err(e) => {
+                    self.hosts.remove(&alias);
+                    tracing::warn!("ssh_config alias {alias:?} left out: {e}");
+                }
             }
         }
         Ok(())

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use super::{
     Config, DEFAULT_HOST_NAME, HostKeyPolicy, HostSettings, PassphraseSource,
     destination::{HostDefaults, resolve_host},
-    expand_home, parse_duration, parse_size,
+    expand_home,
+    jump::ProxyJump,
+    parse_duration, parse_size,
 };
 use crate::{
     error::{Error, Result},
@@ -68,6 +70,9 @@ struct FileHost {
     ciphers: Option<Vec<String>>,
     permit_open: Option<Vec<String>>,
     permit_listen: Option<Vec<String>>,
+    /// Jump hosts (`ssh -J`): a hop naming a host of the file is that host,
+    /// any other has the flags' settings.
+    proxy_jump: Option<ProxyJump>,
 }
 
 impl FileHost {
@@ -157,10 +162,15 @@ impl Config {
     /// Adds the host given on the command line as `--ssh` under the name
     /// [`DEFAULT_HOST_NAME`].
     pub fn add_destination(&mut self, destination: &str, defaults: &HostDefaults) -> Result<()> {
-        let host = resolve_host(DEFAULT_HOST_NAME, destination, defaults, |_| Ok(()))?;
+        let (host, config_jump) =
+            resolve_host(DEFAULT_HOST_NAME, destination, defaults, |_| Ok(()))?;
         self.hosts.insert(host.name.clone(), host);
         if self.default_host.is_none() {
             self.default_host = Some(DEFAULT_HOST_NAME.to_string());
+        }
+        // ssh_config's ProxyJump; --jump, applied later, wins over it.
+        if let Some(hops) = config_jump {
+            self.route_hosts(vec![(DEFAULT_HOST_NAME.to_string(), hops)], defaults)?;
         }
         Ok(())
     }
@@ -177,7 +187,8 @@ impl Config {
     /// Reads named hosts from TOML text.
     pub fn load_str(&mut self, text: &str, defaults: &HostDefaults) -> Result<()> {
         let file: FileConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
-        for (name, h) in file.hosts {
+        let mut routed = Vec::new();
+        for (name, mut h) in file.hosts {
             validate_host_name(&name)?;
             if self.hosts.contains_key(&name) {
                 return Err(Error::Config(format!(
@@ -185,9 +196,20 @@ impl Config {
                 )));
             }
             let address = h.address.clone();
-            let host = resolve_host(&name, &address, defaults, |s| h.apply(&name, s))?;
+            let own_jump = h.proxy_jump.take();
+            let (host, config_jump) =
+                resolve_host(&name, &address, defaults, |s| h.apply(&name, s))?;
+            // The file's proxy_jump wins over ssh_config's ProxyJump.
+            let hops: Option<Vec<String>> = match &own_jump {
+                Some(p) => Some(p.hops()?.into_iter().map(String::from).collect()),
+                None => config_jump,
+            };
+            if let Some(hops) = hops {
+                routed.push((name.clone(), hops));
+            }
             self.hosts.insert(name, host);
         }
+        self.route_hosts(routed, defaults)?;
         let mut binds = self.allow_local_bind.allowed().to_vec();
         binds.extend(file.allow_local_bind);
         self.allow_local_bind = BindPolicy::new(binds);
@@ -233,6 +255,15 @@ mod tests {
 
     use super::*;
     use crate::ssh::backoff::Backoff;
+
+    fn resolve_host_only(
+        name: &str,
+        dest: &str,
+        d: &HostDefaults,
+        own: impl FnOnce(&mut HostSettings) -> Result<()>,
+    ) -> Result<crate::ssh::HostConfig> {
+        resolve_host(name, dest, d, own).map(|(h, _)| h)
+    }
 
     fn defaults() -> HostDefaults {
         HostDefaults::without_ssh_config(HostSettings {
@@ -300,19 +331,19 @@ mod tests {
 
     #[test]
     fn destinations_parse_like_ssh() {
-        let h = resolve_host("a", "bob@example.com:2222", &defaults(), |_| Ok(())).unwrap();
+        let h = resolve_host_only("a", "bob@example.com:2222", &defaults(), |_| Ok(())).unwrap();
         assert_eq!(
             (h.user.as_str(), h.hostname.as_str(), h.port),
             ("bob", "example.com", 2222)
         );
-        let h = resolve_host("a", "example.com", &defaults(), |_| Ok(())).unwrap();
+        let h = resolve_host_only("a", "example.com", &defaults(), |_| Ok(())).unwrap();
         assert_eq!((h.hostname.as_str(), h.port), ("example.com", 22));
-        let h = resolve_host("a", "u@[::1]:2200", &defaults(), |_| Ok(())).unwrap();
+        let h = resolve_host_only("a", "u@[::1]:2200", &defaults(), |_| Ok(())).unwrap();
         assert_eq!((h.hostname.as_str(), h.port), ("::1", 2200));
         assert_eq!(h.addr(), "[::1]:2200");
-        assert!(resolve_host("a", "u@h:70000", &defaults(), |_| Ok(())).is_err());
-        assert!(resolve_host("a", "@h", &defaults(), |_| Ok(())).is_err());
-        assert!(resolve_host("a", "u@", &defaults(), |_| Ok(())).is_err());
+        assert!(resolve_host_only("a", "u@h:70000", &defaults(), |_| Ok(())).is_err());
+        assert!(resolve_host_only("a", "@h", &defaults(), |_| Ok(())).is_err());
+        assert!(resolve_host_only("a", "u@", &defaults(), |_| Ok(())).is_err());
     }
 
     #[test]
@@ -394,6 +425,8 @@ mod tests {
         c.finish().unwrap();
         assert_eq!(c.default_host.as_deref(), Some("bastion"));
         assert_eq!(c.hosts["db-jump"].port, 2222);
+        assert_eq!(c.hosts["app"].via(), ["bastion"]);
+        assert_eq!(c.hosts["app"].jump[0].hostname, "bastion.example.com");
         assert_eq!(
             c.hosts["bastion"].settings.keepalive_interval,
             Duration::from_secs(15)

@@ -36,6 +36,18 @@ pub struct Flags {
     #[arg(long, value_name = "USER@HOST[:PORT]")]
     pub ssh: Option<String>,
 
+    /// Jump hosts of the --ssh host, as `ssh -J` takes them: comma-separated
+    /// [user@]host[:port] hops, the first dialled directly (`none`: none).
+    /// Each hop uses --identity, --known-hosts and --host-key-policy.
+    /// Hosts of --config set `proxy_jump` instead.
+    #[arg(
+        long,
+        short = 'J',
+        value_name = "[USER@]HOST[:PORT],...",
+        requires = "ssh"
+    )]
+    pub jump: Option<String>,
+
     /// Private key (OpenSSH format: ed25519, ECDSA or RSA); repeatable,
     /// offered in order (like ssh -i). Default: ssh's, ~/.ssh/id_rsa,
     /// id_ecdsa and id_ed25519, whichever exist.

@@ -57,6 +57,10 @@ pub fn load(flags: &Flags) -> Result<Config> {
     if let Some(path) = &flags.config {
         config.load_file(&expand_home(path), &defaults)?;
     }
+    // After the file: a hop may name one of its hosts.
+    if let Some(spec) = &flags.jump {
+        config.set_jump(super::DEFAULT_HOST_NAME, spec, &defaults)?;
+    }
     if flags.ssh_config_hosts {
         config.add_ssh_config_aliases(&defaults)?;
     }

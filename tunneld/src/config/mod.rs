@@ -19,6 +19,7 @@
 //! ciphers = ["aes256-gcm@openssh.com"]        # offered, best first (Ciphers)
 //! permit_open = ["db.internal:5432"]          # local forward targets (PermitOpen)
 //! permit_listen = ["8080", "localhost:9000"]  # remote forward listens (PermitListen)
+//! proxy_jump = ["jump@gw.example.com:22"]     # jump hosts, first dialled first (ProxyJump)
 //! ```
 //!
 //! and, at the top level, `allow_local_bind = ["0.0.0.0"]` for local
@@ -27,6 +28,7 @@
 mod destination;
 mod file;
 mod flags;
+mod jump;
 mod load;
 mod overrides;
 // OpenSSH's ssh_config resolved as `ssh -G` does; public (hidden) for the

@@ -317,6 +317,7 @@ pub fn host(h: HostStatus) -> pb::SshHost {
     pb::SshHost {
         name: h.host.name,
         address: h.host.address,
+        via: h.host.via,
         state: match &h.host.state {
             ConnectionState::Idle => pb::SshConnectionState::Idle,
             ConnectionState::Connecting => pb::SshConnectionState::Connecting,

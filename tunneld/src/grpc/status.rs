@@ -19,6 +19,10 @@ impl From<Error> for Status {
                 prohibited: true, ..
             } => Code::PermissionDenied,
             Error::ChannelRefused { .. } => Code::Unavailable,
+            Error::JumpRefused {
+                prohibited: true, ..
+            } => Code::PermissionDenied,
+            Error::JumpRefused { .. } => Code::Unavailable,
             Error::LocalAddressInUse { .. } => Code::AlreadyExists,
             Error::LocalBind {
                 permission: true, ..

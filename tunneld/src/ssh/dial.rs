@@ -1,6 +1,7 @@
 //! Dialling an SSH server: the byte stream the handshake then runs over.
-//! TCP today; a jump host's channel or a proxy command would return their
-//! own stream here, and the handshake would not change.
+//! TCP here; a host behind jump hosts gets its stream from `jump.rs` (a
+//! channel of the last hop), a proxy command would return its own, and the
+//! handshake does not change.
 
 use tokio::{
     io::{AsyncRead, AsyncWrite},

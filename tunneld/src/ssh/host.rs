@@ -93,6 +93,9 @@ pub struct HostSnapshot {
     pub name: String,
     /// `user@host:port`.
     pub address: String,
+    /// The jump hosts the connection goes through, first hop first; empty
+    /// when dialled directly.
+    pub via: Vec<String>,
     /// Connection state.
     pub state: ConnectionState,
     /// When the current connection was made.
@@ -467,6 +470,7 @@ impl SshHost {
         HostSnapshot {
             name: self.config.name.clone(),
             address: self.config.display_address(),
+            via: self.config.via(),
             state,
             connected_at: live.map(|s| s.connected_at),
         }

@@ -18,6 +18,7 @@ mod handler;
 mod host;
 mod identity;
 mod io_thread;
+mod jump;
 pub mod known_hosts;
 mod session;
 mod session_use;

@@ -17,6 +17,7 @@ use super::{
     auth::Credentials,
     dial::dial,
     handler::{ClientHandler, HandlerError, describe_russh_error},
+    jump::Route,
     known_hosts,
 };
 use crate::error::{Error, Result};
@@ -43,18 +44,27 @@ pub struct SshSession {
     close_reason: Arc<Mutex<Option<String>>>,
     /// Who uses the connection (see `session_use.rs`).
     usage: Arc<SessionUse>,
+    /// The jump hosts the connection runs through (`jump.rs`), held as
+    /// long as it is; `None` when dialled directly.
+    route: Option<Route>,
     /// When authentication succeeded.
     pub connected_at: SystemTime,
 }
 
 impl SshSession {
     /// Connects, verifies the host key, and authenticates with the host's
-    /// credentials: [`Credentials::load`], [`dial`], then
-    /// [`SshSession::handshake`].
+    /// credentials: [`Credentials::load`], [`dial`] (or, through jump
+    /// hosts, [`Route::open`]), then [`SshSession::handshake`].
     pub async fn connect(host: Arc<HostConfig>, routes: Arc<ForwardRoutes>) -> Result<SshSession> {
         let credentials = Credentials::load(&host).await?;
-        let stream = dial(&host).await?;
-        Self::handshake(host, routes, stream, credentials).await
+        if host.jump.is_empty() {
+            let stream = dial(&host).await?;
+            return Self::handshake(host, routes, stream, credentials).await;
+        }
+        let (route, stream) = Route::open(&host).await?;
+        let mut session = Self::handshake(host, routes, stream, credentials).await?;
+        session.route = Some(route);
+        Ok(session)
     }
 
     /// Runs the SSH handshake over `stream` (whatever [`dial`] opened),
@@ -107,6 +117,7 @@ impl SshSession {
             closed,
             close_reason,
             usage,
+            route: None,
             connected_at: SystemTime::now(),
         })
     }
@@ -118,18 +129,36 @@ impl SshSession {
         &self.usage
     }
 
-    /// Whether the connection has ended.
+    /// The host this connection is to.
+    pub fn host(&self) -> &HostConfig {
+        &self.host
+    }
+
+    /// Whether the connection has ended, or a jump host it runs through.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled() || self.handle.is_closed()
+        self.closed.is_cancelled()
+            || self.handle.is_closed()
+            || self.route.as_ref().is_some_and(Route::is_closed)
     }
 
-    /// Resolves when the connection ends.
+    /// Resolves when the connection ends, or a jump host it runs through
+    /// (whose loss ends it an instant later).
     pub async fn closed(&self) {
-        self.closed.cancelled().await
+        match &self.route {
+            None => self.closed.cancelled().await,
+            Some(route) => tokio::select! {
+                () = self.closed.cancelled() => {}
+                () = route.closed() => {}
+            },
+        }
     }
 
-    /// Why the connection ended, if it has and we know.
+    /// Why the connection ended, if it has and we know: a lost jump host
+    /// first, since it takes the connection with it.
     pub fn close_reason(&self) -> String {
+        if let Some(lost) = self.route.as_ref().and_then(Route::lost) {
+            return lost;
+        }
         self.close_reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -251,8 +280,17 @@ impl SshSession {
         .await
     }
 
-    /// Says goodbye to the server; the connection's task then ends.
+    /// Says goodbye to the server, then to the jump hosts; the
+    /// connections' tasks then end.
     pub async fn disconnect(&self) {
+        self.goodbye().await;
+        if let Some(route) = &self.route {
+            route.disconnect().await;
+        }
+    }
+
+    /// Says goodbye to this connection's server only.
+    pub(super) async fn goodbye(&self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "tunneld closing", "en")

@@ -171,6 +171,12 @@ pub struct HostConfig {
     pub port: u16,
     /// How to authenticate, verify, keep and reconnect it.
     pub settings: HostSettings,
+    /// Jump hosts (`ssh -J`, ProxyJump) in order: the first is dialled
+    /// directly, each next one and finally this host through a
+    /// `direct-tcpip` channel of the one before. Each hop is verified and
+    /// authenticated under its own name and settings; its own `jump` is
+    /// not used (the loader gives the whole route here).
+    pub jump: Vec<HostConfig>,
 }
 
 impl HostConfig {
@@ -192,5 +198,11 @@ impl HostConfig {
     /// `user@host:port`, as shown to people.
     pub fn display_address(&self) -> String {
         format!("{}@{}", self.user, self.addr())
+    }
+
+    /// The names of the jump hosts the connection goes through, in order;
+    /// empty for a direct connection.
+    pub fn via(&self) -> Vec<String> {
+        self.jump.iter().map(|h| h.name.clone()).collect()
     }
 }

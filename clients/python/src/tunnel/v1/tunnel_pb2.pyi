@@ -1072,6 +1072,7 @@ class SshHost(_message.Message):
     TUNNELS_FIELD_NUMBER: _builtins.int
     RECONNECT_ATTEMPT_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name requests use for this host ("default" for the host given by --ssh)."""
     address: _builtins.str
@@ -1092,6 +1093,12 @@ class SshHost(_message.Message):
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """While RECONNECTING: when the next attempt starts; unset while one runs."""
 
+    @_builtins.property
+    def via(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The jump hosts (ssh -J, ProxyJump) the connection goes through, first
+        hop first, by name; empty when tunneld connects to the host directly.
+        """
+
     def __init__(
         self,
         *,
@@ -1103,10 +1110,11 @@ class SshHost(_message.Message):
         tunnels: _builtins.int = ...,
         reconnect_attempt: _builtins.int = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        via: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected_at", b"connected_at", "name", b"name", "next_attempt_at", b"next_attempt_at", "reconnect_attempt", b"reconnect_attempt", "state", b"state", "state_detail", b"state_detail", "tunnels", b"tunnels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected_at", b"connected_at", "name", b"name", "next_attempt_at", b"next_attempt_at", "reconnect_attempt", b"reconnect_attempt", "state", b"state", "state_detail", b"state_detail", "tunnels", b"tunnels", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
