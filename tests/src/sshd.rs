@@ -80,6 +80,9 @@ pub struct SshdBuilder {
     config: Vec<String>,
     /// Additional user keys, authorized alongside the default ed25519 one.
     extra_user_keys: Vec<KeyType>,
+    /// A CA private key and `ssh-keygen` arguments to sign the host key with
+    /// before sshd starts (see [`SshdBuilder::host_certificate`]).
+    host_certificate: Option<(PathBuf, Vec<String>)>,
 }
 
 impl SshdBuilder {
@@ -94,6 +97,18 @@ impl SshdBuilder {
     /// [`Sshd::extra_identities`]).
     pub fn extra_user_key(mut self, kind: KeyType) -> Self {
         self.extra_user_keys.push(kind);
+        self
+    }
+
+    /// Signs the host key with the CA private key `ca` before sshd starts
+    /// (`ssh-keygen -s CA -I tunneld-test -h ARGS host_ed25519.pub`, ARGS
+    /// such as `["-n", "127.0.0.1", "-V", "-5m:+1h"]`) and serves the
+    /// certificate (`HostCertificate`).
+    pub fn host_certificate(mut self, ca: &Path, args: &[&str]) -> Self {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        self.host_certificate = Some((ca.to_path_buf(), args));
+        self.config
+            .push("HostCertificate {dir}/host_ed25519-cert.pub".into());
         self
     }
 
@@ -117,6 +132,18 @@ impl SshdBuilder {
             .tempdir()
             .context("creating sshd temp dir")?;
         let host_key = keys::generate(dir.path(), "host_ed25519", KeyType::Ed25519)?;
+        if let Some((ca, args)) = &self.host_certificate {
+            keys::run(
+                Command::new("ssh-keygen")
+                    .arg("-q")
+                    .arg("-s")
+                    .arg(ca)
+                    .args(["-I", "tunneld-test", "-h"])
+                    .args(args)
+                    .arg(&host_key.public),
+            )
+            .context("signing the host key")?;
+        }
         let identity = keys::generate(dir.path(), "id_ed25519", KeyType::Ed25519)?;
         let mut extra_identities = Vec::new();
         for (i, kind) in self.extra_user_keys.iter().enumerate() {
