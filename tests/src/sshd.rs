@@ -84,6 +84,9 @@ pub struct SshdBuilder {
     extra_user_keys: Vec<KeyType>,
     /// The loopback address it listens on; `None`: 127.0.0.1.
     ip: Option<Ipv4Addr>,
+    /// A CA private key and `ssh-keygen` arguments to sign the host key with
+    /// before sshd starts (see [`SshdBuilder::host_certificate`]).
+    host_certificate: Option<(PathBuf, Vec<String>)>,
 }
 
 impl SshdBuilder {
@@ -114,6 +117,18 @@ impl SshdBuilder {
         self
     }
 
+    /// Signs the host key with the CA private key `ca` before sshd starts
+    /// (`ssh-keygen -s CA -I tunneld-test -h ARGS host_ed25519.pub`, ARGS
+    /// such as `["-n", "127.0.0.1", "-V", "-5m:+1h"]`) and serves the
+    /// certificate (`HostCertificate`).
+    pub fn host_certificate(mut self, ca: &Path, args: &[&str]) -> Self {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        self.host_certificate = Some((ca.to_path_buf(), args));
+        self.config
+            .push("HostCertificate {dir}/host_ed25519-cert.pub".into());
+        self
+    }
+
     /// Generates keys, writes the config and starts sshd; returns once it
     /// answers with an SSH banner.
     ///
@@ -134,6 +149,18 @@ impl SshdBuilder {
             .tempdir()
             .context("creating sshd temp dir")?;
         let host_key = keys::generate(dir.path(), "host_ed25519", KeyType::Ed25519)?;
+        if let Some((ca, args)) = &self.host_certificate {
+            keys::run(
+                Command::new("ssh-keygen")
+                    .arg("-q")
+                    .arg("-s")
+                    .arg(ca)
+                    .args(["-I", "tunneld-test", "-h"])
+                    .args(args)
+                    .arg(&host_key.public),
+            )
+            .context("signing the host key")?;
+        }
         let identity = keys::generate(dir.path(), "id_ed25519", KeyType::Ed25519)?;
         let mut extra_identities = Vec::new();
         for (i, kind) in self.extra_user_keys.iter().enumerate() {

@@ -20,10 +20,86 @@ pub enum HostKeyProblem {
         /// 1-based line numbers of the lines holding the other key(s).
         lines: Vec<usize>,
     },
-    /// known_hosts marks this key `@revoked`.
+    /// known_hosts marks this key `@revoked` (for a host certificate: the
+    /// key it certifies).
     Revoked {
         /// 1-based line number of the `@revoked` line.
         line: usize,
+    },
+    /// The server presented a host certificate that no `@cert-authority`
+    /// line accepts, and known_hosts does not list its key as a plain host
+    /// key either (OpenSSH's fallback).
+    Certificate(CertificateProblem),
+}
+
+impl HostKeyProblem {
+    /// Whether OpenSSH, refusing a host certificate for this reason, checks
+    /// the certificate's key as a plain host key instead: for every reason
+    /// but a revoked CA or a bad signature (a revoked key is
+    /// [`HostKeyProblem::Revoked`]).
+    pub fn falls_back_to_plain_key(&self) -> bool {
+        match self {
+            HostKeyProblem::Certificate(p) => !matches!(
+                p,
+                CertificateProblem::CaRevoked { .. } | CertificateProblem::BadSignature { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Why a host certificate was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateProblem {
+    /// No `@cert-authority` line for this host lists the CA that signed it.
+    UnknownCa {
+        /// SHA256 fingerprint of the signing CA's key.
+        ca_fingerprint: String,
+    },
+    /// known_hosts marks the signing CA's key `@revoked`.
+    CaRevoked {
+        /// SHA256 fingerprint of the signing CA's key.
+        ca_fingerprint: String,
+        /// 1-based line number of the `@revoked` line.
+        line: usize,
+    },
+    /// A user certificate, not a host certificate.
+    NotHostCertificate,
+    /// Its validity starts later (`valid_after`, Unix seconds).
+    NotYetValid {
+        /// Start of validity, Unix seconds.
+        valid_after: u64,
+    },
+    /// Its validity ended (`valid_before`, Unix seconds).
+    Expired {
+        /// End of validity (exclusive), Unix seconds.
+        valid_before: u64,
+    },
+    /// The name tunneld connects to is not among its principals.
+    WrongPrincipal {
+        /// The principals the certificate lists.
+        principals: Vec<String>,
+        /// The name that was looked for.
+        expected: String,
+    },
+    /// It lists no principals (valid for any host name), which tunneld
+    /// refuses, as OpenSSH does since 10.3.
+    NoPrincipals,
+    /// It carries critical options, which no host certificate may have.
+    CriticalOptions {
+        /// The options' names.
+        names: Vec<String>,
+    },
+    /// The CA signed it with an algorithm OpenSSH's default
+    /// `CASignatureAlgorithms` leaves out (`ssh-rsa`, that is SHA-1, or DSA).
+    WeakSignature {
+        /// The signature algorithm.
+        algorithm: String,
+    },
+    /// Its signature does not verify with the CA key it names.
+    BadSignature {
+        /// SHA256 fingerprint of the CA key it names.
+        ca_fingerprint: String,
     },
 }
 
@@ -294,6 +370,81 @@ fn host_key_message(
         HostKeyProblem::Revoked { line } => format!(
             "host key {fingerprint} of {addr} (host {host:?}) is marked @revoked at {kh} line {line}; refusing to connect"
         ),
+        HostKeyProblem::Certificate(problem) => {
+            let why = certificate_problem(problem, addr, &kh.to_string());
+            format!("host certificate of {addr} (host {host:?}, key {fingerprint}) refused: {why}")
+        }
+    }
+}
+
+/// The reason part of a refused certificate's message, with its fix.
+fn certificate_problem(problem: &CertificateProblem, addr: &str, kh: &str) -> String {
+    // Said of every problem that falls back to the plain key (OpenSSH's
+    // behaviour): the fallback found nothing either.
+    let no_plain = format!("and {kh} lists no plain host key for {addr} either");
+    match problem {
+        CertificateProblem::UnknownCa { ca_fingerprint } => format!(
+            "it is signed by CA {ca_fingerprint}, which no @cert-authority line for {addr} in {kh} lists, {no_plain}; \
+             if you trust that CA for this host, add `@cert-authority PATTERN <CA public key>` to {kh}"
+        ),
+        CertificateProblem::CaRevoked {
+            ca_fingerprint,
+            line,
+        } => format!(
+            "its CA {ca_fingerprint} is marked @revoked at {kh} line {line}; refusing to connect; the server needs a certificate from another CA"
+        ),
+        CertificateProblem::NotHostCertificate => format!(
+            "it is a user certificate, not a host certificate, {no_plain}; the server's HostCertificate must be signed with ssh-keygen -h"
+        ),
+        CertificateProblem::NotYetValid { valid_after } => format!(
+            "it is not valid until {}, {no_plain}; check the clocks of this machine and of the CA, or have the certificate re-issued",
+            unix_time(*valid_after)
+        ),
+        CertificateProblem::Expired { valid_before } => format!(
+            "it expired at {}, {no_plain}; the server needs a renewed certificate (ssh-keygen -s CA -h ... on its host key), or check this machine's clock",
+            unix_time(*valid_before)
+        ),
+        CertificateProblem::WrongPrincipal {
+            principals,
+            expected,
+        } => format!(
+            "it is valid for {} but tunneld connects to {expected:?}, {no_plain}; connect by one of those names, or have the certificate re-issued with -n {expected}",
+            principals
+                .iter()
+                .map(|p| clipped(p).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        CertificateProblem::NoPrincipals => format!(
+            "it lists no principals (it would be valid for any host), {no_plain}; have it re-issued with the host's names (ssh-keygen -h -n NAME)"
+        ),
+        CertificateProblem::CriticalOptions { names } => format!(
+            "it carries critical options ({}), which host certificates may not have, {no_plain}; have it re-issued without -O options",
+            names
+                .iter()
+                .map(|n| clipped(n).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        CertificateProblem::WeakSignature { algorithm } => format!(
+            "its CA signed it with {algorithm}, which OpenSSH's default CASignatureAlgorithms leaves out (SHA-1 RSA, DSA), {no_plain}; have it re-signed (an RSA CA: ssh-keygen -t rsa-sha2-512 -s CA ...)"
+        ),
+        CertificateProblem::BadSignature { ca_fingerprint } => format!(
+            "its signature does not verify with the CA key it names ({ca_fingerprint}); refusing to connect"
+        ),
+    }
+}
+
+/// A certificate time (Unix seconds) as RFC 3339 UTC; `u64::MAX` is OpenSSH's
+/// "forever".
+fn unix_time(secs: u64) -> String {
+    // humantime formats up to the last second of the year 9999.
+    const LAST: u64 = 253_402_300_799;
+    match secs {
+        u64::MAX => "forever".into(),
+        s if s > LAST => format!("{s} (Unix time, after the year 9999)"),
+        s => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(s))
+            .to_string(),
     }
 }
 

@@ -46,7 +46,7 @@ use daemon::Daemon;
 
 // What the binary and embedders use: build a Config, bind the API, run.
 pub use config::Config;
-pub use error::{Error, HostKeyProblem, Result};
+pub use error::{CertificateProblem, Error, HostKeyProblem, Result};
 pub use server::listen::bind as bind_api;
 pub use server::{
     ApiAccess, ApiFlags, TlsFiles,

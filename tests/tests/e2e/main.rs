@@ -19,6 +19,7 @@ mod fixtures;
 mod forward_local;
 mod forward_remote;
 mod grpcurl;
+mod host_certificates;
 mod host_thread;
 mod hostile;
 mod identities;

@@ -1,11 +1,14 @@
 //! The russh client callbacks: host key verification against known_hosts,
 //! routing of forwarded channels, and noticing the connection's end.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use russh::{
     client::{self, DisconnectReason, Session},
-    keys::{PublicKey, PublicKeyOrCertificate},
+    keys::PublicKeyOrCertificate,
 };
 use tokio_util::sync::DropGuard;
 
@@ -45,11 +48,7 @@ impl client::Handler for ClientHandler {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
-        };
-        verify_host_key(&self.host, &key).map_err(HandlerError::HostKey)?;
+        verify_host_key(&self.host, key).map_err(HandlerError::HostKey)?;
         Ok(true)
     }
 
@@ -109,9 +108,13 @@ pub fn describe_russh_error(e: &russh::Error) -> String {
     }
 }
 
-/// Checks `key` against the host's known_hosts; under accept-new, records the
-/// key of a host known_hosts does not mention at all.
-fn verify_host_key(host: &HostConfig, key: &PublicKey) -> Result<(), Error> {
+/// Checks what the server presented against the host's known_hosts, as
+/// OpenSSH's `check_host_key` does: a host certificate through the
+/// `@cert-authority` lines, and, when they refuse it for a reason other than
+/// revocation or a bad signature, its key as a plain host key. Under
+/// accept-new, records the (plain) key of a host known_hosts lists no plain
+/// key for at all.
+fn verify_host_key(host: &HostConfig, presented: &PublicKeyOrCertificate) -> Result<(), Error> {
     let path = &host.settings.known_hosts;
     let kh_error = |reason: String| Error::KnownHostsFile {
         host: host.name.clone(),
@@ -123,27 +126,51 @@ fn verify_host_key(host: &HostConfig, key: &PublicKey) -> Result<(), Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(kh_error(e.to_string())),
     };
-    let problem = match known_hosts::check(&text, &host.hostname, host.port, key) {
+    let key = presented.public_key();
+    let fingerprint = known_hosts::fingerprint(&key);
+    let reject = |problem| {
+        Error::HostKeyRejected(Box::new(HostKeyRejection {
+            host: host.name.clone(),
+            keyscan: format!("-p {} {}", host.port, host.hostname),
+            addr: known_hosts::lookup_name(&host.hostname, host.port),
+            problem,
+            fingerprint: fingerprint.clone(),
+            known_hosts: path.clone(),
+        }))
+    };
+    // The certificate's refusal, reported when its plain key is unknown too.
+    let mut certificate_problem = None;
+    if let PublicKeyOrCertificate::Certificate(cert) = presented {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match known_hosts::check_certificate(&text, &host.hostname, host.port, cert, now) {
+            Ok(()) => return Ok(()),
+            Err(problem) if !problem.falls_back_to_plain_key() => return Err(reject(problem)),
+            Err(problem) => {
+                tracing::info!(host = %host.name, %fingerprint,
+                    "host certificate refused ({problem:?}); checking its key as a plain host key, as OpenSSH does");
+                certificate_problem = Some(problem);
+            }
+        }
+    }
+    let problem = match known_hosts::check(&text, &host.hostname, host.port, &key) {
         Ok(()) => return Ok(()),
         Err(p) => p,
     };
-    let fingerprint = known_hosts::fingerprint(key);
     if problem == HostKeyProblem::Unknown
         && host.settings.host_key_policy == HostKeyPolicy::AcceptNew
         && !known_hosts::host_is_known(&text, &host.hostname, host.port)
     {
-        known_hosts::append(path, &host.hostname, host.port, key)
+        known_hosts::append(path, &host.hostname, host.port, &key)
             .map_err(|e| kh_error(format!("cannot add the new host key: {e}")))?;
         tracing::warn!(host = %host.name, %fingerprint, known_hosts = %path.display(),
             "accept-new: added the host key of a host seen for the first time");
         return Ok(());
     }
-    Err(Error::HostKeyRejected(Box::new(HostKeyRejection {
-        host: host.name.clone(),
-        keyscan: format!("-p {} {}", host.port, host.hostname),
-        addr: known_hosts::lookup_name(&host.hostname, host.port),
-        problem,
-        fingerprint,
-        known_hosts: path.clone(),
-    })))
+    // A key unknown as a plain key: the certificate's reason says more.
+    Err(reject(match (problem, certificate_problem) {
+        (HostKeyProblem::Unknown, Some(cert)) => cert,
+        (problem, _) => problem,
+    }))
 }

@@ -299,20 +299,26 @@ impl SshSession {
 }
 
 /// russh's client settings for `host`: its ciphers, window, packet size,
-/// keepalives and rekey limit, and the host key types its known_hosts lists
-/// offered first.
+/// keepalives and rekey limit, the host key types its known_hosts lists
+/// offered first, and host certificates offered where known_hosts has a CA
+/// for it.
 fn client_config(host: &HostConfig) -> Arc<client::Config> {
     let mut preferred = russh::Preferred {
         cipher: host.settings.ciphers.clone().into(),
         ..russh::Preferred::default()
     };
     // Offer first the host key types known_hosts lists for this host, as
-    // OpenSSH does. Only the host-key list is reordered: russh's default
-    // key-exchange list is kept, it carries the strict-kex
-    // countermeasure to the Terrapin attack.
+    // OpenSSH does, and their certificate variants (ahead of plain keys)
+    // only to a host an `@cert-authority` line names (see
+    // `known_hosts::certificate_algorithms`). Only host key algorithms are
+    // touched: russh's default key-exchange list is kept, it carries the
+    // strict-kex countermeasure to the Terrapin attack.
     if let Ok(text) = std::fs::read_to_string(&host.settings.known_hosts) {
         preferred.key =
             known_hosts::preferred_host_key_order(&text, &host.hostname, host.port, &preferred.key)
+                .into();
+        preferred.host_key_certificates =
+            known_hosts::certificate_algorithms(&text, &host.hostname, host.port, &preferred.key)
                 .into();
     }
     Arc::new(client::Config {
