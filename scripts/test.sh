@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust workspace (unit tests and the end-to-end suite,
-# grpcurl included), the Python and Go client suites, the proto lint, the
-# stubs' drift check and a bounded fuzz run of the parsers — against a real
-# OpenSSH sshd on loopback. Installs what they need first (system packages
-# via apt-get, pinned Go tools via the Go module proxy, Python packages via
-# pip, cargo-fuzz from crates.io). CI runs exactly this.
+# Runs every test: the dependency audit, the Rust workspace (unit tests and
+# the end-to-end suite, grpcurl included), the Python and Go client suites,
+# the proto lint, the stubs' drift check and a bounded fuzz run of the
+# parsers — against a real OpenSSH sshd on loopback. Installs what they need
+# first (system packages via apt-get, pinned Go tools via the Go module
+# proxy, Python packages via pip, cargo-deny and cargo-fuzz from crates.io).
+# CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-deps.sh
 . scripts/tools.sh
+
+# Known vulnerabilities, licences, banned crates and sources of both
+# lockfiles: seconds once cargo-deny is installed, and it stops the run
+# before the long suites.
+scripts/audit.sh
 
 scripts/check-clients.sh
 
