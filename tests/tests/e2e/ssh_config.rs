@@ -194,3 +194,64 @@ async fn ssh_config_hosts_lets_requests_name_other_aliases_only_when_on() -> Res
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_jump_in_ssh_config_routes_through_the_jump_alias_like_ssh() -> Result<()> {
+    e2e(async {
+        let jump = Sshd::builder().config("LogLevel DEBUG1").start()?;
+        let inner = Sshd::builder()
+            .listen_ip(std::net::Ipv4Addr::new(127, 0, 0, 2))
+            .start()?;
+        inner.authorize(jump.identity_pair())?;
+        let dir = tempfile::tempdir()?;
+        let known_hosts = dir.path().join("known_hosts");
+        tunneld_tests::keys::write_known_hosts(
+            &known_hosts,
+            &[jump.host_key_line(), inner.host_key_line()],
+        )?;
+        let config = dir.path().join("ssh_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Host bastion\n  HostName 127.0.0.1\n  Port {jport}\n\n\
+                 Host db-inner\n  HostName 127.0.0.2\n  Port {iport}\n  ProxyJump bastion\n\n\
+                 Host *\n  User {user}\n  IdentityFile {key}\n  IdentitiesOnly yes\n  \
+                 UserKnownHostsFile {kh}\n  StrictHostKeyChecking yes\n",
+                jport = jump.port(),
+                iport = inner.port(),
+                user = jump.user(),
+                key = jump.identity().display(),
+                kh = known_hosts.display(),
+            ),
+        )?;
+        let out = ssh_alias(&config, "db-inner", "echo via-ssh").await?;
+        ensure!(
+            out.status.success() && out.stdout == b"via-ssh\n",
+            "ssh -F {} db-inner: {:?}",
+            config.display(),
+            out
+        );
+        let seen_by_ssh = jump.log().matches("target 127.0.0.2").count();
+        ensure!(seen_by_ssh >= 1, "ssh did not go through the jump sshd");
+
+        let daemon = TunneldBuilder::new(HostSpec::alias("db-inner"))
+            .ssh_config(&config)
+            .start()
+            .await?;
+        let out = exec::run(&daemon.client(), exec::request("echo via-tunneld")).await;
+        ensure!(
+            out.code()? == 0 && out.stdout_text() == "via-tunneld\n",
+            "exec through ProxyJump: {out}\n{}",
+            daemon.log()
+        );
+        let seen = jump.log().matches("target 127.0.0.2").count();
+        ensure!(
+            seen > seen_by_ssh,
+            "the jump sshd's log shows no direct-tcpip from tunneld to 127.0.0.2"
+        );
+        drop(daemon);
+        drop(inner);
+        Ok(())
+    })
+    .await
+}
