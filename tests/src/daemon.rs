@@ -47,6 +47,21 @@ pub const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// before giving up (the contract is "a few seconds").
 pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether `bin --help` lists `flag`; asked once per binary and flag.
+fn knows_flag(bin: &Path, flag: &str) -> bool {
+    static SEEN: std::sync::Mutex<Vec<(PathBuf, String, bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, known)) = seen.iter().find(|(b, f, _)| b == bin && f == flag) {
+        return *known;
+    }
+    let known = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag));
+    seen.push((bin.to_path_buf(), flag.to_string(), known));
+    known
+}
+
 /// How one SSH host is reached: the fields of a `[hosts.NAME]` table (and of
 /// the `--ssh`/`--identity`/`--known-hosts` flags for the default host).
 #[derive(Debug, Clone)]
@@ -513,13 +528,16 @@ impl TunneldBuilder {
         cmd.arg("--listen")
             .arg(listen)
             .arg("--ssh")
-            .arg(&self.default.address)
-            .arg("--ssh-config")
-            .arg(
+            .arg(&self.default.address);
+        // A binary from before ssh_config support (the bench's A/B runs)
+        // reads none anyway.
+        if self.ssh_config.is_some() || knows_flag(bin, "--ssh-config") {
+            cmd.arg("--ssh-config").arg(
                 self.ssh_config
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("none")),
             );
+        }
         // An alias spec leaves identity and known_hosts to ssh_config.
         if !self.default.identity.as_os_str().is_empty() {
             cmd.arg("--identity").arg(&self.default.identity);
