@@ -6,10 +6,11 @@
 //! authenticated under its own name, known_hosts and policy.
 //!
 //! The target's session holds the [`Route`], so the hops live exactly as
-//! long as it does. A hop that goes away ends the channels it carried: the
-//! next hop's (and finally the target's) stream reads EOF and russh ends
-//! that session at once; [`Route::closed`] makes the target notice even
-//! before that EOF has travelled, and names the hop that was lost.
+//! long as it does. The target does not count on its stream reading EOF
+//! when a hop goes away: in the e2e test the old target session logged no
+//! end of its own after its hop died, so russh may only notice through
+//! keepalives. [`Route::closed`] is what makes the target's `closed()`
+//! fire at once, and names the hop that was lost.
 
 use std::{net::SocketAddr, sync::Arc};
 
