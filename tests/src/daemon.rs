@@ -97,16 +97,9 @@ impl HostSpec {
     /// The fixture sshd as it is: its user, port, authorized key and known_hosts.
     pub fn from_sshd(sshd: &Sshd) -> HostSpec {
         HostSpec {
-            address: sshd.address(),
             identity: sshd.identity().to_path_buf(),
             known_hosts: sshd.known_hosts().to_path_buf(),
-            host_key_policy: None,
-            passphrase_file: None,
-            passphrase_env: None,
-            permit_open: None,
-            permit_listen: None,
-            extra: toml::Table::new(),
-            jump: None,
+            ..HostSpec::alias(sshd.address())
         }
     }
 

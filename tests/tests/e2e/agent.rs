@@ -7,34 +7,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use tunnel_proto::v1::ExecRequest;
 use tunneld_tests::keys::{self, KeyPair, KeyType};
-use tunneld_tests::{HostSpec, SshAgent, Sshd, exec};
+use tunneld_tests::{HostSpec, SshAgent, Sshd};
 
-use crate::support::{Bed, e2e, expect_status};
-
-/// Runs `echo ok` on `host`; the outcome.
-async fn echo_on(bed: &Bed, host: &str) -> exec::ExecOutcome {
-    exec::run(
-        &bed.client,
-        ExecRequest {
-            host: host.into(),
-            command: "echo ok".into(),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
-/// Checks `echo ok` on `host` succeeds.
-async fn works_on(bed: &Bed, host: &str) -> Result<()> {
-    let out = echo_on(bed, host).await;
-    ensure!(
-        out.code().ok() == Some(0) && out.stdout_text() == "ok\n",
-        "on {host}: {out}"
-    );
-    Ok(())
-}
+use crate::support::{Bed, e2e, echo_ok_on, echo_on, expect_status};
 
 /// Checks `echo ok` on `host` fails FAILED_PRECONDITION naming every one of
 /// `needles`; the message.
@@ -101,8 +77,8 @@ async fn keys_held_only_by_the_agent_authenticate_ed25519_and_rsa() -> Result<()
                 .env("SSH_AUTH_SOCK", &socket)
         })
         .await?;
-        works_on(&bed, "from-env").await?;
-        works_on(&bed, "rsa").await?;
+        echo_ok_on(&bed, "from-env").await?;
+        echo_ok_on(&bed, "rsa").await?;
         // sshd's log shows the RSA login signed with SHA-2.
         let log = bed.sshd.log();
         ensure!(
@@ -140,7 +116,7 @@ async fn every_agent_key_is_tried_until_the_authorized_one() -> Result<()> {
         let spec =
             agent_only(&sshd).with_key("identity_agent", agent.socket().display().to_string());
         let bed = Bed::with(sshd, |b| b.host("agent", spec)).await?;
-        works_on(&bed, "agent").await?;
+        echo_ok_on(&bed, "agent").await?;
         Ok(())
     })
     .await
@@ -184,8 +160,8 @@ async fn identities_only_keeps_the_agents_other_keys_out() -> Result<()> {
             !message.contains("agent key"),
             "IdentitiesOnly offered an agent key: {message}"
         );
-        works_on(&bed, "other-then-agent").await?;
-        works_on(&bed, "only-good-pub").await?;
+        echo_ok_on(&bed, "other-then-agent").await?;
+        echo_ok_on(&bed, "only-good-pub").await?;
         Ok(())
     })
     .await
@@ -204,7 +180,7 @@ async fn a_locked_key_file_gives_way_to_the_agent() -> Result<()> {
             .with_identity(&locked)
             .with_key("identity_agent", agent.socket().display().to_string());
         let bed = Bed::with(sshd, |b| b.host("locked", spec)).await?;
-        works_on(&bed, "locked").await?;
+        echo_ok_on(&bed, "locked").await?;
         let log = bed.daemon.log();
         ensure!(
             log.contains("skipping a passphrase-protected key") && log.contains("id_locked"),
@@ -232,7 +208,7 @@ async fn an_agent_that_went_away_is_named() -> Result<()> {
             b.host("agent", spec).arg("--exec-idle-timeout").arg("0s")
         })
         .await?;
-        works_on(&bed, "agent").await?;
+        echo_ok_on(&bed, "agent").await?;
         agent.kill()?;
         refused_on(&bed, "agent", &[&socket, "ssh-agent"]).await?;
         Ok(())

@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use tunnel_proto::v1::ExecRequest;
 use tunneld_tests::keys::{self, KeyPair, KeyType};
 use tunneld_tests::peers::TcpPeer;
-use tunneld_tests::{HostSpec, Sshd, exec};
+use tunneld_tests::{HostSpec, Sshd};
 
-use crate::support::{Bed, e2e, exchange, expect_status, local_port, open_local, ssh};
+use crate::support::{Bed, e2e, echo_on, exchange, expect_status, local_port, open_local, ssh};
 
 /// The `@cert-authority` line trusting `ca` for `sshd`.
 fn ca_line(sshd: &Sshd, ca: &KeyPair) -> Result<String> {
@@ -47,22 +46,10 @@ async fn ssh_accepts(sshd: &Sshd, known_hosts: &Path) -> Result<(bool, String)> 
     ))
 }
 
-async fn exec_on(bed: &Bed, host: &str) -> exec::ExecOutcome {
-    exec::run(
-        &bed.client,
-        ExecRequest {
-            host: host.into(),
-            command: "echo ok".into(),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
 /// Host `host` is accepted by tunneld (an Exec runs) and, with the same
 /// known_hosts, by ssh.
 async fn accepted(bed: &Bed, host: &str, sshd: &Sshd, kh: &Path) -> Result<()> {
-    let out = exec_on(bed, host).await;
+    let out = echo_on(bed, host).await;
     ensure!(
         out.code().with_context(|| format!("Exec on {host}"))? == 0 && out.stdout_text() == "ok\n",
         "Exec on {host}: {out}"
@@ -83,7 +70,7 @@ async fn refused(
     needles: &[&str],
     ssh_says: &str,
 ) -> Result<()> {
-    let out = exec_on(bed, host).await;
+    let out = echo_on(bed, host).await;
     let stdout = out.stdout_text();
     let status = out
         .error
@@ -230,7 +217,7 @@ async fn cert_authority_lines_accept_and_refuse_host_certificates() -> Result<()
         // as a plain key is accepted, and under accept-new its key is added
         // (what ssh does with the same files).
         accepted(&bed, "expired-plain", &expired, &kh_expired_plain).await?;
-        let out = exec_on(&bed, "expired-accept-new").await;
+        let out = echo_on(&bed, "expired-accept-new").await;
         ensure!(out.code()? == 0, "expired-accept-new: {out}");
         let added = std::fs::read_to_string(&kh_accept_new)?;
         let (kind, blob) = expired.host_key().type_and_blob()?;

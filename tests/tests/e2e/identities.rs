@@ -10,25 +10,7 @@ use tunneld_tests::exec;
 use tunneld_tests::keys::KeyType;
 use tunneld_tests::{HostSpec, Sshd};
 
-use crate::support::{Bed, e2e, expect_status};
-
-/// Runs `echo ok` on `host` and checks it.
-async fn echo_on(bed: &Bed, host: &str) -> Result<()> {
-    let out = exec::run(
-        &bed.client,
-        ExecRequest {
-            host: host.into(),
-            command: "echo ok".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    ensure!(
-        out.code()? == 0 && out.stdout_text() == "ok\n",
-        "on {host}: {out}"
-    );
-    Ok(())
-}
+use crate::support::{Bed, e2e, echo_ok_on, expect_status};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ecdsa_and_rsa_identities_authenticate() -> Result<()> {
@@ -45,8 +27,8 @@ async fn ecdsa_and_rsa_identities_authenticate() -> Result<()> {
                 .host("rsa", base.clone().with_identity(&keys[1].private))
         })
         .await?;
-        echo_on(&bed, "ecdsa").await?;
-        echo_on(&bed, "rsa").await?;
+        echo_ok_on(&bed, "ecdsa").await?;
+        echo_ok_on(&bed, "rsa").await?;
         Ok(())
     })
     .await
@@ -74,8 +56,8 @@ async fn passphrase_protected_keys_from_file_and_environment() -> Result<()> {
                 .env("TEST_KEY_PASS", "correct horse")
         })
         .await?;
-        echo_on(&bed, "from-file").await?;
-        echo_on(&bed, "from-env").await?;
+        echo_ok_on(&bed, "from-file").await?;
+        echo_ok_on(&bed, "from-env").await?;
 
         let out = exec::run(
             &bed.client,

@@ -12,8 +12,10 @@ use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
-use tunnel_proto::v1::{CloseRequest, ListRequest, ListResponse, OpenLocalForwardRequest, Tunnel};
-use tunneld_tests::{Client, Sshd, Tunneld, TunneldBuilder, binaries};
+use tunnel_proto::v1::{
+    CloseRequest, ExecRequest, ListRequest, ListResponse, OpenLocalForwardRequest, Tunnel,
+};
+use tunneld_tests::{Client, Sshd, Tunneld, TunneldBuilder, binaries, exec};
 
 /// Upper bound for one test, fixtures included (but not the one-time build
 /// of the binaries, which happens before the clock starts).
@@ -87,6 +89,29 @@ impl Drop for Bed {
             tail(&self.sshd.log(), 60)
         );
     }
+}
+
+/// Runs `echo ok` on `host` through Exec; the outcome.
+pub async fn echo_on(bed: &Bed, host: &str) -> exec::ExecOutcome {
+    exec::run(
+        &bed.client,
+        ExecRequest {
+            host: host.into(),
+            command: "echo ok".into(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Checks `echo ok` on `host` exits 0 printing `ok`.
+pub async fn echo_ok_on(bed: &Bed, host: &str) -> Result<()> {
+    let out = echo_on(bed, host).await;
+    ensure!(
+        out.code().ok() == Some(0) && out.stdout_text() == "ok\n",
+        "on {host}: {out}"
+    );
+    Ok(())
 }
 
 /// The last `n` lines of `text`.

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
-use tunnel_proto::v1::ExecRequest;
 use tunneld_tests::keys::{self, KeyPair, KeyType};
-use tunneld_tests::{HostSpec, SshAgent, Sshd, exec};
+use tunneld_tests::{HostSpec, SshAgent, Sshd};
 
-use crate::support::{Bed, e2e, ssh};
+use crate::support::{Bed, e2e, echo_ok_on, echo_on, ssh};
 
 /// Signs `key`'s public half with `ca` for `user`, valid from 5 minutes ago
 /// for an hour; the certificate is written to `out`.
@@ -33,23 +32,6 @@ fn certify(ca: &KeyPair, key: &KeyPair, user: &str, out: &Path) -> Result<PathBu
         std::fs::rename(&written, out)?;
     }
     Ok(out.to_path_buf())
-}
-
-/// Runs `echo ok` on `host`; whether it printed ok, and the outcome.
-async fn echo_on(bed: &Bed, host: &str) -> (bool, String) {
-    let out = exec::run(
-        &bed.client,
-        ExecRequest {
-            host: host.into(),
-            command: "echo ok".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    (
-        out.code().ok() == Some(0) && out.stdout_text() == "ok\n",
-        out.to_string(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,18 +112,17 @@ async fn certificates_signed_by_a_trusted_ca_log_in_without_authorized_keys() ->
         })
         .await?;
         for host in ["beside", "elsewhere", "agent"] {
-            let (ok, out) = echo_on(&bed, host).await;
-            ensure!(ok, "on {host}: {out}");
+            echo_ok_on(&bed, host).await?;
         }
         for host in ["plain", "wrong-user"] {
-            let (ok, out) = echo_on(&bed, host).await;
+            let out = echo_on(&bed, host).await.to_string();
             ensure!(
-                !ok && out.contains("refused public-key authentication"),
+                out.contains("refused public-key authentication"),
                 "on {host}: {out}"
             );
         }
         // The refusal names what was offered, the certificate included.
-        let (_, out) = echo_on(&bed, "wrong-user").await;
+        let out = echo_on(&bed, "wrong-user").await.to_string();
         ensure!(
             out.contains("id_wrong_user-cert.pub") && out.contains("certificate"),
             "the refusal does not name the certificate: {out}"

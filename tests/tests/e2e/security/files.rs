@@ -6,25 +6,11 @@
 use std::path::Path;
 
 use anyhow::{Result, ensure};
-use tunnel_proto::v1::ExecRequest;
 use tunneld_tests::auth::{new_token, write_token_file};
 use tunneld_tests::{Credentials, HostSpec, Pki, Refused, Sshd, Tunneld, exec};
 
 use super::chmod;
-use crate::support::{Bed, e2e, expect_status};
-
-/// Exec `echo ok` on `host`; the outcome.
-async fn echo_on(bed: &Bed, host: &str) -> exec::ExecOutcome {
-    exec::run(
-        &bed.client,
-        ExecRequest {
-            host: host.into(),
-            command: "echo ok".into(),
-            ..Default::default()
-        },
-    )
-    .await
-}
+use crate::support::{Bed, e2e, echo_on, expect_status};
 
 /// Checks an Exec on `host` fails FAILED_PRECONDITION naming `file` and
 /// its fix, and that after `chmod 600` it succeeds.
