@@ -218,6 +218,9 @@ impl Credentials {
         }
 
         if offers.is_empty() {
+            if agent.is_some() && held.is_empty() {
+                skipped.push("the ssh-agent holds no key (ssh-add one)".into());
+            }
             return Err(Error::NoCredentials {
                 host: host.name.clone(),
                 tried: nothing_to_offer(host, &skipped),
