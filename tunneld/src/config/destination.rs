@@ -311,6 +311,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_environment_never_shows_in_debug_output() {
+        let mut d = HostDefaults::without_ssh_config(HostSettings::openssh());
+        d.context
+            .env
+            .insert("TUNNELD_KEY_PASSPHRASE".into(), "correct horse".into());
+        let shown = format!("{d:?}");
+        assert!(!shown.contains("correct horse"), "{shown}");
+        assert!(shown.contains("variables>"), "{shown}");
+    }
+
+    #[test]
     fn destinations_parse_like_ssh() {
         let d = parse_destination("h", "u@[::1]:2222").unwrap();
         assert_eq!(

@@ -46,7 +46,7 @@ use parse::{ConfigFile, Item, Kind, Reader};
 pub const SYSTEM_DIR: &str = "/etc/ssh";
 
 /// Who resolves: what `ssh` takes from the passwd entry and the machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SshConfigContext {
     /// The passwd home directory (not `$HOME`, as `ssh`): `~`, `%d`,
     /// `~/.ssh/config` and the user file's relative includes.
@@ -63,6 +63,22 @@ pub struct SshConfigContext {
     pub system_dir: PathBuf,
     /// Environment variables for `${NAME}` in paths.
     pub env: BTreeMap<String, String>,
+}
+
+/// Shows the environment by size only: it holds tunneld's whole
+/// environment, passphrase variables included, which must never reach a
+/// log line.
+impl std::fmt::Debug for SshConfigContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshConfigContext")
+            .field("home", &self.home)
+            .field("local_user", &self.local_user)
+            .field("local_host", &self.local_host)
+            .field("uid", &self.uid)
+            .field("system_dir", &self.system_dir)
+            .field("env", &format_args!("<{} variables>", self.env.len()))
+            .finish()
+    }
 }
 
 impl SshConfigContext {
