@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use super::{
     AgentSource, Config, HostConfig, HostKeyPolicy, HostSettings,
     overrides::SshOverrides,
-    ssh_config::{self, SshConfigContext, SshConfigFiles, SshConfigHost, StrictHostKeyChecking},
+    ssh_config::{
+        self, SshConfig, SshConfigContext, SshConfigFiles, SshConfigHost, StrictHostKeyChecking,
+    },
     units::parse_port,
 };
 use crate::{
@@ -20,25 +22,49 @@ use crate::{
 
 /// What every host starts from: tunneld's defaults with its own flags, the
 /// flags that override ssh_config, and where ssh_config is.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HostDefaults {
     /// tunneld's defaults, with the flags only tunneld has applied.
     pub settings: HostSettings,
     /// The flags that override ssh_config when given.
     pub overrides: SshOverrides,
-    /// Which ssh_config files to read (`--ssh-config`).
-    pub ssh_config: SshConfigFiles,
+    /// The ssh_config files (`--ssh-config`), read once for every host.
+    pub ssh_config: SshConfig,
     /// Who resolves: home, user, host name.
     pub context: SshConfigContext,
 }
 
 impl HostDefaults {
-    /// Defaults that read ssh_config as the user running tunneld.
+    /// Defaults that read ssh_config `files` (now, once) as the user
+    /// running tunneld.
     pub fn new(
         settings: HostSettings,
         overrides: SshOverrides,
-        ssh_config: SshConfigFiles,
-    ) -> Self {
+        files: &SshConfigFiles,
+    ) -> Result<Self> {
+        let context = Self::own_context();
+        let ssh_config = SshConfig::read(files, &context)
+            .map_err(|e| Error::Config(format!("ssh_config: {e}")))?;
+        Ok(HostDefaults {
+            settings,
+            overrides,
+            ssh_config,
+            context,
+        })
+    }
+
+    /// Defaults that read no ssh_config (tests and embedders).
+    pub fn without_ssh_config(settings: HostSettings) -> Self {
+        HostDefaults {
+            settings,
+            overrides: SshOverrides::default(),
+            ssh_config: SshConfig::default(),
+            context: Self::own_context(),
+        }
+    }
+
+    /// Who tunneld runs as, as `ssh` sees its user.
+    fn own_context() -> SshConfigContext {
         let mut context = SshConfigContext::new(
             user::passwd_home(),
             user::current_user(),
@@ -46,17 +72,7 @@ impl HostDefaults {
             user::uid(),
         );
         context.env = std::env::vars().collect();
-        HostDefaults {
-            settings,
-            overrides,
-            ssh_config,
-            context,
-        }
-    }
-
-    /// Defaults that read no ssh_config (tests and embedders).
-    pub fn without_ssh_config(settings: HostSettings) -> Self {
-        Self::new(settings, SshOverrides::default(), SshConfigFiles::None)
+        context
     }
 }
 
@@ -118,14 +134,10 @@ pub fn resolve_host(
     own: impl FnOnce(&mut HostSettings) -> Result<()>,
 ) -> Result<(HostConfig, Option<Vec<String>>)> {
     let dest = parse_destination(name, dest)?;
-    let found = ssh_config::resolve(
-        &dest.host,
-        dest.user.as_deref(),
-        dest.port,
-        &d.ssh_config,
-        &d.context,
-    )
-    .map_err(|e| Error::Config(format!("host {name:?} ({}): ssh_config: {e}", dest.host)))?;
+    let found = d
+        .ssh_config
+        .resolve(&dest.host, dest.user.as_deref(), dest.port, &d.context)
+        .map_err(|e| Error::Config(format!("host {name:?} ({}): ssh_config: {e}", dest.host)))?;
     let mut settings = d.settings.clone();
     apply_ssh_config(name, &found, &d.context, &mut settings)?;
     d.overrides.apply(&mut settings);
@@ -177,8 +189,7 @@ impl Config {
     /// [`MAX_SSH_CONFIG_HOSTS`]. An alias that does not resolve, or is not
     /// a valid host name, is logged and left out; it never stops the rest.
     pub fn add_ssh_config_aliases(&mut self, d: &HostDefaults) -> Result<()> {
-        let aliases = ssh_config::concrete_aliases(&d.ssh_config, &d.context)
-            .map_err(|e| Error::Config(format!("--ssh-config-hosts: ssh_config: {e}")))?;
+        let aliases = d.ssh_config.concrete_aliases();
         let mut added = 0;
         for alias in aliases {
             if self.hosts.contains_key(&alias) {

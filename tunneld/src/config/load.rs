@@ -46,7 +46,7 @@ pub fn load(flags: &Flags) -> Result<Config> {
         Some(p) if p.as_os_str() == "none" => SshConfigFiles::None,
         Some(p) => SshConfigFiles::File(expand_home(p)),
     };
-    let defaults = HostDefaults::new(settings, overrides, ssh_config);
+    let defaults = HostDefaults::new(settings, overrides, &ssh_config)?;
     let mut config = Config {
         allow_local_bind: BindPolicy::new(flags.allow_local_bind.clone()),
         ..Config::default()

@@ -118,9 +118,70 @@ impl SshConfigFiles {
     }
 }
 
-/// Resolves `alias` (the host as given, without `user@`) through `files`
-/// as `ssh [-l user_override] [-p port_override] alias` would, for the keys
-/// tunneld uses.
+/// ssh_config files read once, with their includes, to resolve any number
+/// of destinations against (every host, hop and alias of one load).
+#[derive(Debug, Default)]
+pub struct SshConfig {
+    files: Vec<ConfigFile>,
+}
+
+impl SshConfig {
+    /// Reads the files `files` names.
+    pub fn read(files: &SshConfigFiles, ctx: &SshConfigContext) -> Result<Self, SshConfigError> {
+        Ok(SshConfig {
+            files: read(files, ctx)?,
+        })
+    }
+
+    /// Resolves `alias` (the host as given, without `user@`) as `ssh [-l
+    /// user_override] [-p port_override] alias` would, for the keys tunneld
+    /// uses.
+    pub fn resolve(
+        &self,
+        alias: &str,
+        user_override: Option<&str>,
+        port_override: Option<u16>,
+        ctx: &SshConfigContext,
+    ) -> Result<SshConfigHost, SshConfigError> {
+        if alias.is_empty() || alias.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(SshConfigError::Line {
+                at: Origin {
+                    file: std::sync::Arc::new(PathBuf::from("(destination)")),
+                    line: 0,
+                },
+                message: format!("{alias:?} is not a host name"),
+            });
+        }
+        resolve::resolve_files(&self.files, alias, user_override, port_override, ctx)
+    }
+
+    /// Every concrete alias named on a `Host` line (and in the files they
+    /// include): no wildcard, no negation; in order, once each.
+    pub fn concrete_aliases(&self) -> Vec<String> {
+        fn walk(file: &ConfigFile, out: &mut Vec<String>) {
+            for item in &file.items {
+                match item {
+                    Item::Include(files) => files.iter().for_each(|f| walk(f, out)),
+                    Item::Line(line) if line.keyword == "host" => {
+                        for p in &line.args {
+                            if !p.is_empty() && !p.contains(['*', '?', '!']) && !out.contains(p) {
+                                out.push(p.clone());
+                            }
+                        }
+                    }
+                    Item::Line(_) => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for file in &self.files {
+            walk(file, &mut out);
+        }
+        out
+    }
+}
+
+/// Resolves `alias` through `files` (read now) as [`SshConfig::resolve`].
 pub fn resolve(
     alias: &str,
     user_override: Option<&str>,
@@ -128,45 +189,15 @@ pub fn resolve(
     files: &SshConfigFiles,
     ctx: &SshConfigContext,
 ) -> Result<SshConfigHost, SshConfigError> {
-    if alias.is_empty() || alias.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(SshConfigError::Line {
-            at: Origin {
-                file: std::sync::Arc::new(PathBuf::from("(destination)")),
-                line: 0,
-            },
-            message: format!("{alias:?} is not a host name"),
-        });
-    }
-    let read = read(files, ctx)?;
-    resolve::resolve_files(&read, alias, user_override, port_override, ctx)
+    SshConfig::read(files, ctx)?.resolve(alias, user_override, port_override, ctx)
 }
 
-/// Every concrete alias named on a `Host` line of `files` (and the files
-/// they include): no wildcard, no negation; in order, once each.
+/// [`SshConfig::concrete_aliases`] of `files`, read now.
 pub fn concrete_aliases(
     files: &SshConfigFiles,
     ctx: &SshConfigContext,
 ) -> Result<Vec<String>, SshConfigError> {
-    fn walk(file: &ConfigFile, out: &mut Vec<String>) {
-        for item in &file.items {
-            match item {
-                Item::Include(files) => files.iter().for_each(|f| walk(f, out)),
-                Item::Line(line) if line.keyword == "host" => {
-                    for p in &line.args {
-                        if !p.is_empty() && !p.contains(['*', '?', '!']) && !out.contains(p) {
-                            out.push(p.clone());
-                        }
-                    }
-                }
-                Item::Line(_) => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for file in read(files, ctx)? {
-        walk(&file, &mut out);
-    }
-    Ok(out)
+    Ok(SshConfig::read(files, ctx)?.concrete_aliases())
 }
 
 /// The files `files` names, read with their includes.
