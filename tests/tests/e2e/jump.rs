@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use tempfile::TempDir;
-use tunnel_proto::v1::{SshConnectionState, TunnelState};
+use tunnel_proto::v1::{SshConnectionState, Tunnel, TunnelState};
 use tunneld_tests::ctl::Ctl;
 use tunneld_tests::data::random_bytes;
 use tunneld_tests::exec::{request, run, run_ok};
@@ -52,6 +52,21 @@ fn inner_sshd(ip: Ipv4Addr, via: &Sshd) -> Result<Sshd> {
         .start()?;
     sshd.authorize(via.identity_pair())?;
     Ok(sshd)
+}
+
+/// An echo peer behind a local forward and a digest peer behind a remote
+/// forward of the default host: the peers (kept alive by the caller) and
+/// the two tunnels.
+async fn forwards_to_peers(
+    client: &tunneld_tests::Client,
+) -> Result<((TcpPeer, TcpPeer), Tunnel, Tunnel)> {
+    let echo = TcpPeer::echo().await?;
+    let digest = TcpPeer::digest().await?;
+    let local = open_local(client, "", echo.port()).await?;
+    let remote = open_remote(client, "", digest.port())
+        .await
+        .context("OpenRemoteForward")?;
+    Ok(((echo, digest), local, remote))
 }
 
 /// A known_hosts file with the lines of all `servers`.
@@ -135,15 +150,11 @@ async fn exec_and_forwards_go_through_the_jump_host() -> Result<()> {
         );
         forwarded_to(&bed.jump, &bed.inner, 1)?;
 
-        let echo = TcpPeer::echo().await?;
-        let digest = TcpPeer::digest().await?;
-        let local = open_local(&client, "", echo.port()).await?;
-        let remote = open_remote(&client, "", digest.port())
-            .await
-            .context("OpenRemoteForward")?;
+        let (_peers, local, remote) = forwards_to_peers(&client).await?;
+        let (lport, rport) = (local_port(&local)?, remote_port(&remote)?);
         let data = random_bytes(1 << 20);
-        echo_ok(local_port(&local)?, &data, IO_TIMEOUT).await?;
-        digest_ok(remote_port(&remote)?, &data, IO_TIMEOUT).await?;
+        echo_ok(lport, &data, IO_TIMEOUT).await?;
+        digest_ok(rport, &data, IO_TIMEOUT).await?;
         // The remote forward listens on the inner server: its connection
         // process is a child of the inner sshd, not the jump's.
         ensure!(
@@ -177,12 +188,7 @@ async fn losing_the_jump_host_reconnects_through_it_and_restores_the_tunnels() -
     e2e(async {
         let bed = JumpBed::start(fast_reconnect).await?;
         let client = bed.daemon.client();
-        let echo = TcpPeer::echo().await?;
-        let digest = TcpPeer::digest().await?;
-        let local = open_local(&client, "", echo.port()).await?;
-        let remote = open_remote(&client, "", digest.port())
-            .await
-            .context("OpenRemoteForward")?;
+        let (_peers, local, remote) = forwards_to_peers(&client).await?;
         let (lport, rport) = (local_port(&local)?, remote_port(&remote)?);
         let data = random_bytes(256 * 1024);
         echo_ok(lport, &data, IO_TIMEOUT).await?;
