@@ -12,6 +12,16 @@ cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
 . scripts/tools.sh
 
+# sshd refuses `signal` requests on root's sessions (root logins skip its
+# post-auth privilege separation), so the tests that send signals log in as
+# this unprivileged account when they run as root, as CI does.
+# Its password is `*` (no password works), not locked: sshd without PAM
+# turns locked accounts away even for keys.
+if [ "$(id -u)" -eq 0 ] && ! getent passwd tunneld-e2e >/dev/null; then
+  echo "==> creating the unprivileged test account tunneld-e2e" >&2
+  useradd --system --create-home --shell /bin/sh --password '*' tunneld-e2e
+fi
+
 # Known vulnerabilities, licences, banned crates and sources of both
 # lockfiles: seconds once cargo-deny is installed, and it stops the run
 # before the long suites.

@@ -87,9 +87,26 @@ pub struct SshdBuilder {
     /// A CA private key and `ssh-keygen` arguments to sign the host key with
     /// before sshd starts (see [`SshdBuilder::host_certificate`]).
     host_certificate: Option<(PathBuf, Vec<String>)>,
+    /// Log in as an unprivileged account when the tests run as root (see
+    /// [`SshdBuilder::unprivileged_login`]).
+    unprivileged: bool,
 }
 
+/// The account [`SshdBuilder::unprivileged_login`] logs in as when the
+/// tests run as root; `scripts/test.sh` creates it.
+pub const UNPRIVILEGED_USER: &str = "tunneld-e2e";
+
 impl SshdBuilder {
+    /// Logs in as [`UNPRIVILEGED_USER`] when the tests run as root, else as
+    /// the user running them. OpenSSH's sshd skips post-auth privilege
+    /// separation for root logins and then refuses `signal` requests
+    /// ("session signalling requires privilege separation"), so what a
+    /// normal user gets is only seen from a normal account.
+    pub fn unprivileged_login(mut self) -> Self {
+        self.unprivileged = true;
+        self
+    }
+
     /// Adds a config line, e.g. `AllowTcpForwarding local` or `PermitListen none`
     /// (`{dir}` and `{port}` are substituted, as in the base config).
     pub fn config(mut self, line: impl Into<String>) -> Self {
@@ -175,7 +192,23 @@ impl SshdBuilder {
         std::fs::write(dir.path().join("authorized_keys"), authorized)
             .context("writing authorized_keys")?;
 
-        let user = current_user()?;
+        let mut user = current_user()?;
+        if self.unprivileged && nix::unistd::getuid().is_root() {
+            ensure!(
+                matches!(nix::unistd::User::from_name(UNPRIVILEGED_USER), Ok(Some(_))),
+                "this test logs in as the unprivileged account {UNPRIVILEGED_USER}, which does not exist: \
+                 run scripts/test.sh, or `useradd --system --create-home --shell /bin/sh --password '*' {UNPRIVILEGED_USER}`"
+            );
+            // sshd reads authorized_keys as the user logging in: let it
+            // through the directory (not list it) and read that one file.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+            std::fs::set_permissions(
+                dir.path().join("authorized_keys"),
+                std::fs::Permissions::from_mode(0o644),
+            )?;
+            user = UNPRIVILEGED_USER.to_string();
+        }
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port_on(self.ip())?;

@@ -531,6 +531,470 @@ func (*ExitStatus_Code) isExitStatus_Status() {}
 
 func (*ExitStatus_Signal) isExitStatus_Status() {}
 
+// ExecStreamRequest is one message of an ExecStream call.
+type ExecStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the message carries.
+	//
+	// Types that are valid to be assigned to Message:
+	//
+	//	*ExecStreamRequest_Start
+	//	*ExecStreamRequest_Stdin
+	//	*ExecStreamRequest_StdinEof
+	//	*ExecStreamRequest_Signal
+	//	*ExecStreamRequest_Resize
+	Message       isExecStreamRequest_Message `protobuf_oneof:"message"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStreamRequest) Reset() {
+	*x = ExecStreamRequest{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStreamRequest) ProtoMessage() {}
+
+func (x *ExecStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStreamRequest.ProtoReflect.Descriptor instead.
+func (*ExecStreamRequest) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExecStreamRequest) GetMessage() isExecStreamRequest_Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *ExecStreamRequest) GetStart() *ExecStart {
+	if x != nil {
+		if x, ok := x.Message.(*ExecStreamRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ExecStreamRequest) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Message.(*ExecStreamRequest_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *ExecStreamRequest) GetStdinEof() bool {
+	if x != nil {
+		if x, ok := x.Message.(*ExecStreamRequest_StdinEof); ok {
+			return x.StdinEof
+		}
+	}
+	return false
+}
+
+func (x *ExecStreamRequest) GetSignal() string {
+	if x != nil {
+		if x, ok := x.Message.(*ExecStreamRequest_Signal); ok {
+			return x.Signal
+		}
+	}
+	return ""
+}
+
+func (x *ExecStreamRequest) GetResize() *TerminalSize {
+	if x != nil {
+		if x, ok := x.Message.(*ExecStreamRequest_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isExecStreamRequest_Message interface {
+	isExecStreamRequest_Message()
+}
+
+type ExecStreamRequest_Start struct {
+	// Starts the command; must be the first message, and only the first.
+	Start *ExecStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ExecStreamRequest_Stdin struct {
+	// A chunk of the command's standard input. Chunks of up to 1 MiB keep
+	// tunneld's memory per call small; larger ones are accepted up to the
+	// API's 64 MiB message limit.
+	Stdin []byte `protobuf:"bytes,2,opt,name=stdin,proto3,oneof"`
+}
+
+type ExecStreamRequest_StdinEof struct {
+	// Ends the command's standard input (as closing a pipe does); true is the
+	// only meaningful value. No stdin may follow. Signals and resizes may.
+	StdinEof bool `protobuf:"varint,3,opt,name=stdin_eof,json=stdinEof,proto3,oneof"`
+}
+
+type ExecStreamRequest_Signal struct {
+	// Sends a signal to the command, by name without the "SIG" prefix: one
+	// of ABRT, ALRM, FPE, HUP, ILL, INT, KILL, PIPE, QUIT, SEGV, TERM, USR1,
+	// USR2 (RFC 4254). OpenSSH's sshd delivers it from version 7.9 on.
+	Signal string `protobuf:"bytes,4,opt,name=signal,proto3,oneof"`
+}
+
+type ExecStreamRequest_Resize struct {
+	// The terminal's new size; only with a terminal requested in `start`.
+	Resize *TerminalSize `protobuf:"bytes,5,opt,name=resize,proto3,oneof"`
+}
+
+func (*ExecStreamRequest_Start) isExecStreamRequest_Message() {}
+
+func (*ExecStreamRequest_Stdin) isExecStreamRequest_Message() {}
+
+func (*ExecStreamRequest_StdinEof) isExecStreamRequest_Message() {}
+
+func (*ExecStreamRequest_Signal) isExecStreamRequest_Message() {}
+
+func (*ExecStreamRequest_Resize) isExecStreamRequest_Message() {}
+
+// ExecStart names the command of an ExecStream call.
+type ExecStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the SSH host; empty selects the default host.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// Command line, run by the remote user's login shell exactly as
+	// `ssh host 'command'` runs it. Empty starts the user's login shell, as
+	// `ssh host` does; that needs no `env`.
+	Command string `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	// Environment variables set for the command, as in ExecRequest.
+	Env map[string]string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Upper bound on the command's run time, as in ExecRequest.
+	Timeout *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// A pseudo-terminal for the command, as `ssh -t` requests one. Unset: no
+	// terminal, and stdout and stderr stay apart. With a terminal the server
+	// merges them into stdout, as ssh shows them.
+	Terminal      *Terminal `protobuf:"bytes,5,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStart) Reset() {
+	*x = ExecStart{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStart) ProtoMessage() {}
+
+func (x *ExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
+func (*ExecStart) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ExecStart) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ExecStart) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *ExecStart) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecStart) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *ExecStart) GetTerminal() *Terminal {
+	if x != nil {
+		return x.Terminal
+	}
+	return nil
+}
+
+// Terminal describes the pseudo-terminal requested for a command.
+type Terminal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The TERM value, e.g. "xterm-256color"; empty means "dumb". At most 64
+	// characters of [A-Za-z0-9._+-].
+	Term string `protobuf:"bytes,1,opt,name=term,proto3" json:"term,omitempty"`
+	// The terminal's initial size.
+	Size          *TerminalSize `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Terminal) Reset() {
+	*x = Terminal{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Terminal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Terminal) ProtoMessage() {}
+
+func (x *Terminal) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Terminal.ProtoReflect.Descriptor instead.
+func (*Terminal) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Terminal) GetTerm() string {
+	if x != nil {
+		return x.Term
+	}
+	return ""
+}
+
+func (x *Terminal) GetSize() *TerminalSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+// TerminalSize is a terminal's size in characters, and optionally in pixels.
+type TerminalSize struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Width in characters, 1..65535.
+	Columns uint32 `protobuf:"varint,1,opt,name=columns,proto3" json:"columns,omitempty"`
+	// Height in characters, 1..65535.
+	Rows uint32 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	// Width in pixels; 0 when unknown.
+	WidthPixels uint32 `protobuf:"varint,3,opt,name=width_pixels,json=widthPixels,proto3" json:"width_pixels,omitempty"`
+	// Height in pixels; 0 when unknown.
+	HeightPixels  uint32 `protobuf:"varint,4,opt,name=height_pixels,json=heightPixels,proto3" json:"height_pixels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalSize) Reset() {
+	*x = TerminalSize{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalSize) ProtoMessage() {}
+
+func (x *TerminalSize) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
+func (*TerminalSize) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TerminalSize) GetColumns() uint32 {
+	if x != nil {
+		return x.Columns
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetWidthPixels() uint32 {
+	if x != nil {
+		return x.WidthPixels
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetHeightPixels() uint32 {
+	if x != nil {
+		return x.HeightPixels
+	}
+	return 0
+}
+
+// ExecStreamResponse is one event of a command run by ExecStream; its fields
+// are ExecResponse's, with the same numbers.
+type ExecStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What happened.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*ExecStreamResponse_Stdout
+	//	*ExecStreamResponse_Stderr
+	//	*ExecStreamResponse_Exit
+	Event         isExecStreamResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStreamResponse) Reset() {
+	*x = ExecStreamResponse{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStreamResponse) ProtoMessage() {}
+
+func (x *ExecStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStreamResponse.ProtoReflect.Descriptor instead.
+func (*ExecStreamResponse) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExecStreamResponse) GetEvent() isExecStreamResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ExecStreamResponse) GetStdout() []byte {
+	if x != nil {
+		if x, ok := x.Event.(*ExecStreamResponse_Stdout); ok {
+			return x.Stdout
+		}
+	}
+	return nil
+}
+
+func (x *ExecStreamResponse) GetStderr() []byte {
+	if x != nil {
+		if x, ok := x.Event.(*ExecStreamResponse_Stderr); ok {
+			return x.Stderr
+		}
+	}
+	return nil
+}
+
+func (x *ExecStreamResponse) GetExit() *ExitStatus {
+	if x != nil {
+		if x, ok := x.Event.(*ExecStreamResponse_Exit); ok {
+			return x.Exit
+		}
+	}
+	return nil
+}
+
+type isExecStreamResponse_Event interface {
+	isExecStreamResponse_Event()
+}
+
+type ExecStreamResponse_Stdout struct {
+	// A chunk of the command's standard output (with a terminal: its
+	// terminal output), as received.
+	Stdout []byte `protobuf:"bytes,1,opt,name=stdout,proto3,oneof"`
+}
+
+type ExecStreamResponse_Stderr struct {
+	// A chunk of the command's standard error, as received.
+	Stderr []byte `protobuf:"bytes,2,opt,name=stderr,proto3,oneof"`
+}
+
+type ExecStreamResponse_Exit struct {
+	// How the command ended; always the last message of a successful call.
+	Exit *ExitStatus `protobuf:"bytes,3,opt,name=exit,proto3,oneof"`
+}
+
+func (*ExecStreamResponse_Stdout) isExecStreamResponse_Event() {}
+
+func (*ExecStreamResponse_Stderr) isExecStreamResponse_Event() {}
+
+func (*ExecStreamResponse_Exit) isExecStreamResponse_Event() {}
+
 // OpenLocalForwardRequest describes a local forward, as `ssh -L
 // [bind_address:]local_port:remote_host:remote_port`.
 type OpenLocalForwardRequest struct {
@@ -560,7 +1024,7 @@ type OpenLocalForwardRequest struct {
 
 func (x *OpenLocalForwardRequest) Reset() {
 	*x = OpenLocalForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +1036,7 @@ func (x *OpenLocalForwardRequest) String() string {
 func (*OpenLocalForwardRequest) ProtoMessage() {}
 
 func (x *OpenLocalForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +1049,7 @@ func (x *OpenLocalForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenLocalForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenLocalForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OpenLocalForwardRequest) GetHost() string {
@@ -648,7 +1112,7 @@ type OpenLocalForwardResponse struct {
 
 func (x *OpenLocalForwardResponse) Reset() {
 	*x = OpenLocalForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1124,7 @@ func (x *OpenLocalForwardResponse) String() string {
 func (*OpenLocalForwardResponse) ProtoMessage() {}
 
 func (x *OpenLocalForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1137,7 @@ func (x *OpenLocalForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenLocalForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenLocalForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{4}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OpenLocalForwardResponse) GetTunnel() *Tunnel {
@@ -714,7 +1178,7 @@ type OpenRemoteForwardRequest struct {
 
 func (x *OpenRemoteForwardRequest) Reset() {
 	*x = OpenRemoteForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +1190,7 @@ func (x *OpenRemoteForwardRequest) String() string {
 func (*OpenRemoteForwardRequest) ProtoMessage() {}
 
 func (x *OpenRemoteForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +1203,7 @@ func (x *OpenRemoteForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRemoteForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenRemoteForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{5}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OpenRemoteForwardRequest) GetHost() string {
@@ -802,7 +1266,7 @@ type OpenRemoteForwardResponse struct {
 
 func (x *OpenRemoteForwardResponse) Reset() {
 	*x = OpenRemoteForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +1278,7 @@ func (x *OpenRemoteForwardResponse) String() string {
 func (*OpenRemoteForwardResponse) ProtoMessage() {}
 
 func (x *OpenRemoteForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +1291,7 @@ func (x *OpenRemoteForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRemoteForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenRemoteForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{6}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OpenRemoteForwardResponse) GetTunnel() *Tunnel {
@@ -846,7 +1310,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1322,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1335,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{7}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{12}
 }
 
 // ListResponse lists what tunneld holds.
@@ -887,7 +1351,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1363,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1376,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{8}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListResponse) GetTunnels() []*Tunnel {
@@ -940,7 +1404,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1416,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1429,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{9}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CloseRequest) GetId() string {
@@ -986,7 +1450,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1462,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1475,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{10}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CloseResponse) GetTunnel() *Tunnel {
@@ -1037,7 +1501,7 @@ type OpenAttachedRequest struct {
 
 func (x *OpenAttachedRequest) Reset() {
 	*x = OpenAttachedRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1513,7 @@ func (x *OpenAttachedRequest) String() string {
 func (*OpenAttachedRequest) ProtoMessage() {}
 
 func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1526,7 @@ func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedRequest.ProtoReflect.Descriptor instead.
 func (*OpenAttachedRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{11}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OpenAttachedRequest) GetForward() isOpenAttachedRequest_Forward {
@@ -1126,7 +1590,7 @@ type OpenAttachedResponse struct {
 
 func (x *OpenAttachedResponse) Reset() {
 	*x = OpenAttachedResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1602,7 @@ func (x *OpenAttachedResponse) String() string {
 func (*OpenAttachedResponse) ProtoMessage() {}
 
 func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1615,7 @@ func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedResponse.ProtoReflect.Descriptor instead.
 func (*OpenAttachedResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{12}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OpenAttachedResponse) GetEvent() isOpenAttachedResponse_Event {
@@ -1246,7 +1710,7 @@ type ConnectionOpened struct {
 
 func (x *ConnectionOpened) Reset() {
 	*x = ConnectionOpened{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1722,7 @@ func (x *ConnectionOpened) String() string {
 func (*ConnectionOpened) ProtoMessage() {}
 
 func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1735,7 @@ func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionOpened.ProtoReflect.Descriptor instead.
 func (*ConnectionOpened) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{13}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConnectionOpened) GetConnectionId() uint64 {
@@ -1319,7 +1783,7 @@ type ConnectionClosed struct {
 
 func (x *ConnectionClosed) Reset() {
 	*x = ConnectionClosed{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1795,7 @@ func (x *ConnectionClosed) String() string {
 func (*ConnectionClosed) ProtoMessage() {}
 
 func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1808,7 @@ func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionClosed.ProtoReflect.Descriptor instead.
 func (*ConnectionClosed) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{14}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConnectionClosed) GetConnectionId() uint64 {
@@ -1407,7 +1871,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1883,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1896,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchRequest) GetTunnelId() string {
@@ -1465,7 +1929,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1941,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1954,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchResponse) GetTime() *timestamppb.Timestamp {
@@ -1619,7 +2083,7 @@ type WatchSynced struct {
 
 func (x *WatchSynced) Reset() {
 	*x = WatchSynced{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +2095,7 @@ func (x *WatchSynced) String() string {
 func (*WatchSynced) ProtoMessage() {}
 
 func (x *WatchSynced) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +2108,7 @@ func (x *WatchSynced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSynced.ProtoReflect.Descriptor instead.
 func (*WatchSynced) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
 }
 
 // GetInfoRequest asks for tunneld's identity.
@@ -1656,7 +2120,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +2132,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +2145,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
 }
 
 // GetInfoResponse describes the running tunneld.
@@ -1699,7 +2163,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2175,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2188,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetInfoResponse) GetVersion() string {
@@ -1786,7 +2250,7 @@ type Tunnel struct {
 
 func (x *Tunnel) Reset() {
 	*x = Tunnel{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +2262,7 @@ func (x *Tunnel) String() string {
 func (*Tunnel) ProtoMessage() {}
 
 func (x *Tunnel) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +2275,7 @@ func (x *Tunnel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tunnel.ProtoReflect.Descriptor instead.
 func (*Tunnel) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Tunnel) GetId() string {
@@ -1918,7 +2382,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2394,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2407,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Endpoint) GetHost() string {
@@ -1992,7 +2456,7 @@ type TunnelCounters struct {
 
 func (x *TunnelCounters) Reset() {
 	*x = TunnelCounters{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2468,7 @@ func (x *TunnelCounters) String() string {
 func (*TunnelCounters) ProtoMessage() {}
 
 func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2481,7 @@ func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelCounters.ProtoReflect.Descriptor instead.
 func (*TunnelCounters) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TunnelCounters) GetActiveConnections() uint64 {
@@ -2104,7 +2568,7 @@ type SshHost struct {
 
 func (x *SshHost) Reset() {
 	*x = SshHost{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2580,7 @@ func (x *SshHost) String() string {
 func (*SshHost) ProtoMessage() {}
 
 func (x *SshHost) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2593,7 @@ func (x *SshHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SshHost.ProtoReflect.Descriptor instead.
 func (*SshHost) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SshHost) GetName() string {
@@ -2221,7 +2685,36 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\vcore_dumped\x18\x03 \x01(\bR\n" +
 	"coreDumped\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessageB\b\n" +
-	"\x06status\"\x98\x02\n" +
+	"\x06status\"\xd0\x01\n" +
+	"\x11ExecStreamRequest\x12,\n" +
+	"\x05start\x18\x01 \x01(\v2\x14.tunnel.v1.ExecStartH\x00R\x05start\x12\x16\n" +
+	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12\x1d\n" +
+	"\tstdin_eof\x18\x03 \x01(\bH\x00R\bstdinEof\x12\x18\n" +
+	"\x06signal\x18\x04 \x01(\tH\x00R\x06signal\x121\n" +
+	"\x06resize\x18\x05 \x01(\v2\x17.tunnel.v1.TerminalSizeH\x00R\x06resizeB\t\n" +
+	"\amessage\"\x88\x02\n" +
+	"\tExecStart\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\tR\acommand\x12/\n" +
+	"\x03env\x18\x03 \x03(\v2\x1d.tunnel.v1.ExecStart.EnvEntryR\x03env\x123\n" +
+	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12/\n" +
+	"\bterminal\x18\x05 \x01(\v2\x13.tunnel.v1.TerminalR\bterminal\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
+	"\bTerminal\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\tR\x04term\x12+\n" +
+	"\x04size\x18\x02 \x01(\v2\x17.tunnel.v1.TerminalSizeR\x04size\"\x84\x01\n" +
+	"\fTerminalSize\x12\x18\n" +
+	"\acolumns\x18\x01 \x01(\rR\acolumns\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\rR\x04rows\x12!\n" +
+	"\fwidth_pixels\x18\x03 \x01(\rR\vwidthPixels\x12#\n" +
+	"\rheight_pixels\x18\x04 \x01(\rR\fheightPixels\"~\n" +
+	"\x12ExecStreamResponse\x12\x18\n" +
+	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
+	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12+\n" +
+	"\x04exit\x18\x03 \x01(\v2\x15.tunnel.v1.ExitStatusH\x00R\x04exitB\a\n" +
+	"\x05event\"\x98\x02\n" +
 	"\x17OpenLocalForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12!\n" +
 	"\fbind_address\x18\x02 \x01(\tR\vbindAddress\x12\x1d\n" +
@@ -2351,9 +2844,11 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n" +
 	"\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n" +
 	"\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x12%\n" +
-	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\xcf\x04\n" +
+	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\x9e\x05\n" +
 	"\rTunnelService\x129\n" +
-	"\x04Exec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12[\n" +
+	"\x04Exec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12M\n" +
+	"\n" +
+	"ExecStream\x12\x1c.tunnel.v1.ExecStreamRequest\x1a\x1d.tunnel.v1.ExecStreamResponse(\x010\x01\x12[\n" +
 	"\x10OpenLocalForward\x12\".tunnel.v1.OpenLocalForwardRequest\x1a#.tunnel.v1.OpenLocalForwardResponse\x12^\n" +
 	"\x11OpenRemoteForward\x12#.tunnel.v1.OpenRemoteForwardRequest\x1a$.tunnel.v1.OpenRemoteForwardResponse\x127\n" +
 	"\x04List\x12\x16.tunnel.v1.ListRequest\x1a\x17.tunnel.v1.ListResponse\x12:\n" +
@@ -2375,7 +2870,7 @@ func file_tunnel_v1_tunnel_proto_rawDescGZIP() []byte {
 }
 
 var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tunnel_v1_tunnel_proto_goTypes = []any{
 	(TunnelKind)(0),                   // 0: tunnel.v1.TunnelKind
 	(TunnelState)(0),                  // 1: tunnel.v1.TunnelState
@@ -2383,87 +2878,102 @@ var file_tunnel_v1_tunnel_proto_goTypes = []any{
 	(*ExecRequest)(nil),               // 3: tunnel.v1.ExecRequest
 	(*ExecResponse)(nil),              // 4: tunnel.v1.ExecResponse
 	(*ExitStatus)(nil),                // 5: tunnel.v1.ExitStatus
-	(*OpenLocalForwardRequest)(nil),   // 6: tunnel.v1.OpenLocalForwardRequest
-	(*OpenLocalForwardResponse)(nil),  // 7: tunnel.v1.OpenLocalForwardResponse
-	(*OpenRemoteForwardRequest)(nil),  // 8: tunnel.v1.OpenRemoteForwardRequest
-	(*OpenRemoteForwardResponse)(nil), // 9: tunnel.v1.OpenRemoteForwardResponse
-	(*ListRequest)(nil),               // 10: tunnel.v1.ListRequest
-	(*ListResponse)(nil),              // 11: tunnel.v1.ListResponse
-	(*CloseRequest)(nil),              // 12: tunnel.v1.CloseRequest
-	(*CloseResponse)(nil),             // 13: tunnel.v1.CloseResponse
-	(*OpenAttachedRequest)(nil),       // 14: tunnel.v1.OpenAttachedRequest
-	(*OpenAttachedResponse)(nil),      // 15: tunnel.v1.OpenAttachedResponse
-	(*ConnectionOpened)(nil),          // 16: tunnel.v1.ConnectionOpened
-	(*ConnectionClosed)(nil),          // 17: tunnel.v1.ConnectionClosed
-	(*WatchRequest)(nil),              // 18: tunnel.v1.WatchRequest
-	(*WatchResponse)(nil),             // 19: tunnel.v1.WatchResponse
-	(*WatchSynced)(nil),               // 20: tunnel.v1.WatchSynced
-	(*GetInfoRequest)(nil),            // 21: tunnel.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),           // 22: tunnel.v1.GetInfoResponse
-	(*Tunnel)(nil),                    // 23: tunnel.v1.Tunnel
-	(*Endpoint)(nil),                  // 24: tunnel.v1.Endpoint
-	(*TunnelCounters)(nil),            // 25: tunnel.v1.TunnelCounters
-	(*SshHost)(nil),                   // 26: tunnel.v1.SshHost
-	nil,                               // 27: tunnel.v1.ExecRequest.EnvEntry
-	(*durationpb.Duration)(nil),       // 28: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
+	(*ExecStreamRequest)(nil),         // 6: tunnel.v1.ExecStreamRequest
+	(*ExecStart)(nil),                 // 7: tunnel.v1.ExecStart
+	(*Terminal)(nil),                  // 8: tunnel.v1.Terminal
+	(*TerminalSize)(nil),              // 9: tunnel.v1.TerminalSize
+	(*ExecStreamResponse)(nil),        // 10: tunnel.v1.ExecStreamResponse
+	(*OpenLocalForwardRequest)(nil),   // 11: tunnel.v1.OpenLocalForwardRequest
+	(*OpenLocalForwardResponse)(nil),  // 12: tunnel.v1.OpenLocalForwardResponse
+	(*OpenRemoteForwardRequest)(nil),  // 13: tunnel.v1.OpenRemoteForwardRequest
+	(*OpenRemoteForwardResponse)(nil), // 14: tunnel.v1.OpenRemoteForwardResponse
+	(*ListRequest)(nil),               // 15: tunnel.v1.ListRequest
+	(*ListResponse)(nil),              // 16: tunnel.v1.ListResponse
+	(*CloseRequest)(nil),              // 17: tunnel.v1.CloseRequest
+	(*CloseResponse)(nil),             // 18: tunnel.v1.CloseResponse
+	(*OpenAttachedRequest)(nil),       // 19: tunnel.v1.OpenAttachedRequest
+	(*OpenAttachedResponse)(nil),      // 20: tunnel.v1.OpenAttachedResponse
+	(*ConnectionOpened)(nil),          // 21: tunnel.v1.ConnectionOpened
+	(*ConnectionClosed)(nil),          // 22: tunnel.v1.ConnectionClosed
+	(*WatchRequest)(nil),              // 23: tunnel.v1.WatchRequest
+	(*WatchResponse)(nil),             // 24: tunnel.v1.WatchResponse
+	(*WatchSynced)(nil),               // 25: tunnel.v1.WatchSynced
+	(*GetInfoRequest)(nil),            // 26: tunnel.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),           // 27: tunnel.v1.GetInfoResponse
+	(*Tunnel)(nil),                    // 28: tunnel.v1.Tunnel
+	(*Endpoint)(nil),                  // 29: tunnel.v1.Endpoint
+	(*TunnelCounters)(nil),            // 30: tunnel.v1.TunnelCounters
+	(*SshHost)(nil),                   // 31: tunnel.v1.SshHost
+	nil,                               // 32: tunnel.v1.ExecRequest.EnvEntry
+	nil,                               // 33: tunnel.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),       // 34: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
 }
 var file_tunnel_v1_tunnel_proto_depIdxs = []int32{
-	27, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
-	28, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	32, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
+	34, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	5,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
-	28, // 3: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	23, // 4: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	28, // 5: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	23, // 6: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	23, // 7: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
-	26, // 8: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
-	23, // 9: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	6,  // 10: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
-	8,  // 11: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
-	23, // 12: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
-	16, // 13: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	17, // 14: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	23, // 15: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
-	28, // 16: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
-	29, // 17: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
-	26, // 18: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
-	23, // 19: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	16, // 20: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	17, // 21: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	20, // 22: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
-	29, // 23: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	0,  // 24: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
-	24, // 25: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
-	24, // 26: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
-	1,  // 27: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
-	29, // 28: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
-	25, // 29: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
-	28, // 30: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
-	2,  // 31: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
-	29, // 32: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
-	29, // 33: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 34: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
-	6,  // 35: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
-	8,  // 36: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
-	10, // 37: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
-	12, // 38: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
-	14, // 39: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
-	21, // 40: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
-	18, // 41: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
-	4,  // 42: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
-	7,  // 43: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
-	9,  // 44: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
-	11, // 45: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
-	13, // 46: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
-	15, // 47: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
-	22, // 48: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
-	19, // 49: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
-	42, // [42:50] is the sub-list for method output_type
-	34, // [34:42] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	7,  // 3: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
+	9,  // 4: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
+	33, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
+	34, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
+	8,  // 7: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
+	9,  // 8: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
+	5,  // 9: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
+	34, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	28, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	34, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	28, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	28, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
+	31, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
+	28, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	11, // 17: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
+	13, // 18: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
+	28, // 19: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
+	21, // 20: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	22, // 21: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	28, // 22: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
+	34, // 23: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
+	35, // 24: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
+	31, // 25: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
+	28, // 26: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	21, // 27: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	22, // 28: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	25, // 29: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
+	35, // 30: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	0,  // 31: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
+	29, // 32: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
+	29, // 33: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
+	1,  // 34: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
+	35, // 35: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
+	30, // 36: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
+	34, // 37: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
+	2,  // 38: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
+	35, // 39: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
+	35, // 40: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 41: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
+	6,  // 42: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
+	11, // 43: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
+	13, // 44: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
+	15, // 45: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
+	17, // 46: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
+	19, // 47: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
+	26, // 48: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
+	23, // 49: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
+	4,  // 50: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
+	10, // 51: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
+	12, // 52: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
+	14, // 53: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
+	16, // 54: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
+	18, // 55: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
+	20, // 56: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
+	27, // 57: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
+	24, // 58: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
+	50, // [50:59] is the sub-list for method output_type
+	41, // [41:50] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_tunnel_v1_tunnel_proto_init() }
@@ -2480,17 +2990,29 @@ func file_tunnel_v1_tunnel_proto_init() {
 		(*ExitStatus_Code)(nil),
 		(*ExitStatus_Signal)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[11].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[3].OneofWrappers = []any{
+		(*ExecStreamRequest_Start)(nil),
+		(*ExecStreamRequest_Stdin)(nil),
+		(*ExecStreamRequest_StdinEof)(nil),
+		(*ExecStreamRequest_Signal)(nil),
+		(*ExecStreamRequest_Resize)(nil),
+	}
+	file_tunnel_v1_tunnel_proto_msgTypes[7].OneofWrappers = []any{
+		(*ExecStreamResponse_Stdout)(nil),
+		(*ExecStreamResponse_Stderr)(nil),
+		(*ExecStreamResponse_Exit)(nil),
+	}
+	file_tunnel_v1_tunnel_proto_msgTypes[16].OneofWrappers = []any{
 		(*OpenAttachedRequest_Local)(nil),
 		(*OpenAttachedRequest_Remote)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[12].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[17].OneofWrappers = []any{
 		(*OpenAttachedResponse_Opened)(nil),
 		(*OpenAttachedResponse_ConnectionOpened)(nil),
 		(*OpenAttachedResponse_ConnectionClosed)(nil),
 		(*OpenAttachedResponse_StateChanged)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[16].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[21].OneofWrappers = []any{
 		(*WatchResponse_Host)(nil),
 		(*WatchResponse_Tunnel)(nil),
 		(*WatchResponse_ConnectionOpened)(nil),
@@ -2504,7 +3026,7 @@ func file_tunnel_v1_tunnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tunnel_v1_tunnel_proto_rawDesc), len(file_tunnel_v1_tunnel_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

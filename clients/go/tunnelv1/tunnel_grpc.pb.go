@@ -38,6 +38,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	TunnelService_Exec_FullMethodName              = "/tunnel.v1.TunnelService/Exec"
+	TunnelService_ExecStream_FullMethodName        = "/tunnel.v1.TunnelService/ExecStream"
 	TunnelService_OpenLocalForward_FullMethodName  = "/tunnel.v1.TunnelService/OpenLocalForward"
 	TunnelService_OpenRemoteForward_FullMethodName = "/tunnel.v1.TunnelService/OpenRemoteForward"
 	TunnelService_List_FullMethodName              = "/tunnel.v1.TunnelService/List"
@@ -58,7 +59,24 @@ type TunnelServiceClient interface {
 	// exactly one final message carrying the exit status. Cancelling the call
 	// closes the channel (the remote command gets SIGTERM where the server
 	// supports signals, and its pipes are closed).
+	//
+	// Use Exec for one-shot calls whose input is known up front and small (it
+	// travels inside the one request, up to 64 MiB): grpcurl, scripts, and
+	// unary-minded clients. Use ExecStream to stream standard input of any size,
+	// to interleave input with output, to send signals, or to run a command or
+	// login shell on a terminal.
 	Exec(ctx context.Context, in *ExecRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExecResponse], error)
+	// ExecStream runs a command as Exec does, with its standard input streamed
+	// by the caller, as `ssh host 'command'` reads it from a pipe, and
+	// optionally on a pseudo-terminal, as `ssh -t`. The first message must be
+	// `start`; later ones carry stdin chunks, the end of stdin, signals and
+	// terminal size changes, applied in order. Ending the sending side (half
+	// close) also ends stdin. stdin is read from the call only as fast as the
+	// SSH channel takes it, so a caller that writes faster is paused by gRPC
+	// flow control and tunneld holds at most about one message per call. The
+	// responses are those of Exec: output chunks, then exactly one exit
+	// status. Cancelling the call ends the command as for Exec.
+	ExecStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecStreamRequest, ExecStreamResponse], error)
 	// OpenLocalForward listens on tunneld's machine and carries every accepted
 	// connection through the SSH server to a remote host and port (`ssh -L`).
 	OpenLocalForward(ctx context.Context, in *OpenLocalForwardRequest, opts ...grpc.CallOption) (*OpenLocalForwardResponse, error)
@@ -123,6 +141,19 @@ func (c *tunnelServiceClient) Exec(ctx context.Context, in *ExecRequest, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TunnelService_ExecClient = grpc.ServerStreamingClient[ExecResponse]
 
+func (c *tunnelServiceClient) ExecStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecStreamRequest, ExecStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TunnelService_ServiceDesc.Streams[1], TunnelService_ExecStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecStreamRequest, ExecStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TunnelService_ExecStreamClient = grpc.BidiStreamingClient[ExecStreamRequest, ExecStreamResponse]
+
 func (c *tunnelServiceClient) OpenLocalForward(ctx context.Context, in *OpenLocalForwardRequest, opts ...grpc.CallOption) (*OpenLocalForwardResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(OpenLocalForwardResponse)
@@ -165,7 +196,7 @@ func (c *tunnelServiceClient) Close(ctx context.Context, in *CloseRequest, opts 
 
 func (c *tunnelServiceClient) OpenAttached(ctx context.Context, in *OpenAttachedRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OpenAttachedResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &TunnelService_ServiceDesc.Streams[1], TunnelService_OpenAttached_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &TunnelService_ServiceDesc.Streams[2], TunnelService_OpenAttached_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +225,7 @@ func (c *tunnelServiceClient) GetInfo(ctx context.Context, in *GetInfoRequest, o
 
 func (c *tunnelServiceClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &TunnelService_ServiceDesc.Streams[2], TunnelService_Watch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &TunnelService_ServiceDesc.Streams[3], TunnelService_Watch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +253,24 @@ type TunnelServiceServer interface {
 	// exactly one final message carrying the exit status. Cancelling the call
 	// closes the channel (the remote command gets SIGTERM where the server
 	// supports signals, and its pipes are closed).
+	//
+	// Use Exec for one-shot calls whose input is known up front and small (it
+	// travels inside the one request, up to 64 MiB): grpcurl, scripts, and
+	// unary-minded clients. Use ExecStream to stream standard input of any size,
+	// to interleave input with output, to send signals, or to run a command or
+	// login shell on a terminal.
 	Exec(*ExecRequest, grpc.ServerStreamingServer[ExecResponse]) error
+	// ExecStream runs a command as Exec does, with its standard input streamed
+	// by the caller, as `ssh host 'command'` reads it from a pipe, and
+	// optionally on a pseudo-terminal, as `ssh -t`. The first message must be
+	// `start`; later ones carry stdin chunks, the end of stdin, signals and
+	// terminal size changes, applied in order. Ending the sending side (half
+	// close) also ends stdin. stdin is read from the call only as fast as the
+	// SSH channel takes it, so a caller that writes faster is paused by gRPC
+	// flow control and tunneld holds at most about one message per call. The
+	// responses are those of Exec: output chunks, then exactly one exit
+	// status. Cancelling the call ends the command as for Exec.
+	ExecStream(grpc.BidiStreamingServer[ExecStreamRequest, ExecStreamResponse]) error
 	// OpenLocalForward listens on tunneld's machine and carries every accepted
 	// connection through the SSH server to a remote host and port (`ssh -L`).
 	OpenLocalForward(context.Context, *OpenLocalForwardRequest) (*OpenLocalForwardResponse, error)
@@ -270,6 +318,9 @@ type UnimplementedTunnelServiceServer struct{}
 
 func (UnimplementedTunnelServiceServer) Exec(*ExecRequest, grpc.ServerStreamingServer[ExecResponse]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
+}
+func (UnimplementedTunnelServiceServer) ExecStream(grpc.BidiStreamingServer[ExecStreamRequest, ExecStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExecStream not implemented")
 }
 func (UnimplementedTunnelServiceServer) OpenLocalForward(context.Context, *OpenLocalForwardRequest) (*OpenLocalForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenLocalForward not implemented")
@@ -323,6 +374,13 @@ func _TunnelService_Exec_Handler(srv interface{}, stream grpc.ServerStream) erro
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TunnelService_ExecServer = grpc.ServerStreamingServer[ExecResponse]
+
+func _TunnelService_ExecStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TunnelServiceServer).ExecStream(&grpc.GenericServerStream[ExecStreamRequest, ExecStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TunnelService_ExecStreamServer = grpc.BidiStreamingServer[ExecStreamRequest, ExecStreamResponse]
 
 func _TunnelService_OpenLocalForward_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(OpenLocalForwardRequest)
@@ -469,6 +527,12 @@ var TunnelService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Exec",
 			Handler:       _TunnelService_Exec_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ExecStream",
+			Handler:       _TunnelService_ExecStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 		{
 			StreamName:    "OpenAttached",

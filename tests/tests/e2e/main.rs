@@ -15,6 +15,7 @@ mod ciphers;
 mod cli;
 mod errors;
 mod exec;
+mod exec_stream;
 mod fixtures;
 mod forward_local;
 mod forward_remote;

@@ -114,17 +114,8 @@ pub(super) fn refused(rpc: &str, caller: &Caller, code: Code, reason: &str) {
 /// `Exec`: the command (cut at [`MAX_COMMAND_CHARS`]), environment names,
 /// stdin's size and the timeout.
 pub(super) fn exec(r: &pb::ExecRequest) -> String {
-    let command: String = r.command.chars().take(MAX_COMMAND_CHARS).collect();
-    let mut text = format!("command={command:?}");
-    let total = r.command.chars().count();
-    if total > MAX_COMMAND_CHARS {
-        text.push_str(&format!(" (cut, {total} chars)"));
-    }
-    if !r.env.is_empty() {
-        let mut names: Vec<String> = r.env.keys().map(|k| bare(k, SHOWN_CHARS)).collect();
-        names.sort_unstable();
-        text.push_str(&format!(" env={}", names.join(",")));
-    }
+    let mut text = command(&r.command);
+    text.push_str(&env_names(r.env.keys()));
     if !r.stdin.is_empty() {
         text.push_str(&format!(" stdin_bytes={}", r.stdin.len()));
     }
@@ -132,6 +123,47 @@ pub(super) fn exec(r: &pb::ExecRequest) -> String {
         text.push_str(&format!(" timeout={}s", t.seconds));
     }
     text
+}
+
+/// `ExecStream`: as for Exec, with `stdin=streamed` instead of a size (the
+/// input itself is never looked at), and the terminal's TERM when one is
+/// asked for.
+pub(super) fn exec_stream(r: &pb::ExecStart) -> String {
+    let mut text = if r.command.is_empty() {
+        "login shell".to_string()
+    } else {
+        command(&r.command)
+    };
+    text.push_str(&env_names(r.env.keys()));
+    text.push_str(" stdin=streamed");
+    if let Some(t) = &r.terminal {
+        text.push_str(&format!(" terminal={:?}", bare(&t.term, SHOWN_CHARS)));
+    }
+    if let Some(t) = &r.timeout {
+        text.push_str(&format!(" timeout={}s", t.seconds));
+    }
+    text
+}
+
+/// `command="…"`, cut at [`MAX_COMMAND_CHARS`].
+fn command(command: &str) -> String {
+    let shown: String = command.chars().take(MAX_COMMAND_CHARS).collect();
+    let mut text = format!("command={shown:?}");
+    let total = command.chars().count();
+    if total > MAX_COMMAND_CHARS {
+        text.push_str(&format!(" (cut, {total} chars)"));
+    }
+    text
+}
+
+/// ` env=A,B` with the variables' names (never values), or nothing.
+fn env_names<'a>(env: impl Iterator<Item = &'a String>) -> String {
+    let mut names: Vec<String> = env.map(|k| bare(k, SHOWN_CHARS)).collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    names.sort_unstable();
+    format!(" env={}", names.join(","))
 }
 
 /// `OpenLocalForward`: `local BIND:PORT -> TARGET:PORT`.

@@ -27,7 +27,7 @@ pub(super) const DEFAULT_REMOTE_BIND: &str = "localhost";
 /// Default target host: the SSH server itself / this machine.
 pub(super) const DEFAULT_TARGET_HOST: &str = "localhost";
 
-fn invalid(msg: String) -> Error {
+pub(super) fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
 }
 
@@ -76,7 +76,23 @@ pub fn exec_request(r: pb::ExecRequest) -> Result<(String, ExecSpec)> {
             "command is empty; give the command line to run".into(),
         ));
     }
-    let mut env: Vec<(String, String)> = r.env.into_iter().collect();
+    Ok((
+        r.host,
+        ExecSpec {
+            command: r.command,
+            stdin: r.stdin.into(),
+            env: exec_env(r.env)?,
+            timeout: optional_duration("timeout", r.timeout)?,
+            terminal: None,
+        },
+    ))
+}
+
+/// A command's environment, sorted by name, each name checked.
+pub(super) fn exec_env(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = env.into_iter().collect();
     env.sort();
     if let Some((k, _)) = env.iter().find(|(k, _)| !valid_env_name(k)) {
         return Err(invalid(format!(
@@ -84,16 +100,7 @@ pub fn exec_request(r: pb::ExecRequest) -> Result<(String, ExecSpec)> {
             clipped(k)
         )));
     }
-    let timeout = optional_duration("timeout", r.timeout)?;
-    Ok((
-        r.host,
-        ExecSpec {
-            command: r.command,
-            stdin: r.stdin.into(),
-            env,
-            timeout,
-        },
-    ))
+    Ok(env)
 }
 
 /// Validates an OpenLocalForwardRequest.
@@ -142,7 +149,10 @@ fn connection_limits(
 
 /// An optional duration field: unset or zero means none; negative or past
 /// the range (0s to 365d) is refused, naming the field.
-fn optional_duration(field: &str, d: Option<pbjson_types::Duration>) -> Result<Option<Duration>> {
+pub(super) fn optional_duration(
+    field: &str,
+    d: Option<pbjson_types::Duration>,
+) -> Result<Option<Duration>> {
     match d {
         None => Ok(None),
         Some(d) => {
@@ -342,24 +352,29 @@ pub fn exec_event(e: ExecEvent) -> pb::ExecResponse {
     let event = match e {
         ExecEvent::Stdout(b) => Event::Stdout(b.to_vec()),
         ExecEvent::Stderr(b) => Event::Stderr(b.to_vec()),
-        ExecEvent::Exit(status) => Event::Exit(match status {
-            ExitStatus::Code(c) => pb::ExitStatus {
-                status: Some(pb::exit_status::Status::Code(c as i32)),
-                core_dumped: false,
-                error_message: String::new(),
-            },
-            ExitStatus::Signal {
-                name,
-                core_dumped,
-                message,
-            } => pb::ExitStatus {
-                status: Some(pb::exit_status::Status::Signal(name)),
-                core_dumped,
-                error_message: message,
-            },
-        }),
+        ExecEvent::Exit(status) => Event::Exit(exit_status(status)),
     };
     pb::ExecResponse { event: Some(event) }
+}
+
+/// How a command ended, as the API reports it.
+pub(super) fn exit_status(status: ExitStatus) -> pb::ExitStatus {
+    match status {
+        ExitStatus::Code(c) => pb::ExitStatus {
+            status: Some(pb::exit_status::Status::Code(c as i32)),
+            core_dumped: false,
+            error_message: String::new(),
+        },
+        ExitStatus::Signal {
+            name,
+            core_dumped,
+            message,
+        } => pb::ExitStatus {
+            status: Some(pb::exit_status::Status::Signal(name)),
+            core_dumped,
+            error_message: message,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod audit;
 mod auth;
 mod caller;
 mod convert;
+mod exec_stream;
 mod service;
 mod status;
 pub mod tokens;

@@ -3,12 +3,12 @@
 use std::{pin::Pin, sync::Arc};
 
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tunnel_proto::v1::{self as pb, tunnel_service_server::TunnelService};
 
 use super::{
     audit::{self, Audit},
-    convert,
+    convert, exec_stream,
 };
 use crate::daemon::Daemon;
 
@@ -25,12 +25,14 @@ impl TunnelApi {
 }
 
 type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
+type ExecStreamStream = Pin<Box<dyn Stream<Item = Result<pb::ExecStreamResponse, Status>> + Send>>;
 type AttachedStream = Pin<Box<dyn Stream<Item = Result<pb::OpenAttachedResponse, Status>> + Send>>;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl TunnelService for TunnelApi {
     type ExecStream = ExecStream;
+    type ExecStreamStream = ExecStreamStream;
     type OpenAttachedStream = AttachedStream;
     type WatchStream = WatchStream;
 
@@ -48,6 +50,30 @@ impl TunnelService for TunnelApi {
                     let output = self.daemon.exec(&host, spec).await?;
                     let stream = output.map(|e| e.map(convert::exec_event).map_err(Status::from));
                     Ok(Response::new(Box::pin(stream) as ExecStream))
+                },
+                |_| String::new(),
+            )
+            .await
+    }
+
+    async fn exec_stream(
+        &self,
+        mut req: Request<Streaming<pb::ExecStreamRequest>>,
+    ) -> Result<Response<ExecStreamStream>, Status> {
+        let start = exec_stream::first(req.get_mut()).await;
+        let (host, summary) = match &start {
+            Ok(s) => (s.host.as_str(), audit::exec_stream(s)),
+            Err(_) => ("-", "(no start message)".to_string()),
+        };
+        let audit = Audit::new("ExecStream", &req, host, summary);
+        audit
+            .around(
+                async {
+                    let (host, spec) = exec_stream::spec(start?, req.into_inner())?;
+                    let output = self.daemon.exec(&host, spec).await?;
+                    Ok(Response::new(
+                        Box::pin(exec_stream::responses(output)) as ExecStreamStream
+                    ))
                 },
                 |_| String::new(),
             )

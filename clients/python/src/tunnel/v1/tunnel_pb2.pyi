@@ -308,6 +308,230 @@ class ExitStatus(_message.Message):
 Global___ExitStatus: _TypeAlias = ExitStatus  # noqa: Y015
 
 @_typing.final
+class ExecStreamRequest(_message.Message):
+    """ExecStreamRequest is one message of an ExecStream call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    STDIN_FIELD_NUMBER: _builtins.int
+    STDIN_EOF_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    RESIZE_FIELD_NUMBER: _builtins.int
+    stdin: _builtins.bytes
+    """A chunk of the command's standard input. Chunks of up to 1 MiB keep
+    tunneld's memory per call small; larger ones are accepted up to the
+    API's 64 MiB message limit.
+    """
+    stdin_eof: _builtins.bool
+    """Ends the command's standard input (as closing a pipe does); true is the
+    only meaningful value. No stdin may follow. Signals and resizes may.
+    """
+    signal: _builtins.str
+    """Sends a signal to the command, by name without the "SIG" prefix: one
+    of ABRT, ALRM, FPE, HUP, ILL, INT, KILL, PIPE, QUIT, SEGV, TERM, USR1,
+    USR2 (RFC 4254). OpenSSH's sshd delivers it from version 7.9 on.
+    """
+    @_builtins.property
+    def start(self) -> Global___ExecStart:
+        """Starts the command; must be the first message, and only the first."""
+
+    @_builtins.property
+    def resize(self) -> Global___TerminalSize:
+        """The terminal's new size; only with a terminal requested in `start`."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___ExecStart | None = ...,
+        stdin: _builtins.bytes = ...,
+        stdin_eof: _builtins.bool = ...,
+        signal: _builtins.str = ...,
+        resize: Global___TerminalSize | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "resize", b"resize", "signal", b"signal", "start", b"start", "stdin", b"stdin", "stdin_eof", b"stdin_eof"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "resize", b"resize", "signal", b"signal", "start", b"start", "stdin", b"stdin", "stdin_eof", b"stdin_eof"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["start", "stdin", "stdin_eof", "signal", "resize"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___ExecStreamRequest: _TypeAlias = ExecStreamRequest  # noqa: Y015
+
+@_typing.final
+class ExecStart(_message.Message):
+    """ExecStart names the command of an ExecStream call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EnvEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    HOST_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    TERMINAL_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """Name of the SSH host; empty selects the default host."""
+    command: _builtins.str
+    """Command line, run by the remote user's login shell exactly as
+    `ssh host 'command'` runs it. Empty starts the user's login shell, as
+    `ssh host` does; that needs no `env`.
+    """
+    @_builtins.property
+    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Environment variables set for the command, as in ExecRequest."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Upper bound on the command's run time, as in ExecRequest."""
+
+    @_builtins.property
+    def terminal(self) -> Global___Terminal:
+        """A pseudo-terminal for the command, as `ssh -t` requests one. Unset: no
+        terminal, and stdout and stderr stay apart. With a terminal the server
+        merges them into stdout, as ssh shows them.
+        """
+
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        command: _builtins.str = ...,
+        env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        terminal: Global___Terminal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terminal", b"terminal", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "env", b"env", "host", b"host", "terminal", b"terminal", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecStart: _TypeAlias = ExecStart  # noqa: Y015
+
+@_typing.final
+class Terminal(_message.Message):
+    """Terminal describes the pseudo-terminal requested for a command."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    term: _builtins.str
+    """The TERM value, e.g. "xterm-256color"; empty means "dumb". At most 64
+    characters of [A-Za-z0-9._+-].
+    """
+    @_builtins.property
+    def size(self) -> Global___TerminalSize:
+        """The terminal's initial size."""
+
+    def __init__(
+        self,
+        *,
+        term: _builtins.str = ...,
+        size: Global___TerminalSize | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["size", b"size", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Terminal: _TypeAlias = Terminal  # noqa: Y015
+
+@_typing.final
+class TerminalSize(_message.Message):
+    """TerminalSize is a terminal's size in characters, and optionally in pixels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    WIDTH_PIXELS_FIELD_NUMBER: _builtins.int
+    HEIGHT_PIXELS_FIELD_NUMBER: _builtins.int
+    columns: _builtins.int
+    """Width in characters, 1..65535."""
+    rows: _builtins.int
+    """Height in characters, 1..65535."""
+    width_pixels: _builtins.int
+    """Width in pixels; 0 when unknown."""
+    height_pixels: _builtins.int
+    """Height in pixels; 0 when unknown."""
+    def __init__(
+        self,
+        *,
+        columns: _builtins.int = ...,
+        rows: _builtins.int = ...,
+        width_pixels: _builtins.int = ...,
+        height_pixels: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "height_pixels", b"height_pixels", "rows", b"rows", "width_pixels", b"width_pixels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminalSize: _TypeAlias = TerminalSize  # noqa: Y015
+
+@_typing.final
+class ExecStreamResponse(_message.Message):
+    """ExecStreamResponse is one event of a command run by ExecStream; its fields
+    are ExecResponse's, with the same numbers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STDOUT_FIELD_NUMBER: _builtins.int
+    STDERR_FIELD_NUMBER: _builtins.int
+    EXIT_FIELD_NUMBER: _builtins.int
+    stdout: _builtins.bytes
+    """A chunk of the command's standard output (with a terminal: its
+    terminal output), as received.
+    """
+    stderr: _builtins.bytes
+    """A chunk of the command's standard error, as received."""
+    @_builtins.property
+    def exit(self) -> Global___ExitStatus:
+        """How the command ended; always the last message of a successful call."""
+
+    def __init__(
+        self,
+        *,
+        stdout: _builtins.bytes = ...,
+        stderr: _builtins.bytes = ...,
+        exit: Global___ExitStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "exit", b"exit", "stderr", b"stderr", "stdout", b"stdout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "exit", b"exit", "stderr", b"stderr", "stdout", b"stdout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["stdout", "stderr", "exit"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___ExecStreamResponse: _TypeAlias = ExecStreamResponse  # noqa: Y015
+
+@_typing.final
 class OpenLocalForwardRequest(_message.Message):
     """OpenLocalForwardRequest describes a local forward, as `ssh -L
     [bind_address:]local_port:remote_host:remote_port`.

@@ -40,6 +40,11 @@ class TunnelServiceStub:
                 request_serializer=tunnel_dot_v1_dot_tunnel__pb2.ExecRequest.SerializeToString,
                 response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.ExecStream = channel.stream_stream(
+                '/tunnel.v1.TunnelService/ExecStream',
+                request_serializer=tunnel_dot_v1_dot_tunnel__pb2.ExecStreamRequest.SerializeToString,
+                response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ExecStreamResponse.FromString,
+                _registered_method=True)
         self.OpenLocalForward = channel.unary_unary(
                 '/tunnel.v1.TunnelService/OpenLocalForward',
                 request_serializer=tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardRequest.SerializeToString,
@@ -87,6 +92,28 @@ class TunnelServiceServicer:
         exactly one final message carrying the exit status. Cancelling the call
         closes the channel (the remote command gets SIGTERM where the server
         supports signals, and its pipes are closed).
+
+        Use Exec for one-shot calls whose input is known up front and small (it
+        travels inside the one request, up to 64 MiB): grpcurl, scripts, and
+        unary-minded clients. Use ExecStream to stream standard input of any size,
+        to interleave input with output, to send signals, or to run a command or
+        login shell on a terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecStream(self, request_iterator, context):
+        """ExecStream runs a command as Exec does, with its standard input streamed
+        by the caller, as `ssh host 'command'` reads it from a pipe, and
+        optionally on a pseudo-terminal, as `ssh -t`. The first message must be
+        `start`; later ones carry stdin chunks, the end of stdin, signals and
+        terminal size changes, applied in order. Ending the sending side (half
+        close) also ends stdin. stdin is read from the call only as fast as the
+        SSH channel takes it, so a caller that writes faster is paused by gRPC
+        flow control and tunneld holds at most about one message per call. The
+        responses are those of Exec: output chunks, then exactly one exit
+        status. Cancelling the call ends the command as for Exec.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +197,11 @@ def add_TunnelServiceServicer_to_server(servicer, server):
                     request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ExecRequest.FromString,
                     response_serializer=tunnel_dot_v1_dot_tunnel__pb2.ExecResponse.SerializeToString,
             ),
+            'ExecStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecStream,
+                    request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ExecStreamRequest.FromString,
+                    response_serializer=tunnel_dot_v1_dot_tunnel__pb2.ExecStreamResponse.SerializeToString,
+            ),
             'OpenLocalForward': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenLocalForward,
                     request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardRequest.FromString,
@@ -234,6 +266,33 @@ class TunnelService:
             '/tunnel.v1.TunnelService/Exec',
             tunnel_dot_v1_dot_tunnel__pb2.ExecRequest.SerializeToString,
             tunnel_dot_v1_dot_tunnel__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tunnel.v1.TunnelService/ExecStream',
+            tunnel_dot_v1_dot_tunnel__pb2.ExecStreamRequest.SerializeToString,
+            tunnel_dot_v1_dot_tunnel__pb2.ExecStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

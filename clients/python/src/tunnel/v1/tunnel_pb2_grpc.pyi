@@ -56,6 +56,24 @@ class TunnelServiceStub:
     exactly one final message carrying the exit status. Cancelling the call
     closes the channel (the remote command gets SIGTERM where the server
     supports signals, and its pipes are closed).
+
+    Use Exec for one-shot calls whose input is known up front and small (it
+    travels inside the one request, up to 64 MiB): grpcurl, scripts, and
+    unary-minded clients. Use ExecStream to stream standard input of any size,
+    to interleave input with output, to send signals, or to run a command or
+    login shell on a terminal.
+    """
+    ExecStream: _grpc.StreamStreamMultiCallable[_tunnel_pb2.ExecStreamRequest, _tunnel_pb2.ExecStreamResponse]
+    """ExecStream runs a command as Exec does, with its standard input streamed
+    by the caller, as `ssh host 'command'` reads it from a pipe, and
+    optionally on a pseudo-terminal, as `ssh -t`. The first message must be
+    `start`; later ones carry stdin chunks, the end of stdin, signals and
+    terminal size changes, applied in order. Ending the sending side (half
+    close) also ends stdin. stdin is read from the call only as fast as the
+    SSH channel takes it, so a caller that writes faster is paused by gRPC
+    flow control and tunneld holds at most about one message per call. The
+    responses are those of Exec: output chunks, then exactly one exit
+    status. Cancelling the call ends the command as for Exec.
     """
     OpenLocalForward: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.OpenLocalForwardRequest, _tunnel_pb2.OpenLocalForwardResponse]
     """OpenLocalForward listens on tunneld's machine and carries every accepted
@@ -109,6 +127,24 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     exactly one final message carrying the exit status. Cancelling the call
     closes the channel (the remote command gets SIGTERM where the server
     supports signals, and its pipes are closed).
+
+    Use Exec for one-shot calls whose input is known up front and small (it
+    travels inside the one request, up to 64 MiB): grpcurl, scripts, and
+    unary-minded clients. Use ExecStream to stream standard input of any size,
+    to interleave input with output, to send signals, or to run a command or
+    login shell on a terminal.
+    """
+    ExecStream: _aio.StreamStreamMultiCallable[_tunnel_pb2.ExecStreamRequest, _tunnel_pb2.ExecStreamResponse]  # type: ignore[assignment]
+    """ExecStream runs a command as Exec does, with its standard input streamed
+    by the caller, as `ssh host 'command'` reads it from a pipe, and
+    optionally on a pseudo-terminal, as `ssh -t`. The first message must be
+    `start`; later ones carry stdin chunks, the end of stdin, signals and
+    terminal size changes, applied in order. Ending the sending side (half
+    close) also ends stdin. stdin is read from the call only as fast as the
+    SSH channel takes it, so a caller that writes faster is paused by gRPC
+    flow control and tunneld holds at most about one message per call. The
+    responses are those of Exec: output chunks, then exactly one exit
+    status. Cancelling the call ends the command as for Exec.
     """
     OpenLocalForward: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.OpenLocalForwardRequest, _tunnel_pb2.OpenLocalForwardResponse]  # type: ignore[assignment]
     """OpenLocalForward listens on tunneld's machine and carries every accepted
@@ -165,6 +201,30 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
         exactly one final message carrying the exit status. Cancelling the call
         closes the channel (the remote command gets SIGTERM where the server
         supports signals, and its pipes are closed).
+
+        Use Exec for one-shot calls whose input is known up front and small (it
+        travels inside the one request, up to 64 MiB): grpcurl, scripts, and
+        unary-minded clients. Use ExecStream to stream standard input of any size,
+        to interleave input with output, to send signals, or to run a command or
+        login shell on a terminal.
+        """
+
+    @_abc_1.abstractmethod
+    def ExecStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_tunnel_pb2.ExecStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_tunnel_pb2.ExecStreamResponse], _abc.AsyncIterator[_tunnel_pb2.ExecStreamResponse]]:
+        """ExecStream runs a command as Exec does, with its standard input streamed
+        by the caller, as `ssh host 'command'` reads it from a pipe, and
+        optionally on a pseudo-terminal, as `ssh -t`. The first message must be
+        `start`; later ones carry stdin chunks, the end of stdin, signals and
+        terminal size changes, applied in order. Ending the sending side (half
+        close) also ends stdin. stdin is read from the call only as fast as the
+        SSH channel takes it, so a caller that writes faster is paused by gRPC
+        flow control and tunneld holds at most about one message per call. The
+        responses are those of Exec: output chunks, then exactly one exit
+        status. Cancelling the call ends the command as for Exec.
         """
 
     @_abc_1.abstractmethod
