@@ -23,6 +23,8 @@
 //! - [`exec`]: running an `Exec` call to completion and inspecting the result.
 //! - [`peers`]: echo, digest, flood and HTTP servers, and port helpers.
 //! - [`data`]: random payloads and their digests.
+//! - [`pty`]: a pseudo-terminal to run a program under, as a user's
+//!   terminal: type, read the screen, resize, check the modes are restored.
 //! - [`fds`]: counting a process's open file descriptors; raising the limit.
 //! - [`wait`]: bounded polling instead of sleeping.
 
@@ -42,6 +44,7 @@ pub mod keys;
 pub mod peers;
 pub mod pki;
 pub mod procs;
+pub mod pty;
 pub mod sshd;
 pub mod wait;
 

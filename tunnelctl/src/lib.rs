@@ -1,6 +1,10 @@
-//! The parsers of `tunnelctl`, the command-line client for tunneld, as a
-//! library: the binary's clap value parsers, reachable from the fuzz targets
-//! (`fuzz/`) and the property tests (`tests/spec_prop.rs`).
+//! The parts of `tunnelctl`, the command-line client for tunneld, that are
+//! a library:
+//! - [`spec`]: the binary's clap value parsers, reachable from the fuzz
+//!   targets (`fuzz/`) and the property tests (`tests/spec_prop.rs`).
+//! - [`terminal`]: the local terminal for `exec -t` and `ssh` — OpenSSH's
+//!   rule for when to ask for a pty, raw mode, window size and its changes;
+//!   here so its unit tests run with `cargo test --lib`.
 //!
 //! Everything else of the client lives in the binary (`main.rs`).
 
@@ -8,3 +12,4 @@
 #![warn(missing_docs)]
 
 pub mod spec;
+pub mod terminal;
