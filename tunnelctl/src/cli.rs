@@ -69,7 +69,24 @@ Examples:
   tunnelctl exec --timeout 30s -- ./migrate.sh
 
   # Use the exit code in a script
-  tunnelctl exec --host db1 -- pg_isready -q || echo 'database down'";
+  tunnelctl exec --host db1 -- pg_isready -q || echo 'database down'
+
+  # Stream a file of any size, as `ssh HOST 'cat > PATH'`
+  pg_dump app | tunnelctl exec --host backup -- 'cat > /srv/app.sql'
+
+  # An interactive program on a terminal, as `ssh -t`
+  tunnelctl exec -t --host db1 -- psql app";
+
+const SSH_EXAMPLES: &str = "\
+Examples:
+  # A login shell on the default host, over tunneld's connection
+  tunnelctl ssh
+
+  # A login shell on another host
+  tunnelctl ssh web1
+
+  # A command on a terminal, as `ssh -t web1 top`
+  tunnelctl ssh -t web1 top";
 
 const OPEN_LOCAL_EXAMPLES: &str = "\
 Examples:
@@ -303,6 +320,10 @@ pub enum Command {
     #[command(after_help = EXEC_EXAMPLES)]
     Exec(ExecArgs),
 
+    /// Open a login shell (or run a command) on an SSH host, like `ssh HOST`
+    #[command(after_help = SSH_EXAMPLES)]
+    Ssh(SshArgs),
+
     /// Listen on tunneld's machine and forward through an SSH host, like `ssh -L`
     #[command(after_help = OPEN_LOCAL_EXAMPLES)]
     OpenLocal(OpenLocalArgs),
@@ -343,6 +364,45 @@ pub struct ExecArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_nonempty)]
     pub host: Option<String>,
 
+    /// Terminal, stdin, environment and time limit.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// The command and its arguments, joined with spaces as ssh does; none
+    /// starts the login shell, as `ssh HOST` does
+    #[arg(
+        value_name = "COMMAND",
+        num_args = 0..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// Arguments of `ssh`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Terminal, stdin, environment and time limit.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// SSH host, as named in tunneld's config (default: the default host)
+    #[arg(value_name = "HOST", value_parser = parse_nonempty)]
+    pub host: Option<String>,
+
+    /// A command to run instead of the login shell, joined with spaces as ssh does
+    #[arg(
+        value_name = "COMMAND",
+        num_args = 0..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// What `exec` and `ssh` share, with ssh's letters.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// Limit on the command's run time; on expiry it gets SIGTERM
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -351,20 +411,17 @@ pub struct ExecArgs {
     #[arg(short, long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
 
-    /// Do not forward standard input, like `ssh -n` (it is forwarded only when
-    /// it is not a terminal)
+    /// Do not forward standard input, like `ssh -n`
     #[arg(short = 'n', long)]
     pub no_stdin: bool,
 
-    /// The command and its arguments, joined with spaces as ssh does
-    #[arg(
-        value_name = "COMMAND",
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub command: Vec<String>,
+    /// Run on a terminal, like `ssh -t`: when stdin is one; twice (-tt) even when not
+    #[arg(short = 't', long = "tty", action = clap::ArgAction::Count, conflicts_with = "no_tty")]
+    pub tty: u8,
+
+    /// Never run on a terminal, like `ssh -T` (the default with a command)
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
 }
 
 /// Flags every open verb takes, flattened after its own spec and port flags.
@@ -534,6 +591,37 @@ mod tests {
     }
 
     #[test]
+    fn exec_and_ssh_take_ssh_terminal_letters() {
+        let cli = parse(&["exec", "-tt", "--", "top"]).unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!((args.run.tty, args.run.no_tty), (2, false));
+        assert_eq!(args.command, ["top"]);
+        assert!(parse(&["exec", "-t", "-T", "--", "top"]).is_err());
+
+        let cli = parse(&["exec", "-t"]).unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert!(args.command.is_empty());
+
+        let cli = parse(&["ssh", "-T", "-n", "web1", "ls", "-l"]).unwrap();
+        let Command::Ssh(args) = cli.command else {
+            panic!("not ssh")
+        };
+        assert!(args.run.no_tty && args.run.no_stdin);
+        assert_eq!(args.host.as_deref(), Some("web1"));
+        assert_eq!(args.command, ["ls", "-l"]);
+
+        let cli = parse(&["ssh"]).unwrap();
+        let Command::Ssh(args) = cli.command else {
+            panic!("not ssh")
+        };
+        assert_eq!((args.host, args.command.len()), (None, 0));
+    }
+
+    #[test]
     fn global_flags_go_anywhere_but_timeout_goes_first() {
         let cli = parse(&["--timeout", "5s", "list", "-q", "-o", "json"]).unwrap();
         assert!(cli.quiet);
@@ -545,7 +633,7 @@ mod tests {
             panic!("not exec")
         };
         assert_eq!(cli.timeout, Duration::from_secs(5));
-        assert_eq!(args.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(args.run.timeout, Some(Duration::from_secs(60)));
     }
 
     #[test]

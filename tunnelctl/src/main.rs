@@ -39,7 +39,7 @@ mod tls;
 
 // The parsers live in the library, so the fuzz targets and property tests
 // reach them; `crate::spec` keeps naming them here.
-pub(crate) use tunnelctl::spec;
+pub(crate) use tunnelctl::{spec, terminal};
 
 use std::process::ExitCode;
 
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(err),
     };
     let failure = match cli.command {
-        Command::Exec(_) => commands::exec::FAILURE_EXIT,
+        Command::Exec(_) | Command::Ssh(_) => commands::exec::FAILURE_EXIT,
         _ => 1,
     };
     if let Command::Completions(args) = &cli.command {
@@ -128,6 +128,7 @@ async fn run(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
     };
     match &cli.command {
         Command::Exec(args) => commands::exec::run(&ctx, args).await,
+        Command::Ssh(args) => commands::exec::ssh(&ctx, args).await,
         Command::OpenLocal(args) => commands::open::run_local(&ctx, args).await,
         Command::OpenRemote(args) => commands::open::run_remote(&ctx, args).await,
         Command::List(args) => commands::list::run(&ctx, args).await,

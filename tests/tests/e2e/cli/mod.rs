@@ -19,6 +19,7 @@ mod auth;
 mod completions;
 mod errors;
 mod exec;
+mod exec_stream;
 mod hosts_status;
 mod limits;
 mod list_close;
