@@ -766,7 +766,7 @@ type Terminal struct {
 	// The TERM value, e.g. "xterm-256color"; empty means "dumb". At most 64
 	// characters of [A-Za-z0-9._+-].
 	Term string `protobuf:"bytes,1,opt,name=term,proto3" json:"term,omitempty"`
-	// The terminal's initial size.
+	// The terminal's initial size; unset means 80 columns by 24 rows.
 	Size          *TerminalSize `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -819,9 +819,9 @@ func (x *Terminal) GetSize() *TerminalSize {
 // TerminalSize is a terminal's size in characters, and optionally in pixels.
 type TerminalSize struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Width in characters, 1..65535.
+	// Width in characters, up to 65535; 0 means 80.
 	Columns uint32 `protobuf:"varint,1,opt,name=columns,proto3" json:"columns,omitempty"`
-	// Height in characters, 1..65535.
+	// Height in characters, up to 65535; 0 means 24.
 	Rows uint32 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
 	// Width in pixels; 0 when unknown.
 	WidthPixels uint32 `protobuf:"varint,3,opt,name=width_pixels,json=widthPixels,proto3" json:"width_pixels,omitempty"`

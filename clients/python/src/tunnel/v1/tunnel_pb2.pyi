@@ -443,7 +443,7 @@ class Terminal(_message.Message):
     """
     @_builtins.property
     def size(self) -> Global___TerminalSize:
-        """The terminal's initial size."""
+        """The terminal's initial size; unset means 80 columns by 24 rows."""
 
     def __init__(
         self,
@@ -470,9 +470,9 @@ class TerminalSize(_message.Message):
     WIDTH_PIXELS_FIELD_NUMBER: _builtins.int
     HEIGHT_PIXELS_FIELD_NUMBER: _builtins.int
     columns: _builtins.int
-    """Width in characters, 1..65535."""
+    """Width in characters, up to 65535; 0 means 80."""
     rows: _builtins.int
-    """Height in characters, 1..65535."""
+    """Height in characters, up to 65535; 0 means 24."""
     width_pixels: _builtins.int
     """Width in pixels; 0 when unknown."""
     height_pixels: _builtins.int
