@@ -15,6 +15,7 @@ use tunnel_proto::v1::{
     ExecStart, ExecStreamRequest, ExecStreamResponse, ExitStatus, Terminal, TerminalSize,
 };
 use tunneld_tests::data::{random_bytes, sha256_hex};
+use tunneld_tests::procs::rss_kib;
 use tunneld_tests::{Client, Sshd};
 
 use crate::support::{Bed, e2e};
@@ -287,6 +288,58 @@ async fn misordered_or_wrong_messages_are_invalid_argument() -> Result<()> {
             code(&exit) == Some(0) && out == b"fine\n",
             "{exit:?} {out:?}"
         );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unread_caller_pauses_its_command_not_the_daemon() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let dir = tempfile::tempdir()?;
+        let finished = dir.path().join("finished");
+        const FLOOD: usize = 256 << 20;
+        let pid = bed.daemon.pid().context("tunneld is not running")?;
+        let idle = rss_kib(pid).context("reading tunneld's RSS")?;
+        let mut call = Call::start(
+            &bed.client,
+            command(&format!(
+                "head -c {FLOOD} /dev/zero; touch {}",
+                finished.display()
+            )),
+        )
+        .await?;
+        // Nobody reads: the command must be held back (its output cannot all
+        // wait in tunneld), while the daemon serves others.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ensure!(
+            !finished.exists(),
+            "the command ran to its end while its caller read nothing: its output was buffered whole"
+        );
+        let (exit, out, _) = Call::start(&bed.client, command("echo still-serving"))
+            .await?
+            .finish()
+            .await?;
+        ensure!(code(&exit) == Some(0) && out == b"still-serving\n", "{out:?}");
+        let grown = rss_kib(pid).unwrap_or(0).saturating_sub(idle);
+        ensure!(
+            grown < 64 * 1024,
+            "tunneld's RSS grew by {grown} KiB holding an unread command's output"
+        );
+        // Read now: every byte comes, then the command finishes.
+        let mut got = 0usize;
+        let mut exit = None;
+        while let Some(m) = call.rx.message().await? {
+            match m.event {
+                Some(Event::Stdout(d)) => got += d.len(),
+                Some(Event::Exit(s)) => exit = Some(s),
+                _ => {}
+            }
+        }
+        ensure!(got == FLOOD, "got {got} of {FLOOD} bytes");
+        ensure!(exit.as_ref().and_then(code) == Some(0), "{exit:?}");
+        ensure!(finished.exists(), "the command did not finish after being read");
         Ok(())
     })
     .await

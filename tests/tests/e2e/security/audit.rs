@@ -122,3 +122,64 @@ async fn audit_lines_name_the_caller_and_never_a_secret() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_stream_is_audited_as_exec_and_never_its_stdin() -> Result<()> {
+    use tokio_stream::StreamExt;
+    use tunnel_proto::v1::exec_stream_request::Message;
+    use tunnel_proto::v1::{ExecStart, ExecStreamRequest};
+
+    e2e(async {
+        let bed = Bed::with(Sshd::start()?, |b| b.audit_log()).await?;
+        let daemon = &bed.daemon;
+        let audit_path = daemon.audit_log().context("no audit log")?.to_path_buf();
+        let marker = format!("audit-{}", random_token());
+        let env_secret = format!("env-secret-{}", random_token());
+        let stdin_secret = format!("stdin-secret-{}", random_token());
+        let messages = [
+            Message::Start(ExecStart {
+                command: format!("echo {marker}; cat >/dev/null"),
+                env: HashMap::from([("DEPLOY_KEY".to_string(), env_secret.clone())]),
+                ..Default::default()
+            }),
+            Message::Stdin(stdin_secret.clone().into_bytes()),
+            Message::StdinEof(true),
+        ]
+        .map(|m| ExecStreamRequest { message: Some(m) });
+        let mut stream = bed
+            .client
+            .clone()
+            .exec_stream(tokio_stream::iter(messages))
+            .await?
+            .into_inner();
+        let mut stdout = Vec::new();
+        while let Some(m) = stream.next().await {
+            if let Some(tunnel_proto::v1::exec_stream_response::Event::Stdout(d)) = m?.event {
+                stdout.extend(d);
+            }
+        }
+        ensure!(
+            String::from_utf8_lossy(&stdout).contains(&marker),
+            "stdout {stdout:?}"
+        );
+        let line = wait_for_audit_line(daemon, &["ExecStream", &marker, "stdin=streamed"]).await?;
+        ensure!(
+            line.contains("DEPLOY_KEY"),
+            "the ExecStream audit line lacks the variable's name: {line}"
+        );
+        let file = std::fs::read_to_string(&audit_path)?;
+        ensure!(
+            file.contains("ExecStream"),
+            "no ExecStream record in the audit log: {file}"
+        );
+        for (secret, name) in [
+            (&env_secret, "an environment value"),
+            (&stdin_secret, "stdin"),
+        ] {
+            ensure_absent(secret, &daemon.log(), &format!("tunneld's stderr ({name})"))?;
+            ensure_absent(secret, &file, &format!("the audit log ({name})"))?;
+        }
+        Ok(())
+    })
+    .await
+}
