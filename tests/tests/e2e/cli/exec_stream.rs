@@ -305,3 +305,60 @@ async fn a_command_gets_no_terminal_unless_asked_as_with_ssh() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_terminal_is_restored_on_a_signal_and_on_a_lost_daemon() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        // tunnelctl killed (TERM) while the remote command runs on a terminal.
+        let pty = Pty::open(80, 24)?;
+        let before = pty.stty_g()?;
+        let mut child = on_terminal(
+            &bed,
+            &pty,
+            &["exec", "-t", "--", "echo ready; exec sleep 60"],
+        )?;
+        pty.wait_for(b"ready", TERMINAL_WAIT)?;
+        ensure!(
+            pty.stty_g()? != before,
+            "the terminal was not put in raw mode"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            Signal::SIGTERM,
+        )?;
+        let status = child.wait(TERMINAL_WAIT)?;
+        ensure!(
+            status.code() == Some(143),
+            "exit {status:?}, want 143 (TERM)"
+        );
+        ensure!(
+            pty.stty_g()? == before,
+            "the terminal's mode was not restored after SIGTERM"
+        );
+
+        // tunneld itself goes away mid-command: an error, and the terminal
+        // is restored before it is printed.
+        let pty = Pty::open(80, 24)?;
+        let before = pty.stty_g()?;
+        let mut child = on_terminal(
+            &bed,
+            &pty,
+            &["exec", "-t", "--", "echo ready; exec sleep 60"],
+        )?;
+        pty.wait_for(b"ready", TERMINAL_WAIT)?;
+        bed.daemon.signal(Signal::SIGKILL)?;
+        let status = child.wait(TERMINAL_WAIT)?;
+        ensure!(
+            status.code() == Some(255),
+            "exit {status:?}, want 255; terminal: {:?}",
+            String::from_utf8_lossy(&pty.output())
+        );
+        ensure!(
+            pty.stty_g()? == before,
+            "the terminal's mode was not restored after the call failed"
+        );
+        Ok(())
+    })
+    .await
+}
