@@ -105,8 +105,6 @@ async fn run_on(
     if let Some(timeout) = args.timeout {
         request.set_timeout(timeout + TIMEOUT_GRACE);
     }
-    // Installed before the call, so a signal from now on is ours to handle.
-    let mut signals = Signals::new().context("cannot handle signals")?;
     let streamed = async {
         // `--timeout` bounds getting the call accepted (the response
         // headers, sent before any output); the output itself is unbounded.
@@ -115,6 +113,9 @@ async fn run_on(
             .map_err(|_| client::timeout_error(&ctx.remote, ctx.timeout))?
             .map_err(|s| client::status_error(&ctx.remote, s))?
             .into_inner();
+        // From here a signal is ours to handle (until now it ended
+        // tunnelctl, as it ends ssh while connecting).
+        let mut signals = Signals::new().context("cannot handle signals")?;
         // Raw mode only once the command runs, as ssh: until then Ctrl-C
         // still stops tunnelctl. Dropped (restoring the terminal) on every
         // way out of this block.
