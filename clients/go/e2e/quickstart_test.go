@@ -20,7 +20,7 @@ func TestQuickstartExample(t *testing.T) {
 	echo := startEcho(t)
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
-	stdout, stderr, err := runQuickstart(ctx, bin, nil,
+	stdout, stderr, err := runExample(ctx, bin, nil,
 		"-addr", bed.vars["TUNNELD_ADDR"],
 		"-target", hostPort("127.0.0.1", echo),
 		"-command", "echo quickstart-$((6*7)); echo to-stderr >&2")
@@ -55,25 +55,32 @@ func TestQuickstartExample(t *testing.T) {
 // directory and returns the binary's path.
 func buildQuickstart(t *testing.T) string {
 	t.Helper()
+	return buildExample(t, "quickstart")
+}
+
+// buildExample builds examples/NAME into the test's temporary directory and
+// returns the binary's path.
+func buildExample(t *testing.T, name string) string {
+	t.Helper()
 	// Building may take a while on a cold cache.
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "quickstart")
+	bin := filepath.Join(t.TempDir(), name)
 	// go test puts its own go first on PATH. No VCS stamping: it fails in
 	// checkouts owned by another user (git's safe.directory), and a test
 	// binary needs none.
-	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", bin, "github.com/tunneld/tunneld/clients/go/examples/quickstart")
+	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-o", bin, "github.com/tunneld/tunneld/clients/go/examples/"+name)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build examples/quickstart: %v\n%s", err, out)
+		t.Fatalf("go build examples/%s: %v\n%s", name, err, out)
 	}
 	return bin
 }
 
-// runQuickstart runs the example with args and returns its stdout, its
+// runExample runs an example's binary with args and returns its stdout, its
 // stderr and how it exited. Its environment is this process's without any
 // TUNNELD_* variable (a developer's token or TLS settings must not leak in),
 // plus env.
-func runQuickstart(ctx context.Context, bin string, env map[string]string, args ...string) (string, string, error) {
+func runExample(ctx context.Context, bin string, env map[string]string, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TUNNELD_") {

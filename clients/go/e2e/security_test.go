@@ -195,7 +195,7 @@ func TestQuickstartExampleSendsTheTokenFromTheEnvironment(t *testing.T) {
 	ctx := testContext(t)
 	args := []string{"-addr", addr, "-target", hostPort("127.0.0.1", echo), "-command", "echo with-token"}
 
-	stdout, stderr, err := runQuickstart(ctx, bin, map[string]string{"TUNNELD_TOKEN": token}, args...)
+	stdout, stderr, err := runExample(ctx, bin, map[string]string{"TUNNELD_TOKEN": token}, args...)
 	if err != nil || !strings.Contains(stdout, "with-token\nexit code 0\n") {
 		t.Errorf("with TUNNELD_TOKEN: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
@@ -205,12 +205,12 @@ func TestQuickstartExampleSendsTheTokenFromTheEnvironment(t *testing.T) {
 	if err := os.WriteFile(file, []byte("# for the quickstart\n\nci:"+token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, err = runQuickstart(ctx, bin, map[string]string{"TUNNELD_TOKEN_FILE": file}, args...)
+	stdout, stderr, err = runExample(ctx, bin, map[string]string{"TUNNELD_TOKEN_FILE": file}, args...)
 	if err != nil || !strings.Contains(stdout, "with-token\nexit code 0\n") {
 		t.Errorf("with TUNNELD_TOKEN_FILE: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
 
-	stdout, stderr, err = runQuickstart(ctx, bin, nil, args...)
+	stdout, stderr, err = runExample(ctx, bin, nil, args...)
 	if code := exitCode(err); code != 1 || !strings.Contains(stderr, "code = Unauthenticated desc = this tunneld requires a token") {
 		t.Errorf("without a token: exit %d, want 1 and Unauthenticated\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -301,14 +301,14 @@ func TestQuickstartExampleUsesMutualTLSFromTheEnvironment(t *testing.T) {
 		env[k] = tb.vars[k]
 	}
 
-	stdout, stderr, err := runQuickstart(ctx, bin, env, args...)
+	stdout, stderr, err := runExample(ctx, bin, env, args...)
 	if err != nil || !strings.Contains(stdout, "over-tls\nexit code 0\n") || !strings.Contains(stdout, `got back 22: "hello through tunneld\n"`) {
 		t.Errorf("with a client certificate: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
 
 	delete(env, "TUNNELD_TLS_CERT")
 	delete(env, "TUNNELD_TLS_KEY")
-	stdout, stderr, err = runQuickstart(ctx, bin, env, args...)
+	stdout, stderr, err = runExample(ctx, bin, env, args...)
 	if code := exitCode(err); code != 1 || !strings.Contains(stderr, "code = Unavailable") {
 		t.Errorf("without a client certificate: exit %d, want 1 and Unavailable\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}

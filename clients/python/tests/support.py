@@ -25,29 +25,34 @@ POLL_LIMIT = 10.0
 
 T = TypeVar("T")
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
-# Bound on one run of the example.
-QUICKSTART_TIMEOUT = 60.0
-# The interpreter that runs the example: run-tests.sh points this at a fresh
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# Bound on one run of an example.
+EXAMPLE_TIMEOUT = 60.0
+# The interpreter that runs the examples: run-tests.sh points this at a fresh
 # venv holding nothing but `pip install ./clients/python`, which proves the
 # package's declared dependencies are enough. `-W error` turns protobuf's
 # gencode/runtime version warnings into failures.
-QUICKSTART_PYTHON = [os.environ.get("QUICKSTART_PYTHON", sys.executable), "-W", "error"]
+EXAMPLE_PYTHON = [os.environ.get("QUICKSTART_PYTHON", sys.executable), "-W", "error"]
 
 
-def run_quickstart(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Runs examples/quickstart.py ARGS as a user would. Its environment is
-    this process's without any TUNNELD_* variable (a developer's token or TLS
+def run_example(name: str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs examples/NAME ARGS as a user would. Its environment is this
+    process's without any TUNNELD_* variable (a developer's token or TLS
     settings must not leak in), plus `env`."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TUNNELD_")}
     child_env.update(env or {})
     return subprocess.run(
-        [*QUICKSTART_PYTHON, str(QUICKSTART), *args],
+        [*EXAMPLE_PYTHON, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
-        timeout=QUICKSTART_TIMEOUT,
+        timeout=EXAMPLE_TIMEOUT,
         env=child_env,
     )
+
+
+def run_quickstart(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs examples/quickstart.py ARGS as a user would (see run_example)."""
+    return run_example("quickstart.py", *args, env=env)
 
 
 def poll_until(what: str, check: Callable[[], T | None], limit: float = POLL_LIMIT) -> T:

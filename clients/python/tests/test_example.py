@@ -1,15 +1,17 @@
-"""The example runs as a user would run it, so it cannot rot; and the
+"""The examples run as a user would run them, so they cannot rot; and the
 installed package carries its type information."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 from pathlib import Path
 
 import tunnel.v1
 
 from peers import EchoServer
-from support import run_quickstart
+from support import run_example, run_quickstart
 from testbed import Endpoints
 
 
@@ -39,6 +41,41 @@ def test_quickstart_reports_errors_as_statuses(echo: EchoServer) -> None:
     proc = run_quickstart("--addr", dead, "--target", f"{echo.host}:{echo.port}")
     assert proc.returncode == 1
     assert proc.stderr.startswith("quickstart: UNAVAILABLE"), proc.stderr
+
+
+def test_upload_copies_a_file_and_verifies_it(endpoints: Endpoints, tmp_path: Path) -> None:
+    local = tmp_path / "local.bin"
+    local.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    # The SSH server is this machine: the remote path is a local one too.
+    remote = tmp_path / "remote copy.bin"
+    proc = run_example("upload.py", "--addr", endpoints.tunneld_addr, str(local), str(remote))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert f"uploaded {local.stat().st_size} bytes to {remote}, sha256 {digest}\n" in proc.stdout
+    assert f"verified: {remote} on the host has sha256 {digest}\n" in proc.stdout
+    assert remote.read_bytes() == local.read_bytes()
+
+
+def test_upload_reports_a_digest_mismatch(endpoints: Endpoints, tmp_path: Path) -> None:
+    # Written to /dev/null, the bytes are gone: the host's sha256sum sees an
+    # empty file, which the example must notice and say.
+    local = tmp_path / "local.bin"
+    local.write_bytes(os.urandom(1024))
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    empty = hashlib.sha256(b"").hexdigest()
+    proc = run_example("upload.py", "--addr", endpoints.tunneld_addr, str(local), "/dev/null")
+    assert proc.returncode == 1, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.stderr == f"upload: sha256 mismatch: {local} is {digest}, /dev/null on the host is {empty}\n"
+
+
+def test_upload_reports_a_failed_write(endpoints: Endpoints, tmp_path: Path) -> None:
+    local = tmp_path / "local.bin"
+    local.write_bytes(b"x")
+    remote = tmp_path / "missing" / "file"
+    proc = run_example("upload.py", "--addr", endpoints.tunneld_addr, str(local), str(remote))
+    assert proc.returncode == 1, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.stderr.startswith(f"upload: writing {remote} on the default host: `cat > {remote}` exited with ")
+    assert proc.stdout == ""
 
 
 def test_installed_package_is_typed() -> None:

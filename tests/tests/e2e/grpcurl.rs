@@ -6,13 +6,19 @@
 //! missing grpcurl fails these tests: they never skip.
 
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+use tunnel_proto::v1::ExecStreamRequest;
+use tunnel_proto::v1::exec_stream_request::Message;
+use tunnel_proto::v1::exec_stream_response::Event;
+use tunnel_proto::v1::{ExecStreamResponse, ExitStatus, exit_status};
 use tunneld_tests::auth::new_token;
+use tunneld_tests::data::{random_bytes, sha256_hex};
 use tunneld_tests::peers::{TcpPeer, port_is_free};
 use tunneld_tests::{Pki, Sshd, Tunneld};
 
@@ -46,17 +52,62 @@ async fn grpcurl(target: &[&str], args: &[&str]) -> Result<Output> {
 /// Runs `grpcurl ARGS... ADDR_ARGS` (no `-plaintext` added) with extra
 /// environment variables, and returns its output.
 async fn grpcurl_env(target: &[&str], args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
+    grpcurl_io(target, args, env, None).await
+}
+
+/// Runs `grpcurl ARGS... ADDR_ARGS` (no `-plaintext` added) with extra
+/// environment variables and, when `stdin` is given, those bytes on its
+/// standard input followed by end-of-file (what `-d @` reads); else an empty
+/// stdin. Returns its output.
+async fn grpcurl_io(
+    target: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> Result<Output> {
     let bin = grpcurl_path()?;
     let mut cmd = Command::new(&bin);
     cmd.args(args)
         .args(target)
         .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // On a timeout the future below is dropped, and grpcurl with it.
         .kill_on_drop(true);
     let shown = format!("grpcurl {} {}", args.join(" "), target.join(" "));
-    tokio::time::timeout(GRPCURL_TIMEOUT, cmd.output())
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let pipe = child.stdin.take();
+    let run = async move {
+        // Written while grpcurl's output is read, so neither side waits on
+        // a full pipe.
+        let write = async move {
+            if let (Some(mut pipe), Some(bytes)) = (pipe, stdin) {
+                pipe.write_all(bytes).await?;
+                // Dropped here: the pipe closes, grpcurl's end of input.
+            }
+            std::io::Result::Ok(())
+        };
+        let (written, output) = tokio::join!(write, child.wait_with_output());
+        let output = output.context("waiting for grpcurl")?;
+        written.with_context(|| {
+            format!(
+                "writing grpcurl's stdin (it exited {}: {})",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        anyhow::Ok(output)
+    };
+    tokio::time::timeout(GRPCURL_TIMEOUT, run)
         .await
         .with_context(|| format!("{shown} still running after {GRPCURL_TIMEOUT:?}"))?
-        .with_context(|| format!("running {}", bin.display()))
 }
 
 /// Runs grpcurl and fails unless it succeeded; returns stdout.
@@ -96,6 +147,7 @@ async fn grpcurl_lists_and_describes_the_services_through_reflection() -> Result
         let described = grpcurl_ok(&[&addr, "describe", "tunnel.v1.TunnelService"], &[]).await?;
         for rpc in [
             "rpc Exec ( .tunnel.v1.ExecRequest ) returns ( stream .tunnel.v1.ExecResponse )",
+            "rpc ExecStream ( stream .tunnel.v1.ExecStreamRequest ) returns ( stream .tunnel.v1.ExecStreamResponse )",
             "rpc OpenLocalForward",
             "rpc OpenRemoteForward",
             "rpc OpenAttached",
@@ -230,6 +282,89 @@ async fn grpcurl_streams_exec_and_checks_health() -> Result<()> {
             Some(last) if last["exit"]["code"] == 3 => Ok(()),
             other => bail!("last message is not exit code 3: {other:?}"),
         }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_feeds_exec_stream_the_messages_on_its_stdin() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let addr = bed.daemon.addr().to_string();
+        // More than the SSH channel's 2 MiB window in all, in chunks of
+        // uneven sizes (each at most the 1 MiB the proto recommends).
+        let chunks: Vec<Vec<u8>> = [1, 1 << 20, 700_001, 1 << 20]
+            .into_iter()
+            .map(random_bytes)
+            .collect();
+        // `-d @`: grpcurl reads one JSON message after another from its
+        // stdin and sends each as it is parsed; the call's input ends with
+        // stdinEof (end of grpcurl's stdin would half-close it too). bytes
+        // are base64 in JSON: the stdin messages come from the proto
+        // crate's serde impls, which follow the proto3 JSON mapping.
+        let mut input = String::from(r#"{"start": {"command": "sha256sum"}}"#);
+        input.push('\n');
+        for chunk in &chunks {
+            let message = ExecStreamRequest {
+                message: Some(Message::Stdin(chunk.clone())),
+            };
+            input += &serde_json::to_string(&message)?;
+            input.push('\n');
+        }
+        input += r#"{"stdinEof": true}"#;
+        ensure!(
+            input
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with(r#"{"stdin":""#)),
+            "not a stdin message in JSON: {:.80}",
+            input.lines().nth(1).unwrap_or_default()
+        );
+
+        let out = grpcurl_io(
+            &[&addr, "tunnel.v1.TunnelService/ExecStream"],
+            &["-plaintext", "-d", "@"],
+            &[],
+            Some(input.as_bytes()),
+        )
+        .await?;
+        let printed = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "grpcurl ExecStream failed ({}): {} {printed}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // One JSON object per response; stdout chunks are base64.
+        let messages: Vec<ExecStreamResponse> = serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("ExecStream output is not a JSON stream: {printed}"))?;
+        let mut stdout = Vec::new();
+        let mut exits = Vec::new();
+        for m in &messages {
+            match &m.event {
+                Some(Event::Stdout(d)) => stdout.extend_from_slice(d),
+                Some(Event::Exit(status)) => exits.push(status),
+                _ => {}
+            }
+        }
+        let want = format!("{}  -\n", sha256_hex(&chunks.concat()));
+        ensure!(
+            stdout == want.as_bytes(),
+            "the host's sha256sum printed {:?}, the bytes sent hash to {want:?}",
+            String::from_utf8_lossy(&stdout)
+        );
+        let exit_zero = ExitStatus {
+            status: Some(exit_status::Status::Code(0)),
+            ..Default::default()
+        };
+        ensure!(
+            exits == [&exit_zero]
+                && matches!(messages.last(), Some(m) if matches!(m.event, Some(Event::Exit(_)))),
+            "want one exit status, code 0, last: {printed}"
+        );
+        Ok(())
     })
     .await
 }
