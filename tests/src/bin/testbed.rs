@@ -72,6 +72,20 @@ async fn main() -> Result<()> {
         }
     }
 
+    // Signals are ours from the start, and the binaries are built before
+    // sshd exists: a testbed stopped while it builds or starts leaves no
+    // process behind (a signal during the start drops what was started).
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    tokio::select! {
+        built = tokio::task::spawn_blocking(tunneld_tests::binaries::bin_dir) => {
+            built.context("build task panicked")?.context("building tunneld")?;
+        }
+        // Nothing is started yet, and returning would wait for the build
+        // (tokio's blocking pool): leave at once, cargo finishes alone.
+        _ = sigint.recv() => std::process::exit(130),
+        _ = sigterm.recv() => std::process::exit(143),
+    }
     let sshd = Sshd::start().context("starting sshd")?;
     let mut builder = Tunneld::builder(&sshd);
     let secret = new_token();
@@ -89,7 +103,11 @@ async fn main() -> Result<()> {
     if audit {
         builder = builder.audit_log();
     }
-    let daemon = builder.start().await.context("starting tunneld")?;
+    let daemon = tokio::select! {
+        started = builder.start() => started.context("starting tunneld")?,
+        _ = sigint.recv() => return Ok(()),
+        _ = sigterm.recv() => return Ok(()),
+    };
 
     let mut vars = vec![
         ("TUNNELD_ADDR", daemon.addr().to_string()),
@@ -126,8 +144,6 @@ async fn main() -> Result<()> {
     }
     println!("READY");
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     // Stdin is read on a plain thread, not tokio's blocking pool: a read
     // cannot be cancelled, and the runtime waits for its pool on exit, so a
     // SIGTERM would otherwise hang until stdin closed. The thread dies with
