@@ -11,7 +11,11 @@
 //! against a tunneld remote forward, each for single-stream push and pull,
 //! 16- and 100-stream aggregate pull, connection setup + one small round
 //! trip (p50/p99), and CPU per GiB of the client and of sshd; RSS; `Exec`
-//! of `cat FILE` against `ssh host cat FILE`; control-RPC latency
+//! of `cat FILE` against `ssh host cat FILE`; FILE on the stdin of
+//! `tunnelctl exec -- 'cat > /dev/null'` (the `ExecStream` RPC) against
+//! `ssh host 'cat > /dev/null'`, timed from spawn to exit, with CPU per GiB
+//! of ssh against tunnelctl + tunneld, and the same with empty stdin (the
+//! fixed cost in that time); control-RPC latency
 //! (OpenLocalForward, List with many tunnels open); push and pull through a
 //! 3-hop chain of forwards on one SSH connection (`-L`, `-L`, `-R`); a
 //! rate-limited pull beside a busy and an idle sibling on the same `-L`
@@ -24,7 +28,8 @@
 //! Module map (files in `bench/` next to this one, named with `#[path]`
 //! because the manifest makes this file the binary's root): `options`
 //! (flags), `peer` (the target server, a child process), `load` (the client side of the data-path rows), `contenders`
-//! (the ssh processes), `daemon` (tunneld's side), `procfs` (CPU, memory,
+//! (the ssh processes, and running a client fed a file on stdin), `daemon`
+//! (tunneld's side, and the `tunnelctl` built with it), `procfs` (CPU, memory,
 //! machine, negotiated ciphers), `report` (statistics and the table).
 //!
 //! Everything listens on 127.0.0.1 only; every process started is stopped
@@ -45,6 +50,7 @@ mod procfs;
 #[path = "bench/report.rs"]
 mod report;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -130,6 +136,13 @@ async fn run(o: Options) -> Result<()> {
     })
     .await??;
 
+    // Looked up now, so a missing one fails the run before its first row.
+    let ctl = if o.runs("exec") {
+        Some(daemon::tunnelctl_next_to(&bin)?)
+    } else {
+        None
+    };
+
     let mut machine = procfs::machine_info();
     machine.push((
         "RLIMIT_NOFILE".into(),
@@ -143,6 +156,12 @@ async fn run(o: Options) -> Result<()> {
             daemon::version(&bin)
         ),
     ));
+    if let Some(ctl) = &ctl {
+        machine.push((
+            "tunnelctl".into(),
+            format!("{} — {}", ctl.display(), daemon::version(ctl)),
+        ));
+    }
     machine.push(("source".into(), daemon::source_commit()));
     progress(format!("tunneld: {}", bin.display()));
     progress(o.describe());
@@ -276,50 +295,9 @@ async fn run(o: Options) -> Result<()> {
         report.add("rss.peak", Who::Ssh, (a.hwm + b.hwm) as f64 / MB);
     }
 
-    if o.runs("exec") {
-        let exec_client = daemon::exec_client(tunneld.addr()).await?;
-        for rep in 0..o.reps {
-            progress(format!("rep {}/{}: exec", rep + 1, o.reps));
-            let limit = transfer_timeout(o.bytes);
-            let mut order = [Who::Ssh, Who::Tunneld];
-            if rep % 2 == 1 {
-                order.reverse();
-            }
-            for who in order {
-                let s = match who {
-                    Who::Ssh => {
-                        bounded(
-                            "ssh host cat",
-                            limit,
-                            contenders::ssh_cat(&sshd, cipher, &file, o.bytes),
-                        )
-                        .await
-                    }
-                    _ => {
-                        bounded(
-                            "Exec cat",
-                            limit,
-                            daemon::exec_cat(&exec_client, tpid, &file, o.bytes),
-                        )
-                        .await
-                    }
-                };
-                // A failed Exec is a finding, not the end of the run.
-                let s = match s {
-                    Ok(s) => s,
-                    Err(e) => {
-                        progress(format!("  {who:?} failed: {e:#}"));
-                        report.fail("exec.mbps", who, &e);
-                        continue;
-                    }
-                };
-                report.add("exec.mbps", who, s.mbps);
-                report.add("exec.first", who, s.first_byte_ms);
-                if let Some(cpu) = s.cpu_secs {
-                    report.add("exec.cpu", who, cpu / (o.bytes as f64 / GIB));
-                }
-            }
-        }
+    // `ctl` is there when the exec group runs.
+    if let Some(ctl) = &ctl {
+        exec_rows(&o, &mut report, &sshd, &tunneld, ctl, &file).await?;
     }
 
     if o.runs("control") {
@@ -473,6 +451,133 @@ async fn forward_rep(
         add(report, p.who, "setup99", report::percentile(&ms, 99.0));
     }
     Ok(())
+}
+
+/// The Exec rows, every repetition alternating who goes first: `cat FILE`
+/// streamed out (tunneld's `Exec` RPC against `ssh host cat FILE`), then
+/// FILE fed to `cat > /dev/null` on stdin (`tunnelctl exec`, i.e. the
+/// `ExecStream` RPC, against `ssh host`), then the same with empty stdin.
+/// A failed run is a failed cell, the run goes on.
+async fn exec_rows(
+    o: &Options,
+    report: &mut Report,
+    sshd: &Sshd,
+    tunneld: &Tunneld,
+    ctl: &Path,
+    file: &Path,
+) -> Result<()> {
+    let cipher = o.cipher.as_deref();
+    let tpid = tunneld.pid().context("tunneld exited")?;
+    let exec_client = daemon::exec_client(tunneld.addr()).await?;
+    let limit = transfer_timeout(o.bytes);
+    let gib = o.bytes as f64 / GIB;
+    let sinks = Sinks {
+        sshd,
+        cipher,
+        ctl,
+        addr: tunneld.api_addr().to_string(),
+        tpid,
+        limit,
+    };
+    for rep in 0..o.reps {
+        progress(format!("rep {}/{}: exec", rep + 1, o.reps));
+        let mut order = [Who::Ssh, Who::Tunneld];
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for who in order {
+            let s = match who {
+                Who::Ssh => {
+                    bounded(
+                        "ssh host cat",
+                        limit,
+                        contenders::ssh_cat(sshd, cipher, file, o.bytes),
+                    )
+                    .await
+                }
+                _ => {
+                    bounded(
+                        "Exec cat",
+                        limit,
+                        daemon::exec_cat(&exec_client, tpid, file, o.bytes),
+                    )
+                    .await
+                }
+            };
+            // A failed Exec is a finding, not the end of the run.
+            let s = match s {
+                Ok(s) => s,
+                Err(e) => {
+                    progress(format!("  {who:?} failed: {e:#}"));
+                    report.fail("exec.mbps", who, &e);
+                    continue;
+                }
+            };
+            report.add("exec.mbps", who, s.mbps);
+            report.add("exec.first", who, s.first_byte_ms);
+            if let Some(cpu) = s.cpu_secs {
+                report.add("exec.cpu", who, cpu / gib);
+            }
+        }
+        for who in order {
+            match sinks.run(who, file, o.bytes).await {
+                Ok(f) => {
+                    let daemon = f.daemon_cpu_secs.unwrap_or(0.0);
+                    report.add("exec.stdin.mbps", who, o.bytes as f64 / f.secs / MB);
+                    report.add("exec.stdin.cpu", who, (f.cpu_secs + daemon) / gib);
+                    if f.daemon_cpu_secs.is_some() {
+                        report.add("exec.stdin.ctlcpu", who, f.cpu_secs / gib);
+                        report.add("exec.stdin.dcpu", who, daemon / gib);
+                    }
+                }
+                Err(e) => {
+                    progress(format!("  {who:?} failed: {e:#}"));
+                    report.fail("exec.stdin.mbps", who, &e);
+                }
+            }
+        }
+        for who in order {
+            match sinks.run(who, Path::new("/dev/null"), 0).await {
+                Ok(f) => report.add("exec.stdin.empty", who, f.secs * 1e3),
+                Err(e) => {
+                    progress(format!("  {who:?} failed: {e:#}"));
+                    report.fail("exec.stdin.empty", who, &e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a run of the stdin rows needs of either contender.
+struct Sinks<'a> {
+    sshd: &'a Sshd,
+    cipher: Option<&'a str>,
+    /// The tunnelctl built with tunneld.
+    ctl: &'a Path,
+    /// tunneld's API, as `tunnelctl --addr` takes it.
+    addr: String,
+    /// tunneld's pid, whose CPU over the run counts for tunnelctl.
+    tpid: u32,
+    limit: Duration,
+}
+
+impl Sinks<'_> {
+    /// `input` (`bytes` long) fed to `cat > /dev/null` through `who`.
+    async fn run(&self, who: Who, input: &Path, bytes: u64) -> Result<contenders::Fed> {
+        let what = format!("stdin to `cat > /dev/null` through {who:?}");
+        let limit = self.limit;
+        match who {
+            Who::Ssh => {
+                let run = contenders::ssh_sink(self.sshd, self.cipher, input, bytes);
+                bounded(&what, limit, run).await
+            }
+            _ => {
+                let run = daemon::tunnelctl_sink(self.ctl, &self.addr, self.tpid, input, bytes);
+                bounded(&what, limit, run).await
+            }
+        }
+    }
 }
 
 /// The 3-hop chain rows: push and pull through A of client → A (local
@@ -769,6 +874,52 @@ fn declare_rows(o: &Options) -> Report {
         None,
     );
     r.declare("exec.cpu", "client CPU per GiB, Exec", "s/GiB", Lower, None);
+    r.declare(
+        "exec.stdin.mbps",
+        "stdin to `cat > /dev/null`, spawn to exit (tunneld: `tunnelctl exec`; ssh: `ssh host`)",
+        "MB/s",
+        Higher,
+        None,
+    );
+    r.note(
+        "exec.stdin.mbps",
+        "with the rows below: the `--mib` MiB file of the `cat` rows on the client's stdin, \
+         `tunnelctl --addr API exec -- 'cat > /dev/null'` (the ExecStream RPC) against `ssh \
+         host 'cat > /dev/null'`. Nothing comes back to time, so MB/s is bytes over the wall \
+         time from spawn to exit: it includes ssh's connection, key exchange and \
+         authentication, and tunnelctl's start, gRPC connection and tunneld's Exec start \
+         (a pooled SSH connection); the empty-stdin row is that fixed cost. Both must exit \
+         0 having read the whole file. CPU: ssh's process against tunnelctl's plus tunneld's \
+         over the run (ssh does both jobs in one process), each read once the client exited.",
+    );
+    r.declare(
+        "exec.stdin.empty",
+        "`cat > /dev/null` with empty stdin, spawn to exit (the fixed cost in the row above)",
+        "ms",
+        Lower,
+        None,
+    );
+    r.declare(
+        "exec.stdin.cpu",
+        "client CPU per GiB, stdin (tunneld: tunnelctl + tunneld)",
+        "s/GiB",
+        Lower,
+        None,
+    );
+    r.declare(
+        "exec.stdin.ctlcpu",
+        "client CPU per GiB, stdin: tunnelctl alone",
+        "s/GiB",
+        Lower,
+        None,
+    );
+    r.declare(
+        "exec.stdin.dcpu",
+        "client CPU per GiB, stdin: tunneld alone",
+        "s/GiB",
+        Lower,
+        None,
+    );
     r.declare("ctl.open50", "OpenLocalForward p50", "ms", Lower, None);
     r.declare("ctl.open99", "OpenLocalForward p99", "ms", Lower, None);
     r.declare(

@@ -1,15 +1,18 @@
-//! The OpenSSH client as the comparison peer: `ssh -N -L`, `ssh -N -R` and
-//! `ssh host cat FILE`, with the same key, known_hosts, sshd and cipher as
-//! tunneld, and no user config (`-F none`).
+//! The OpenSSH client as the comparison peer: `ssh -N -L`, `ssh -N -R`,
+//! `ssh host cat FILE` and `ssh host 'cat > /dev/null'` fed a file, with
+//! the same key, known_hosts, sshd and cipher as tunneld, and no user
+//! config (`-F none`). [`feed`], which runs a client fed a file, also runs
+//! tunnelctl for tunneld's side of the stdin rows.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 use tunneld_tests::Sshd;
 
 use crate::procfs;
@@ -200,4 +203,99 @@ pub async fn ssh_cat(
         first_byte_ms: (first - start).as_secs_f64() * 1e3,
         cpu_secs,
     })
+}
+
+/// The remote command of the stdin rows, the same for both contenders.
+pub const SINK_COMMAND: &str = "cat > /dev/null";
+
+/// What one run of a command fed a file on its stdin took.
+#[derive(Debug)]
+pub struct Fed {
+    /// Wall time from spawn to exit, seconds.
+    pub secs: f64,
+    /// CPU seconds of the client process itself (ssh or tunnelctl), read
+    /// once it has exited, before it is reaped.
+    pub cpu_secs: f64,
+    /// tunneld's CPU seconds over the run, for tunnelctl, which leaves the
+    /// SSH side to the daemon; `None` for ssh, which does both in one
+    /// process.
+    pub daemon_cpu_secs: Option<f64>,
+}
+
+/// `ssh host 'cat > /dev/null'` with `input` (`bytes` long) on its stdin.
+pub async fn ssh_sink(sshd: &Sshd, cipher: Option<&str>, input: &Path, bytes: u64) -> Result<Fed> {
+    let mut cmd = ssh_command(sshd, cipher);
+    cmd.arg(format!("{}@127.0.0.1", sshd.user()))
+        .arg(SINK_COMMAND);
+    feed(cmd, &format!("ssh host '{SINK_COMMAND}'"), input, bytes).await
+}
+
+/// Runs `cmd` with the file `input` (`bytes` long) as its stdin until it
+/// exits and checks that it exited with 0 having read all of `input`.
+/// The time is from spawn to exit, the exit seen by `waitid(WNOWAIT)`,
+/// which leaves the zombie for its CPU to be read before it is reaped.
+/// stdout and stderr are read (sshd at DEBUG1 sends its session's log
+/// lines as stderr) and kept for the error message only.
+pub async fn feed(mut cmd: Command, what: &str, input: &Path, bytes: u64) -> Result<Fed> {
+    let mut file =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    // A duplicate shares the file offset: after the run, ours says how far
+    // the child read.
+    cmd.stdin(file.try_clone()?)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let start = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("running {what}"))?;
+    let pid = child
+        .id()
+        .with_context(|| format!("{what} exited at once"))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    tokio::task::spawn_blocking(move || exited(pid)).await??;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_secs = procfs::cpu_seconds(pid)?;
+    let status = child.wait().await?;
+    let (stdout, stderr) = (stdout.await?, stderr.await?);
+    ensure!(
+        status.success(),
+        "{what} exited with {status}; its stderr:\n{stderr}{stdout}"
+    );
+    let read = std::io::Seek::stream_position(&mut file)?;
+    ensure!(
+        read == bytes,
+        "{what} read {read} of the {bytes} bytes of its stdin"
+    );
+    Ok(Fed {
+        secs,
+        cpu_secs,
+        daemon_cpu_secs: None,
+    })
+}
+
+/// Reads a child's pipe to its end in a task of its own, as text.
+fn drain(pipe: Option<impl AsyncRead + Send + Unpin + 'static>) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut v = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut v).await;
+        }
+        String::from_utf8_lossy(&v).into_owned()
+    })
+}
+
+/// Blocks until the child `pid` has exited, without reaping it.
+fn exited(pid: u32) -> Result<()> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => {
+                return r
+                    .map(drop)
+                    .with_context(|| format!("waiting for pid {pid}"));
+            }
+        }
+    }
 }

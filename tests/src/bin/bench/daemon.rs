@@ -1,5 +1,6 @@
-//! tunneld's side: its release binary, its forwards, `Exec` streaming and
-//! the control-RPC rows.
+//! tunneld's side: its release binary and the `tunnelctl` built with it,
+//! its forwards, `Exec` streaming, `tunnelctl exec` fed stdin, and the
+//! control-RPC rows.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use tunnel_proto::v1::{
 };
 use tunneld_tests::{Client, binaries, exec};
 
-use crate::contenders::Streamed;
+use crate::contenders::{Fed, SINK_COMMAND, Streamed, feed};
 use crate::procfs;
 use crate::report::percentile;
 
@@ -51,6 +52,22 @@ pub fn release_binary(smoke: bool) -> Result<(PathBuf, String)> {
     Ok((path, "release build".into()))
 }
 
+/// The `tunnelctl` built with the tunneld binary `tunneld`: the file next
+/// to it (the same target dir and profile, or `TUNNELD_BIN_DIR`).
+pub fn tunnelctl_next_to(tunneld: &Path) -> Result<PathBuf> {
+    let path = tunneld.with_file_name("tunnelctl");
+    ensure!(
+        path.is_file(),
+        "{} does not exist: the Exec stdin rows run the tunnelctl built with {}; build \
+         both (`cargo build --release -p tunneld -p tunnelctl`, or put both in {}), or \
+         leave the Exec rows out with --skip exec",
+        path.display(),
+        tunneld.display(),
+        binaries::BIN_DIR_ENV
+    );
+    Ok(path)
+}
+
 /// True when `tunneld --help` lists `flag` (flags the bench passes only to
 /// a tunneld that has them, e.g. `--ciphers`).
 pub fn has_flag(bin: &Path, flag: &str) -> bool {
@@ -73,7 +90,7 @@ pub fn source_commit() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// `tunneld --version`, for the report.
+/// `BIN --version` (tunneld, tunnelctl), for the report.
 pub fn version(bin: &Path) -> String {
     std::process::Command::new(bin)
         .arg("--version")
@@ -208,6 +225,36 @@ pub async fn exec_cat(client: &Client, pid: u32, file: &Path, bytes: u64) -> Res
         first_byte_ms: (first - start).as_secs_f64() * 1e3,
         cpu_secs: Some(cpu1 - cpu0),
     })
+}
+
+/// `tunnelctl --addr ADDR exec -- 'cat > /dev/null'` with `input` (`bytes`
+/// long) on its stdin: tunnelctl's own CPU, and tunneld's (`pid`) over the
+/// run. tunnelctl gets no `TUNNELD_*` variable of the caller's shell (a
+/// token or TLS setting meant for another tunneld).
+pub async fn tunnelctl_sink(
+    tunnelctl: &Path,
+    addr: &str,
+    pid: u32,
+    input: &Path,
+    bytes: u64,
+) -> Result<Fed> {
+    let mut cmd = tokio::process::Command::new(tunnelctl);
+    cmd.args(["--addr", addr, "exec", "--", SINK_COMMAND]);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TUNNELD_") {
+            cmd.env_remove(key);
+        }
+    }
+    let cpu0 = procfs::cpu_seconds(pid)?;
+    let mut fed = feed(
+        cmd,
+        &format!("tunnelctl exec -- '{SINK_COMMAND}'"),
+        input,
+        bytes,
+    )
+    .await?;
+    fed.daemon_cpu_secs = Some(procfs::cpu_seconds(pid)? - cpu0);
+    Ok(fed)
 }
 
 /// p50 and p99 in ms of each control RPC.

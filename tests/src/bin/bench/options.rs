@@ -18,8 +18,8 @@ usage: bench [--smoke] [--mib N] [--reps N] [--rtt N] [--tunnels N] [--list-call
                      connections, a 4 MiB slow pull, 1 repetition); fails on
                      errors, never on speed
   --mib N            MiB per single-stream transfer (also through the 3-hop
-                     chain), per Exec `cat`, and in total per aggregate run
-                     (default 1024)
+                     chain), per Exec `cat` and stdin run, and in total per
+                     aggregate run (default 1024)
   --reps N           repetitions of the throughput, setup, chain and Exec rows
                      (default 5)
   --slow-mib N       MiB of the rate-limited pull beside a busy sibling
