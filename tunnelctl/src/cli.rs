@@ -368,10 +368,11 @@ pub struct ExecArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// The command and its arguments, joined with spaces as ssh does; none
-    /// starts the login shell, as `ssh HOST` does
+    /// The command and its arguments, joined with spaces as ssh does; with
+    /// -t and none, the login shell (as `tunnelctl ssh`)
     #[arg(
         value_name = "COMMAND",
+        required_unless_present = "tty",
         num_args = 0..,
         trailing_var_arg = true,
         allow_hyphen_values = true
@@ -600,6 +601,10 @@ mod tests {
         assert_eq!(args.command, ["top"]);
         assert!(parse(&["exec", "-t", "-T", "--", "top"]).is_err());
 
+        // A forgotten command is a usage error, not a shell reading stdin;
+        // with -t it is the login shell, as `tunnelctl ssh`.
+        assert!(parse(&["exec"]).is_err());
+        assert!(parse(&["exec", "-T"]).is_err());
         let cli = parse(&["exec", "-t"]).unwrap();
         let Command::Exec(args) = cli.command else {
             panic!("not exec")
