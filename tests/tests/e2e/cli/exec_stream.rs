@@ -200,6 +200,28 @@ async fn dash_t_gives_a_terminal_of_the_local_size_as_ssh_t_does() -> Result<()>
     .await
 }
 
+/// Waits for `child` to exit with `code`, then checks that the terminal's
+/// mode is `before` again: tunnelctl restores it on every way out.
+fn ends_restored(
+    child: &mut PtyChild,
+    pty: &Pty,
+    before: &str,
+    code: i32,
+    after: &str,
+) -> Result<()> {
+    let status = child.wait(TERMINAL_WAIT)?;
+    ensure!(
+        status.code() == Some(code),
+        "after {after}: exit {status:?}, want {code}; terminal: {:?}",
+        String::from_utf8_lossy(&pty.output())
+    );
+    ensure!(
+        pty.stty_g()? == before,
+        "the terminal's mode was not restored after {after}"
+    );
+    Ok(())
+}
+
 /// The `ROWS COLUMNS` line `stty size` printed.
 fn size_line(out: &str) -> Option<&str> {
     out.split("\r\n")
@@ -234,16 +256,7 @@ async fn a_resize_reaches_the_remote_and_ctrl_c_interrupts_it() -> Result<()> {
         // Ctrl-C is a key on a terminal: the remote terminal turns it into
         // SIGINT for the command, as under ssh -t.
         pty.write(b"\x03")?;
-        let status = child.wait(TERMINAL_WAIT)?;
-        ensure!(
-            status.code() == Some(130),
-            "exit {status:?}, want 130 (INT); terminal: {:?}",
-            String::from_utf8_lossy(&pty.output())
-        );
-        ensure!(
-            pty.stty_g()? == before,
-            "the terminal's mode was not restored after Ctrl-C"
-        );
+        ends_restored(&mut child, &pty, &before, 130, "Ctrl-C")?;
         Ok(())
     })
     .await
@@ -264,16 +277,7 @@ async fn tunnelctl_ssh_opens_a_login_shell_that_exits_with_its_code() -> Result<
             String::from_utf8_lossy(&pty.output())
         );
         pty.write(b"exit 3\r")?;
-        let status = child.wait(TERMINAL_WAIT)?;
-        ensure!(
-            status.code() == Some(3),
-            "exit {status:?}, want 3; terminal: {:?}",
-            String::from_utf8_lossy(&pty.output())
-        );
-        ensure!(
-            pty.stty_g()? == before,
-            "the terminal's mode was not restored after the shell"
-        );
+        ends_restored(&mut child, &pty, &before, 3, "the shell")?;
         Ok(())
     })
     .await
@@ -327,15 +331,7 @@ async fn the_terminal_is_restored_on_a_signal_and_on_a_lost_daemon() -> Result<(
             nix::unistd::Pid::from_raw(child.id() as i32),
             Signal::SIGTERM,
         )?;
-        let status = child.wait(TERMINAL_WAIT)?;
-        ensure!(
-            status.code() == Some(143),
-            "exit {status:?}, want 143 (TERM)"
-        );
-        ensure!(
-            pty.stty_g()? == before,
-            "the terminal's mode was not restored after SIGTERM"
-        );
+        ends_restored(&mut child, &pty, &before, 143, "SIGTERM")?;
 
         // tunneld itself goes away mid-command: an error, and the terminal
         // is restored before it is printed.
@@ -348,16 +344,7 @@ async fn the_terminal_is_restored_on_a_signal_and_on_a_lost_daemon() -> Result<(
         )?;
         pty.wait_for(b"ready", TERMINAL_WAIT)?;
         bed.daemon.signal(Signal::SIGKILL)?;
-        let status = child.wait(TERMINAL_WAIT)?;
-        ensure!(
-            status.code() == Some(255),
-            "exit {status:?}, want 255; terminal: {:?}",
-            String::from_utf8_lossy(&pty.output())
-        );
-        ensure!(
-            pty.stty_g()? == before,
-            "the terminal's mode was not restored after the call failed"
-        );
+        ends_restored(&mut child, &pty, &before, 255, "the call failed")?;
         Ok(())
     })
     .await
