@@ -12,6 +12,8 @@
 //! - `tunnel`: local and remote forwards, their counters and registry;
 //!   `exec`: one remote command with streamed output; `policy`: which
 //!   forwards may be opened (allow_local_bind, permit_open, permit_listen).
+//! - `socks`: the server side of the SOCKS4/4a/5 handshake for dynamic
+//!   forwards, as a state machine fed bytes.
 //! - `relay`: the byte path of one connection, drained promptly into a
 //!   bounded buffer, and past it into a spill file, so one slow reader never
 //!   stalls the shared SSH connection nor loses a byte.
@@ -34,6 +36,7 @@ mod logging;
 mod policy;
 mod relay;
 mod server;
+mod socks;
 mod ssh;
 mod sys;
 mod tunnel;
@@ -63,6 +66,11 @@ pub use logging::{AUDIT_TARGET, Throttled, escaped_fields};
 #[doc(hidden)]
 pub mod parsers {
     pub use crate::ssh::{ciphers, known_hosts};
+
+    /// The SOCKS handshake, fed bytes (the fuzz target's entry point).
+    pub mod socks {
+        pub use crate::socks::{Handshake, Refusal, Request, Step, Target, Version};
+    }
 }
 
 /// Runs tunneld on `listener`, open to callers as `access` allows, with
