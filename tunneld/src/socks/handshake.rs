@@ -911,4 +911,32 @@ mod tests {
             }
         }
     }
+
+    /// Starts of messages, so random tails reach past the first checks.
+    fn prefix() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        proptest::sample::select(vec![
+            vec![],
+            vec![4, 1],
+            vec![4, 1, 0, 80, 0, 0, 0, 1],
+            vec![5],
+            vec![5, 1, 0],
+            vec![5, 1, 0, 5, 1, 0],
+            vec![5, 1, 0, 5, 1, 0, 3],
+        ])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        /// The fuzz target's property on stable: any bytes, in pieces of
+        /// any size, give what they give in one piece, without a panic.
+        #[test]
+        fn split_never_matters(
+            start in prefix(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            piece in 1usize..40,
+        ) {
+            let input = [start, tail].concat();
+            proptest::prop_assert_eq!(drive(&input, piece), drive(&input, input.len()));
+        }
+    }
 }
