@@ -103,6 +103,7 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
         remote_port: ends.target_port,
         max_connections,
         idle_timeout,
+        ..Default::default()
     }
 }
 
@@ -130,6 +131,7 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
         local_port: ends.target_port,
         max_connections,
         idle_timeout,
+        ..Default::default()
     }
 }
 
@@ -199,6 +201,7 @@ async fn open(
     Ok(match forward {
         Forward::Local(r) => client.open_local_forward(r).await?.map(|o| o.tunnel),
         Forward::Remote(r) => client.open_remote_forward(r).await?.map(|o| o.tunnel),
+        Forward::Dynamic(r) => client.open_dynamic_forward(r).await?.map(|o| o.tunnel),
     })
 }
 

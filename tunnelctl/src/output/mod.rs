@@ -318,6 +318,7 @@ mod tests {
         let ep = Endpoint {
             host: "fd00::1".into(),
             port: 22,
+            ..Default::default()
         };
         assert_eq!(endpoint(Some(&ep)), "[fd00::1]:22");
         assert_eq!(endpoint(None), "-");

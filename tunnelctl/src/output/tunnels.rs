@@ -168,6 +168,7 @@ pub(crate) mod tests {
         Some(Endpoint {
             host: host.into(),
             port,
+            ..Default::default()
         })
     }
 
@@ -198,6 +199,7 @@ pub(crate) mod tests {
             max_connections: 1024,
             idle_timeout: None,
             restores: 0,
+            permit_remote_open: Vec::new(),
         }
     }
 
