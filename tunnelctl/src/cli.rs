@@ -11,8 +11,9 @@ use clap_complete::Shell;
 
 use crate::client::Addr;
 use crate::spec::{
-    ForwardSpec, parse_count, parse_duration, parse_env, parse_nonempty, parse_port,
-    parse_port_or_pick,
+    ForwardSpec, TcpListen, check_permit_list, parse_count, parse_duration, parse_dynamic_forward,
+    parse_env, parse_local_forward, parse_nonempty, parse_permit_remote_open, parse_port,
+    parse_port_or_pick, parse_remote_forward,
 };
 
 /// Where tunneld listens unless told otherwise (its own default).
@@ -105,7 +106,12 @@ Examples:
   tunnelctl open-local --attach -L 5432:db.internal:5432 --host bastion
 
   # At most 20 connections at once; close any idle for 10 minutes
-  tunnelctl open-local -L 5432:db.internal:5432 --max-connections 20 --idle-timeout 10m";
+  tunnelctl open-local -L 5432:db.internal:5432 --max-connections 20 --idle-timeout 10m
+
+  # Unix sockets on either end, as ssh -L allows: a local socket to the
+  # server's PostgreSQL socket, and a local port to the server's Docker socket
+  tunnelctl open-local -L /tmp/pg.sock:/run/postgresql/.s.PGSQL.5432
+  tunnelctl open-local -L 2375:/var/run/docker.sock";
 
 const OPEN_REMOTE_EXAMPLES: &str = "\
 Examples:
@@ -120,7 +126,31 @@ Examples:
   tunnelctl open-remote --attach -R 8080:localhost:3000 --host web1
 
   # One visitor at a time, dropped after 5 idle minutes
-  tunnelctl open-remote -R 8080:localhost:3000 --max-connections 1 --idle-timeout 5m";
+  tunnelctl open-remote -R 8080:localhost:3000 --max-connections 1 --idle-timeout 5m
+
+  # A socket on the server carried to a local port, or to a local socket
+  tunnelctl open-remote -R /tmp/app.sock:localhost:3000
+  tunnelctl open-remote -R 9000:/run/app/api.sock
+
+  # A SOCKS proxy on the server's port 1080 that connects from tunneld's
+  # machine (ssh -R 1080), allowed to reach only two services
+  tunnelctl open-remote -R 1080 --permit-remote-open intranet:80 \
+    --permit-remote-open 'db.internal:*'";
+
+const OPEN_DYNAMIC_EXAMPLES: &str = "\
+Examples:
+  # A SOCKS proxy on local port 1080 that reaches what the SSH host reaches
+  tunnelctl open-dynamic -D 1080
+  curl --socks5-hostname 127.0.0.1:1080 http://intranet/
+
+  # The same with flags, through another host, for other machines too
+  tunnelctl open-dynamic --lport 1080 --bind '*' --host bastion
+
+  # Only while this runs, printing each connection; Ctrl-C closes it
+  tunnelctl open-dynamic --attach -D 1080 --host bastion
+
+  # Let tunneld pick the port; -o json shows which
+  tunnelctl -o json open-dynamic -D 0 | jq .local.port";
 
 const LIST_EXAMPLES: &str = "\
 Examples:
@@ -221,7 +251,8 @@ pub struct Cli {
     #[arg(long, help_heading = GLOBAL, value_name = "DURATION", default_value = DEFAULT_TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Print ids only: tunnel ids (open-local, open-remote, list, close), host
+    /// Print ids only: tunnel ids (open-local, open-dynamic, open-remote,
+    /// list, close), host
     /// names (hosts), nothing (status, watch)
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
@@ -327,6 +358,10 @@ pub enum Command {
     /// Listen on tunneld's machine and forward through an SSH host, like `ssh -L`
     #[command(after_help = OPEN_LOCAL_EXAMPLES)]
     OpenLocal(OpenLocalArgs),
+
+    /// A SOCKS proxy on tunneld's machine that connects through an SSH host, like `ssh -D`
+    #[command(after_help = OPEN_DYNAMIC_EXAMPLES)]
+    OpenDynamic(OpenDynamicArgs),
 
     /// Listen on an SSH host and forward back to tunneld's side, like `ssh -R`
     #[command(after_help = OPEN_REMOTE_EXAMPLES)]
@@ -459,10 +494,13 @@ pub struct ConnectionLimitArgs {
 /// Arguments of `open-local`.
 #[derive(Debug, Args)]
 pub struct OpenLocalArgs {
-    /// The forward in OpenSSH -L syntax, instead of the flags below
+    /// The forward in OpenSSH -L syntax, instead of the flags below; a unix
+    /// socket path (absolute) may stand for either end:
+    /// /LPATH:RHOST:RPORT, [BIND:]LPORT:/RPATH or /LPATH:/RPATH
     #[arg(
         short = 'L',
         value_name = "[BIND:]LPORT:RHOST:RPORT",
+        value_parser = parse_local_forward,
         conflicts_with_all = ["lport", "rport", "rhost", "bind"]
     )]
     pub spec: Option<ForwardSpec>,
@@ -491,10 +529,15 @@ pub struct OpenLocalArgs {
 /// Arguments of `open-remote`.
 #[derive(Debug, Args)]
 pub struct OpenRemoteArgs {
-    /// The forward in OpenSSH -R syntax, instead of the flags below
+    /// The forward in OpenSSH -R syntax, instead of the flags below; a unix
+    /// socket path (absolute) may stand for either end: /RPATH:LHOST:LPORT,
+    /// [BIND:]RPORT:/LPATH or /RPATH:/LPATH. Without a target,
+    /// [BIND:]RPORT or /RPATH is a SOCKS proxy on the server that connects
+    /// from tunneld's machine (`ssh -R 1080`)
     #[arg(
         short = 'R',
         value_name = "[BIND:]RPORT:LHOST:LPORT",
+        value_parser = parse_remote_forward,
         conflicts_with_all = ["rport", "lport", "lhost", "rbind"]
     )]
     pub spec: Option<ForwardSpec>,
@@ -515,9 +558,76 @@ pub struct OpenRemoteArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_nonempty)]
     pub rbind: Option<String>,
 
+    /// With a SOCKS -R (no target): a target it may reach, as OpenSSH's
+    /// PermitRemoteOpen (repeatable): HOST:PORT, * for any host or port,
+    /// IPv6 as [ADDR]:PORT; or `any` or `none` alone. Without it any target
+    /// is allowed: whoever can reach the server's port reaches everything
+    /// tunneld's machine reaches, its loopback and private networks included
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        value_parser = parse_permit_remote_open,
+        requires = "spec"
+    )]
+    pub permit_remote_open: Vec<String>,
+
     /// The host, limits and `--attach`.
     #[command(flatten)]
     pub common: OpenCommonArgs,
+}
+
+/// Arguments of `open-dynamic`.
+#[derive(Debug, Args)]
+pub struct OpenDynamicArgs {
+    /// The proxy in OpenSSH -D syntax, instead of --lport and --bind
+    #[arg(
+        short = 'D',
+        value_name = "[BIND:]PORT",
+        value_parser = parse_dynamic_forward,
+        conflicts_with_all = ["lport", "bind"]
+    )]
+    pub spec: Option<TcpListen>,
+
+    /// Port tunneld listens on; 0 picks a free one
+    #[arg(long, value_name = "PORT", value_parser = parse_port_or_pick, required_unless_present = "spec")]
+    pub lport: Option<u16>,
+
+    /// Address tunneld listens on, * for every interface [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR", value_parser = parse_nonempty)]
+    pub bind: Option<String>,
+
+    /// The host, limits and `--attach`.
+    #[command(flatten)]
+    pub common: OpenCommonArgs,
+}
+
+impl Cli {
+    /// What clap cannot check alone, as a usage error like clap's own:
+    /// `--permit-remote-open` only with a SOCKS `-R`, and `any` or `none`
+    /// only by themselves.
+    pub fn check(self) -> Result<Self, clap::Error> {
+        if let Command::OpenRemote(args) = &self.command {
+            let permits = &args.permit_remote_open;
+            let dynamic = args.spec.as_ref().is_some_and(ForwardSpec::is_dynamic);
+            if !permits.is_empty() && !dynamic {
+                return Err(usage(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--permit-remote-open applies only to a SOCKS proxy, -R [BIND:]PORT with \
+                     no target (as `ssh -R 1080`); a -R with a target connects only there",
+                ));
+            }
+            if let Err(message) = check_permit_list(permits) {
+                return Err(usage(clap::error::ErrorKind::ArgumentConflict, &message));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// A usage error that prints as clap's do.
+fn usage(kind: clap::error::ErrorKind, message: &str) -> clap::Error {
+    use clap::CommandFactory;
+    Cli::command().error(kind, message)
 }
 
 /// Arguments of `list` (none yet; filters will go here).
@@ -573,6 +683,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("tunnelctl").chain(args.iter().copied()))
+            .and_then(Cli::check)
     }
 
     #[test]
@@ -657,6 +768,124 @@ mod tests {
         assert!(parse(&["open-remote", "-R", "8080:localhost:3000"]).is_ok());
         assert!(parse(&["open-remote", "--rport", "8080", "--lport", "0"]).is_err());
         assert!(parse(&["open-remote", "--rport", "65536", "--lport", "1"]).is_err());
+    }
+
+    #[test]
+    fn open_local_takes_paths_but_no_socks_proxy() {
+        assert!(parse(&["open-local", "-L", "/tmp/pg.sock:/run/pg.sock"]).is_ok());
+        assert!(parse(&["open-local", "-L", "2375:/var/run/docker.sock"]).is_ok());
+        let err = parse(&["open-local", "-L", "1080"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let err = err.to_string();
+        assert!(
+            err.contains("-L") && err.contains("open-dynamic -D"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn open_dynamic_needs_a_port_or_a_spec() {
+        let Command::OpenDynamic(args) = parse(&["open-dynamic", "-D", "[::1]:1080"])
+            .unwrap()
+            .command
+        else {
+            panic!("not open-dynamic")
+        };
+        let spec = args.spec.unwrap();
+        assert_eq!((spec.bind.as_deref(), spec.port), (Some("::1"), 1080));
+        assert!(parse(&["open-dynamic", "--lport", "0", "--bind", "*"]).is_ok());
+        assert!(parse(&["open-dynamic", "--attach", "-D", "1080", "--host", "b"]).is_ok());
+        for bad in [
+            &["open-dynamic"][..],
+            &["open-dynamic", "--bind", "*"],
+            &["open-dynamic", "-D", "1080", "--lport", "1"],
+            &["open-dynamic", "-D", "1080", "--bind", "*"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let err = parse(&["open-dynamic", "-D", "1080:db:80"]).unwrap_err();
+        assert!(err.to_string().contains("-D takes [BIND:]PORT"), "{err}");
+    }
+
+    #[test]
+    fn permit_remote_open_only_with_a_socks_remote() {
+        let cli = parse(&[
+            "open-remote",
+            "-R",
+            "1080",
+            "--permit-remote-open",
+            "db:5432",
+            "--permit-remote-open",
+            "[::1]:*",
+        ])
+        .unwrap();
+        let Command::OpenRemote(args) = cli.command else {
+            panic!("not open-remote")
+        };
+        assert_eq!(args.permit_remote_open, ["db:5432", "[::1]:*"]);
+        assert!(parse(&["open-remote", "-R", "1080", "--permit-remote-open", "none"]).is_ok());
+
+        for (args, kind) in [
+            (
+                &[
+                    "open-remote",
+                    "-R",
+                    "8080:localhost:80",
+                    "--permit-remote-open",
+                    "a:1",
+                ][..],
+                clap::error::ErrorKind::ArgumentConflict,
+            ),
+            (
+                &[
+                    "open-remote",
+                    "--rport",
+                    "1",
+                    "--lport",
+                    "2",
+                    "--permit-remote-open",
+                    "a:1",
+                ],
+                // clap waives `requires = "spec"` when a flag that
+                // conflicts with -R is there; check() refuses it instead.
+                clap::error::ErrorKind::ArgumentConflict,
+            ),
+            (
+                &["open-remote", "-R", "1080", "--permit-remote-open", "a"],
+                clap::error::ErrorKind::ValueValidation,
+            ),
+            (
+                &[
+                    "open-remote",
+                    "-R",
+                    "1080",
+                    "--permit-remote-open",
+                    "any",
+                    "--permit-remote-open",
+                    "a:1",
+                ],
+                clap::error::ErrorKind::ArgumentConflict,
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), kind, "{args:?}: {err}");
+        }
+        let err = parse(&[
+            "open-remote",
+            "-R",
+            "8080:h:80",
+            "--permit-remote-open",
+            "a:1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("only to a SOCKS proxy"), "{err}");
+    }
+
+    #[test]
+    fn permit_remote_open_alone_needs_a_spec() {
+        let err = parse(&["open-remote", "--permit-remote-open", "a:1"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

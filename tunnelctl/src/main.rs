@@ -3,7 +3,8 @@
 //! Module map:
 //! - [`cli`]: clap types for the global flags and the verbs; values are
 //!   validated there, before any call.
-//! - [`spec`]: parsers for OpenSSH `-L`/`-R` specs, ports, durations, `K=V`.
+//! - [`spec`]: parsers for OpenSSH `-L`/`-R`/`-D` specs, ports, durations,
+//!   `K=V`.
 //! - [`client`]: the `--addr` forms (TCP, `https://` or `unix:/path`), the
 //!   [`client::Remote`] that joins an address with its TLS settings and
 //!   token, connecting to tunneld within a deadline; transport failures and
@@ -56,7 +57,7 @@ use crate::tls::TlsSettings;
 const USAGE_EXIT: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(Cli::check) {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
@@ -130,6 +131,7 @@ async fn run(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => commands::exec::run(&ctx, args).await,
         Command::Ssh(args) => commands::exec::ssh(&ctx, args).await,
         Command::OpenLocal(args) => commands::open::run_local(&ctx, args).await,
+        Command::OpenDynamic(args) => commands::open::run_dynamic(&ctx, args).await,
         Command::OpenRemote(args) => commands::open::run_remote(&ctx, args).await,
         Command::List(args) => commands::list::run(&ctx, args).await,
         Command::Close(args) => commands::close::run(&ctx, args).await,
@@ -202,6 +204,7 @@ mod tests {
 
     fn message(args: &[&str]) -> String {
         let err = Cli::try_parse_from(std::iter::once("tunnelctl").chain(args.iter().copied()))
+            .and_then(Cli::check)
             .unwrap_err();
         clap_message(&err)
     }
@@ -212,8 +215,20 @@ mod tests {
         assert!(!m.contains('\n'));
         assert!(m.contains("--lport"), "{m}");
 
+        let m = message(&["open-local", "-L", "8080:db:80:x:y"]);
+        assert!(m.contains("-L") && m.contains("5 fields"), "{m}");
         let m = message(&["open-local", "-L", "8080:db"]);
-        assert!(m.contains("-L") && m.contains("2 fields"), "{m}");
+        assert!(m.contains("-L needs a target"), "{m}");
+
+        let m = message(&[
+            "open-remote",
+            "-R",
+            "8080:h:80",
+            "--permit-remote-open",
+            "a:1",
+        ]);
+        assert!(m.starts_with("--permit-remote-open applies only"), "{m}");
+        assert!(!m.contains('\n'));
 
         let m = message(&["open-remote"]);
         assert!(m.contains("--rport") && m.contains("--lport"), "{m}");

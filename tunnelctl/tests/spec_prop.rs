@@ -1,7 +1,8 @@
 //! Properties of the parsers users reach through tunnelctl's flags (issue 16,
 //! "Fuzzing"): none panics on any string, ports and counts accept exactly
 //! their ranges, a forward spec written from its fields parses back to
-//! them, and durations stay within the API's range. The fuzz target
+//! them, `-L` and `-D` accept subsets of `-R`, and durations stay within
+//! the API's range. The fuzz target
 //! `fuzz/fuzz_targets/forward_spec.rs` checks the same on inputs libFuzzer
 //! grows; these run on stable in `cargo test`.
 
@@ -11,16 +12,45 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tunnel_proto::duration::MAX as MAX_DURATION;
 use tunnelctl::spec::{
-    ForwardSpec, WILDCARD, parse_count, parse_duration, parse_env, parse_nonempty, parse_port,
-    parse_port_or_pick,
+    ForwardSpec, Listen, Target, TcpListen, WILDCARD, parse_count, parse_duration,
+    parse_dynamic_forward, parse_env, parse_local_forward, parse_nonempty,
+    parse_permit_remote_open, parse_port, parse_port_or_pick,
 };
 
 /// Every parser in `spec`, on one string; the results only need to exist.
 fn parse_all(s: &str) {
-    if let Ok(spec) = s.parse::<ForwardSpec>() {
-        assert_ne!(spec.target_port, 0, "{s:?}");
-        assert!(!spec.target_host.is_empty(), "{s:?}");
-        assert_eq!(format_spec(&spec).parse::<ForwardSpec>(), Ok(spec), "{s:?}");
+    let any = s.parse::<ForwardSpec>();
+    if let Ok(spec) = &any {
+        match &spec.target {
+            Target::Tcp { host, port } => {
+                assert_ne!(*port, 0, "{s:?}");
+                assert!(!host.is_empty() && !host.contains('/'), "{s:?}");
+            }
+            Target::Path(path) => assert!(path.starts_with('/'), "{s:?}"),
+            Target::Dynamic => {}
+        }
+        if let Listen::Path(path) = &spec.listen {
+            assert!(path.starts_with('/'), "{s:?}");
+        }
+        assert_eq!(
+            spec.to_string().parse::<ForwardSpec>(),
+            Ok(spec.clone()),
+            "{s:?}"
+        );
+    }
+    if let Ok(local) = parse_local_forward(s) {
+        assert!(!local.is_dynamic(), "{s:?}");
+        assert_eq!(any.as_ref(), Ok(&local), "{s:?}");
+    }
+    if let Ok(tcp) = parse_dynamic_forward(s) {
+        let spec = ForwardSpec {
+            listen: Listen::Tcp(tcp),
+            target: Target::Dynamic,
+        };
+        assert_eq!(any.as_ref(), Ok(&spec), "{s:?}");
+    }
+    if let Ok(permit) = parse_permit_remote_open(s) {
+        assert!(permit == "any" || permit == "none" || permit == s, "{s:?}");
     }
     if let Ok(port) = parse_port(s) {
         assert_ne!(port, 0, "{s:?}");
@@ -41,25 +71,20 @@ fn parse_all(s: &str) {
     }
 }
 
-/// A spec as a user would write it: IPv6 addresses in brackets.
-fn format_spec(spec: &ForwardSpec) -> String {
-    let field = |s: &str| {
-        if s.contains(':') {
-            format!("[{s}]")
-        } else {
-            s.to_string()
-        }
-    };
-    let head = match &spec.bind {
-        Some(bind) => format!("{}:", field(bind)),
-        None => String::new(),
-    };
-    format!(
-        "{head}{}:{}:{}",
-        spec.listen_port,
-        field(&spec.target_host),
-        spec.target_port
-    )
+/// A TCP forward from its four fields.
+fn tcp_spec(bind: Option<String>, listen_port: u16, host: String, port: u16) -> ForwardSpec {
+    ForwardSpec {
+        listen: Listen::Tcp(TcpListen {
+            bind,
+            port: listen_port,
+        }),
+        target: Target::Tcp { host, port },
+    }
+}
+
+/// An absolute unix socket path, with the odd `:` or bracket in it.
+fn socket_path() -> impl Strategy<Value = String> {
+    "/[a-z0-9._:\\\\\\[\\]-]{1,40}(/[a-z0-9._]{1,20}){0,2}"
 }
 
 /// A host as users type them: a DNS name, an IPv4 or an IPv6 address.
@@ -142,8 +167,27 @@ proptest! {
         target_host in host(),
         target_port in 1u16..,
     ) {
-        let spec = ForwardSpec { bind, listen_port, target_host, target_port };
-        let text = format_spec(&spec);
+        let spec = tcp_spec(bind, listen_port, target_host, target_port);
+        let text = spec.to_string();
+        prop_assert_eq!(text.parse::<ForwardSpec>(), Ok(spec), "{}", text);
+    }
+
+    #[test]
+    fn a_formatted_socket_spec_parses_back_to_its_fields(
+        listen_path in proptest::option::of(socket_path()),
+        listen_port in any::<u16>(),
+        target in prop_oneof![
+            socket_path().prop_map(Target::Path),
+            (host(), 1u16..).prop_map(|(host, port)| Target::Tcp { host, port }),
+            Just(Target::Dynamic),
+        ],
+    ) {
+        let listen = match listen_path {
+            Some(path) => Listen::Path(path),
+            None => Listen::Tcp(TcpListen { bind: None, port: listen_port }),
+        };
+        let spec = ForwardSpec { listen, target };
+        let text = spec.to_string();
         prop_assert_eq!(text.parse::<ForwardSpec>(), Ok(spec), "{}", text);
     }
 
@@ -153,14 +197,12 @@ proptest! {
         target_host in host(),
         target_port in 1u16..,
     ) {
-        let spec = ForwardSpec {
-            bind: None,
-            listen_port,
-            target_host,
-            target_port,
-        };
-        let parsed = format!(":{}", format_spec(&spec)).parse::<ForwardSpec>();
-        prop_assert_eq!(parsed, Ok(ForwardSpec { bind: Some(WILDCARD.to_string()), ..spec }));
+        let spec = tcp_spec(None, listen_port, target_host.clone(), target_port);
+        let parsed = format!(":{spec}").parse::<ForwardSpec>();
+        prop_assert_eq!(
+            parsed,
+            Ok(tcp_spec(Some(WILDCARD.to_string()), listen_port, target_host, target_port))
+        );
     }
 }
 

@@ -51,6 +51,10 @@ const (
 	TunnelKind_TUNNEL_KIND_LOCAL TunnelKind = 1
 	// Listens on the SSH server, connects from tunneld's machine (`ssh -R`).
 	TunnelKind_TUNNEL_KIND_REMOTE TunnelKind = 2
+	// A SOCKS proxy on tunneld's machine (`ssh -D`); remote is empty.
+	TunnelKind_TUNNEL_KIND_DYNAMIC TunnelKind = 3
+	// A SOCKS proxy on the SSH server's side (`ssh -R PORT`); local is empty.
+	TunnelKind_TUNNEL_KIND_REMOTE_DYNAMIC TunnelKind = 4
 )
 
 // Enum value maps for TunnelKind.
@@ -59,11 +63,15 @@ var (
 		0: "TUNNEL_KIND_UNSPECIFIED",
 		1: "TUNNEL_KIND_LOCAL",
 		2: "TUNNEL_KIND_REMOTE",
+		3: "TUNNEL_KIND_DYNAMIC",
+		4: "TUNNEL_KIND_REMOTE_DYNAMIC",
 	}
 	TunnelKind_value = map[string]int32{
-		"TUNNEL_KIND_UNSPECIFIED": 0,
-		"TUNNEL_KIND_LOCAL":       1,
-		"TUNNEL_KIND_REMOTE":      2,
+		"TUNNEL_KIND_UNSPECIFIED":    0,
+		"TUNNEL_KIND_LOCAL":          1,
+		"TUNNEL_KIND_REMOTE":         2,
+		"TUNNEL_KIND_DYNAMIC":        3,
+		"TUNNEL_KIND_REMOTE_DYNAMIC": 4,
 	}
 )
 
@@ -1017,7 +1025,17 @@ type OpenLocalForwardRequest struct {
 	MaxConnections uint32 `protobuf:"varint,6,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
 	// Close a connection after no byte has moved either way for this long.
 	// Unset or zero: never.
-	IdleTimeout   *durationpb.Duration `protobuf:"bytes,7,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	IdleTimeout *durationpb.Duration `protobuf:"bytes,7,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	// Listen on this unix-domain socket (an absolute path) instead of
+	// bind_address and local_port, which must then be empty (`ssh -L
+	// /path:...`). It is created 0600 with no moment when another user could
+	// connect; a stale socket at the path is replaced, a live one or any other
+	// file refused. It is removed when the tunnel closes.
+	LocalPath string `protobuf:"bytes,8,opt,name=local_path,json=localPath,proto3" json:"local_path,omitempty"`
+	// Have the SSH server connect to this unix-domain socket (an absolute path
+	// on the server) instead of remote_host and remote_port, which must then
+	// be empty (`direct-streamlocal@openssh.com`).
+	RemotePath    string `protobuf:"bytes,9,opt,name=remote_path,json=remotePath,proto3" json:"remote_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1101,6 +1119,20 @@ func (x *OpenLocalForwardRequest) GetIdleTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *OpenLocalForwardRequest) GetLocalPath() string {
+	if x != nil {
+		return x.LocalPath
+	}
+	return ""
+}
+
+func (x *OpenLocalForwardRequest) GetRemotePath() string {
+	if x != nil {
+		return x.RemotePath
+	}
+	return ""
+}
+
 // OpenLocalForwardResponse returns the tunnel that was opened.
 type OpenLocalForwardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1171,9 +1203,29 @@ type OpenRemoteForwardRequest struct {
 	MaxConnections uint32 `protobuf:"varint,6,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
 	// Close a connection after no byte has moved either way for this long.
 	// Unset or zero: never.
-	IdleTimeout   *durationpb.Duration `protobuf:"bytes,7,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IdleTimeout *durationpb.Duration `protobuf:"bytes,7,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	// Have the SSH server listen on this unix-domain socket (an absolute path
+	// on the server) instead of remote_bind_address and remote_port, which
+	// must then be empty (`streamlocal-forward@openssh.com`). The server's
+	// StreamLocalBindMask and StreamLocalBindUnlink apply.
+	RemotePath string `protobuf:"bytes,8,opt,name=remote_path,json=remotePath,proto3" json:"remote_path,omitempty"`
+	// Connect to this unix-domain socket (an absolute path on tunneld's
+	// machine) instead of local_host and local_port, which must then be empty.
+	LocalPath string `protobuf:"bytes,9,opt,name=local_path,json=localPath,proto3" json:"local_path,omitempty"`
+	// A reverse dynamic forward (`ssh -R [BIND:]PORT` without a target): each
+	// forwarded connection speaks SOCKS (4, 4a or 5, CONNECT only) and tunneld
+	// connects, from its own machine, where it asks. local_host, local_port
+	// and local_path must be empty. Whoever can reach the server's port can
+	// then reach what tunneld's machine reaches, unless permit_remote_open
+	// narrows it.
+	Dynamic bool `protobuf:"varint,10,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
+	// With dynamic: the targets allowed, as OpenSSH's PermitRemoteOpen:
+	// `HOST:PORT` patterns (`*` for either part, IPv6 as `[addr]:port`),
+	// `any` or `none`. Empty allows any. A refused target gets the SOCKS
+	// reply "not allowed by ruleset" and is never dialled.
+	PermitRemoteOpen []string `protobuf:"bytes,11,rep,name=permit_remote_open,json=permitRemoteOpen,proto3" json:"permit_remote_open,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *OpenRemoteForwardRequest) Reset() {
@@ -1251,6 +1303,34 @@ func (x *OpenRemoteForwardRequest) GetMaxConnections() uint32 {
 func (x *OpenRemoteForwardRequest) GetIdleTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.IdleTimeout
+	}
+	return nil
+}
+
+func (x *OpenRemoteForwardRequest) GetRemotePath() string {
+	if x != nil {
+		return x.RemotePath
+	}
+	return ""
+}
+
+func (x *OpenRemoteForwardRequest) GetLocalPath() string {
+	if x != nil {
+		return x.LocalPath
+	}
+	return ""
+}
+
+func (x *OpenRemoteForwardRequest) GetDynamic() bool {
+	if x != nil {
+		return x.Dynamic
+	}
+	return false
+}
+
+func (x *OpenRemoteForwardRequest) GetPermitRemoteOpen() []string {
+	if x != nil {
+		return x.PermitRemoteOpen
 	}
 	return nil
 }
@@ -1485,6 +1565,139 @@ func (x *CloseResponse) GetTunnel() *Tunnel {
 	return nil
 }
 
+// OpenDynamicForwardRequest describes a SOCKS dynamic forward, as `ssh -D
+// [bind_address:]port`.
+type OpenDynamicForwardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the SSH host; empty selects the default host.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// Address tunneld listens on; empty means 127.0.0.1. An IP address or a
+	// name that resolves to one.
+	BindAddress string `protobuf:"bytes,2,opt,name=bind_address,json=bindAddress,proto3" json:"bind_address,omitempty"`
+	// Port tunneld listens on; 0 picks a free port (returned in the tunnel).
+	LocalPort uint32 `protobuf:"varint,3,opt,name=local_port,json=localPort,proto3" json:"local_port,omitempty"`
+	// Connections carried at once; more are refused (reset) and counted in
+	// refused_connections. 0 means tunneld's default
+	// (--max-connections-per-tunnel).
+	MaxConnections uint32 `protobuf:"varint,4,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// Close a connection after no byte has moved either way for this long.
+	// Unset or zero: never.
+	IdleTimeout   *durationpb.Duration `protobuf:"bytes,5,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenDynamicForwardRequest) Reset() {
+	*x = OpenDynamicForwardRequest{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenDynamicForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenDynamicForwardRequest) ProtoMessage() {}
+
+func (x *OpenDynamicForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenDynamicForwardRequest.ProtoReflect.Descriptor instead.
+func (*OpenDynamicForwardRequest) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *OpenDynamicForwardRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *OpenDynamicForwardRequest) GetBindAddress() string {
+	if x != nil {
+		return x.BindAddress
+	}
+	return ""
+}
+
+func (x *OpenDynamicForwardRequest) GetLocalPort() uint32 {
+	if x != nil {
+		return x.LocalPort
+	}
+	return 0
+}
+
+func (x *OpenDynamicForwardRequest) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *OpenDynamicForwardRequest) GetIdleTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return nil
+}
+
+// OpenDynamicForwardResponse returns the tunnel that was opened.
+type OpenDynamicForwardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tunnel, with the port it listens on.
+	Tunnel        *Tunnel `protobuf:"bytes,1,opt,name=tunnel,proto3" json:"tunnel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenDynamicForwardResponse) Reset() {
+	*x = OpenDynamicForwardResponse{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenDynamicForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenDynamicForwardResponse) ProtoMessage() {}
+
+func (x *OpenDynamicForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenDynamicForwardResponse.ProtoReflect.Descriptor instead.
+func (*OpenDynamicForwardResponse) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *OpenDynamicForwardResponse) GetTunnel() *Tunnel {
+	if x != nil {
+		return x.Tunnel
+	}
+	return nil
+}
+
 // OpenAttachedRequest names the forward to open for the life of the call.
 type OpenAttachedRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1494,6 +1707,7 @@ type OpenAttachedRequest struct {
 	//
 	//	*OpenAttachedRequest_Local
 	//	*OpenAttachedRequest_Remote
+	//	*OpenAttachedRequest_Dynamic
 	Forward       isOpenAttachedRequest_Forward `protobuf_oneof:"forward"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1501,7 +1715,7 @@ type OpenAttachedRequest struct {
 
 func (x *OpenAttachedRequest) Reset() {
 	*x = OpenAttachedRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1727,7 @@ func (x *OpenAttachedRequest) String() string {
 func (*OpenAttachedRequest) ProtoMessage() {}
 
 func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1740,7 @@ func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedRequest.ProtoReflect.Descriptor instead.
 func (*OpenAttachedRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OpenAttachedRequest) GetForward() isOpenAttachedRequest_Forward {
@@ -1554,6 +1768,15 @@ func (x *OpenAttachedRequest) GetRemote() *OpenRemoteForwardRequest {
 	return nil
 }
 
+func (x *OpenAttachedRequest) GetDynamic() *OpenDynamicForwardRequest {
+	if x != nil {
+		if x, ok := x.Forward.(*OpenAttachedRequest_Dynamic); ok {
+			return x.Dynamic
+		}
+	}
+	return nil
+}
+
 type isOpenAttachedRequest_Forward interface {
 	isOpenAttachedRequest_Forward()
 }
@@ -1568,9 +1791,16 @@ type OpenAttachedRequest_Remote struct {
 	Remote *OpenRemoteForwardRequest `protobuf:"bytes,2,opt,name=remote,proto3,oneof"`
 }
 
+type OpenAttachedRequest_Dynamic struct {
+	// A SOCKS dynamic forward, as OpenDynamicForward opens it.
+	Dynamic *OpenDynamicForwardRequest `protobuf:"bytes,3,opt,name=dynamic,proto3,oneof"`
+}
+
 func (*OpenAttachedRequest_Local) isOpenAttachedRequest_Forward() {}
 
 func (*OpenAttachedRequest_Remote) isOpenAttachedRequest_Forward() {}
+
+func (*OpenAttachedRequest_Dynamic) isOpenAttachedRequest_Forward() {}
 
 // OpenAttachedResponse is one event in the life of an attached tunnel.
 type OpenAttachedResponse struct {
@@ -1590,7 +1820,7 @@ type OpenAttachedResponse struct {
 
 func (x *OpenAttachedResponse) Reset() {
 	*x = OpenAttachedResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1832,7 @@ func (x *OpenAttachedResponse) String() string {
 func (*OpenAttachedResponse) ProtoMessage() {}
 
 func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1845,7 @@ func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedResponse.ProtoReflect.Descriptor instead.
 func (*OpenAttachedResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OpenAttachedResponse) GetEvent() isOpenAttachedResponse_Event {
@@ -1710,7 +1940,7 @@ type ConnectionOpened struct {
 
 func (x *ConnectionOpened) Reset() {
 	*x = ConnectionOpened{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1952,7 @@ func (x *ConnectionOpened) String() string {
 func (*ConnectionOpened) ProtoMessage() {}
 
 func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1965,7 @@ func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionOpened.ProtoReflect.Descriptor instead.
 func (*ConnectionOpened) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConnectionOpened) GetConnectionId() uint64 {
@@ -1783,7 +2013,7 @@ type ConnectionClosed struct {
 
 func (x *ConnectionClosed) Reset() {
 	*x = ConnectionClosed{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +2025,7 @@ func (x *ConnectionClosed) String() string {
 func (*ConnectionClosed) ProtoMessage() {}
 
 func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +2038,7 @@ func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionClosed.ProtoReflect.Descriptor instead.
 func (*ConnectionClosed) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConnectionClosed) GetConnectionId() uint64 {
@@ -1871,7 +2101,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2113,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2126,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchRequest) GetTunnelId() string {
@@ -1929,7 +2159,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2171,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2184,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchResponse) GetTime() *timestamppb.Timestamp {
@@ -2083,7 +2313,7 @@ type WatchSynced struct {
 
 func (x *WatchSynced) Reset() {
 	*x = WatchSynced{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2325,7 @@ func (x *WatchSynced) String() string {
 func (*WatchSynced) ProtoMessage() {}
 
 func (x *WatchSynced) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2338,7 @@ func (x *WatchSynced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSynced.ProtoReflect.Descriptor instead.
 func (*WatchSynced) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{24}
 }
 
 // GetInfoRequest asks for tunneld's identity.
@@ -2120,7 +2350,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2362,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2375,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{25}
 }
 
 // GetInfoResponse describes the running tunneld.
@@ -2163,7 +2393,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2405,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2418,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{24}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetInfoResponse) GetVersion() string {
@@ -2243,14 +2473,17 @@ type Tunnel struct {
 	// Idle connections are closed after this long; unset: never.
 	IdleTimeout *durationpb.Duration `protobuf:"bytes,12,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	// Times the tunnel was restored after its SSH connection was lost.
-	Restores      uint32 `protobuf:"varint,13,opt,name=restores,proto3" json:"restores,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Restores uint32 `protobuf:"varint,13,opt,name=restores,proto3" json:"restores,omitempty"`
+	// A reverse dynamic forward's permit_remote_open, as given; empty allows
+	// any target.
+	PermitRemoteOpen []string `protobuf:"bytes,14,rep,name=permit_remote_open,json=permitRemoteOpen,proto3" json:"permit_remote_open,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Tunnel) Reset() {
 	*x = Tunnel{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2495,7 @@ func (x *Tunnel) String() string {
 func (*Tunnel) ProtoMessage() {}
 
 func (x *Tunnel) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2508,7 @@ func (x *Tunnel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tunnel.ProtoReflect.Descriptor instead.
 func (*Tunnel) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{25}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Tunnel) GetId() string {
@@ -2369,20 +2602,31 @@ func (x *Tunnel) GetRestores() uint32 {
 	return 0
 }
 
+func (x *Tunnel) GetPermitRemoteOpen() []string {
+	if x != nil {
+		return x.PermitRemoteOpen
+	}
+	return nil
+}
+
 // Endpoint is a host (name or IP address) and TCP port.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Host name or IP address.
+	// Host name or IP address; empty for a unix-domain socket.
 	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	// TCP port.
-	Port          uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// TCP port; 0 for a unix-domain socket.
+	Port uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// A unix-domain socket's absolute path; empty for TCP. All three are empty
+	// on the SOCKS side of a dynamic forward, where each connection names its
+	// own target.
+	Path          string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2638,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2651,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{26}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Endpoint) GetHost() string {
@@ -2422,6 +2666,13 @@ func (x *Endpoint) GetPort() uint32 {
 		return x.Port
 	}
 	return 0
+}
+
+func (x *Endpoint) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 // TunnelCounters counts a tunnel's connections and bytes.
@@ -2456,7 +2707,7 @@ type TunnelCounters struct {
 
 func (x *TunnelCounters) Reset() {
 	*x = TunnelCounters{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2719,7 @@ func (x *TunnelCounters) String() string {
 func (*TunnelCounters) ProtoMessage() {}
 
 func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2732,7 @@ func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelCounters.ProtoReflect.Descriptor instead.
 func (*TunnelCounters) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{27}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TunnelCounters) GetActiveConnections() uint64 {
@@ -2568,7 +2819,7 @@ type SshHost struct {
 
 func (x *SshHost) Reset() {
 	*x = SshHost{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2831,7 @@ func (x *SshHost) String() string {
 func (*SshHost) ProtoMessage() {}
 
 func (x *SshHost) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2844,7 @@ func (x *SshHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SshHost.ProtoReflect.Descriptor instead.
 func (*SshHost) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{28}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SshHost) GetName() string {
@@ -2714,7 +2965,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12+\n" +
 	"\x04exit\x18\x03 \x01(\v2\x15.tunnel.v1.ExitStatusH\x00R\x04exitB\a\n" +
-	"\x05event\"\x98\x02\n" +
+	"\x05event\"\xd8\x02\n" +
 	"\x17OpenLocalForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12!\n" +
 	"\fbind_address\x18\x02 \x01(\tR\vbindAddress\x12\x1d\n" +
@@ -2725,9 +2976,13 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\vremote_port\x18\x05 \x01(\rR\n" +
 	"remotePort\x12'\n" +
 	"\x0fmax_connections\x18\x06 \x01(\rR\x0emaxConnections\x12<\n" +
-	"\fidle_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"E\n" +
+	"\fidle_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12\x1d\n" +
+	"\n" +
+	"local_path\x18\b \x01(\tR\tlocalPath\x12\x1f\n" +
+	"\vremote_path\x18\t \x01(\tR\n" +
+	"remotePath\"E\n" +
 	"\x18OpenLocalForwardResponse\x12)\n" +
-	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xa4\x02\n" +
+	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xac\x03\n" +
 	"\x18OpenRemoteForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12.\n" +
 	"\x13remote_bind_address\x18\x02 \x01(\tR\x11remoteBindAddress\x12\x1f\n" +
@@ -2738,7 +2993,14 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\n" +
 	"local_port\x18\x05 \x01(\rR\tlocalPort\x12'\n" +
 	"\x0fmax_connections\x18\x06 \x01(\rR\x0emaxConnections\x12<\n" +
-	"\fidle_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"F\n" +
+	"\fidle_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12\x1f\n" +
+	"\vremote_path\x18\b \x01(\tR\n" +
+	"remotePath\x12\x1d\n" +
+	"\n" +
+	"local_path\x18\t \x01(\tR\tlocalPath\x12\x18\n" +
+	"\adynamic\x18\n" +
+	" \x01(\bR\adynamic\x12,\n" +
+	"\x12permit_remote_open\x18\v \x03(\tR\x10permitRemoteOpen\"F\n" +
 	"\x19OpenRemoteForwardResponse\x12)\n" +
 	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\r\n" +
 	"\vListRequest\"e\n" +
@@ -2748,10 +3010,20 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\fCloseRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\":\n" +
 	"\rCloseResponse\x12)\n" +
-	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\x9b\x01\n" +
+	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xd8\x01\n" +
+	"\x19OpenDynamicForwardRequest\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12!\n" +
+	"\fbind_address\x18\x02 \x01(\tR\vbindAddress\x12\x1d\n" +
+	"\n" +
+	"local_port\x18\x03 \x01(\rR\tlocalPort\x12'\n" +
+	"\x0fmax_connections\x18\x04 \x01(\rR\x0emaxConnections\x12<\n" +
+	"\fidle_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"G\n" +
+	"\x1aOpenDynamicForwardResponse\x12)\n" +
+	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xdd\x01\n" +
 	"\x13OpenAttachedRequest\x12:\n" +
 	"\x05local\x18\x01 \x01(\v2\".tunnel.v1.OpenLocalForwardRequestH\x00R\x05local\x12=\n" +
-	"\x06remote\x18\x02 \x01(\v2#.tunnel.v1.OpenRemoteForwardRequestH\x00R\x06remoteB\t\n" +
+	"\x06remote\x18\x02 \x01(\v2#.tunnel.v1.OpenRemoteForwardRequestH\x00R\x06remote\x12@\n" +
+	"\adynamic\x18\x03 \x01(\v2$.tunnel.v1.OpenDynamicForwardRequestH\x00R\adynamicB\t\n" +
 	"\aforward\"\x9e\x02\n" +
 	"\x14OpenAttachedResponse\x12+\n" +
 	"\x06opened\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelH\x00R\x06opened\x12J\n" +
@@ -2788,7 +3060,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\n" +
 	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\rR\x03pid\"\x91\x04\n" +
+	"\x03pid\x18\x03 \x01(\rR\x03pid\"\xbf\x04\n" +
 	"\x06Tunnel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.tunnel.v1.TunnelKindR\x04kind\x12\x12\n" +
@@ -2804,10 +3076,12 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	" \x01(\bR\battached\x12'\n" +
 	"\x0fmax_connections\x18\v \x01(\rR\x0emaxConnections\x12<\n" +
 	"\fidle_timeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12\x1a\n" +
-	"\brestores\x18\r \x01(\rR\brestores\"2\n" +
+	"\brestores\x18\r \x01(\rR\brestores\x12,\n" +
+	"\x12permit_remote_open\x18\x0e \x03(\tR\x10permitRemoteOpen\"F\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\rR\x04port\"\xf5\x02\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\"\xf5\x02\n" +
 	"\x0eTunnelCounters\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x04R\x11activeConnections\x12+\n" +
 	"\x11total_connections\x18\x02 \x01(\x04R\x10totalConnections\x12-\n" +
@@ -2826,12 +3100,14 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\atunnels\x18\x06 \x01(\rR\atunnels\x12+\n" +
 	"\x11reconnect_attempt\x18\a \x01(\rR\x10reconnectAttempt\x12B\n" +
 	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x10\n" +
-	"\x03via\x18\t \x03(\tR\x03via*X\n" +
+	"\x03via\x18\t \x03(\tR\x03via*\x91\x01\n" +
 	"\n" +
 	"TunnelKind\x12\x1b\n" +
 	"\x17TUNNEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TUNNEL_KIND_LOCAL\x10\x01\x12\x16\n" +
-	"\x12TUNNEL_KIND_REMOTE\x10\x02*\x93\x01\n" +
+	"\x12TUNNEL_KIND_REMOTE\x10\x02\x12\x17\n" +
+	"\x13TUNNEL_KIND_DYNAMIC\x10\x03\x12\x1e\n" +
+	"\x1aTUNNEL_KIND_REMOTE_DYNAMIC\x10\x04*\x93\x01\n" +
 	"\vTunnelState\x12\x1c\n" +
 	"\x18TUNNEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TUNNEL_STATE_OPEN\x10\x01\x12\x17\n" +
@@ -2844,12 +3120,13 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n" +
 	"\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n" +
 	"\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x12%\n" +
-	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\x9e\x05\n" +
+	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\x81\x06\n" +
 	"\rTunnelService\x129\n" +
 	"\x04Exec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12M\n" +
 	"\n" +
 	"ExecStream\x12\x1c.tunnel.v1.ExecStreamRequest\x1a\x1d.tunnel.v1.ExecStreamResponse(\x010\x01\x12[\n" +
-	"\x10OpenLocalForward\x12\".tunnel.v1.OpenLocalForwardRequest\x1a#.tunnel.v1.OpenLocalForwardResponse\x12^\n" +
+	"\x10OpenLocalForward\x12\".tunnel.v1.OpenLocalForwardRequest\x1a#.tunnel.v1.OpenLocalForwardResponse\x12a\n" +
+	"\x12OpenDynamicForward\x12$.tunnel.v1.OpenDynamicForwardRequest\x1a%.tunnel.v1.OpenDynamicForwardResponse\x12^\n" +
 	"\x11OpenRemoteForward\x12#.tunnel.v1.OpenRemoteForwardRequest\x1a$.tunnel.v1.OpenRemoteForwardResponse\x127\n" +
 	"\x04List\x12\x16.tunnel.v1.ListRequest\x1a\x17.tunnel.v1.ListResponse\x12:\n" +
 	"\x05Close\x12\x17.tunnel.v1.CloseRequest\x1a\x18.tunnel.v1.CloseResponse\x12Q\n" +
@@ -2870,110 +3147,117 @@ func file_tunnel_v1_tunnel_proto_rawDescGZIP() []byte {
 }
 
 var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_tunnel_v1_tunnel_proto_goTypes = []any{
-	(TunnelKind)(0),                   // 0: tunnel.v1.TunnelKind
-	(TunnelState)(0),                  // 1: tunnel.v1.TunnelState
-	(SshConnectionState)(0),           // 2: tunnel.v1.SshConnectionState
-	(*ExecRequest)(nil),               // 3: tunnel.v1.ExecRequest
-	(*ExecResponse)(nil),              // 4: tunnel.v1.ExecResponse
-	(*ExitStatus)(nil),                // 5: tunnel.v1.ExitStatus
-	(*ExecStreamRequest)(nil),         // 6: tunnel.v1.ExecStreamRequest
-	(*ExecStart)(nil),                 // 7: tunnel.v1.ExecStart
-	(*Terminal)(nil),                  // 8: tunnel.v1.Terminal
-	(*TerminalSize)(nil),              // 9: tunnel.v1.TerminalSize
-	(*ExecStreamResponse)(nil),        // 10: tunnel.v1.ExecStreamResponse
-	(*OpenLocalForwardRequest)(nil),   // 11: tunnel.v1.OpenLocalForwardRequest
-	(*OpenLocalForwardResponse)(nil),  // 12: tunnel.v1.OpenLocalForwardResponse
-	(*OpenRemoteForwardRequest)(nil),  // 13: tunnel.v1.OpenRemoteForwardRequest
-	(*OpenRemoteForwardResponse)(nil), // 14: tunnel.v1.OpenRemoteForwardResponse
-	(*ListRequest)(nil),               // 15: tunnel.v1.ListRequest
-	(*ListResponse)(nil),              // 16: tunnel.v1.ListResponse
-	(*CloseRequest)(nil),              // 17: tunnel.v1.CloseRequest
-	(*CloseResponse)(nil),             // 18: tunnel.v1.CloseResponse
-	(*OpenAttachedRequest)(nil),       // 19: tunnel.v1.OpenAttachedRequest
-	(*OpenAttachedResponse)(nil),      // 20: tunnel.v1.OpenAttachedResponse
-	(*ConnectionOpened)(nil),          // 21: tunnel.v1.ConnectionOpened
-	(*ConnectionClosed)(nil),          // 22: tunnel.v1.ConnectionClosed
-	(*WatchRequest)(nil),              // 23: tunnel.v1.WatchRequest
-	(*WatchResponse)(nil),             // 24: tunnel.v1.WatchResponse
-	(*WatchSynced)(nil),               // 25: tunnel.v1.WatchSynced
-	(*GetInfoRequest)(nil),            // 26: tunnel.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),           // 27: tunnel.v1.GetInfoResponse
-	(*Tunnel)(nil),                    // 28: tunnel.v1.Tunnel
-	(*Endpoint)(nil),                  // 29: tunnel.v1.Endpoint
-	(*TunnelCounters)(nil),            // 30: tunnel.v1.TunnelCounters
-	(*SshHost)(nil),                   // 31: tunnel.v1.SshHost
-	nil,                               // 32: tunnel.v1.ExecRequest.EnvEntry
-	nil,                               // 33: tunnel.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),       // 34: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
+	(TunnelKind)(0),                    // 0: tunnel.v1.TunnelKind
+	(TunnelState)(0),                   // 1: tunnel.v1.TunnelState
+	(SshConnectionState)(0),            // 2: tunnel.v1.SshConnectionState
+	(*ExecRequest)(nil),                // 3: tunnel.v1.ExecRequest
+	(*ExecResponse)(nil),               // 4: tunnel.v1.ExecResponse
+	(*ExitStatus)(nil),                 // 5: tunnel.v1.ExitStatus
+	(*ExecStreamRequest)(nil),          // 6: tunnel.v1.ExecStreamRequest
+	(*ExecStart)(nil),                  // 7: tunnel.v1.ExecStart
+	(*Terminal)(nil),                   // 8: tunnel.v1.Terminal
+	(*TerminalSize)(nil),               // 9: tunnel.v1.TerminalSize
+	(*ExecStreamResponse)(nil),         // 10: tunnel.v1.ExecStreamResponse
+	(*OpenLocalForwardRequest)(nil),    // 11: tunnel.v1.OpenLocalForwardRequest
+	(*OpenLocalForwardResponse)(nil),   // 12: tunnel.v1.OpenLocalForwardResponse
+	(*OpenRemoteForwardRequest)(nil),   // 13: tunnel.v1.OpenRemoteForwardRequest
+	(*OpenRemoteForwardResponse)(nil),  // 14: tunnel.v1.OpenRemoteForwardResponse
+	(*ListRequest)(nil),                // 15: tunnel.v1.ListRequest
+	(*ListResponse)(nil),               // 16: tunnel.v1.ListResponse
+	(*CloseRequest)(nil),               // 17: tunnel.v1.CloseRequest
+	(*CloseResponse)(nil),              // 18: tunnel.v1.CloseResponse
+	(*OpenDynamicForwardRequest)(nil),  // 19: tunnel.v1.OpenDynamicForwardRequest
+	(*OpenDynamicForwardResponse)(nil), // 20: tunnel.v1.OpenDynamicForwardResponse
+	(*OpenAttachedRequest)(nil),        // 21: tunnel.v1.OpenAttachedRequest
+	(*OpenAttachedResponse)(nil),       // 22: tunnel.v1.OpenAttachedResponse
+	(*ConnectionOpened)(nil),           // 23: tunnel.v1.ConnectionOpened
+	(*ConnectionClosed)(nil),           // 24: tunnel.v1.ConnectionClosed
+	(*WatchRequest)(nil),               // 25: tunnel.v1.WatchRequest
+	(*WatchResponse)(nil),              // 26: tunnel.v1.WatchResponse
+	(*WatchSynced)(nil),                // 27: tunnel.v1.WatchSynced
+	(*GetInfoRequest)(nil),             // 28: tunnel.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),            // 29: tunnel.v1.GetInfoResponse
+	(*Tunnel)(nil),                     // 30: tunnel.v1.Tunnel
+	(*Endpoint)(nil),                   // 31: tunnel.v1.Endpoint
+	(*TunnelCounters)(nil),             // 32: tunnel.v1.TunnelCounters
+	(*SshHost)(nil),                    // 33: tunnel.v1.SshHost
+	nil,                                // 34: tunnel.v1.ExecRequest.EnvEntry
+	nil,                                // 35: tunnel.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
 }
 var file_tunnel_v1_tunnel_proto_depIdxs = []int32{
-	32, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
-	34, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	34, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
+	36, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
 	5,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
 	7,  // 3: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
 	9,  // 4: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
-	33, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
-	34, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
+	35, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
+	36, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
 	8,  // 7: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
 	9,  // 8: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
 	5,  // 9: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
-	34, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	28, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	34, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	28, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	28, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
-	31, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
-	28, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	11, // 17: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
-	13, // 18: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
-	28, // 19: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
-	21, // 20: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	22, // 21: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	28, // 22: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
-	34, // 23: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
-	35, // 24: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
-	31, // 25: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
-	28, // 26: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	21, // 27: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	22, // 28: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	25, // 29: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
-	35, // 30: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	0,  // 31: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
-	29, // 32: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
-	29, // 33: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
-	1,  // 34: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
-	35, // 35: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
-	30, // 36: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
-	34, // 37: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
-	2,  // 38: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
-	35, // 39: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
-	35, // 40: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 41: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
-	6,  // 42: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
-	11, // 43: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
-	13, // 44: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
-	15, // 45: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
-	17, // 46: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
-	19, // 47: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
-	26, // 48: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
-	23, // 49: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
-	4,  // 50: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
-	10, // 51: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
-	12, // 52: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
-	14, // 53: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
-	16, // 54: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
-	18, // 55: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
-	20, // 56: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
-	27, // 57: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
-	24, // 58: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
-	50, // [50:59] is the sub-list for method output_type
-	41, // [41:50] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	36, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	30, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	36, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	30, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	30, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
+	33, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
+	30, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	36, // 17: tunnel.v1.OpenDynamicForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	30, // 18: tunnel.v1.OpenDynamicForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	11, // 19: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
+	13, // 20: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
+	19, // 21: tunnel.v1.OpenAttachedRequest.dynamic:type_name -> tunnel.v1.OpenDynamicForwardRequest
+	30, // 22: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
+	23, // 23: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	24, // 24: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	30, // 25: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
+	36, // 26: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
+	37, // 27: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
+	33, // 28: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
+	30, // 29: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	23, // 30: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	24, // 31: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	27, // 32: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
+	37, // 33: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	0,  // 34: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
+	31, // 35: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
+	31, // 36: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
+	1,  // 37: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
+	37, // 38: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
+	32, // 39: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
+	36, // 40: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
+	2,  // 41: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
+	37, // 42: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
+	37, // 43: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 44: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
+	6,  // 45: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
+	11, // 46: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
+	19, // 47: tunnel.v1.TunnelService.OpenDynamicForward:input_type -> tunnel.v1.OpenDynamicForwardRequest
+	13, // 48: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
+	15, // 49: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
+	17, // 50: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
+	21, // 51: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
+	28, // 52: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
+	25, // 53: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
+	4,  // 54: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
+	10, // 55: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
+	12, // 56: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
+	20, // 57: tunnel.v1.TunnelService.OpenDynamicForward:output_type -> tunnel.v1.OpenDynamicForwardResponse
+	14, // 58: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
+	16, // 59: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
+	18, // 60: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
+	22, // 61: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
+	29, // 62: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
+	26, // 63: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
+	54, // [54:64] is the sub-list for method output_type
+	44, // [44:54] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_tunnel_v1_tunnel_proto_init() }
@@ -3002,17 +3286,18 @@ func file_tunnel_v1_tunnel_proto_init() {
 		(*ExecStreamResponse_Stderr)(nil),
 		(*ExecStreamResponse_Exit)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[16].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[18].OneofWrappers = []any{
 		(*OpenAttachedRequest_Local)(nil),
 		(*OpenAttachedRequest_Remote)(nil),
+		(*OpenAttachedRequest_Dynamic)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[17].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[19].OneofWrappers = []any{
 		(*OpenAttachedResponse_Opened)(nil),
 		(*OpenAttachedResponse_ConnectionOpened)(nil),
 		(*OpenAttachedResponse_ConnectionClosed)(nil),
 		(*OpenAttachedResponse_StateChanged)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[21].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[23].OneofWrappers = []any{
 		(*WatchResponse_Host)(nil),
 		(*WatchResponse_Tunnel)(nil),
 		(*WatchResponse_ConnectionOpened)(nil),
@@ -3026,7 +3311,7 @@ func file_tunnel_v1_tunnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tunnel_v1_tunnel_proto_rawDesc), len(file_tunnel_v1_tunnel_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

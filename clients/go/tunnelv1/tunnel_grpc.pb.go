@@ -37,15 +37,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TunnelService_Exec_FullMethodName              = "/tunnel.v1.TunnelService/Exec"
-	TunnelService_ExecStream_FullMethodName        = "/tunnel.v1.TunnelService/ExecStream"
-	TunnelService_OpenLocalForward_FullMethodName  = "/tunnel.v1.TunnelService/OpenLocalForward"
-	TunnelService_OpenRemoteForward_FullMethodName = "/tunnel.v1.TunnelService/OpenRemoteForward"
-	TunnelService_List_FullMethodName              = "/tunnel.v1.TunnelService/List"
-	TunnelService_Close_FullMethodName             = "/tunnel.v1.TunnelService/Close"
-	TunnelService_OpenAttached_FullMethodName      = "/tunnel.v1.TunnelService/OpenAttached"
-	TunnelService_GetInfo_FullMethodName           = "/tunnel.v1.TunnelService/GetInfo"
-	TunnelService_Watch_FullMethodName             = "/tunnel.v1.TunnelService/Watch"
+	TunnelService_Exec_FullMethodName               = "/tunnel.v1.TunnelService/Exec"
+	TunnelService_ExecStream_FullMethodName         = "/tunnel.v1.TunnelService/ExecStream"
+	TunnelService_OpenLocalForward_FullMethodName   = "/tunnel.v1.TunnelService/OpenLocalForward"
+	TunnelService_OpenDynamicForward_FullMethodName = "/tunnel.v1.TunnelService/OpenDynamicForward"
+	TunnelService_OpenRemoteForward_FullMethodName  = "/tunnel.v1.TunnelService/OpenRemoteForward"
+	TunnelService_List_FullMethodName               = "/tunnel.v1.TunnelService/List"
+	TunnelService_Close_FullMethodName              = "/tunnel.v1.TunnelService/Close"
+	TunnelService_OpenAttached_FullMethodName       = "/tunnel.v1.TunnelService/OpenAttached"
+	TunnelService_GetInfo_FullMethodName            = "/tunnel.v1.TunnelService/GetInfo"
+	TunnelService_Watch_FullMethodName              = "/tunnel.v1.TunnelService/Watch"
 )
 
 // TunnelServiceClient is the client API for TunnelService service.
@@ -79,10 +80,20 @@ type TunnelServiceClient interface {
 	ExecStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecStreamRequest, ExecStreamResponse], error)
 	// OpenLocalForward listens on tunneld's machine and carries every accepted
 	// connection through the SSH server to a remote host and port (`ssh -L`).
+	// Either end may be a unix-domain socket instead, as `ssh -L` allows.
 	OpenLocalForward(ctx context.Context, in *OpenLocalForwardRequest, opts ...grpc.CallOption) (*OpenLocalForwardResponse, error)
+	// OpenDynamicForward listens on tunneld's machine as a SOCKS proxy
+	// (SOCKS4, SOCKS4a and SOCKS5 without authentication, CONNECT only) and
+	// carries each connection through the SSH server to the host and port it
+	// asks for (`ssh -D`). Names are resolved by the SSH server (`socks5h`).
+	// The host's permit_open applies to every target; the reply reports
+	// success only once the SSH server opened the channel.
+	OpenDynamicForward(ctx context.Context, in *OpenDynamicForwardRequest, opts ...grpc.CallOption) (*OpenDynamicForwardResponse, error)
 	// OpenRemoteForward asks the SSH server to listen and carries every
 	// connection it forwards back to a host and port reachable from tunneld's
-	// machine (`ssh -R`).
+	// machine (`ssh -R`). Either end may be a unix-domain socket instead; with
+	// `dynamic`, tunneld speaks SOCKS on each forwarded connection and connects
+	// where it asks (`ssh -R PORT` without a target).
 	OpenRemoteForward(ctx context.Context, in *OpenRemoteForwardRequest, opts ...grpc.CallOption) (*OpenRemoteForwardResponse, error)
 	// List returns every open tunnel and every SSH host with its connection state.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
@@ -90,7 +101,7 @@ type TunnelServiceClient interface {
 	// cancelled on the server, and the tunnel's active connections are closed.
 	// An unknown id is NOT_FOUND.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
-	// OpenAttached opens a local or remote forward that lives only as long as
+	// OpenAttached opens a local, dynamic or remote forward that lives only as long as
 	// this call, as `ssh -N -L` ties a forward to the ssh process. The first
 	// message carries the opened tunnel; then one message per connection
 	// opened and closed, and one per change of the tunnel's state. When the
@@ -98,7 +109,7 @@ type TunnelServiceClient interface {
 	// deadline passes) tunneld closes the tunnel. If the tunnel is closed first
 	// (by Close or by shutdown), the last message carries it in state CLOSED
 	// and the call ends with OK. Errors opening the forward are those of
-	// OpenLocalForward and OpenRemoteForward.
+	// OpenLocalForward, OpenDynamicForward and OpenRemoteForward.
 	OpenAttached(ctx context.Context, in *OpenAttachedRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OpenAttachedResponse], error)
 	// GetInfo reports tunneld's version, process id and start time.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
@@ -158,6 +169,16 @@ func (c *tunnelServiceClient) OpenLocalForward(ctx context.Context, in *OpenLoca
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(OpenLocalForwardResponse)
 	err := c.cc.Invoke(ctx, TunnelService_OpenLocalForward_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tunnelServiceClient) OpenDynamicForward(ctx context.Context, in *OpenDynamicForwardRequest, opts ...grpc.CallOption) (*OpenDynamicForwardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenDynamicForwardResponse)
+	err := c.cc.Invoke(ctx, TunnelService_OpenDynamicForward_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -273,10 +294,20 @@ type TunnelServiceServer interface {
 	ExecStream(grpc.BidiStreamingServer[ExecStreamRequest, ExecStreamResponse]) error
 	// OpenLocalForward listens on tunneld's machine and carries every accepted
 	// connection through the SSH server to a remote host and port (`ssh -L`).
+	// Either end may be a unix-domain socket instead, as `ssh -L` allows.
 	OpenLocalForward(context.Context, *OpenLocalForwardRequest) (*OpenLocalForwardResponse, error)
+	// OpenDynamicForward listens on tunneld's machine as a SOCKS proxy
+	// (SOCKS4, SOCKS4a and SOCKS5 without authentication, CONNECT only) and
+	// carries each connection through the SSH server to the host and port it
+	// asks for (`ssh -D`). Names are resolved by the SSH server (`socks5h`).
+	// The host's permit_open applies to every target; the reply reports
+	// success only once the SSH server opened the channel.
+	OpenDynamicForward(context.Context, *OpenDynamicForwardRequest) (*OpenDynamicForwardResponse, error)
 	// OpenRemoteForward asks the SSH server to listen and carries every
 	// connection it forwards back to a host and port reachable from tunneld's
-	// machine (`ssh -R`).
+	// machine (`ssh -R`). Either end may be a unix-domain socket instead; with
+	// `dynamic`, tunneld speaks SOCKS on each forwarded connection and connects
+	// where it asks (`ssh -R PORT` without a target).
 	OpenRemoteForward(context.Context, *OpenRemoteForwardRequest) (*OpenRemoteForwardResponse, error)
 	// List returns every open tunnel and every SSH host with its connection state.
 	List(context.Context, *ListRequest) (*ListResponse, error)
@@ -284,7 +315,7 @@ type TunnelServiceServer interface {
 	// cancelled on the server, and the tunnel's active connections are closed.
 	// An unknown id is NOT_FOUND.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
-	// OpenAttached opens a local or remote forward that lives only as long as
+	// OpenAttached opens a local, dynamic or remote forward that lives only as long as
 	// this call, as `ssh -N -L` ties a forward to the ssh process. The first
 	// message carries the opened tunnel; then one message per connection
 	// opened and closed, and one per change of the tunnel's state. When the
@@ -292,7 +323,7 @@ type TunnelServiceServer interface {
 	// deadline passes) tunneld closes the tunnel. If the tunnel is closed first
 	// (by Close or by shutdown), the last message carries it in state CLOSED
 	// and the call ends with OK. Errors opening the forward are those of
-	// OpenLocalForward and OpenRemoteForward.
+	// OpenLocalForward, OpenDynamicForward and OpenRemoteForward.
 	OpenAttached(*OpenAttachedRequest, grpc.ServerStreamingServer[OpenAttachedResponse]) error
 	// GetInfo reports tunneld's version, process id and start time.
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
@@ -324,6 +355,9 @@ func (UnimplementedTunnelServiceServer) ExecStream(grpc.BidiStreamingServer[Exec
 }
 func (UnimplementedTunnelServiceServer) OpenLocalForward(context.Context, *OpenLocalForwardRequest) (*OpenLocalForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenLocalForward not implemented")
+}
+func (UnimplementedTunnelServiceServer) OpenDynamicForward(context.Context, *OpenDynamicForwardRequest) (*OpenDynamicForwardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenDynamicForward not implemented")
 }
 func (UnimplementedTunnelServiceServer) OpenRemoteForward(context.Context, *OpenRemoteForwardRequest) (*OpenRemoteForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenRemoteForward not implemented")
@@ -396,6 +430,24 @@ func _TunnelService_OpenLocalForward_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(TunnelServiceServer).OpenLocalForward(ctx, req.(*OpenLocalForwardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TunnelService_OpenDynamicForward_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenDynamicForwardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TunnelServiceServer).OpenDynamicForward(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TunnelService_OpenDynamicForward_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TunnelServiceServer).OpenDynamicForward(ctx, req.(*OpenDynamicForwardRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -504,6 +556,10 @@ var TunnelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "OpenLocalForward",
 			Handler:    _TunnelService_OpenLocalForward_Handler,
+		},
+		{
+			MethodName: "OpenDynamicForward",
+			Handler:    _TunnelService_OpenDynamicForward_Handler,
 		},
 		{
 			MethodName: "OpenRemoteForward",

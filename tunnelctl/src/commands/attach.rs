@@ -1,5 +1,6 @@
-//! `open-local --attach` and `open-remote --attach`: a tunnel tied to this
-//! process, as `ssh -N -L` ties a forward to ssh.
+//! `--attach` of the open verbs (`open-local`, `open-dynamic`,
+//! `open-remote`): a tunnel tied to this process, as `ssh -N -L` ties a
+//! forward to ssh.
 //!
 //! The tunnel is opened with the streaming `OpenAttached` call, whose life
 //! is the tunnel's: tunneld closes the tunnel when the call ends, however it

@@ -1,7 +1,7 @@
 //! One module per verb. Each takes the parsed arguments and a [`Context`]
 //! built from the global flags, talks to tunneld, prints, and returns the
 //! process exit code. `attach` is not a verb but the `--attach` mode of the
-//! two open verbs. What they share lives here: the context, printing, and
+//! open verbs. What they share lives here: the context, printing, and
 //! the [`Signals`] that end the long-running ones (`--attach`, `watch`).
 
 use std::fmt;

@@ -1,18 +1,24 @@
-//! `tunnelctl open-local` and `open-remote`: open a forward, print the tunnel;
-//! with `--attach`, hand over to [`super::attach`].
+//! `tunnelctl open-local`, `open-dynamic` and `open-remote`: open a forward,
+//! print the tunnel; with `--attach`, hand over to [`super::attach`].
+//!
+//! Each verb turns its flags into a [`ForwardSpec`] (the `-L`/`-R`/`-D`
+//! spec, or one made from the separate flags), then the spec into its
+//! request: the kinds differ only in which fields each side goes to.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use tunnel_proto::pbjson_types;
 use tunnel_proto::v1::open_attached_request::Forward;
-use tunnel_proto::v1::{OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel};
+use tunnel_proto::v1::{
+    OpenDynamicForwardRequest, OpenLocalForwardRequest, OpenRemoteForwardRequest, Tunnel,
+};
 
 use super::{Context, attach, print};
-use crate::cli::{OpenCommonArgs, OpenLocalArgs, OpenRemoteArgs};
+use crate::cli::{OpenCommonArgs, OpenDynamicArgs, OpenLocalArgs, OpenRemoteArgs};
 use crate::client::Client;
 use crate::output;
-use crate::spec::{ForwardSpec, WILDCARD};
+use crate::spec::{ForwardSpec, Listen, Target, TcpListen, WILDCARD};
 
 /// tunneld binds a local forward itself, so OpenSSH's `*` ("every interface")
 /// must become an address it can bind. The API leaves IPv4 and IPv6 to one
@@ -38,58 +44,96 @@ impl Shared {
     }
 }
 
-/// A forward as `[BIND:]LISTEN_PORT:TARGET_HOST:TARGET_PORT`, from `-L`/`-R`
-/// or else the separate flags: the two kinds of request differ only in which
-/// of their fields each part goes to. An empty target host is left for
-/// tunneld to default.
-struct Ends {
-    bind: Option<String>,
-    listen_port: u32,
-    target_host: String,
-    target_port: u32,
-}
-
-impl Ends {
-    /// The spec's fields when there is one, else the flags', given in the
-    /// spec's order.
-    fn new(
-        spec: Option<&ForwardSpec>,
-        bind: Option<&str>,
-        listen_port: Option<u16>,
-        target_host: Option<&str>,
-        target_port: Option<u16>,
-    ) -> Self {
-        match spec {
-            Some(spec) => Ends {
-                bind: spec.bind.clone(),
-                listen_port: spec.listen_port.into(),
-                target_host: spec.target_host.clone(),
-                target_port: spec.target_port.into(),
-            },
-            // clap makes both port flags required without a spec.
-            None => Ends {
+/// The spec when there is one, else one made of the flags, given in the
+/// spec's order. clap makes both port flags required without a spec; an
+/// empty target host is left for tunneld to default (localhost).
+fn spec_or_flags(
+    spec: Option<&ForwardSpec>,
+    bind: Option<&str>,
+    listen_port: Option<u16>,
+    target_host: Option<&str>,
+    target_port: Option<u16>,
+) -> ForwardSpec {
+    match spec {
+        Some(spec) => spec.clone(),
+        None => ForwardSpec {
+            listen: Listen::Tcp(TcpListen {
                 bind: bind.map(str::to_owned),
-                listen_port: listen_port.unwrap_or_default().into(),
-                target_host: target_host.unwrap_or_default().to_owned(),
-                target_port: target_port.unwrap_or_default().into(),
+                port: listen_port.unwrap_or_default(),
+            }),
+            target: Target::Tcp {
+                host: target_host.unwrap_or_default().to_owned(),
+                port: target_port.unwrap_or_default(),
             },
-        }
+        },
     }
 }
 
-/// Builds the request from either `-L` or the separate flags.
-pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
-    let ends = Ends::new(
+/// A TCP listening side's fields, `(bind_address, port)`, with no bind
+/// address as empty (tunneld's default).
+fn tcp_fields(tcp: TcpListen) -> (String, u32) {
+    (tcp.bind.unwrap_or_default(), tcp.port.into())
+}
+
+/// A bind address tunneld binds itself: `*` becomes [`LOCAL_WILDCARD`].
+fn local_bind(bind: String) -> String {
+    if bind == WILDCARD {
+        LOCAL_WILDCARD.to_string()
+    } else {
+        bind
+    }
+}
+
+/// The fields of a forward's two sides, before they are put in the request
+/// of its kind: `(bind, port, path)` of the listening side and
+/// `(host, port, path)` of the target; whatever a side is not stays empty.
+#[derive(Default)]
+struct Sides {
+    bind: String,
+    listen_port: u32,
+    listen_path: String,
+    target_host: String,
+    target_port: u32,
+    target_path: String,
+    dynamic: bool,
+}
+
+impl Sides {
+    fn new(spec: ForwardSpec) -> Self {
+        let mut sides = Sides::default();
+        match spec.listen {
+            Listen::Tcp(tcp) => (sides.bind, sides.listen_port) = tcp_fields(tcp),
+            Listen::Path(path) => sides.listen_path = path,
+        }
+        match spec.target {
+            Target::Tcp { host, port } => {
+                sides.target_host = host;
+                sides.target_port = port.into();
+            }
+            Target::Path(path) => sides.target_path = path,
+            Target::Dynamic => sides.dynamic = true,
+        }
+        sides
+    }
+}
+
+/// The forward `open-local` opens, from `-L` or the separate flags.
+fn local_spec(args: &OpenLocalArgs) -> ForwardSpec {
+    spec_or_flags(
         args.spec.as_ref(),
         args.bind.as_deref(),
         args.lport,
         args.rhost.as_deref(),
         args.rport,
-    );
-    let bind_address = match ends.bind {
-        Some(b) if b == WILDCARD => LOCAL_WILDCARD.to_string(),
-        other => other.unwrap_or_default(),
-    };
+    )
+}
+
+/// Builds the request from either `-L` or the separate flags. A path on
+/// either side goes to `local_path` / `remote_path`, its host and port
+/// fields left empty.
+pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
+    // `-L` refuses a SOCKS proxy (`dynamic`), so it is never set here.
+    let sides = Sides::new(local_spec(args));
     let Shared {
         host,
         max_connections,
@@ -97,26 +141,35 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
     } = Shared::new(&args.common);
     OpenLocalForwardRequest {
         host,
-        bind_address,
-        local_port: ends.listen_port,
-        remote_host: ends.target_host,
-        remote_port: ends.target_port,
+        bind_address: local_bind(sides.bind),
+        local_port: sides.listen_port,
+        remote_host: sides.target_host,
+        remote_port: sides.target_port,
         max_connections,
         idle_timeout,
+        local_path: sides.listen_path,
+        remote_path: sides.target_path,
     }
 }
 
-/// Builds the request from either `-R` or the separate flags. A `*` bind
-/// address is passed on as is: the SSH server reads it as "every interface",
-/// as it does for `ssh -R`.
-pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
-    let ends = Ends::new(
+/// The forward `open-remote` opens, from `-R` or the separate flags.
+fn remote_spec(args: &OpenRemoteArgs) -> ForwardSpec {
+    spec_or_flags(
         args.spec.as_ref(),
         args.rbind.as_deref(),
         args.rport,
         args.lhost.as_deref(),
         args.lport,
-    );
+    )
+}
+
+/// Builds the request from either `-R` or the separate flags. A `*` bind
+/// address is passed on as is: the SSH server reads it as "every interface",
+/// as it does for `ssh -R`. A path goes to `remote_path` (listening side) or
+/// `local_path` (target); `-R` without a target is a SOCKS proxy
+/// (`dynamic`), with the `--permit-remote-open` patterns.
+pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
+    let sides = Sides::new(remote_spec(args));
     let Shared {
         host,
         max_connections,
@@ -124,10 +177,44 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
     } = Shared::new(&args.common);
     OpenRemoteForwardRequest {
         host,
-        remote_bind_address: ends.bind.unwrap_or_default(),
-        remote_port: ends.listen_port,
-        local_host: ends.target_host,
-        local_port: ends.target_port,
+        remote_bind_address: sides.bind,
+        remote_port: sides.listen_port,
+        local_host: sides.target_host,
+        local_port: sides.target_port,
+        max_connections,
+        idle_timeout,
+        remote_path: sides.listen_path,
+        local_path: sides.target_path,
+        dynamic: sides.dynamic,
+        permit_remote_open: args.permit_remote_open.clone(),
+    }
+}
+
+/// Where `open-dynamic` listens, from `-D` or `--lport`/`--bind`.
+fn dynamic_listen(args: &OpenDynamicArgs) -> TcpListen {
+    match &args.spec {
+        Some(spec) => spec.clone(),
+        // clap makes --lport required without -D.
+        None => TcpListen {
+            bind: args.bind.clone(),
+            port: args.lport.unwrap_or_default(),
+        },
+    }
+}
+
+/// Builds the request from either `-D` or `--lport`/`--bind`; a `*` bind
+/// address becomes one tunneld can bind, as for `open-local`.
+pub fn dynamic_request(args: &OpenDynamicArgs) -> OpenDynamicForwardRequest {
+    let (bind, port) = tcp_fields(dynamic_listen(args));
+    let Shared {
+        host,
+        max_connections,
+        idle_timeout,
+    } = Shared::new(&args.common);
+    OpenDynamicForwardRequest {
+        host,
+        bind_address: local_bind(bind),
+        local_port: port,
         max_connections,
         idle_timeout,
     }
@@ -144,33 +231,53 @@ fn proto_duration(d: Duration) -> pbjson_types::Duration {
 
 /// Opens a local forward (`ssh -L`).
 pub async fn run_local(ctx: &Context, args: &OpenLocalArgs) -> anyhow::Result<ExitCode> {
+    let what = cannot_open("local", &local_spec(args));
     let request = local_request(args);
-    let what = cannot_open(
-        "local",
-        request.local_port,
-        &request.remote_host,
-        request.remote_port,
-    );
     run(ctx, Forward::Local(request), what, args.common.attach).await
 }
 
-/// Opens a remote forward (`ssh -R`).
+/// Opens a SOCKS dynamic forward (`ssh -D`).
+pub async fn run_dynamic(ctx: &Context, args: &OpenDynamicArgs) -> anyhow::Result<ExitCode> {
+    let spec = ForwardSpec {
+        listen: Listen::Tcp(dynamic_listen(args)),
+        target: Target::Dynamic,
+    };
+    let what = cannot_open("dynamic", &spec);
+    let request = dynamic_request(args);
+    run(ctx, Forward::Dynamic(request), what, args.common.attach).await
+}
+
+/// Opens a remote forward (`ssh -R`), or a reverse SOCKS proxy.
 pub async fn run_remote(ctx: &Context, args: &OpenRemoteArgs) -> anyhow::Result<ExitCode> {
+    let spec = remote_spec(args);
+    let kind = if spec.is_dynamic() {
+        "remote dynamic"
+    } else {
+        "remote"
+    };
+    let what = cannot_open(kind, &spec);
     let request = remote_request(args);
-    let what = cannot_open(
-        "remote",
-        request.remote_port,
-        &request.local_host,
-        request.local_port,
-    );
     run(ctx, Forward::Remote(request), what, args.common.attach).await
 }
 
-/// The error context of opening a forward from `port` to `host:target_port`
-/// (an empty host is tunneld's default, localhost).
-fn cannot_open(kind: &str, port: u32, host: &str, target_port: u32) -> String {
-    let host = if host.is_empty() { "localhost" } else { host };
-    format!("cannot open {kind} forward of port {port} to {host}:{target_port}")
+/// The error context of opening a forward, in the user's terms: `cannot
+/// open local forward of port 5432 to db:5432`, `... of /tmp/pg.sock to
+/// /run/pg.sock`, `cannot open dynamic forward of port 1080`. An empty
+/// target host is tunneld's default, localhost.
+fn cannot_open(kind: &str, spec: &ForwardSpec) -> String {
+    let listen = match &spec.listen {
+        Listen::Tcp(tcp) => format!("port {}", tcp.port),
+        Listen::Path(path) => path.clone(),
+    };
+    let target = match &spec.target {
+        Target::Tcp { host, port } => {
+            let host = if host.is_empty() { "localhost" } else { host };
+            format!(" to {}", tunnel_proto::addr::join_host_port(host, port))
+        }
+        Target::Path(path) => format!(" to {path}"),
+        Target::Dynamic => String::new(),
+    };
+    format!("cannot open {kind} forward of {listen}{target}")
 }
 
 /// Opens `forward`, attached to this process or not; `what` names it in
@@ -199,6 +306,7 @@ async fn open(
     Ok(match forward {
         Forward::Local(r) => client.open_local_forward(r).await?.map(|o| o.tunnel),
         Forward::Remote(r) => client.open_remote_forward(r).await?.map(|o| o.tunnel),
+        Forward::Dynamic(r) => client.open_dynamic_forward(r).await?.map(|o| o.tunnel),
     })
 }
 
@@ -218,6 +326,7 @@ mod tests {
 
     fn cli(args: &[&str]) -> Command {
         Cli::try_parse_from(std::iter::once("tunnelctl").chain(args.iter().copied()))
+            .and_then(Cli::check)
             .unwrap()
             .command
     }
@@ -287,15 +396,175 @@ mod tests {
         assert_eq!(remote(&["-R", "0:h:1"]).host, "");
     }
 
+    fn dynamic(args: &[&str]) -> OpenDynamicForwardRequest {
+        let mut all = vec!["open-dynamic"];
+        all.extend_from_slice(args);
+        match cli(&all) {
+            Command::OpenDynamic(a) => dynamic_request(&a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// What `run_*` names the forward in errors, for the same arguments.
+    fn what(args: &[&str]) -> String {
+        match cli(args) {
+            Command::OpenLocal(a) => cannot_open("local", &local_spec(&a)),
+            Command::OpenRemote(a) => {
+                let spec = remote_spec(&a);
+                let kind = if spec.is_dynamic() {
+                    "remote dynamic"
+                } else {
+                    "remote"
+                };
+                cannot_open(kind, &spec)
+            }
+            Command::OpenDynamic(a) => cannot_open(
+                "dynamic",
+                &ForwardSpec {
+                    listen: Listen::Tcp(dynamic_listen(&a)),
+                    target: Target::Dynamic,
+                },
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn errors_name_the_forward_with_localhost_for_an_empty_host() {
+    fn errors_name_the_forward_in_the_users_terms() {
+        for (args, expected) in [
+            (
+                &["open-local", "-L", "5432:db:5432"][..],
+                "cannot open local forward of port 5432 to db:5432",
+            ),
+            (
+                &["open-remote", "--rport", "8080", "--lport", "3000"],
+                "cannot open remote forward of port 8080 to localhost:3000",
+            ),
+            (
+                &[
+                    "open-local",
+                    "-L",
+                    "/tmp/pg.sock:/run/postgresql/.s.PGSQL.5432",
+                ],
+                "cannot open local forward of /tmp/pg.sock to /run/postgresql/.s.PGSQL.5432",
+            ),
+            (
+                &["open-local", "-L", "7000:[fd00::5]:22"],
+                "cannot open local forward of port 7000 to [fd00::5]:22",
+            ),
+            (
+                &["open-dynamic", "-D", "1080"],
+                "cannot open dynamic forward of port 1080",
+            ),
+            (
+                &["open-dynamic", "--lport", "1080", "--bind", "*"],
+                "cannot open dynamic forward of port 1080",
+            ),
+            (
+                &["open-remote", "-R", "1080"],
+                "cannot open remote dynamic forward of port 1080",
+            ),
+            (
+                &["open-remote", "-R", "/tmp/app.sock:localhost:3000"],
+                "cannot open remote forward of /tmp/app.sock to localhost:3000",
+            ),
+        ] {
+            assert_eq!(what(args), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn local_paths_go_to_the_path_fields() {
+        let r = local(&["-L", "/tmp/pg.sock:/run/pg.sock"]);
         assert_eq!(
-            cannot_open("local", 5432, "db", 5432),
-            "cannot open local forward of port 5432 to db:5432"
+            (r.local_path.as_str(), r.remote_path.as_str()),
+            ("/tmp/pg.sock", "/run/pg.sock")
         );
+        assert_eq!((r.bind_address.as_str(), r.local_port), ("", 0));
+        assert_eq!((r.remote_host.as_str(), r.remote_port), ("", 0));
+
+        let r = local(&["-L", "*:2375:/var/run/docker.sock"]);
+        assert_eq!((r.bind_address.as_str(), r.local_port), ("0.0.0.0", 2375));
+        assert_eq!(r.remote_path, "/var/run/docker.sock");
         assert_eq!(
-            cannot_open("remote", 8080, "", 3000),
-            "cannot open remote forward of port 8080 to localhost:3000"
+            (r.local_path.as_str(), r.remote_host.as_str(), r.remote_port),
+            ("", "", 0)
+        );
+
+        let r = local(&["-L", "/tmp/pg.sock:db:5432"]);
+        assert_eq!((r.local_path.as_str(), r.local_port), ("/tmp/pg.sock", 0));
+        assert_eq!((r.remote_host.as_str(), r.remote_port), ("db", 5432));
+        assert_eq!(r.remote_path, "");
+    }
+
+    #[test]
+    fn remote_paths_and_socks() {
+        let r = remote(&["-R", "/tmp/app.sock:/run/app.sock"]);
+        assert_eq!(
+            (r.remote_path.as_str(), r.local_path.as_str()),
+            ("/tmp/app.sock", "/run/app.sock")
+        );
+        assert_eq!((r.remote_port, r.local_port, r.dynamic), (0, 0, false));
+
+        let r = remote(&["-R", "9000:/run/app/api.sock"]);
+        assert_eq!(
+            (r.remote_port, r.local_path.as_str()),
+            (9000, "/run/app/api.sock")
+        );
+        assert_eq!((r.remote_path.as_str(), r.local_host.as_str()), ("", ""));
+
+        let r = remote(&["-R", "1080"]);
+        assert!(r.dynamic && r.permit_remote_open.is_empty());
+        assert_eq!((r.remote_port, r.remote_bind_address.as_str()), (1080, ""));
+        assert_eq!(
+            (r.local_host.as_str(), r.local_port, r.local_path.as_str()),
+            ("", 0, "")
+        );
+
+        // `*` stays `*` for the server, as with ssh -R.
+        let r = remote(&["-R", "*:1080", "--permit-remote-open", "db:5432"]);
+        assert!(r.dynamic);
+        assert_eq!((r.remote_bind_address.as_str(), r.remote_port), ("*", 1080));
+        assert_eq!(r.permit_remote_open, ["db:5432"]);
+
+        let r = remote(&["-R", "/tmp/socks.sock"]);
+        assert!(r.dynamic);
+        assert_eq!(
+            (r.remote_path.as_str(), r.remote_port),
+            ("/tmp/socks.sock", 0)
+        );
+        assert!(!remote(&["-R", "8080:localhost:3000"]).dynamic);
+    }
+
+    #[test]
+    fn dynamic_from_flags_and_spec_agree() {
+        let spec = dynamic(&["-D", "1080", "--host", "bastion", "--max-connections", "5"]);
+        let flags = dynamic(&[
+            "--lport",
+            "1080",
+            "--host",
+            "bastion",
+            "--max-connections",
+            "5",
+        ]);
+        assert_eq!(spec, flags);
+        assert_eq!(
+            (spec.host.as_str(), spec.bind_address.as_str()),
+            ("bastion", "")
+        );
+        assert_eq!((spec.local_port, spec.max_connections), (1080, 5));
+        assert_eq!(dynamic(&["-D", "*:1080"]).bind_address, "0.0.0.0");
+        assert_eq!(dynamic(&["-D", ":1080"]).bind_address, "0.0.0.0");
+        assert_eq!(
+            dynamic(&["--lport", "0", "--bind", "*"]).bind_address,
+            "0.0.0.0"
+        );
+        assert_eq!(dynamic(&["-D", "[::1]:0"]).bind_address, "::1");
+        assert_eq!(
+            dynamic(&["-D", "0", "--idle-timeout", "3s"])
+                .idle_timeout
+                .map(|d| d.seconds),
+            Some(3)
         );
     }
 
@@ -350,6 +619,7 @@ mod tests {
             for verb in [
                 ["open-local", "-L", "0:db:1"],
                 ["open-remote", "-R", "0:h:1"],
+                ["open-dynamic", "-D", "0"],
             ] {
                 let mut args = vec!["tunnelctl"];
                 args.extend(verb);

@@ -102,6 +102,7 @@ mod tests {
             local: Some(Endpoint {
                 host: "127.0.0.1".into(),
                 port: 7777,
+                ..Default::default()
             }),
             state: TunnelState::Open as i32,
             created_at: Some(Timestamp {

@@ -63,19 +63,26 @@ fn new_table(header: impl Into<Row>) -> Table {
     table
 }
 
-/// `host:port`, with IPv6 addresses in brackets; `-` when unset.
+/// `host:port`, with IPv6 addresses in brackets; a unix socket's path; `-`
+/// when unset or all empty.
 pub fn endpoint(endpoint: Option<&Endpoint>) -> String {
     match endpoint {
-        None => "-".into(),
-        Some(e) => tunnel_proto::addr::join_host_port(&e.host, e.port),
+        Some(e) if !e.path.is_empty() => e.path.clone(),
+        Some(e) if !e.host.is_empty() || e.port != 0 => {
+            tunnel_proto::addr::join_host_port(&e.host, e.port)
+        }
+        _ => "-".into(),
     }
 }
 
-/// `local` or `remote`.
+/// `local`, `remote`, `dynamic` (`ssh -D`) or `remote-dynamic` (`ssh -R`
+/// without a target).
 pub fn kind_name(kind: i32) -> &'static str {
     match TunnelKind::try_from(kind) {
         Ok(TunnelKind::Local) => "local",
         Ok(TunnelKind::Remote) => "remote",
+        Ok(TunnelKind::Dynamic) => "dynamic",
+        Ok(TunnelKind::RemoteDynamic) => "remote-dynamic",
         _ => "unknown",
     }
 }
@@ -318,8 +325,28 @@ mod tests {
         let ep = Endpoint {
             host: "fd00::1".into(),
             port: 22,
+            ..Default::default()
         };
         assert_eq!(endpoint(Some(&ep)), "[fd00::1]:22");
         assert_eq!(endpoint(None), "-");
+        let path = Endpoint {
+            path: "/run/pg.sock".into(),
+            ..Default::default()
+        };
+        assert_eq!(endpoint(Some(&path)), "/run/pg.sock");
+        assert_eq!(endpoint(Some(&Endpoint::default())), "-");
+    }
+
+    #[test]
+    fn kinds_by_name() {
+        assert_eq!(kind_name(TunnelKind::Local as i32), "local");
+        assert_eq!(kind_name(TunnelKind::Remote as i32), "remote");
+        assert_eq!(kind_name(TunnelKind::Dynamic as i32), "dynamic");
+        assert_eq!(
+            kind_name(TunnelKind::RemoteDynamic as i32),
+            "remote-dynamic"
+        );
+        assert_eq!(kind_name(TunnelKind::Unspecified as i32), "unknown");
+        assert_eq!(kind_name(99), "unknown");
     }
 }

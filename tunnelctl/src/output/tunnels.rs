@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use comfy_table::Cell;
-use tunnel_proto::v1::{Endpoint, ListResponse, Tunnel, TunnelKind, TunnelState};
+use tunnel_proto::v1::{ListResponse, Tunnel, TunnelKind, TunnelState};
 
 use super::{
     Mode, age, endpoint, human_bytes, json, kind_name, new_table, or_dash, tunnel_state_name,
@@ -38,28 +38,71 @@ pub fn list(mode: Mode, list: &ListResponse, now: SystemTime) -> anyhow::Result<
     })
 }
 
+/// How the side of a dynamic forward where each connection names its own
+/// target is shown.
+pub const SOCKS: &str = "SOCKS";
+
 /// One line saying what a tunnel carries, listening side first:
 /// `t-1  local  127.0.0.1:7777 -> localhost:7780 via default`.
 pub fn tunnel_line(tunnel: &Tunnel) -> String {
-    let (listen, target) = listen_and_target(tunnel);
-    format!(
-        "{}  {}  {} -> {} via {}",
-        tunnel.id,
+    let (kind, listen, target, host) = carries(tunnel);
+    format!("{}  {kind}  {listen} -> {target} via {host}", tunnel.id)
+}
+
+/// What a tunnel carries, as `tunnel_line` and `watch` show it: its kind,
+/// listening side, target (with a reverse SOCKS proxy's
+/// `(permit-remote-open: a:1,b:2)` when it has any) and SSH host.
+pub fn carries(tunnel: &Tunnel) -> (&'static str, String, String, &str) {
+    let (listen, mut target) = listen_and_target(tunnel);
+    if let Some(permits) = permits(tunnel) {
+        target = format!("{target} ({permits})");
+    }
+    (
         kind_name(tunnel.kind),
-        endpoint(listen),
-        endpoint(target),
+        listen,
+        target,
         or_dash(&tunnel.host),
     )
 }
 
-/// The listening and target ends: a local forward listens on the local end,
-/// a remote forward on the remote end.
-pub fn listen_and_target(tunnel: &Tunnel) -> (Option<&Endpoint>, Option<&Endpoint>) {
-    if tunnel.kind == TunnelKind::Remote as i32 {
-        (tunnel.remote.as_ref(), tunnel.local.as_ref())
-    } else {
-        (tunnel.local.as_ref(), tunnel.remote.as_ref())
+/// The listening and target ends, shown: a local or dynamic forward listens
+/// on the local end, a remote one on the remote end.
+pub fn listen_and_target(tunnel: &Tunnel) -> (String, String) {
+    let local = local_end(tunnel);
+    let remote = remote_end(tunnel);
+    match TunnelKind::try_from(tunnel.kind) {
+        Ok(TunnelKind::Remote | TunnelKind::RemoteDynamic) => (remote, local),
+        _ => (local, remote),
     }
+}
+
+/// The LOCAL column: tunneld's side; `SOCKS` for a reverse dynamic forward.
+pub fn local_end(tunnel: &Tunnel) -> String {
+    if tunnel.kind == TunnelKind::RemoteDynamic as i32 {
+        SOCKS.to_string()
+    } else {
+        endpoint(tunnel.local.as_ref())
+    }
+}
+
+/// The REMOTE column: the SSH server's side; `SOCKS` for a dynamic forward.
+pub fn remote_end(tunnel: &Tunnel) -> String {
+    if tunnel.kind == TunnelKind::Dynamic as i32 {
+        SOCKS.to_string()
+    } else {
+        endpoint(tunnel.remote.as_ref())
+    }
+}
+
+/// `permit-remote-open: a:1,b:2`, when the tunnel has any.
+fn permits(tunnel: &Tunnel) -> Option<String> {
+    if tunnel.permit_remote_open.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "permit-remote-open: {}",
+        tunnel.permit_remote_open.join(",")
+    ))
 }
 
 /// The table of tunnels printed by `list`. Two columns appear only when
@@ -87,8 +130,8 @@ pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
         let mut row = vec![
             Cell::new(&t.id),
             Cell::new(kind_name(t.kind)),
-            Cell::new(endpoint(t.local.as_ref())),
-            Cell::new(endpoint(t.remote.as_ref())),
+            Cell::new(local_end(t)),
+            Cell::new(remote_end(t)),
             Cell::new(or_dash(&t.host)),
             Cell::new(state(t)),
             Cell::new(format!(
@@ -127,15 +170,17 @@ fn state(tunnel: &Tunnel) -> String {
 }
 
 /// The DETAIL column: why the tunnel is not open (tunneld's `state_detail`),
-/// how many times it was restored after losing its SSH connection, and
-/// what its slow readers cost (bytes that waited on disk, connections reset
-/// at a spill limit); empty when there is none of these.
+/// the targets a reverse SOCKS proxy may reach, how many times it was
+/// restored after losing its SSH connection, and what its slow readers cost
+/// (bytes that waited on disk, connections reset at a spill limit); empty
+/// when there is none of these.
 pub fn detail(tunnel: &Tunnel) -> String {
     let mut parts = Vec::new();
     let why = tunnel.state_detail.split_whitespace().collect::<Vec<_>>();
     if !why.is_empty() {
         parts.push(why.join(" "));
     }
+    parts.extend(permits(tunnel));
     match tunnel.restores {
         0 => {}
         1 => parts.push("restored once".to_string()),
@@ -162,12 +207,13 @@ pub(crate) mod tests {
 
     use super::*;
     use tunnel_proto::pbjson_types::Timestamp;
-    use tunnel_proto::v1::TunnelCounters;
+    use tunnel_proto::v1::{Endpoint, TunnelCounters};
 
     fn ep(host: &str, port: u32) -> Option<Endpoint> {
         Some(Endpoint {
             host: host.into(),
             port,
+            ..Default::default()
         })
     }
 
@@ -198,6 +244,7 @@ pub(crate) mod tests {
             max_connections: 1024,
             idle_timeout: None,
             restores: 0,
+            permit_remote_open: Vec::new(),
         }
     }
 
@@ -214,8 +261,129 @@ pub(crate) mod tests {
         }
     }
 
+    /// An open SOCKS proxy on local port 1080 (`ssh -D 1080`), its remote
+    /// side all empty.
+    pub(crate) fn dynamic_tunnel() -> Tunnel {
+        Tunnel {
+            id: "t-3".into(),
+            kind: TunnelKind::Dynamic as i32,
+            host: "bastion".into(),
+            local: ep("127.0.0.1", 1080),
+            remote: Some(Endpoint::default()),
+            state: TunnelState::Open as i32,
+            ..Default::default()
+        }
+    }
+
+    /// A reverse SOCKS proxy on the server's port 1080 (`ssh -R 1080`).
+    fn remote_dynamic_tunnel() -> Tunnel {
+        Tunnel {
+            id: "t-4".into(),
+            kind: TunnelKind::RemoteDynamic as i32,
+            host: "web1".into(),
+            local: None,
+            remote: ep("127.0.0.1", 1080),
+            state: TunnelState::Open as i32,
+            permit_remote_open: vec!["intranet:80".into(), "db:*".into()],
+            ..Default::default()
+        }
+    }
+
+    /// A local forward between two unix sockets.
+    fn socket_tunnel() -> Tunnel {
+        let path = |p: &str| {
+            Some(Endpoint {
+                path: p.into(),
+                ..Default::default()
+            })
+        };
+        Tunnel {
+            id: "t-5".into(),
+            kind: TunnelKind::Local as i32,
+            host: "db1".into(),
+            local: path("/tmp/pg.sock"),
+            remote: path("/run/postgresql/.s.PGSQL.5432"),
+            state: TunnelState::Open as i32,
+            ..Default::default()
+        }
+    }
+
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn dynamic_kinds_show_socks_and_paths_show_as_paths() {
+        assert_eq!(
+            tunnel_line(&dynamic_tunnel()),
+            "t-3  dynamic  127.0.0.1:1080 -> SOCKS via bastion"
+        );
+        assert_eq!(
+            tunnel_line(&remote_dynamic_tunnel()),
+            "t-4  remote-dynamic  127.0.0.1:1080 -> SOCKS (permit-remote-open: intranet:80,db:*) via web1"
+        );
+        let mut open = remote_dynamic_tunnel();
+        open.permit_remote_open.clear();
+        assert_eq!(
+            tunnel_line(&open),
+            "t-4  remote-dynamic  127.0.0.1:1080 -> SOCKS via web1"
+        );
+        assert_eq!(
+            tunnel_line(&socket_tunnel()),
+            "t-5  local  /tmp/pg.sock -> /run/postgresql/.s.PGSQL.5432 via db1"
+        );
+    }
+
+    #[test]
+    fn table_shows_socks_paths_and_permits() {
+        let table = table(
+            &[dynamic_tunnel(), remote_dynamic_tunnel(), socket_tunnel()],
+            at(0),
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        let column = |line: &str, name: &str| {
+            let at = lines[0].find(name).unwrap();
+            line[at..].split("  ").next().unwrap().to_string()
+        };
+        let cells = |line: &str| ["KIND", "LOCAL", "REMOTE", "HOST"].map(|name| column(line, name));
+        assert_eq!(
+            cells(lines[1]),
+            ["dynamic", "127.0.0.1:1080", "SOCKS", "bastion"]
+        );
+        assert_eq!(
+            cells(lines[2]),
+            ["remote-dynamic", "SOCKS", "127.0.0.1:1080", "web1"]
+        );
+        assert_eq!(
+            cells(lines[3]),
+            [
+                "local",
+                "/tmp/pg.sock",
+                "/run/postgresql/.s.PGSQL.5432",
+                "db1"
+            ]
+        );
+        assert_eq!(column(lines[1], "DETAIL"), "-");
+        assert_eq!(
+            &lines[2][lines[0].find("DETAIL").unwrap()..],
+            "permit-remote-open: intranet:80,db:*"
+        );
+        assert!(lines.iter().all(|l| !l.ends_with(' ')), "{table}");
+    }
+
+    #[test]
+    fn json_names_the_new_kinds_and_fields() {
+        let json: serde_json::Value =
+            serde_json::from_str(&tunnel(Mode::Json, &dynamic_tunnel()).unwrap()).unwrap();
+        assert_eq!(json["kind"], "TUNNEL_KIND_DYNAMIC");
+        assert_eq!(json["local"]["port"], 1080);
+        let json: serde_json::Value =
+            serde_json::from_str(&tunnel(Mode::Json, &remote_dynamic_tunnel()).unwrap()).unwrap();
+        assert_eq!(json["kind"], "TUNNEL_KIND_REMOTE_DYNAMIC");
+        assert_eq!(json["permitRemoteOpen"][1], "db:*");
+        let json: serde_json::Value =
+            serde_json::from_str(&tunnel(Mode::Json, &socket_tunnel()).unwrap()).unwrap();
+        assert_eq!(json["local"]["path"], "/tmp/pg.sock");
     }
 
     #[test]

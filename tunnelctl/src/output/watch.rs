@@ -22,9 +22,8 @@ use tunnel_proto::v1::{
 };
 
 use super::{
-    Mode, endpoint, host_state_name, human_bytes, json, kind_name, one_line, or_dash,
-    reconnect_progress, short_duration, std_duration, system_time, tunnel_state_name,
-    tunnels::listen_and_target,
+    Mode, host_state_name, human_bytes, json, one_line, or_dash, reconnect_progress,
+    short_duration, std_duration, system_time, tunnel_state_name, tunnels::carries,
 };
 
 /// Width of the subject column (`host NAME`, `tunnel ID`); longer names push
@@ -118,14 +117,8 @@ fn tunnel_detail(tunnel: &Tunnel) -> String {
         }
         Ok(TunnelState::Reconnecting | TunnelState::Failed) if !why.is_empty() => one_line(why),
         _ => {
-            let (listen, target) = listen_and_target(tunnel);
-            let mut detail = format!(
-                "{} {} -> {} via {}",
-                kind_name(tunnel.kind),
-                endpoint(listen),
-                endpoint(target),
-                or_dash(&tunnel.host)
-            );
+            let (kind, listen, target, host) = carries(tunnel);
+            let mut detail = format!("{kind} {listen} -> {target} via {host}");
             if tunnel.attached {
                 detail.push_str(" (attached)");
             }
@@ -170,7 +163,7 @@ fn connection_closed(closed: &ConnectionClosed) -> (String, String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::tunnels::tests::{local_tunnel, remote_tunnel};
+    use crate::output::tunnels::tests::{dynamic_tunnel, local_tunnel, remote_tunnel};
     use tunnel_proto::pbjson_types::{self, Timestamp};
     use tunnel_proto::v1::{TunnelCounters, WatchSynced};
 
@@ -235,6 +228,10 @@ mod tests {
 
     #[test]
     fn tunnel_lines() {
+        assert_eq!(
+            table(Event::Tunnel(dynamic_tunnel())).unwrap(),
+            "2026-11-24T10:00:00Z  tunnel t-3      open              dynamic 127.0.0.1:1080 -> SOCKS via bastion"
+        );
         assert_eq!(
             table(Event::Tunnel(local_tunnel())).unwrap(),
             "2026-11-24T10:00:00Z  tunnel t-1      open              local 127.0.0.1:7777 -> localhost:7780 via default"

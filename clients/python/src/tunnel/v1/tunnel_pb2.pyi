@@ -50,6 +50,10 @@ class _TunnelKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TunnelKind
     """Listens on tunneld's machine, connects from the SSH server (`ssh -L`)."""
     TUNNEL_KIND_REMOTE: _TunnelKind.ValueType  # 2
     """Listens on the SSH server, connects from tunneld's machine (`ssh -R`)."""
+    TUNNEL_KIND_DYNAMIC: _TunnelKind.ValueType  # 3
+    """A SOCKS proxy on tunneld's machine (`ssh -D`); remote is empty."""
+    TUNNEL_KIND_REMOTE_DYNAMIC: _TunnelKind.ValueType  # 4
+    """A SOCKS proxy on the SSH server's side (`ssh -R PORT`); local is empty."""
 
 class TunnelKind(_TunnelKind, metaclass=_TunnelKindEnumTypeWrapper):
     """TunnelKind is the direction of a forward."""
@@ -60,6 +64,10 @@ TUNNEL_KIND_LOCAL: TunnelKind.ValueType  # 1
 """Listens on tunneld's machine, connects from the SSH server (`ssh -L`)."""
 TUNNEL_KIND_REMOTE: TunnelKind.ValueType  # 2
 """Listens on the SSH server, connects from tunneld's machine (`ssh -R`)."""
+TUNNEL_KIND_DYNAMIC: TunnelKind.ValueType  # 3
+"""A SOCKS proxy on tunneld's machine (`ssh -D`); remote is empty."""
+TUNNEL_KIND_REMOTE_DYNAMIC: TunnelKind.ValueType  # 4
+"""A SOCKS proxy on the SSH server's side (`ssh -R PORT`); local is empty."""
 Global___TunnelKind: _TypeAlias = TunnelKind  # noqa: Y015
 
 class _TunnelState:
@@ -546,6 +554,8 @@ class OpenLocalForwardRequest(_message.Message):
     REMOTE_PORT_FIELD_NUMBER: _builtins.int
     MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
     IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    LOCAL_PATH_FIELD_NUMBER: _builtins.int
+    REMOTE_PATH_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     """Name of the SSH host; empty selects the default host."""
     bind_address: _builtins.str
@@ -565,6 +575,18 @@ class OpenLocalForwardRequest(_message.Message):
     refused_connections. 0 means tunneld's default
     (--max-connections-per-tunnel).
     """
+    local_path: _builtins.str
+    """Listen on this unix-domain socket (an absolute path) instead of
+    bind_address and local_port, which must then be empty (`ssh -L
+    /path:...`). It is created 0600 with no moment when another user could
+    connect; a stale socket at the path is replaced, a live one or any other
+    file refused. It is removed when the tunnel closes.
+    """
+    remote_path: _builtins.str
+    """Have the SSH server connect to this unix-domain socket (an absolute path
+    on the server) instead of remote_host and remote_port, which must then
+    be empty (`direct-streamlocal@openssh.com`).
+    """
     @_builtins.property
     def idle_timeout(self) -> _duration_pb2.Duration:
         """Close a connection after no byte has moved either way for this long.
@@ -581,10 +603,12 @@ class OpenLocalForwardRequest(_message.Message):
         remote_port: _builtins.int = ...,
         max_connections: _builtins.int = ...,
         idle_timeout: _duration_pb2.Duration | None = ...,
+        local_path: _builtins.str = ...,
+        remote_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_port", b"local_port", "max_connections", b"max_connections", "remote_host", b"remote_host", "remote_port", b"remote_port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_path", b"local_path", "local_port", b"local_port", "max_connections", b"max_connections", "remote_host", b"remote_host", "remote_path", b"remote_path", "remote_port", b"remote_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -629,6 +653,10 @@ class OpenRemoteForwardRequest(_message.Message):
     LOCAL_PORT_FIELD_NUMBER: _builtins.int
     MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
     IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    REMOTE_PATH_FIELD_NUMBER: _builtins.int
+    LOCAL_PATH_FIELD_NUMBER: _builtins.int
+    DYNAMIC_FIELD_NUMBER: _builtins.int
+    PERMIT_REMOTE_OPEN_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     """Name of the SSH host; empty selects the default host."""
     remote_bind_address: _builtins.str
@@ -651,10 +679,36 @@ class OpenRemoteForwardRequest(_message.Message):
     and counted in refused_connections. 0 means tunneld's default
     (--max-connections-per-tunnel).
     """
+    remote_path: _builtins.str
+    """Have the SSH server listen on this unix-domain socket (an absolute path
+    on the server) instead of remote_bind_address and remote_port, which
+    must then be empty (`streamlocal-forward@openssh.com`). The server's
+    StreamLocalBindMask and StreamLocalBindUnlink apply.
+    """
+    local_path: _builtins.str
+    """Connect to this unix-domain socket (an absolute path on tunneld's
+    machine) instead of local_host and local_port, which must then be empty.
+    """
+    dynamic: _builtins.bool
+    """A reverse dynamic forward (`ssh -R [BIND:]PORT` without a target): each
+    forwarded connection speaks SOCKS (4, 4a or 5, CONNECT only) and tunneld
+    connects, from its own machine, where it asks. local_host, local_port
+    and local_path must be empty. Whoever can reach the server's port can
+    then reach what tunneld's machine reaches, unless permit_remote_open
+    narrows it.
+    """
     @_builtins.property
     def idle_timeout(self) -> _duration_pb2.Duration:
         """Close a connection after no byte has moved either way for this long.
         Unset or zero: never.
+        """
+
+    @_builtins.property
+    def permit_remote_open(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """With dynamic: the targets allowed, as OpenSSH's PermitRemoteOpen:
+        `HOST:PORT` patterns (`*` for either part, IPv6 as `[addr]:port`),
+        `any` or `none`. Empty allows any. A refused target gets the SOCKS
+        reply "not allowed by ruleset" and is never dialled.
         """
 
     def __init__(
@@ -667,10 +721,14 @@ class OpenRemoteForwardRequest(_message.Message):
         local_port: _builtins.int = ...,
         max_connections: _builtins.int = ...,
         idle_timeout: _duration_pb2.Duration | None = ...,
+        remote_path: _builtins.str = ...,
+        local_path: _builtins.str = ...,
+        dynamic: _builtins.bool = ...,
+        permit_remote_open: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "idle_timeout", b"idle_timeout", "local_host", b"local_host", "local_port", b"local_port", "max_connections", b"max_connections", "remote_bind_address", b"remote_bind_address", "remote_port", b"remote_port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "host", b"host", "idle_timeout", b"idle_timeout", "local_host", b"local_host", "local_path", b"local_path", "local_port", b"local_port", "max_connections", b"max_connections", "permit_remote_open", b"permit_remote_open", "remote_bind_address", b"remote_bind_address", "remote_path", b"remote_path", "remote_port", b"remote_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -794,6 +852,79 @@ class CloseResponse(_message.Message):
 Global___CloseResponse: _TypeAlias = CloseResponse  # noqa: Y015
 
 @_typing.final
+class OpenDynamicForwardRequest(_message.Message):
+    """OpenDynamicForwardRequest describes a SOCKS dynamic forward, as `ssh -D
+    [bind_address:]port`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    BIND_ADDRESS_FIELD_NUMBER: _builtins.int
+    LOCAL_PORT_FIELD_NUMBER: _builtins.int
+    MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    host: _builtins.str
+    """Name of the SSH host; empty selects the default host."""
+    bind_address: _builtins.str
+    """Address tunneld listens on; empty means 127.0.0.1. An IP address or a
+    name that resolves to one.
+    """
+    local_port: _builtins.int
+    """Port tunneld listens on; 0 picks a free port (returned in the tunnel)."""
+    max_connections: _builtins.int
+    """Connections carried at once; more are refused (reset) and counted in
+    refused_connections. 0 means tunneld's default
+    (--max-connections-per-tunnel).
+    """
+    @_builtins.property
+    def idle_timeout(self) -> _duration_pb2.Duration:
+        """Close a connection after no byte has moved either way for this long.
+        Unset or zero: never.
+        """
+
+    def __init__(
+        self,
+        *,
+        host: _builtins.str = ...,
+        bind_address: _builtins.str = ...,
+        local_port: _builtins.int = ...,
+        max_connections: _builtins.int = ...,
+        idle_timeout: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_port", b"local_port", "max_connections", b"max_connections"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenDynamicForwardRequest: _TypeAlias = OpenDynamicForwardRequest  # noqa: Y015
+
+@_typing.final
+class OpenDynamicForwardResponse(_message.Message):
+    """OpenDynamicForwardResponse returns the tunnel that was opened."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TUNNEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tunnel(self) -> Global___Tunnel:
+        """The tunnel, with the port it listens on."""
+
+    def __init__(
+        self,
+        *,
+        tunnel: Global___Tunnel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tunnel", b"tunnel"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tunnel", b"tunnel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenDynamicForwardResponse: _TypeAlias = OpenDynamicForwardResponse  # noqa: Y015
+
+@_typing.final
 class OpenAttachedRequest(_message.Message):
     """OpenAttachedRequest names the forward to open for the life of the call."""
 
@@ -801,6 +932,7 @@ class OpenAttachedRequest(_message.Message):
 
     LOCAL_FIELD_NUMBER: _builtins.int
     REMOTE_FIELD_NUMBER: _builtins.int
+    DYNAMIC_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def local(self) -> Global___OpenLocalForwardRequest:
         """A local forward, as OpenLocalForward opens it."""
@@ -809,17 +941,22 @@ class OpenAttachedRequest(_message.Message):
     def remote(self) -> Global___OpenRemoteForwardRequest:
         """A remote forward, as OpenRemoteForward opens it."""
 
+    @_builtins.property
+    def dynamic(self) -> Global___OpenDynamicForwardRequest:
+        """A SOCKS dynamic forward, as OpenDynamicForward opens it."""
+
     def __init__(
         self,
         *,
         local: Global___OpenLocalForwardRequest | None = ...,
         remote: Global___OpenRemoteForwardRequest | None = ...,
+        dynamic: Global___OpenDynamicForwardRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["forward", b"forward", "local", b"local", "remote", b"remote"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "forward", b"forward", "local", b"local", "remote", b"remote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["forward", b"forward", "local", b"local", "remote", b"remote"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "forward", b"forward", "local", b"local", "remote", b"remote"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_forward: _TypeAlias = _typing.Literal["local", "remote"]  # noqa: Y015
+    _WhichOneofReturnType_forward: _TypeAlias = _typing.Literal["local", "remote", "dynamic"]  # noqa: Y015
     _WhichOneofArgType_forward: _TypeAlias = _typing.Literal["forward", b"forward"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_forward) -> _WhichOneofReturnType_forward | None: ...
 
@@ -1128,6 +1265,7 @@ class Tunnel(_message.Message):
     MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
     IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
     RESTORES_FIELD_NUMBER: _builtins.int
+    PERMIT_REMOTE_OPEN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable identifier, unique for the life of the daemon (e.g. "t-3")."""
     kind: Global___TunnelKind.ValueType
@@ -1170,6 +1308,12 @@ class Tunnel(_message.Message):
     def idle_timeout(self) -> _duration_pb2.Duration:
         """Idle connections are closed after this long; unset: never."""
 
+    @_builtins.property
+    def permit_remote_open(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A reverse dynamic forward's permit_remote_open, as given; empty allows
+        any target.
+        """
+
     def __init__(
         self,
         *,
@@ -1186,10 +1330,11 @@ class Tunnel(_message.Message):
         max_connections: _builtins.int = ...,
         idle_timeout: _duration_pb2.Duration | None = ...,
         restores: _builtins.int = ...,
+        permit_remote_open: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "created_at", b"created_at", "idle_timeout", b"idle_timeout", "local", b"local", "remote", b"remote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "counters", b"counters", "created_at", b"created_at", "host", b"host", "id", b"id", "idle_timeout", b"idle_timeout", "kind", b"kind", "local", b"local", "max_connections", b"max_connections", "remote", b"remote", "restores", b"restores", "state", b"state", "state_detail", b"state_detail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "counters", b"counters", "created_at", b"created_at", "host", b"host", "id", b"id", "idle_timeout", b"idle_timeout", "kind", b"kind", "local", b"local", "max_connections", b"max_connections", "permit_remote_open", b"permit_remote_open", "remote", b"remote", "restores", b"restores", "state", b"state", "state_detail", b"state_detail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1203,19 +1348,26 @@ class Endpoint(_message.Message):
 
     HOST_FIELD_NUMBER: _builtins.int
     PORT_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
     host: _builtins.str
-    """Host name or IP address."""
+    """Host name or IP address; empty for a unix-domain socket."""
     port: _builtins.int
-    """TCP port."""
+    """TCP port; 0 for a unix-domain socket."""
+    path: _builtins.str
+    """A unix-domain socket's absolute path; empty for TCP. All three are empty
+    on the SOCKS side of a dynamic forward, where each connection names its
+    own target.
+    """
     def __init__(
         self,
         *,
         host: _builtins.str = ...,
         port: _builtins.int = ...,
+        path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "port", b"port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "path", b"path", "port", b"port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

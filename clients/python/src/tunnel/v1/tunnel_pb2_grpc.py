@@ -50,6 +50,11 @@ class TunnelServiceStub:
                 request_serializer=tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardRequest.SerializeToString,
                 response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardResponse.FromString,
                 _registered_method=True)
+        self.OpenDynamicForward = channel.unary_unary(
+                '/tunnel.v1.TunnelService/OpenDynamicForward',
+                request_serializer=tunnel_dot_v1_dot_tunnel__pb2.OpenDynamicForwardRequest.SerializeToString,
+                response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.OpenDynamicForwardResponse.FromString,
+                _registered_method=True)
         self.OpenRemoteForward = channel.unary_unary(
                 '/tunnel.v1.TunnelService/OpenRemoteForward',
                 request_serializer=tunnel_dot_v1_dot_tunnel__pb2.OpenRemoteForwardRequest.SerializeToString,
@@ -122,6 +127,19 @@ class TunnelServiceServicer:
     def OpenLocalForward(self, request, context):
         """OpenLocalForward listens on tunneld's machine and carries every accepted
         connection through the SSH server to a remote host and port (`ssh -L`).
+        Either end may be a unix-domain socket instead, as `ssh -L` allows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenDynamicForward(self, request, context):
+        """OpenDynamicForward listens on tunneld's machine as a SOCKS proxy
+        (SOCKS4, SOCKS4a and SOCKS5 without authentication, CONNECT only) and
+        carries each connection through the SSH server to the host and port it
+        asks for (`ssh -D`). Names are resolved by the SSH server (`socks5h`).
+        The host's permit_open applies to every target; the reply reports
+        success only once the SSH server opened the channel.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,7 +148,9 @@ class TunnelServiceServicer:
     def OpenRemoteForward(self, request, context):
         """OpenRemoteForward asks the SSH server to listen and carries every
         connection it forwards back to a host and port reachable from tunneld's
-        machine (`ssh -R`).
+        machine (`ssh -R`). Either end may be a unix-domain socket instead; with
+        `dynamic`, tunneld speaks SOCKS on each forwarded connection and connects
+        where it asks (`ssh -R PORT` without a target).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,7 +173,7 @@ class TunnelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def OpenAttached(self, request, context):
-        """OpenAttached opens a local or remote forward that lives only as long as
+        """OpenAttached opens a local, dynamic or remote forward that lives only as long as
         this call, as `ssh -N -L` ties a forward to the ssh process. The first
         message carries the opened tunnel; then one message per connection
         opened and closed, and one per change of the tunnel's state. When the
@@ -161,7 +181,7 @@ class TunnelServiceServicer:
         deadline passes) tunneld closes the tunnel. If the tunnel is closed first
         (by Close or by shutdown), the last message carries it in state CLOSED
         and the call ends with OK. Errors opening the forward are those of
-        OpenLocalForward and OpenRemoteForward.
+        OpenLocalForward, OpenDynamicForward and OpenRemoteForward.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,6 +226,11 @@ def add_TunnelServiceServicer_to_server(servicer, server):
                     servicer.OpenLocalForward,
                     request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardRequest.FromString,
                     response_serializer=tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardResponse.SerializeToString,
+            ),
+            'OpenDynamicForward': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenDynamicForward,
+                    request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.OpenDynamicForwardRequest.FromString,
+                    response_serializer=tunnel_dot_v1_dot_tunnel__pb2.OpenDynamicForwardResponse.SerializeToString,
             ),
             'OpenRemoteForward': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenRemoteForward,
@@ -320,6 +345,33 @@ class TunnelService:
             '/tunnel.v1.TunnelService/OpenLocalForward',
             tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardRequest.SerializeToString,
             tunnel_dot_v1_dot_tunnel__pb2.OpenLocalForwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenDynamicForward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunnel.v1.TunnelService/OpenDynamicForward',
+            tunnel_dot_v1_dot_tunnel__pb2.OpenDynamicForwardRequest.SerializeToString,
+            tunnel_dot_v1_dot_tunnel__pb2.OpenDynamicForwardResponse.FromString,
             options,
             channel_credentials,
             insecure,

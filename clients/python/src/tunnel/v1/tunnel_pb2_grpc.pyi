@@ -78,11 +78,22 @@ class TunnelServiceStub:
     OpenLocalForward: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.OpenLocalForwardRequest, _tunnel_pb2.OpenLocalForwardResponse]
     """OpenLocalForward listens on tunneld's machine and carries every accepted
     connection through the SSH server to a remote host and port (`ssh -L`).
+    Either end may be a unix-domain socket instead, as `ssh -L` allows.
+    """
+    OpenDynamicForward: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.OpenDynamicForwardRequest, _tunnel_pb2.OpenDynamicForwardResponse]
+    """OpenDynamicForward listens on tunneld's machine as a SOCKS proxy
+    (SOCKS4, SOCKS4a and SOCKS5 without authentication, CONNECT only) and
+    carries each connection through the SSH server to the host and port it
+    asks for (`ssh -D`). Names are resolved by the SSH server (`socks5h`).
+    The host's permit_open applies to every target; the reply reports
+    success only once the SSH server opened the channel.
     """
     OpenRemoteForward: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.OpenRemoteForwardRequest, _tunnel_pb2.OpenRemoteForwardResponse]
     """OpenRemoteForward asks the SSH server to listen and carries every
     connection it forwards back to a host and port reachable from tunneld's
-    machine (`ssh -R`).
+    machine (`ssh -R`). Either end may be a unix-domain socket instead; with
+    `dynamic`, tunneld speaks SOCKS on each forwarded connection and connects
+    where it asks (`ssh -R PORT` without a target).
     """
     List: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.ListRequest, _tunnel_pb2.ListResponse]
     """List returns every open tunnel and every SSH host with its connection state."""
@@ -92,7 +103,7 @@ class TunnelServiceStub:
     An unknown id is NOT_FOUND.
     """
     OpenAttached: _grpc.UnaryStreamMultiCallable[_tunnel_pb2.OpenAttachedRequest, _tunnel_pb2.OpenAttachedResponse]
-    """OpenAttached opens a local or remote forward that lives only as long as
+    """OpenAttached opens a local, dynamic or remote forward that lives only as long as
     this call, as `ssh -N -L` ties a forward to the ssh process. The first
     message carries the opened tunnel; then one message per connection
     opened and closed, and one per change of the tunnel's state. When the
@@ -100,7 +111,7 @@ class TunnelServiceStub:
     deadline passes) tunneld closes the tunnel. If the tunnel is closed first
     (by Close or by shutdown), the last message carries it in state CLOSED
     and the call ends with OK. Errors opening the forward are those of
-    OpenLocalForward and OpenRemoteForward.
+    OpenLocalForward, OpenDynamicForward and OpenRemoteForward.
     """
     GetInfo: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.GetInfoRequest, _tunnel_pb2.GetInfoResponse]
     """GetInfo reports tunneld's version, process id and start time."""
@@ -149,11 +160,22 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     OpenLocalForward: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.OpenLocalForwardRequest, _tunnel_pb2.OpenLocalForwardResponse]  # type: ignore[assignment]
     """OpenLocalForward listens on tunneld's machine and carries every accepted
     connection through the SSH server to a remote host and port (`ssh -L`).
+    Either end may be a unix-domain socket instead, as `ssh -L` allows.
+    """
+    OpenDynamicForward: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.OpenDynamicForwardRequest, _tunnel_pb2.OpenDynamicForwardResponse]  # type: ignore[assignment]
+    """OpenDynamicForward listens on tunneld's machine as a SOCKS proxy
+    (SOCKS4, SOCKS4a and SOCKS5 without authentication, CONNECT only) and
+    carries each connection through the SSH server to the host and port it
+    asks for (`ssh -D`). Names are resolved by the SSH server (`socks5h`).
+    The host's permit_open applies to every target; the reply reports
+    success only once the SSH server opened the channel.
     """
     OpenRemoteForward: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.OpenRemoteForwardRequest, _tunnel_pb2.OpenRemoteForwardResponse]  # type: ignore[assignment]
     """OpenRemoteForward asks the SSH server to listen and carries every
     connection it forwards back to a host and port reachable from tunneld's
-    machine (`ssh -R`).
+    machine (`ssh -R`). Either end may be a unix-domain socket instead; with
+    `dynamic`, tunneld speaks SOCKS on each forwarded connection and connects
+    where it asks (`ssh -R PORT` without a target).
     """
     List: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.ListRequest, _tunnel_pb2.ListResponse]  # type: ignore[assignment]
     """List returns every open tunnel and every SSH host with its connection state."""
@@ -163,7 +185,7 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     An unknown id is NOT_FOUND.
     """
     OpenAttached: _aio.UnaryStreamMultiCallable[_tunnel_pb2.OpenAttachedRequest, _tunnel_pb2.OpenAttachedResponse]  # type: ignore[assignment]
-    """OpenAttached opens a local or remote forward that lives only as long as
+    """OpenAttached opens a local, dynamic or remote forward that lives only as long as
     this call, as `ssh -N -L` ties a forward to the ssh process. The first
     message carries the opened tunnel; then one message per connection
     opened and closed, and one per change of the tunnel's state. When the
@@ -171,7 +193,7 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     deadline passes) tunneld closes the tunnel. If the tunnel is closed first
     (by Close or by shutdown), the last message carries it in state CLOSED
     and the call ends with OK. Errors opening the forward are those of
-    OpenLocalForward and OpenRemoteForward.
+    OpenLocalForward, OpenDynamicForward and OpenRemoteForward.
     """
     GetInfo: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.GetInfoRequest, _tunnel_pb2.GetInfoResponse]  # type: ignore[assignment]
     """GetInfo reports tunneld's version, process id and start time."""
@@ -235,6 +257,21 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_tunnel_pb2.OpenLocalForwardResponse, _abc.Awaitable[_tunnel_pb2.OpenLocalForwardResponse]]:
         """OpenLocalForward listens on tunneld's machine and carries every accepted
         connection through the SSH server to a remote host and port (`ssh -L`).
+        Either end may be a unix-domain socket instead, as `ssh -L` allows.
+        """
+
+    @_abc_1.abstractmethod
+    def OpenDynamicForward(
+        self,
+        request: _tunnel_pb2.OpenDynamicForwardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tunnel_pb2.OpenDynamicForwardResponse, _abc.Awaitable[_tunnel_pb2.OpenDynamicForwardResponse]]:
+        """OpenDynamicForward listens on tunneld's machine as a SOCKS proxy
+        (SOCKS4, SOCKS4a and SOCKS5 without authentication, CONNECT only) and
+        carries each connection through the SSH server to the host and port it
+        asks for (`ssh -D`). Names are resolved by the SSH server (`socks5h`).
+        The host's permit_open applies to every target; the reply reports
+        success only once the SSH server opened the channel.
         """
 
     @_abc_1.abstractmethod
@@ -245,7 +282,9 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_tunnel_pb2.OpenRemoteForwardResponse, _abc.Awaitable[_tunnel_pb2.OpenRemoteForwardResponse]]:
         """OpenRemoteForward asks the SSH server to listen and carries every
         connection it forwards back to a host and port reachable from tunneld's
-        machine (`ssh -R`).
+        machine (`ssh -R`). Either end may be a unix-domain socket instead; with
+        `dynamic`, tunneld speaks SOCKS on each forwarded connection and connects
+        where it asks (`ssh -R PORT` without a target).
         """
 
     @_abc_1.abstractmethod
@@ -273,7 +312,7 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tunnel_pb2.OpenAttachedRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_tunnel_pb2.OpenAttachedResponse], _abc.AsyncIterator[_tunnel_pb2.OpenAttachedResponse]]:
-        """OpenAttached opens a local or remote forward that lives only as long as
+        """OpenAttached opens a local, dynamic or remote forward that lives only as long as
         this call, as `ssh -N -L` ties a forward to the ssh process. The first
         message carries the opened tunnel; then one message per connection
         opened and closed, and one per change of the tunnel's state. When the
@@ -281,7 +320,7 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
         deadline passes) tunneld closes the tunnel. If the tunnel is closed first
         (by Close or by shutdown), the last message carries it in state CLOSED
         and the call ends with OK. Errors opening the forward are those of
-        OpenLocalForward and OpenRemoteForward.
+        OpenLocalForward, OpenDynamicForward and OpenRemoteForward.
         """
 
     @_abc_1.abstractmethod
