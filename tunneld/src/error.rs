@@ -245,6 +245,8 @@ pub enum Error {
         reason: String,
         /// Whether the server said it is not permitted (vs. connect failure).
         prohibited: bool,
+        /// Whether the server said it could not connect to the target.
+        connect_failed: bool,
     },
 
     /// A jump host refused, or failed, to open the `direct-tcpip` channel
@@ -275,6 +277,18 @@ pub enum Error {
         addr: String,
     },
 
+    /// A live unix socket (or another file) is where a local forward would
+    /// listen.
+    #[error(
+        "cannot listen on unix socket {path}: {reason}; choose another path, or stop what serves there"
+    )]
+    LocalSocketInUse {
+        /// The socket's path.
+        path: String,
+        /// What is there.
+        reason: String,
+    },
+
     /// Binding the local listener failed for another reason.
     #[error("cannot listen on {addr}: {reason}")]
     LocalBind {
@@ -295,6 +309,19 @@ pub enum Error {
         host: String,
         /// bind address:port asked for.
         addr: String,
+    },
+
+    /// The SSH server refused a `streamlocal-forward@openssh.com` request.
+    #[error(
+        "SSH server of host {host:?} refused to listen on unix socket {path}; a live socket may be there \
+         (sshd replaces a stale one only with StreamLocalBindUnlink yes), its directory may be missing or not \
+         writable by the login user, or its sshd_config forbids it (AllowStreamLocalForwarding)"
+    )]
+    RemoteSocketRefused {
+        /// Host name.
+        host: String,
+        /// The socket's path on the server.
+        path: String,
     },
 
     /// The server refused the command request.

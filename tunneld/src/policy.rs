@@ -7,6 +7,12 @@
 //!   targets local forwards may reach through that host.
 //! - `permit_listen` (per host; like sshd's `PermitListen`): the
 //!   `[host:]port` remote forwards may ask that host's server to listen on.
+//! - `permit_remote_open` (per reverse dynamic forward; like the client's
+//!   `PermitRemoteOpen`): the `host:port` targets its SOCKS requests may
+//!   have tunneld connect to.
+//!
+//! `permit_open` and `permit_listen` also take absolute paths, for unix
+//! socket targets and listeners, matched exactly and only by path entries.
 //!
 //! Patterns take `*` for a whole host or port, `none` (nothing) and `any`
 //! (no restriction). Names are compared as written, without DNS: a rule
@@ -31,6 +37,14 @@ struct Pattern {
 
 impl Pattern {
     fn parse(text: &str, host_optional: bool) -> std::result::Result<Pattern, String> {
+        // A unix socket's path, compared as written.
+        if text.starts_with('/') {
+            return Ok(Pattern {
+                host: Some(text.to_string()),
+                port: Some(PATH_PORT),
+                text: text.to_string(),
+            });
+        }
         let bad = || {
             if host_optional {
                 format!("{text:?} is not [HOST:]PORT (PORT may be *; IPv6 as [addr]:port)")
@@ -66,8 +80,16 @@ impl Pattern {
     }
 
     /// Whether `host:port` matches; port 0 (let the server pick) is matched
-    /// only by a `*` port.
+    /// only by a `*` port. A unix socket path is `(path, PATH_PORT)`, and
+    /// only a path pattern matches it, exactly.
     fn matches(&self, host: &str, port: u16) -> bool {
+        let is_path = |h: &str| h.starts_with('/');
+        match (self.host.as_deref(), port) {
+            (Some(p), PATH_PORT) if is_path(p) => return p == host,
+            (Some(p), _) if is_path(p) => return false,
+            (_, PATH_PORT) if is_path(host) => return false,
+            _ => {}
+        }
         let host_ok = self.host.as_ref().is_none_or(|h| same_host(h, host));
         let port_ok = match self.port {
             None => true,
@@ -76,6 +98,10 @@ impl Pattern {
         host_ok && port_ok
     }
 }
+
+/// The port a unix socket path is checked with: none a TCP pattern names
+/// (they name 1..65535 or `*`, and `*` is kept from matching paths above).
+const PATH_PORT: u16 = 0;
 
 /// Case-insensitive, and IPv6 addresses compared as addresses.
 fn same_host(pattern: &str, host: &str) -> bool {
@@ -166,6 +192,32 @@ impl HostPolicy {
         )))
     }
 
+    /// Checks the unix socket a local forward over host `host_name` would
+    /// have the server connect to.
+    pub fn check_open_path(&self, host_name: &str, path: &str) -> Result<()> {
+        if self.permit_open.allows(path, PATH_PORT) {
+            return Ok(());
+        }
+        Err(Error::NotPermitted(format!(
+            "forwarding to unix socket {path} is not permitted by permit_open of host {host_name:?} (allowed: {}); \
+             add the path to permit_open of [hosts.{host_name}] in tunneld's config, or to --permit-open",
+            self.permit_open
+        )))
+    }
+
+    /// Checks the unix socket a remote forward over host `host_name` would
+    /// have the server listen on.
+    pub fn check_listen_path(&self, host_name: &str, path: &str) -> Result<()> {
+        if self.permit_listen.allows(path, PATH_PORT) {
+            return Ok(());
+        }
+        Err(Error::NotPermitted(format!(
+            "listening on unix socket {path} is not permitted by permit_listen of host {host_name:?} (allowed: {}); \
+             add the path to permit_listen of [hosts.{host_name}] in tunneld's config, or to --permit-listen",
+            self.permit_listen
+        )))
+    }
+
     /// Checks where a remote forward over host `host_name` would listen.
     pub fn check_listen(&self, host_name: &str, bind: &str, port: u16) -> Result<()> {
         if self.permit_listen.allows(bind, port) {
@@ -181,6 +233,43 @@ impl HostPolicy {
              add it to permit_listen of [hosts.{host_name}] in tunneld's config, or to --permit-listen",
             self.permit_listen
         )))
+    }
+}
+
+/// Where a reverse dynamic forward may connect (OpenSSH's client-side
+/// `PermitRemoteOpen`): `HOST:PORT` patterns, `any` (the default) or `none`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteOpenPolicy(AllowList);
+
+impl RemoteOpenPolicy {
+    /// Parses the entries; an empty list allows any target.
+    pub fn parse(items: &[String]) -> std::result::Result<RemoteOpenPolicy, String> {
+        AllowList::parse(items, false)
+            .map(RemoteOpenPolicy)
+            .map_err(|e| format!("permit_remote_open: {e}"))
+    }
+
+    /// The rule as written, one entry each; empty when any target is allowed.
+    pub fn entries(&self) -> Vec<String> {
+        match &self.0.0 {
+            None => Vec::new(),
+            Some(p) if p.is_empty() => vec!["none".into()],
+            Some(p) => p.iter().map(|p| p.text.clone()).collect(),
+        }
+    }
+
+    /// Checks a SOCKS request's target; the refusal says what to change.
+    pub fn check(&self, host: &str, port: u16) -> std::result::Result<(), String> {
+        if self.0.allows(host, port) {
+            return Ok(());
+        }
+        Err(format!(
+            "connecting to {} is not permitted by the tunnel's permit_remote_open (allowed: {}); \
+             open the reverse dynamic forward again with --permit-remote-open {}",
+            join_host_port(host, port),
+            self.0,
+            join_host_port(host, port),
+        ))
     }
 }
 
@@ -267,6 +356,56 @@ mod tests {
             e.contains("a port the server picks (0)") && e.contains("permit_listen of host \"h\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn socket_paths_match_only_path_patterns_exactly() {
+        let p = HostPolicy::parse(
+            &list(&["/run/pg/.s.PGSQL.5432", "*:*"]),
+            &list(&["/tmp/app.sock", "*"]),
+        )
+        .unwrap();
+        assert!(p.check_open_path("h", "/run/pg/.s.PGSQL.5432").is_ok());
+        assert!(p.check_open("h", "db", 5432).is_ok());
+        // `*:*` covers every host and port, but no path.
+        let e = p
+            .check_open_path("h", "/run/other.sock")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unix socket /run/other.sock is not permitted by permit_open of host \"h\""),
+            "{e}"
+        );
+        assert!(p.check_listen_path("h", "/tmp/app.sock").is_ok());
+        assert!(p.check_listen_path("h", "/tmp/App.sock").is_err());
+        assert!(p.check_listen("h", "localhost", 0).is_ok());
+        // A path pattern covers no TCP target.
+        let only_path = HostPolicy::parse(&list(&["/a.sock"]), &[]).unwrap();
+        assert!(only_path.check_open("h", "/a.sock", 1).is_err());
+        assert!(only_path.check_open("h", "localhost", 80).is_err());
+        // No list: any path.
+        assert!(HostPolicy::default().check_open_path("h", "/x").is_ok());
+    }
+
+    #[test]
+    fn permit_remote_open_is_any_by_default_and_names_the_flag() {
+        let any = RemoteOpenPolicy::parse(&[]).unwrap();
+        assert!(any.check("anything", 1).is_ok());
+        assert!(any.entries().is_empty());
+        let p = RemoteOpenPolicy::parse(&list(&["localhost:8080", "10.0.0.1:*"])).unwrap();
+        assert!(p.check("localhost", 8080).is_ok());
+        assert!(p.check("10.0.0.1", 22).is_ok());
+        let e = p.check("localhost", 22).unwrap_err();
+        assert!(
+            e.contains("localhost:22 is not permitted by the tunnel's permit_remote_open")
+                && e.contains("--permit-remote-open localhost:22"),
+            "{e}"
+        );
+        assert_eq!(p.entries(), list(&["localhost:8080", "10.0.0.1:*"]));
+        let none = RemoteOpenPolicy::parse(&list(&["none"])).unwrap();
+        assert!(none.check("localhost", 80).is_err());
+        assert_eq!(none.entries(), list(&["none"]));
+        assert!(RemoteOpenPolicy::parse(&list(&["nohost"])).is_err());
     }
 
     #[test]

@@ -25,8 +25,8 @@ use crate::{
     relay::spill::SpillPolicy,
     ssh::{HostSnapshot, SshHost},
     tunnel::{
-        self, Attachment, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec, Tunnel,
-        TunnelObserver, TunnelOptions, TunnelSnapshot,
+        self, Attachment, Endpoint, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec,
+        Tunnel, TunnelObserver, TunnelOptions, TunnelSnapshot,
     },
 };
 
@@ -173,7 +173,8 @@ impl Daemon {
         Ok(output.holding(slot))
     }
 
-    /// Opens a local forward over `host`.
+    /// Opens a local forward over `host`; with a SOCKS target, a dynamic
+    /// one (`ssh -D`).
     pub async fn open_local(&self, host: &str, spec: LocalForwardSpec) -> Result<TunnelSnapshot> {
         let (seq, t) = self.open(host, ForwardSpec::Local(spec), false).await?;
         Ok(self.register(seq, t))
@@ -264,26 +265,32 @@ impl Daemon {
         Ok(guard)
     }
 
-    /// The forward policy, before anything is bound, dialled or asked.
+    /// The forward policy, before anything is bound, dialled or asked. A
+    /// dynamic forward's targets are checked per SOCKS request.
     async fn check_policy(&self, host: &SshHost, spec: &ForwardSpec) -> Result<()> {
         let config = host.config();
+        let policy = &config.settings.policy;
         match spec {
             ForwardSpec::Local(l) => {
-                let ip = tunnel::resolve_bind(&l.bind_address, l.local_port)
-                    .await?
-                    .ip();
-                self.allow_local_bind.check(&l.bind_address, ip)?;
-                config
-                    .settings
-                    .policy
-                    .check_open(&config.name, &l.remote_host, l.remote_port)
+                if let Endpoint::Tcp { host: bind, port } = &l.listen {
+                    let ip = tunnel::resolve_bind(bind, *port).await?.ip();
+                    self.allow_local_bind.check(bind, ip)?;
+                }
+                match &l.target {
+                    Endpoint::Tcp { host, port } => policy.check_open(&config.name, host, *port),
+                    Endpoint::Unix { path } => {
+                        policy.check_open_path(&config.name, &path.to_string_lossy())
+                    }
+                    Endpoint::Socks => Ok(()),
+                }
             }
-            ForwardSpec::Remote(r) => {
-                config
-                    .settings
-                    .policy
-                    .check_listen(&config.name, &r.bind_address, r.remote_port)
-            }
+            ForwardSpec::Remote(r) => match &r.listen {
+                Endpoint::Tcp { host, port } => policy.check_listen(&config.name, host, *port),
+                Endpoint::Unix { path } => {
+                    policy.check_listen_path(&config.name, &path.to_string_lossy())
+                }
+                Endpoint::Socks => Ok(()),
+            },
         }
     }
 

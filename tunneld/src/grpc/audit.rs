@@ -166,26 +166,75 @@ fn env_names<'a>(env: impl Iterator<Item = &'a String>) -> String {
     format!(" env={}", names.join(","))
 }
 
-/// `OpenLocalForward`: `local BIND:PORT -> TARGET:PORT`.
+/// `OpenLocalForward`: `local BIND:PORT -> TARGET:PORT`, either side a
+/// socket path instead.
 pub(super) fn local(r: &pb::OpenLocalForwardRequest) -> String {
     format!(
-        "local {}:{} -> {}:{}",
-        or(&r.bind_address, DEFAULT_LOCAL_BIND),
-        r.local_port,
-        or(&r.remote_host, DEFAULT_TARGET_HOST),
-        r.remote_port
+        "local {} -> {}",
+        end(
+            &r.local_path,
+            &r.bind_address,
+            DEFAULT_LOCAL_BIND,
+            r.local_port
+        ),
+        end(
+            &r.remote_path,
+            &r.remote_host,
+            DEFAULT_TARGET_HOST,
+            r.remote_port
+        ),
     )
 }
 
-/// `OpenRemoteForward`: `remote BIND:PORT -> TARGET:PORT`.
-pub(super) fn remote(r: &pb::OpenRemoteForwardRequest) -> String {
+/// `OpenDynamicForward`: `dynamic BIND:PORT -> SOCKS`.
+pub(super) fn dynamic(r: &pb::OpenDynamicForwardRequest) -> String {
     format!(
-        "remote {}:{} -> {}:{}",
-        or(&r.remote_bind_address, DEFAULT_REMOTE_BIND),
-        r.remote_port,
-        or(&r.local_host, DEFAULT_TARGET_HOST),
-        r.local_port
+        "dynamic {} -> SOCKS",
+        end("", &r.bind_address, DEFAULT_LOCAL_BIND, r.local_port),
     )
+}
+
+/// `OpenRemoteForward`: `remote BIND:PORT -> TARGET:PORT`, either side a
+/// socket path instead, or `-> SOCKS` with its `permit_remote_open`.
+pub(super) fn remote(r: &pb::OpenRemoteForwardRequest) -> String {
+    let listen = end(
+        &r.remote_path,
+        &r.remote_bind_address,
+        DEFAULT_REMOTE_BIND,
+        r.remote_port,
+    );
+    if r.dynamic {
+        let rule = if r.permit_remote_open.is_empty() {
+            String::new()
+        } else {
+            let entries: Vec<String> = r
+                .permit_remote_open
+                .iter()
+                .take(16)
+                .map(|e| bare(e, SHOWN_CHARS))
+                .collect();
+            format!(" permit_remote_open={}", entries.join(","))
+        };
+        return format!("remote {listen} -> SOCKS{rule}");
+    }
+    format!(
+        "remote {listen} -> {}",
+        end(
+            &r.local_path,
+            &r.local_host,
+            DEFAULT_TARGET_HOST,
+            r.local_port
+        ),
+    )
+}
+
+/// One end as asked: the socket path when given, else `HOST:PORT`.
+fn end(path: &str, host: &str, default: &str, port: u32) -> String {
+    if path.is_empty() {
+        format!("{}:{port}", or(host, default))
+    } else {
+        bare(path, SHOWN_CHARS)
+    }
 }
 
 /// `OpenAttached`: the forward it carries, and its host.
@@ -196,6 +245,9 @@ pub(super) fn attached(r: &pb::OpenAttachedRequest) -> (&str, String) {
         }
         Some(pb::open_attached_request::Forward::Remote(rm)) => {
             (&rm.host, format!("attached {}", remote(rm)))
+        }
+        Some(pb::open_attached_request::Forward::Dynamic(d)) => {
+            (&d.host, format!("attached {}", dynamic(d)))
         }
         None => ("", "attached (no forward)".to_string()),
     }

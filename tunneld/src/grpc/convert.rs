@@ -13,6 +13,7 @@ use crate::{
     },
     error::{Error, Result},
     exec::{ExecEvent, ExecSpec, ExitStatus, valid_env_name},
+    policy::RemoteOpenPolicy,
     ssh::ConnectionState,
     tunnel::{
         AttachmentEvent, ConnectionLimits, Endpoint, ForwardSpec, LocalForwardSpec,
@@ -26,6 +27,8 @@ pub(super) const DEFAULT_LOCAL_BIND: &str = "127.0.0.1";
 pub(super) const DEFAULT_REMOTE_BIND: &str = "localhost";
 /// Default target host: the SSH server itself / this machine.
 pub(super) const DEFAULT_TARGET_HOST: &str = "localhost";
+/// Most entries a `permit_remote_open` may have.
+pub const MAX_PERMIT_REMOTE_OPEN: usize = 256;
 
 pub(super) fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
@@ -103,15 +106,70 @@ pub(super) fn exec_env(
     Ok(env)
 }
 
+/// One end of a forward: the socket path when `path` is set (then the
+/// host and port fields must be empty), else a host (`default` when empty)
+/// and port (0 allowed when `any_port`).
+fn end(
+    (path_field, path): (&str, &str),
+    (host_field_name, host): (&str, String),
+    default: &str,
+    (port_field, port_value): (&str, u32),
+    any_port: bool,
+) -> Result<Endpoint> {
+    if !path.is_empty() {
+        if !host.trim().is_empty() || port_value != 0 {
+            return Err(invalid(format!(
+                "{path_field} names a unix socket, so {host_field_name} and {port_field} must be empty; \
+                 give either a socket path or a host and port"
+            )));
+        }
+        return Endpoint::unix(path_field, path);
+    }
+    Ok(Endpoint::Tcp {
+        host: host_field(host_field_name, host, default)?,
+        port: if any_port {
+            port_or_any(port_field, port_value)?
+        } else {
+            port(port_field, port_value)?
+        },
+    })
+}
+
 /// Validates an OpenLocalForwardRequest.
 pub fn local_request(r: pb::OpenLocalForwardRequest) -> Result<(String, LocalForwardSpec)> {
     Ok((
         r.host,
         LocalForwardSpec {
-            bind_address: host_field("bind_address", r.bind_address, DEFAULT_LOCAL_BIND)?,
-            local_port: port_or_any("local_port", r.local_port)?,
-            remote_host: host_field("remote_host", r.remote_host, DEFAULT_TARGET_HOST)?,
-            remote_port: port("remote_port", r.remote_port)?,
+            listen: end(
+                ("local_path", &r.local_path),
+                ("bind_address", r.bind_address),
+                DEFAULT_LOCAL_BIND,
+                ("local_port", r.local_port),
+                true,
+            )?,
+            target: end(
+                ("remote_path", &r.remote_path),
+                ("remote_host", r.remote_host),
+                DEFAULT_TARGET_HOST,
+                ("remote_port", r.remote_port),
+                false,
+            )?,
+            limits: connection_limits(r.max_connections, r.idle_timeout)?,
+        },
+    ))
+}
+
+/// Validates an OpenDynamicForwardRequest: a local forward whose target is
+/// SOCKS.
+pub fn dynamic_request(r: pb::OpenDynamicForwardRequest) -> Result<(String, LocalForwardSpec)> {
+    Ok((
+        r.host,
+        LocalForwardSpec {
+            listen: Endpoint::Tcp {
+                host: host_field("bind_address", r.bind_address, DEFAULT_LOCAL_BIND)?,
+                port: port_or_any("local_port", r.local_port)?,
+            },
+            target: Endpoint::Socks,
             limits: connection_limits(r.max_connections, r.idle_timeout)?,
         },
     ))
@@ -119,17 +177,51 @@ pub fn local_request(r: pb::OpenLocalForwardRequest) -> Result<(String, LocalFor
 
 /// Validates an OpenRemoteForwardRequest.
 pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<(String, RemoteForwardSpec)> {
+    let listen = end(
+        ("remote_path", &r.remote_path),
+        ("remote_bind_address", r.remote_bind_address),
+        DEFAULT_REMOTE_BIND,
+        ("remote_port", r.remote_port),
+        true,
+    )?;
+    let target = if r.dynamic {
+        if !r.local_host.trim().is_empty() || r.local_port != 0 || !r.local_path.is_empty() {
+            return Err(invalid(
+                "dynamic is set, so local_host, local_port and local_path must be empty: \
+                 each connection names its own target over SOCKS"
+                    .into(),
+            ));
+        }
+        Endpoint::Socks
+    } else {
+        if !r.permit_remote_open.is_empty() {
+            return Err(invalid(
+                "permit_remote_open applies only to a reverse dynamic forward (dynamic: true)"
+                    .into(),
+            ));
+        }
+        end(
+            ("local_path", &r.local_path),
+            ("local_host", r.local_host),
+            DEFAULT_TARGET_HOST,
+            ("local_port", r.local_port),
+            false,
+        )?
+    };
+    if r.permit_remote_open.len() > MAX_PERMIT_REMOTE_OPEN {
+        return Err(invalid(format!(
+            "permit_remote_open has {} entries; at most {MAX_PERMIT_REMOTE_OPEN} are accepted",
+            r.permit_remote_open.len()
+        )));
+    }
+    let permit_remote_open = RemoteOpenPolicy::parse(&r.permit_remote_open)
+        .map_err(|e| invalid(clipped(&e).to_string()))?;
     Ok((
         r.host,
         RemoteForwardSpec {
-            bind_address: host_field(
-                "remote_bind_address",
-                r.remote_bind_address,
-                DEFAULT_REMOTE_BIND,
-            )?,
-            remote_port: port_or_any("remote_port", r.remote_port)?,
-            local_host: host_field("local_host", r.local_host, DEFAULT_TARGET_HOST)?,
-            local_port: port("local_port", r.local_port)?,
+            listen,
+            target,
+            permit_remote_open,
             limits: connection_limits(r.max_connections, r.idle_timeout)?,
         },
     ))
@@ -169,8 +261,13 @@ pub fn attached_request(r: pb::OpenAttachedRequest) -> Result<(String, ForwardSp
     match r.forward {
         Some(Forward::Local(l)) => local_request(l).map(|(h, s)| (h, ForwardSpec::Local(s))),
         Some(Forward::Remote(r)) => remote_request(r).map(|(h, s)| (h, ForwardSpec::Remote(s))),
+        Some(Forward::Dynamic(d)) => {
+            dynamic_request(d).map(|(h, s)| (h, ForwardSpec::Local(s)))
+        }
         None => Err(invalid(
-            "forward is not set; set `local` (as OpenLocalForward) or `remote` (as OpenRemoteForward)".into(),
+            "forward is not set; set `local` (as OpenLocalForward), `dynamic` (as OpenDynamicForward) \
+             or `remote` (as OpenRemoteForward)"
+                .into(),
         )),
     }
 }
@@ -199,7 +296,13 @@ fn endpoint(e: Endpoint) -> pb::Endpoint {
         Endpoint::Tcp { host, port } => pb::Endpoint {
             host,
             port: u32::from(port),
+            path: String::new(),
         },
+        Endpoint::Unix { path } => pb::Endpoint {
+            path: path.to_string_lossy().into_owned(),
+            ..Default::default()
+        },
+        Endpoint::Socks => pb::Endpoint::default(),
     }
 }
 
@@ -210,6 +313,8 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
         kind: match t.kind {
             TunnelKind::Local => pb::TunnelKind::Local,
             TunnelKind::Remote => pb::TunnelKind::Remote,
+            TunnelKind::Dynamic => pb::TunnelKind::Dynamic,
+            TunnelKind::RemoteDynamic => pb::TunnelKind::RemoteDynamic,
         } as i32,
         host: t.host,
         local: Some(endpoint(t.local)),
@@ -236,6 +341,7 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
         max_connections: t.max_connections,
         idle_timeout: t.idle_timeout.map(duration),
         restores: t.restores,
+        permit_remote_open: t.permit_remote_open,
     }
 }
 
@@ -389,9 +495,98 @@ mod tests {
         })
         .unwrap();
         assert_eq!(host, "");
-        assert_eq!(spec.bind_address, "127.0.0.1");
-        assert_eq!(spec.local_port, 0);
-        assert_eq!(spec.remote_host, "localhost");
+        assert_eq!(
+            spec.listen,
+            Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0
+            }
+        );
+        assert_eq!(
+            spec.target,
+            Endpoint::Tcp {
+                host: "localhost".into(),
+                port: 5432
+            }
+        );
+    }
+
+    #[test]
+    fn a_socket_path_replaces_host_and_port_and_excludes_them() {
+        let (_, spec) = local_request(pb::OpenLocalForwardRequest {
+            local_path: "/tmp/pg.sock".into(),
+            remote_path: "/run/postgresql/.s.PGSQL.5432".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            spec.listen,
+            Endpoint::Unix {
+                path: "/tmp/pg.sock".into()
+            }
+        );
+        assert!(matches!(spec.target, Endpoint::Unix { .. }));
+        let e = local_request(pb::OpenLocalForwardRequest {
+            local_path: "/tmp/pg.sock".into(),
+            local_port: 7777,
+            remote_port: 1,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "local_path names a unix socket, so bind_address and local_port must be empty"
+            ),
+            "{e}"
+        );
+        let e = remote_request(pb::OpenRemoteForwardRequest {
+            remote_path: "relative.sock".into(),
+            local_port: 80,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("remote_path") && e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn reverse_dynamic_takes_no_target_and_a_checked_rule() {
+        let (_, spec) = remote_request(pb::OpenRemoteForwardRequest {
+            remote_port: 1080,
+            dynamic: true,
+            permit_remote_open: vec!["localhost:8080".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(spec.target, Endpoint::Socks);
+        assert_eq!(spec.permit_remote_open.entries(), vec!["localhost:8080"]);
+        let e = remote_request(pb::OpenRemoteForwardRequest {
+            remote_port: 1080,
+            dynamic: true,
+            local_port: 80,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("dynamic is set"), "{e}");
+        let e = remote_request(pb::OpenRemoteForwardRequest {
+            remote_port: 1080,
+            local_port: 80,
+            permit_remote_open: vec!["a:1".into()],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only to a reverse dynamic forward"), "{e}");
+        let e = remote_request(pb::OpenRemoteForwardRequest {
+            dynamic: true,
+            permit_remote_open: vec!["nohost".into()],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("permit_remote_open"), "{e}");
     }
 
     #[test]

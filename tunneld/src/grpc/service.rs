@@ -104,6 +104,30 @@ impl TunnelService for TunnelApi {
             .await
     }
 
+    async fn open_dynamic_forward(
+        &self,
+        req: Request<pb::OpenDynamicForwardRequest>,
+    ) -> Result<Response<pb::OpenDynamicForwardResponse>, Status> {
+        let audit = Audit::new(
+            "OpenDynamicForward",
+            &req,
+            &req.get_ref().host,
+            audit::dynamic(req.get_ref()),
+        );
+        audit
+            .around(
+                async {
+                    let (host, spec) = convert::dynamic_request(req.into_inner())?;
+                    let t = self.daemon.open_local(&host, spec).await?;
+                    Ok(Response::new(pb::OpenDynamicForwardResponse {
+                        tunnel: Some(convert::tunnel(t)),
+                    }))
+                },
+                |r| tunnel_id(&r.get_ref().tunnel),
+            )
+            .await
+    }
+
     async fn open_remote_forward(
         &self,
         req: Request<pb::OpenRemoteForwardRequest>,

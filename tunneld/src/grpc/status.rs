@@ -23,12 +23,13 @@ impl From<Error> for Status {
                 prohibited: true, ..
             } => Code::PermissionDenied,
             Error::JumpRefused { .. } => Code::Unavailable,
-            Error::LocalAddressInUse { .. } => Code::AlreadyExists,
+            Error::LocalAddressInUse { .. } | Error::LocalSocketInUse { .. } => Code::AlreadyExists,
             Error::LocalBind {
                 permission: true, ..
             } => Code::PermissionDenied,
             Error::LocalBind { .. } => Code::Unavailable,
             Error::RemoteForwardRefused { .. }
+            | Error::RemoteSocketRefused { .. }
             | Error::ExecRefused { .. }
             | Error::NotPermitted(_) => Code::PermissionDenied,
             Error::ExecTimeout { .. } => Code::DeadlineExceeded,

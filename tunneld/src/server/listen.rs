@@ -8,12 +8,13 @@
 use std::{
     fmt, io,
     net::SocketAddr,
-    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
     str::FromStr,
 };
 
 use tokio::net::{TcpListener, UnixListener};
+
+use crate::sys::unix_listener::{self, SocketFile};
 
 /// Scheme prefix of a unix socket address, as gRPC names them.
 pub const UNIX_PREFIX: &str = "unix:";
@@ -57,7 +58,7 @@ impl fmt::Display for ApiListener {
                 Ok(a) => write!(f, "{a}"),
                 Err(_) => f.write_str("(unknown TCP address)"),
             },
-            ApiListener::Unix(_, file) => write!(f, "{UNIX_PREFIX}{}", file.path.display()),
+            ApiListener::Unix(_, file) => write!(f, "{UNIX_PREFIX}{}", file.path().display()),
         }
     }
 }
@@ -134,96 +135,20 @@ async fn bind_tcp(text: &str, exposure: &Exposure) -> Result<TcpListener, String
     crate::sys::tcp_listener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// The socket file of a unix listener, removed on drop if it is still ours.
-pub struct SocketFile {
-    path: PathBuf,
-    /// Device and inode, to avoid removing a socket someone else put there.
-    id: (u64, u64),
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
-            && (meta.dev(), meta.ino()) == self.id
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
-    remove_stale(path)?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    // A private directory next to the target: bound and restricted there,
-    // then renamed into place.
-    let private = parent.join(format!(
-        ".tunneld-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default()
-    ));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&private)
-        .map_err(|e| {
-            with_context(
-                e,
-                &format!("cannot create a directory in {}", parent.display()),
-            )
-        })?;
-    let staged = private.join("api.sock");
-    let bound = (|| {
-        let listener = std::os::unix::net::UnixListener::bind(&staged)?;
-        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::rename(&staged, path)?;
-        listener.set_nonblocking(true)?;
-        let meta = std::fs::symlink_metadata(path)?;
-        Ok::<_, io::Error>((listener, (meta.dev(), meta.ino())))
-    })();
-    let _ = std::fs::remove_file(&staged);
-    let _ = std::fs::remove_dir(&private);
-    let (listener, id) = bound?;
-    let file = SocketFile {
-        path: path.to_path_buf(),
-        id,
-    };
+    let (listener, file) = unix_listener::bind(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            io::Error::new(e.kind(), format!("{e} (is tunneld already running?)"))
+        }
+        _ => e,
+    })?;
     Ok((UnixListener::from_std(listener)?, file))
-}
-
-/// Removes a socket left by a tunneld that died; refuses to touch a live
-/// socket or anything that is not a socket.
-fn remove_stale(path: &Path) -> io::Result<()> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !meta.file_type().is_socket() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the path exists and is not a socket; remove it or choose another path",
-        ));
-    }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another process is serving on this socket (is tunneld already running?)",
-        )),
-        Err(_) => std::fs::remove_file(path),
-    }
-}
-
-fn with_context(e: io::Error, context: &str) -> io::Error {
-    io::Error::new(e.kind(), format!("{context}: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -38,19 +38,9 @@
 mod handshake;
 mod reply;
 mod request;
-// Dynamic forwards are not wired yet: until they are, only the tests use
-// `read_request` (the fuzz target reaches the rest through `parsers`).
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "dynamic forwards are not wired yet")
-)]
 mod stream;
 
 pub use handshake::{Handshake, Step};
 pub use reply::Refusal;
 pub use request::{Request, Target, Version};
-#[cfg_attr(
-    not(test),
-    expect(unused_imports, reason = "dynamic forwards are not wired yet")
-)]
-pub use stream::{HANDSHAKE_TIMEOUT, SocksError, read_request};
+pub use stream::{HANDSHAKE_TIMEOUT, read_request};

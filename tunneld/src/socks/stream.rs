@@ -102,7 +102,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // Through the module's re-exports, as the tunnels will use them.
-    use super::super::{HANDSHAKE_TIMEOUT, Request, SocksError, Target, Version, read_request};
+    use super::super::{HANDSHAKE_TIMEOUT, Request, Target, Version, read_request};
+    use super::SocksError;
 
     #[tokio::test]
     async fn socks5_request_with_data() {

@@ -1,5 +1,6 @@
-//! Routing of `forwarded-tcpip` channels (connections the SSH server accepted
-//! on a remote forward) to the tunnel that asked for that forward.
+//! Routing of `forwarded-tcpip` and `forwarded-streamlocal@openssh.com`
+//! channels (connections the SSH server accepted on a remote forward) to the
+//! tunnel that asked for that forward.
 
 use std::sync::Mutex;
 
@@ -18,9 +19,36 @@ pub struct ForwardedChannel {
     pub originator: String,
 }
 
+/// Where the SSH server listens for a remote forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteListener {
+    /// `tcpip-forward`: an address and port (0 until the server picked one).
+    Tcp {
+        /// The bind address, as asked.
+        address: String,
+        /// The port.
+        port: u16,
+    },
+    /// `streamlocal-forward@openssh.com`: a unix socket's path.
+    Unix {
+        /// The path, on the server.
+        path: String,
+    },
+}
+
+impl std::fmt::Display for RemoteListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteListener::Tcp { address, port } => {
+                f.write_str(&tunnel_proto::addr::join_host_port(address, *port))
+            }
+            RemoteListener::Unix { path } => f.write_str(path),
+        }
+    }
+}
+
 struct Route {
-    address: String,
-    port: u32,
+    listener: RemoteListener,
     tx: mpsc::Sender<ForwardedChannel>,
 }
 
@@ -32,13 +60,12 @@ pub struct ForwardRoutes {
 }
 
 impl ForwardRoutes {
-    /// Sends channels for `address:port` to `tx` from now on.
-    pub fn add(&self, address: &str, port: u32, tx: mpsc::Sender<ForwardedChannel>) {
+    /// Sends channels for `listener` to `tx` from now on.
+    pub fn add(&self, listener: &RemoteListener, tx: mpsc::Sender<ForwardedChannel>) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes.retain(|r| !(r.port == port && r.address == address));
+        routes.retain(|r| r.listener != *listener);
         routes.push(Route {
-            address: address.to_string(),
-            port,
+            listener: listener.clone(),
             tx,
         });
     }
@@ -51,32 +78,50 @@ impl ForwardRoutes {
             .is_empty()
     }
 
-    /// Stops routing `address:port`.
-    pub fn remove(&self, address: &str, port: u32) {
+    /// Stops routing `listener`.
+    pub fn remove(&self, listener: &RemoteListener) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes.retain(|r| !(r.port == port && r.address == address));
+        routes.retain(|r| r.listener != *listener);
     }
 
-    /// Hands a channel to the tunnel listening on `address:port`. Never
-    /// blocks (it runs inside russh's session loop): when no tunnel wants it
-    /// or the tunnel's queue is full, the channel is dropped, which rejects it.
+    /// Hands a `forwarded-tcpip` channel to the tunnel listening on
+    /// `address:port`. Never blocks (it runs inside russh's session loop):
+    /// when no tunnel wants it or the tunnel's queue is full, the channel is
+    /// dropped, which rejects it.
     pub fn dispatch(&self, address: &str, port: u32, fc: ForwardedChannel) {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let port_is = |r: &&Route| matches!(&r.listener, RemoteListener::Tcp { port: p, .. } if u32::from(*p) == port);
         // The server reports the port it bound and the address as we asked
         // for it; match the port and prefer an exact address match.
         let route = routes
             .iter()
-            .find(|r| r.port == port && r.address == address)
-            .or_else(|| routes.iter().find(|r| r.port == port));
-        match route {
-            Some(r) => {
-                if let Err(e) = r.tx.try_send(fc) {
-                    tracing::warn!(%address, port, "remote forward busy or closing; rejecting connection: {e}");
-                }
+            .filter(port_is)
+            .find(|r| matches!(&r.listener, RemoteListener::Tcp { address: a, .. } if a == address))
+            .or_else(|| routes.iter().find(port_is));
+        let shown = tunnel_proto::addr::join_host_port(address, port);
+        hand_over(route, &shown, fc);
+    }
+
+    /// Hands a `forwarded-streamlocal@openssh.com` channel to the tunnel
+    /// listening on the socket at `path`, as [`ForwardRoutes::dispatch`].
+    pub fn dispatch_unix(&self, path: &str, fc: ForwardedChannel) {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let route = routes
+            .iter()
+            .find(|r| matches!(&r.listener, RemoteListener::Unix { path: p } if p == path));
+        hand_over(route, path, fc);
+    }
+}
+
+fn hand_over(route: Option<&Route>, listener: &str, fc: ForwardedChannel) {
+    match route {
+        Some(r) => {
+            if let Err(e) = r.tx.try_send(fc) {
+                tracing::warn!(%listener, "remote forward busy or closing; rejecting connection: {e}");
             }
-            None => {
-                tracing::warn!(%address, port, "forwarded connection for a port no tunnel owns; rejecting")
-            }
+        }
+        None => {
+            tracing::warn!(%listener, "forwarded connection for a listener no tunnel owns; rejecting")
         }
     }
 }

@@ -74,6 +74,25 @@ impl client::Handler for ClientHandler {
         Ok(())
     }
 
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: SshChannel,
+        socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // OpenSSH's sshd sends no peer for a unix socket's connection.
+        self.routes.dispatch_unix(
+            socket_path,
+            ForwardedChannel {
+                channel,
+                reply,
+                originator: socket_path.to_string(),
+            },
+        );
+        Ok(())
+    }
+
     async fn disconnected(
         &mut self,
         reason: DisconnectReason<Self::Error>,

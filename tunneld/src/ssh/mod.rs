@@ -25,7 +25,7 @@ mod session_use;
 mod settings;
 
 pub use exec_pool::{ExecLease, ExecPool};
-pub use forward_routes::{ForwardRoutes, ForwardedChannel};
+pub use forward_routes::{ForwardRoutes, ForwardedChannel, RemoteListener};
 pub use host::{ConnectionState, HostHold, HostSnapshot, Link, SshHost};
 pub use io_thread::{HostThread, IoThread};
 pub use session::SshSession;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ForwardRoutes, HostConfig, SessionUse, SshChannel,
+    ForwardRoutes, HostConfig, RemoteListener, SessionUse, SshChannel,
     auth::Credentials,
     dial::dial,
     handler::{ClientHandler, HandlerError, describe_russh_error},
@@ -182,6 +182,7 @@ impl SshSession {
                 host: self.host.name.clone(),
                 what: what.to_string(),
                 prohibited: matches!(reason, ChannelOpenFailure::AdministrativelyProhibited),
+                connect_failed: matches!(reason, ChannelOpenFailure::ConnectFailed),
                 reason: match reason {
                     ChannelOpenFailure::AdministrativelyProhibited => {
                         "administratively prohibited (sshd_config AllowTcpForwarding/PermitOpen/MaxSessions)".into()
@@ -240,6 +241,42 @@ impl SshSession {
         .await
     }
 
+    /// Opens a `direct-streamlocal@openssh.com` channel: the server connects
+    /// to the unix socket at `path`.
+    pub async fn open_direct_streamlocal(&self, path: &str) -> Result<SshChannel> {
+        self.bounded(path, self.handle.channel_open_direct_streamlocal(path))
+            .await
+    }
+
+    /// Asks the server to listen on the unix socket at `path`
+    /// (`streamlocal-forward@openssh.com`).
+    pub async fn streamlocal_forward(&self, path: &str) -> Result<()> {
+        // A refusal is an answer, not a failure of the connection.
+        let reply = self
+            .bounded(path, async {
+                match self.handle.streamlocal_forward(path).await {
+                    Err(russh::Error::RequestDenied) => Ok(false),
+                    other => other.map(|()| true),
+                }
+            })
+            .await?;
+        if reply {
+            Ok(())
+        } else {
+            Err(Error::RemoteSocketRefused {
+                host: self.host.name.clone(),
+                path: path.to_string(),
+            })
+        }
+    }
+
+    /// Cancels a remote unix socket forward
+    /// (`cancel-streamlocal-forward@openssh.com`).
+    pub async fn cancel_streamlocal_forward(&self, path: &str) -> Result<()> {
+        self.bounded(path, self.handle.cancel_streamlocal_forward(path))
+            .await
+    }
+
     /// Asks the server to listen on `address:port` (0: it picks); returns the
     /// port it listens on.
     pub async fn tcpip_forward(&self, address: &str, port: u16) -> Result<u16> {
@@ -278,6 +315,34 @@ impl SshSession {
             self.handle.cancel_tcpip_forward(address, u32::from(port)),
         )
         .await
+    }
+
+    /// Asks the server to listen on `listener`; returns it as bound (with
+    /// the port the server picked for port 0).
+    pub async fn forward(&self, listener: &RemoteListener) -> Result<RemoteListener> {
+        match listener {
+            RemoteListener::Tcp { address, port } => {
+                let port = self.tcpip_forward(address, *port).await?;
+                Ok(RemoteListener::Tcp {
+                    address: address.clone(),
+                    port,
+                })
+            }
+            RemoteListener::Unix { path } => {
+                self.streamlocal_forward(path).await?;
+                Ok(listener.clone())
+            }
+        }
+    }
+
+    /// Stops the server listening on `listener`.
+    pub async fn cancel_forward(&self, listener: &RemoteListener) -> Result<()> {
+        match listener {
+            RemoteListener::Tcp { address, port } => {
+                self.cancel_tcpip_forward(address, *port).await
+            }
+            RemoteListener::Unix { path } => self.cancel_streamlocal_forward(path).await,
+        }
     }
 
     /// Says goodbye to the server, then to the jump hosts; the

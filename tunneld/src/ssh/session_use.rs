@@ -145,9 +145,13 @@ mod tests {
         let using = Arc::new(SessionUse::new(routes.clone()));
         let _relay = using.relay();
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        routes.add("127.0.0.1", 9000, tx);
+        let listener = crate::ssh::RemoteListener::Tcp {
+            address: "127.0.0.1".into(),
+            port: 9000,
+        };
+        routes.add(&listener, tx);
         assert!(!using.alone());
-        routes.remove("127.0.0.1", 9000);
+        routes.remove(&listener);
         assert!(using.alone());
     }
 }

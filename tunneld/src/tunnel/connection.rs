@@ -80,6 +80,17 @@ impl<'a> Connection<'a> {
         error.get_or_insert_with(|| reason.into());
     }
 
+    /// Counts bytes a SOCKS client sent after its request, which reach the
+    /// target before the relay starts.
+    pub(super) fn count_to_target(&self, bytes: usize) {
+        let bytes = bytes as u64;
+        self.tunnel
+            .counters
+            .bytes_to_target
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.bytes_to_target.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Where the relay counts this connection's bytes: the local side is the
     /// client of a local forward but the target of a remote one.
     pub(super) fn byte_counters(&self) -> ByteCounters<'_> {
@@ -93,12 +104,12 @@ impl<'a> Connection<'a> {
             connection: &self.bytes_from_target,
         };
         match self.tunnel.kind {
-            TunnelKind::Local => ByteCounters {
+            TunnelKind::Local | TunnelKind::Dynamic => ByteCounters {
                 local_to_channel: to_target,
                 channel_to_local: from_target,
                 spilled: &c.spilled_bytes,
             },
-            TunnelKind::Remote => ByteCounters {
+            TunnelKind::Remote | TunnelKind::RemoteDynamic => ByteCounters {
                 local_to_channel: from_target,
                 channel_to_local: to_target,
                 spilled: &c.spilled_bytes,

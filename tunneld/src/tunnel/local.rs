@@ -1,33 +1,49 @@
-//! Local forwards (`ssh -L`): listen on tunneld's machine and carry each
-//! accepted connection through a `direct-tcpip` channel.
+//! Local forwards (`ssh -L`, and `ssh -D`): listen on tunneld's machine, on
+//! a TCP port or a unix socket, and carry each accepted connection through a
+//! `direct-tcpip` or `direct-streamlocal@openssh.com` channel; for a SOCKS
+//! target, to wherever the connection asks.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{
+    io,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions};
+use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions, dynamic};
 use crate::{
     error::{Error, Result},
     relay::LocalStream,
-    ssh::SshHost,
-    sys::accept_backoff::AcceptBackoff,
+    ssh::{SshChannel, SshHost, SshSession},
+    sys::{accept_backoff::AcceptBackoff, unix_listener::SocketFile},
 };
+
+/// The originator a `direct-tcpip` request names for a connection accepted
+/// on a unix socket, which has no address: OpenSSH's own stand-in.
+const UNIX_ORIGINATOR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 65535);
 
 /// What a local forward listens on and where it connects.
 #[derive(Debug, Clone)]
 pub struct LocalForwardSpec {
-    /// Address to listen on (IP or resolvable name).
-    pub bind_address: String,
-    /// Port to listen on; 0 picks one.
-    pub local_port: u16,
-    /// Host the SSH server connects to.
-    pub remote_host: String,
-    /// Port the SSH server connects to.
-    pub remote_port: u16,
+    /// Where tunneld listens: a TCP bind address and port (0 picks one), or
+    /// a unix socket.
+    pub listen: Endpoint,
+    /// Where the SSH server connects: a TCP host and port, a unix socket on
+    /// the server, or [`Endpoint::Socks`] for a dynamic forward.
+    pub target: Endpoint,
     /// Limits on its connections.
     pub limits: ConnectionLimits,
+}
+
+/// A bound listener of either kind.
+enum Listener {
+    Tcp(std::net::TcpListener),
+    /// The socket file goes with the listener: removed when it is dropped.
+    Unix(std::os::unix::net::UnixListener, SocketFile),
 }
 
 /// Connects the host (so errors surface now), binds the listener and starts
@@ -40,31 +56,45 @@ pub async fn open_local(
     options: TunnelOptions,
 ) -> Result<Arc<Tunnel>> {
     host.session().await?;
-    let listener = bind(&spec.bind_address, spec.local_port).await?;
-    let bind_failed = |e: io::Error| Error::LocalBind {
-        addr: format!("{}:{}", spec.bind_address, spec.local_port),
-        reason: e.to_string(),
-        permission: false,
+    let (listener, local) = match &spec.listen {
+        Endpoint::Tcp { host, port } => {
+            let listener = bind(host, *port).await?;
+            let bind_failed = |e: io::Error| Error::LocalBind {
+                addr: tunnel_proto::addr::join_host_port(host, *port),
+                reason: e.to_string(),
+                permission: false,
+            };
+            let bound = listener.local_addr().map_err(bind_failed)?;
+            let listener = listener.into_std().map_err(bind_failed)?;
+            let local = Endpoint::Tcp {
+                host: bound.ip().to_string(),
+                port: bound.port(),
+            };
+            (Listener::Tcp(listener), local)
+        }
+        Endpoint::Unix { path } => {
+            let (listener, file) = bind_unix(path)?;
+            (Listener::Unix(listener, file), spec.listen.clone())
+        }
+        Endpoint::Socks => {
+            return Err(Error::InvalidArgument(
+                "a local forward listens on a TCP port or a unix socket, not SOCKS".into(),
+            ));
+        }
     };
-    let bound = listener.local_addr().map_err(bind_failed)?;
-    let listener = listener.into_std().map_err(bind_failed)?;
-    let target = Endpoint::Tcp {
-        host: spec.remote_host,
-        port: spec.remote_port,
-    };
-    let local = Endpoint::Tcp {
-        host: bound.ip().to_string(),
-        port: bound.port(),
+    let kind = match spec.target {
+        Endpoint::Socks => TunnelKind::Dynamic,
+        _ => TunnelKind::Local,
     };
     let tunnel = Arc::new(Tunnel::new(
         id,
-        TunnelKind::Local,
+        kind,
         &host,
-        (local, target),
+        (local, spec.target),
         parent,
         options,
     ));
-    let span = tracing::info_span!("local_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %bound, target = %tunnel.remote);
+    let span = tracing::info_span!("local_forward", tunnel = %tunnel.id, host = %tunnel.host, listen = %tunnel.local, target = %tunnel.remote);
     tunnel
         .tasks
         .spawn(follow_link(tunnel.clone(), host.clone()).instrument(span.clone()));
@@ -74,15 +104,47 @@ pub async fn open_local(
     let accepting = {
         let tunnel = tunnel.clone();
         async move {
-            match TcpListener::from_std(listener) {
-                Ok(listener) => accept_loop(listener, tunnel, host).await,
-                Err(e) => tracing::error!("cannot accept on the forward's port: {e}"),
+            match listener {
+                Listener::Tcp(l) => match TcpListener::from_std(l) {
+                    Ok(l) => accept_loop(l, tunnel, host).await,
+                    Err(e) => tracing::error!("cannot accept on the forward's port: {e}"),
+                },
+                Listener::Unix(l, file) => {
+                    match UnixListener::from_std(l) {
+                        Ok(l) => accept_loop(l, tunnel, host).await,
+                        Err(e) => tracing::error!("cannot accept on the forward's socket: {e}"),
+                    }
+                    // Removed once nothing accepts on it any more.
+                    drop(file);
+                }
             }
         }
     };
     tunnel.tasks.spawn_on(accepting.instrument(span), &io);
-    tracing::info!(tunnel = %tunnel.id, listen = %bound, target = %tunnel.remote, host = %tunnel.host, "local forward open");
+    tracing::info!(tunnel = %tunnel.id, listen = %tunnel.local, target = %tunnel.remote, host = %tunnel.host, "local forward open");
     Ok(tunnel)
+}
+
+/// Binds the unix socket of a local forward: private (0600) from the start,
+/// a stale socket replaced, a live one refused.
+fn bind_unix(path: &std::path::Path) -> Result<(std::os::unix::net::UnixListener, SocketFile)> {
+    let shown = path.display().to_string();
+    crate::sys::unix_listener::bind(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse | io::ErrorKind::AlreadyExists => Error::LocalSocketInUse {
+            path: shown,
+            reason: e.to_string(),
+        },
+        io::ErrorKind::PermissionDenied => Error::LocalBind {
+            addr: shown,
+            reason: format!("{e} (tunneld's user cannot create files in that directory)"),
+            permission: true,
+        },
+        _ => Error::LocalBind {
+            addr: shown,
+            reason: e.to_string(),
+            permission: false,
+        },
+    })
 }
 
 /// The socket address a local forward on `address:port` listens on: the
@@ -138,20 +200,76 @@ async fn follow_link(tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
-    let mut backoff = AcceptBackoff::new("the forward's port");
+/// What an accept loop needs of a listener: the next connection and a name
+/// for its peer.
+trait Accept: Send + 'static {
+    type Stream: LocalStream;
+    /// What the forward listens on, for messages.
+    const WHAT: &'static str;
+    fn accept(&self) -> impl std::future::Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+}
+
+/// Who connected: an address, or (on a unix socket) the process's
+/// credentials.
+struct Peer {
+    /// For logs and events.
+    shown: String,
+    /// The originator a `direct-tcpip` request names.
+    originator: SocketAddr,
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    const WHAT: &'static str = "the forward's port";
+    async fn accept(&self) -> io::Result<(Self::Stream, Peer)> {
+        let (tcp, addr) = TcpListener::accept(self).await?;
+        let _ = tcp.set_nodelay(true);
+        Ok((
+            tcp,
+            Peer {
+                shown: addr.to_string(),
+                originator: addr,
+            },
+        ))
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    const WHAT: &'static str = "the forward's socket";
+    async fn accept(&self) -> io::Result<(Self::Stream, Peer)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        let shown = match stream.peer_cred() {
+            Ok(c) => match c.pid() {
+                Some(pid) => format!("uid {} pid {pid}", c.uid()),
+                None => format!("uid {}", c.uid()),
+            },
+            Err(_) => "unix peer".to_string(),
+        };
+        Ok((
+            stream,
+            Peer {
+                shown,
+                originator: UNIX_ORIGINATOR,
+            },
+        ))
+    }
+}
+
+async fn accept_loop<L: Accept>(listener: L, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
+    let mut backoff = AcceptBackoff::new(L::WHAT);
     loop {
         let accepted = tokio::select! {
             () = tunnel.cancel.cancelled() => break,
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((tcp, peer)) => {
+            Ok((stream, peer)) => {
                 backoff.accepted();
-                let span = tracing::debug_span!("conn", %peer);
+                let span = tracing::debug_span!("conn", peer = %peer.shown);
                 tunnel
                     .tasks
-                    .spawn(carry(tcp, peer, tunnel.clone(), host.clone()).instrument(span));
+                    .spawn(carry(stream, peer, tunnel.clone(), host.clone()).instrument(span));
             }
             Err(e) => {
                 let wait = backoff.failed(&e);
@@ -162,37 +280,55 @@ async fn accept_loop(listener: TcpListener, tunnel: Arc<Tunnel>, host: Arc<SshHo
             }
         }
     }
-    tracing::info!("local forward closed; port released");
+    tracing::info!("local forward closed; {} released", L::WHAT);
 }
 
-async fn carry(tcp: TcpStream, peer: SocketAddr, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
-    let Some(conn) = tunnel.connection(peer) else {
-        let _ = tcp.reset_on_close();
+async fn carry<S: LocalStream>(stream: S, peer: Peer, tunnel: Arc<Tunnel>, host: Arc<SshHost>) {
+    let Some(conn) = tunnel.connection(&peer.shown) else {
+        let _ = stream.reset_on_close();
         return;
     };
-    let _ = tcp.set_nodelay(true);
-    let Endpoint::Tcp {
-        host: target_host,
-        port: target_port,
-    } = &tunnel.remote;
+    if tunnel.remote == Endpoint::Socks {
+        return dynamic::carry_local(stream, peer.originator, &conn, &tunnel, &host).await;
+    }
     let opened = tokio::select! {
         () = tunnel.cancel.cancelled() => return,
         r = async {
             let session = host.wait_session(tunnel.reconnect_wait()).await?;
-            let channel = session.open_direct_tcpip(target_host, *target_port, peer).await?;
+            let channel = open_target(&session, &tunnel.remote, peer.originator).await?;
             Ok::<_, Error>((channel, session.usage().clone()))
         } => r,
     };
     let (channel, session) = match opened {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!("cannot carry connection from {peer}: {e}");
+            tracing::warn!("cannot carry connection from {}: {e}", peer.shown);
             conn.fail(e.to_string());
-            let _ = tcp.reset_on_close();
+            let _ = stream.reset_on_close();
             return;
         }
     };
     tunnel
-        .relay_connection(&conn, tcp, channel, Some(&session))
+        .relay_connection(&conn, stream, channel, Some(&session))
         .await;
+}
+
+/// Opens the channel to a fixed target: `direct-tcpip` for a host and port,
+/// `direct-streamlocal@openssh.com` for a socket on the server.
+async fn open_target(
+    session: &SshSession,
+    target: &Endpoint,
+    originator: SocketAddr,
+) -> Result<SshChannel> {
+    match target {
+        Endpoint::Tcp { host, port } => session.open_direct_tcpip(host, *port, originator).await,
+        Endpoint::Unix { path } => {
+            session
+                .open_direct_streamlocal(&path.to_string_lossy())
+                .await
+        }
+        Endpoint::Socks => Err(Error::InvalidArgument(
+            "a SOCKS forward's connections name their own targets".into(),
+        )),
+    }
 }

@@ -1,4 +1,5 @@
-//! Tunnels: local forwards (`ssh -L`) and remote forwards (`ssh -R`), their
+//! Tunnels: local forwards (`ssh -L`, and `ssh -D` when the target is
+//! SOCKS) and remote forwards (`ssh -R`, and its reverse dynamic form), their
 //! shared description, counters and registry.
 //!
 //! Architecture invariant: a tunnel knows its SSH host only through
@@ -7,6 +8,8 @@
 mod attachment;
 mod connection;
 mod counters;
+mod dynamic;
+mod endpoint;
 mod events;
 mod local;
 mod observer;
@@ -35,6 +38,7 @@ use crate::{
 pub use attachment::{Attachment, AttachmentEvent};
 pub use connection::Connection;
 pub use counters::{CountersSnapshot, TunnelCounters};
+pub use endpoint::Endpoint;
 pub use events::TunnelEvent;
 pub use local::{LocalForwardSpec, open_local, resolve_bind};
 pub use observer::TunnelObserver;
@@ -71,9 +75,10 @@ pub struct TunnelOptions {
 /// A forward to open, either way.
 #[derive(Debug, Clone)]
 pub enum ForwardSpec {
-    /// `ssh -L`.
+    /// `ssh -L`, or `ssh -D` when the target is [`Endpoint::Socks`].
     Local(LocalForwardSpec),
-    /// `ssh -R`.
+    /// `ssh -R`, or its reverse dynamic form when the target is
+    /// [`Endpoint::Socks`].
     Remote(RemoteForwardSpec),
 }
 
@@ -96,13 +101,17 @@ pub struct ConnectionLimits {
     pub idle_timeout: Option<Duration>,
 }
 
-/// Direction of a forward.
+/// Direction of a forward, and whether its targets come from SOCKS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TunnelKind {
     /// Listens here, connects from the SSH server.
     Local,
     /// Listens on the SSH server, connects from here.
     Remote,
+    /// A SOCKS proxy here, connecting from the SSH server (`ssh -D`).
+    Dynamic,
+    /// A SOCKS proxy on the SSH server, connecting from here (`ssh -R PORT`).
+    RemoteDynamic,
 }
 
 /// Life-cycle state of a tunnel.
@@ -117,29 +126,6 @@ pub enum TunnelState {
     Failed,
     /// Closed.
     Closed,
-}
-
-/// Where one end of a tunnel is. TCP only for now: a unix socket path is the
-/// shape to come, once the API's `Endpoint` message (a host and a port) can
-/// carry one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A host (name or address) and TCP port.
-    Tcp {
-        /// Host name or IP address.
-        host: String,
-        /// TCP port.
-        port: u16,
-    },
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
-        }
-    }
 }
 
 /// One open tunnel, shared by its tasks and the registry.
@@ -177,6 +163,8 @@ pub struct Tunnel {
     capacity: Arc<Semaphore>,
     /// Times restored after the SSH connection was lost.
     restores: AtomicU32,
+    /// A reverse dynamic forward's `permit_remote_open`, as given.
+    permit_remote_open: Vec<String>,
     observer: Arc<dyn TunnelObserver>,
     /// Keeps the host reconnecting while the tunnel is open.
     // std Mutex: taken once, on close.
@@ -223,6 +211,8 @@ pub struct TunnelSnapshot {
     pub idle_timeout: Option<Duration>,
     /// Times restored after the SSH connection was lost.
     pub restores: u32,
+    /// A reverse dynamic forward's `permit_remote_open`, as given.
+    pub permit_remote_open: Vec<String>,
 }
 
 impl Tunnel {
@@ -266,6 +256,7 @@ impl Tunnel {
             slots: Arc::new(Semaphore::new(options.max_connections as usize)),
             capacity: options.capacity,
             restores: AtomicU32::new(0),
+            permit_remote_open: Vec::new(),
             observer: options.observer,
             hold: Mutex::new(Some(host.hold())),
             status: watch::Sender::new((TunnelState::Open, String::new())),
@@ -273,6 +264,12 @@ impl Tunnel {
             attach_events: Mutex::new(options.attached.then_some(first)),
             connections: AtomicU64::new(0),
         }
+    }
+
+    /// Records a reverse dynamic forward's `permit_remote_open`, for List.
+    pub fn with_permit_remote_open(mut self, rule: Vec<String>) -> Self {
+        self.permit_remote_open = rule;
+        self
     }
 
     /// Starts counting and reporting a connection from `peer`, or refuses
@@ -453,6 +450,7 @@ impl Tunnel {
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
             restores: self.restores.load(Ordering::Relaxed),
+            permit_remote_open: self.permit_remote_open.clone(),
         }
     }
 }
@@ -517,21 +515,5 @@ async fn close_when_idle(
             cancel.cancel();
             return std::future::pending().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Endpoint;
-
-    #[test]
-    fn a_tcp_endpoint_shows_as_host_port_with_ipv6_in_brackets() {
-        let tcp = |host: &str, port| Endpoint::Tcp {
-            host: host.into(),
-            port,
-        };
-        assert_eq!(tcp("localhost", 8080).to_string(), "localhost:8080");
-        assert_eq!(tcp("127.0.0.1", 22).to_string(), "127.0.0.1:22");
-        assert_eq!(tcp("::1", 22).to_string(), "[::1]:22");
     }
 }

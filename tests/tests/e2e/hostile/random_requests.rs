@@ -12,7 +12,7 @@ use tunnel_proto::pbjson_types::Duration as PbDuration;
 use tunnel_proto::v1::open_attached_request::Forward;
 use tunnel_proto::v1::{
     CloseRequest, ExecRequest, GetInfoRequest, ListRequest, OpenAttachedRequest,
-    OpenLocalForwardRequest, OpenRemoteForwardRequest, WatchRequest,
+    OpenDynamicForwardRequest, OpenLocalForwardRequest, OpenRemoteForwardRequest, WatchRequest,
 };
 use tunneld_tests::procs::is_alive;
 
@@ -118,6 +118,18 @@ impl Gen {
             remote_port: self.port(),
             max_connections: self.count(),
             idle_timeout: self.duration(),
+            local_path: self.path(),
+            remote_path: self.path(),
+        }
+    }
+
+    fn dynamic(&mut self) -> OpenDynamicForwardRequest {
+        OpenDynamicForwardRequest {
+            host: self.host(),
+            bind_address: self.string(),
+            local_port: self.port(),
+            max_connections: self.count(),
+            idle_timeout: self.duration(),
         }
     }
 
@@ -130,6 +142,30 @@ impl Gen {
             local_port: self.port(),
             max_connections: self.count(),
             idle_timeout: self.duration(),
+            remote_path: self.path(),
+            local_path: self.path(),
+            dynamic: self.below(4) == 0,
+            permit_remote_open: (0..self.below(3)).map(|_| self.string()).collect(),
+        }
+    }
+
+    /// A unix socket path: mostly none, else random text, a path that
+    /// cannot be a socket, or one in a directory that does not exist. Never
+    /// a place where a socket could be created outside the test's reach.
+    fn path(&mut self) -> String {
+        match self.below(8) {
+            // Random text, never absolute (it could name a real place).
+            0 => format!("x{}", self.string()),
+            1 => self
+                .pick(&[
+                    "/",
+                    "/etc/passwd",
+                    "relative.sock",
+                    "/nonexistent-tunneld-dir/x.sock",
+                ])
+                .into(),
+            2 => format!("/{}", "x".repeat(107 + self.below(64))),
+            _ => String::new(),
         }
     }
 
@@ -175,7 +211,7 @@ async fn random_values_in_every_field_of_every_rpc_get_precise_statuses() -> Res
                 break;
             }
             let c = bed.client.clone();
-            let rpc = g.below(9);
+            let rpc = g.below(10);
             let limit = Duration::from_secs(15);
             let result: Result<(), tonic::Status> = tokio::time::timeout(limit, async {
                 match rpc {
@@ -197,6 +233,11 @@ async fn random_values_in_every_field_of_every_rpc_get_precise_statuses() -> Res
                     }
                     1 => c.clone().open_local_forward(g.local()).await.map(|_| ()),
                     2 => c.clone().open_remote_forward(g.remote()).await.map(|_| ()),
+                    9 => c
+                        .clone()
+                        .open_dynamic_forward(g.dynamic())
+                        .await
+                        .map(|_| ()),
                     3 => c
                         .clone()
                         .close(CloseRequest { id: g.string() })
@@ -215,9 +256,10 @@ async fn random_values_in_every_field_of_every_rpc_get_precise_statuses() -> Res
                         s.message().await.map(|_| ())
                     }
                     7 => {
-                        let forward = match g.below(3) {
+                        let forward = match g.below(4) {
                             0 => None,
                             1 => Some(Forward::Local(g.local())),
+                            2 => Some(Forward::Dynamic(g.dynamic())),
                             _ => Some(Forward::Remote(g.remote())),
                         };
                         let mut s = c
