@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/ensure-deps.sh
+scripts/ensure-deps.sh --tests
 . scripts/tools.sh
 
 # sshd refuses `signal` requests on root's sessions (root logins skip its

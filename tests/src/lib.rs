@@ -43,9 +43,11 @@ pub mod fds;
 pub mod keys;
 pub mod peers;
 pub mod pki;
+pub mod postgres;
 pub mod procs;
 pub mod pty;
 pub mod sshd;
+pub mod unix_peer;
 pub mod wait;
 
 pub use agent::SshAgent;
