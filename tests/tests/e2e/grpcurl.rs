@@ -525,3 +525,63 @@ async fn grpcurl_calls_a_mutual_tls_tunneld_with_a_client_certificate() -> Resul
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_opens_a_socks_proxy_and_a_unix_socket_forward_as_the_readme_shows() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let addr = bed.daemon.addr().to_string();
+        let http = tunneld_tests::peers::HttpPeer::start("through grpcurl's proxy").await?;
+        let opened = call(&addr, "tunnel.v1.TunnelService/OpenDynamicForward", "{}").await?;
+        ensure!(
+            opened["tunnel"]["kind"] == "TUNNEL_KIND_DYNAMIC",
+            "kind {}",
+            opened["tunnel"]["kind"]
+        );
+        let port = opened["tunnel"]["local"]["port"]
+            .as_u64()
+            .context("no tunnel.local.port")?;
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--socks5-hostname"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("http://localhost:{}/", http.port()))
+            .output()
+            .await?;
+        ensure!(
+            out.status.success() && out.stdout == http.body().as_bytes(),
+            "curl through the proxy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let dir = tempfile::Builder::new().prefix("tdg").tempdir_in("/tmp")?;
+        let sock = dir.path().join("g.sock");
+        let opened = call(
+            &addr,
+            "tunnel.v1.TunnelService/OpenLocalForward",
+            &format!(
+                r#"{{"localPath": "{}", "remoteHost": "127.0.0.1", "remotePort": {}}}"#,
+                sock.display(),
+                http.port()
+            ),
+        )
+        .await?;
+        ensure!(
+            opened["tunnel"]["local"]["path"] == sock.display().to_string(),
+            "local end {}",
+            opened["tunnel"]["local"]
+        );
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--unix-socket"])
+            .arg(&sock)
+            .arg("http://x/")
+            .output()
+            .await?;
+        ensure!(
+            out.status.success() && out.stdout == http.body().as_bytes(),
+            "curl --unix-socket: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    })
+    .await
+}

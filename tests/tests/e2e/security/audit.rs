@@ -183,3 +183,76 @@ async fn exec_stream_is_audited_as_exec_and_never_its_stdin() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamic_and_unix_socket_forwards_are_audited_with_their_ends() -> Result<()> {
+    e2e(async {
+        let sshd = Sshd::start()?;
+        let bed = Bed::with(sshd, |b| b.audit_log()).await?;
+        let daemon = &bed.daemon;
+        let dynamic = bed
+            .client
+            .clone()
+            .open_dynamic_forward(tunnel_proto::v1::OpenDynamicForwardRequest::default())
+            .await?
+            .into_inner()
+            .tunnel
+            .context("no tunnel")?;
+        wait_for_audit_line(
+            daemon,
+            &[
+                "OpenDynamicForward",
+                "dynamic 127.0.0.1:0 -> SOCKS",
+                &dynamic.id,
+            ],
+        )
+        .await?;
+        let dir = tempfile::Builder::new().prefix("tda").tempdir_in("/tmp")?;
+        let sock = dir.path().join("a.sock").display().to_string();
+        let local = bed
+            .client
+            .clone()
+            .open_local_forward(tunnel_proto::v1::OpenLocalForwardRequest {
+                local_path: sock.clone(),
+                remote_path: "/run/nothing.sock".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .tunnel
+            .context("no tunnel")?;
+        wait_for_audit_line(
+            daemon,
+            &[
+                "OpenLocalForward",
+                &format!("local {sock} -> /run/nothing.sock"),
+                &local.id,
+            ],
+        )
+        .await?;
+        let reverse = bed
+            .client
+            .clone()
+            .open_remote_forward(tunnel_proto::v1::OpenRemoteForwardRequest {
+                remote_bind_address: "127.0.0.1".into(),
+                dynamic: true,
+                permit_remote_open: vec!["localhost:3000".into()],
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .tunnel
+            .context("no tunnel")?;
+        wait_for_audit_line(
+            daemon,
+            &[
+                "OpenRemoteForward",
+                "-> SOCKS permit_remote_open=localhost:3000",
+                &reverse.id,
+            ],
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
