@@ -175,7 +175,7 @@ const LAYERS: &[&[&str]] = &[
     &["daemon"],
     &["config"],
     &["tunnel", "exec"],
-    &["relay"],
+    &["relay", "socks"],
     &["ssh"],
     &["policy"],
     &["sys", "logging", "error"],
