@@ -20,16 +20,18 @@ pub struct Flags {
     #[arg(long, value_name = "ADDR")]
     pub allow_local_bind: Vec<String>,
 
-    /// Targets local forwards may reach, as HOST:PORT (`*` for either part;
-    /// `none`); repeatable. Default for every host (OpenSSH PermitOpen);
-    /// without it, any.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Targets local forwards and the SOCKS requests of dynamic forwards
+    /// may reach, as HOST:PORT (`*` for either part; `none`) or the absolute
+    /// path of a unix socket on the server; repeatable. Default for every
+    /// host (OpenSSH PermitOpen); without it, any.
+    #[arg(long, value_name = "HOST:PORT|/PATH")]
     pub permit_open: Vec<String>,
 
     /// Where remote forwards may ask the server to listen, as [HOST:]PORT
-    /// (PORT may be `*`; `none`); repeatable. Default for every host
-    /// (OpenSSH PermitListen); without it, anywhere.
-    #[arg(long, value_name = "[HOST:]PORT")]
+    /// (PORT may be `*`; `none`) or the absolute path of a unix socket;
+    /// repeatable. Default for every host (OpenSSH PermitListen); without
+    /// it, anywhere.
+    #[arg(long, value_name = "[HOST:]PORT|/PATH")]
     pub permit_listen: Vec<String>,
 
     /// Default SSH host as [user@]host[:port]; requests that name no host use it.
