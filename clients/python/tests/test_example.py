@@ -4,9 +4,15 @@ installed package carries its type information."""
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
+import re
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import tunnel.v1
 
@@ -76,6 +82,74 @@ def test_upload_reports_a_failed_write(endpoints: Endpoints, tmp_path: Path) -> 
     assert proc.returncode == 1, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.stderr.startswith(f"upload: writing {remote} on the default host: `cat > {remote}` exited with ")
     assert proc.stdout == ""
+
+
+class _HttpServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # A random body per server: the example must print what came back, not
+    # anything it could make up.
+    body = b""
+    paths: list[str]
+
+
+class _HttpHandler(http.server.BaseHTTPRequestHandler):
+    server: _HttpServer
+
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[_HttpServer]:
+    """An HTTP server on 127.0.0.1, from a thread, answering every GET with
+    200 and a random hex body."""
+    server = _HttpServer(("127.0.0.1", 0), _HttpHandler)
+    server.body = os.urandom(32 * 1024).hex().encode()
+    server.paths = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_socks_fetches_a_url_through_a_dynamic_forward(endpoints: Endpoints, http_server: _HttpServer) -> None:
+    url = f"http://127.0.0.1:{http_server.server_address[1]}/through/socks?x=1"
+    proc = run_example("socks.py", "--addr", endpoints.tunneld_addr, url)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    out = proc.stdout
+    opened = re.search(r"^opened (t-\S+): SOCKS proxy on 127\.0\.0\.1:(\d+)$", out, re.MULTILINE)
+    assert opened, out
+    assert int(opened[2]) != 0, "local_port 0 must come back as the bound port"
+    assert "HTTP/1.0 200 OK\n" in out, out
+    assert http_server.body.decode() in out, "the body did not come through intact"
+    assert http_server.paths == ["/through/socks?x=1"]
+    assert f"closed {opened[1]}: 1 connection(s)" in out, out
+    # Closed: nothing listens on the proxy's port any more.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", int(opened[2])), timeout=5).close()
+
+
+def test_socks_reports_a_refused_target(endpoints: Endpoints) -> None:
+    # Nothing listens there: the SSH server cannot connect, and the proxy's
+    # SOCKS5 reply says so.
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        dead = s.getsockname()[1]
+    proc = run_example("socks.py", "--addr", endpoints.tunneld_addr, f"http://127.0.0.1:{dead}/")
+    assert proc.returncode == 1, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.stderr.startswith(f"socks: CONNECT 127.0.0.1:{dead}: "), proc.stderr
+    assert re.search(r"^closed t-\S+: 1 connection\(s\)$", proc.stdout, re.MULTILINE), proc.stdout
 
 
 def test_installed_package_is_typed() -> None:
