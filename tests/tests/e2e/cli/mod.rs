@@ -20,6 +20,7 @@ mod completions;
 mod errors;
 mod exec;
 mod exec_stream;
+mod forward_forms;
 mod hosts_status;
 mod limits;
 mod list_close;
