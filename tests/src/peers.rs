@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -106,22 +106,7 @@ impl TcpPeer {
     /// Reads until EOF, then replies with the lowercase-hex SHA-256 of what it
     /// read (64 bytes) and closes: a half-close checker.
     pub async fn digest() -> Result<TcpPeer> {
-        Self::start(|mut stream| async move {
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = stream.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-            stream
-                .write_all(crate::data::hex(&hasher.finalize()).as_bytes())
-                .await?;
-            stream.shutdown().await
-        })
-        .await
+        Self::start(digest_conn).await
     }
 
     /// On connect, writes `total` bytes (a repeating pattern) and closes,
@@ -279,4 +264,41 @@ pub fn port_is_free(port: u16) -> bool {
 /// on a test machine that is rare enough.
 pub fn refused_port() -> Result<u16> {
     crate::sshd::free_port()
+}
+
+/// Reads `stream` until EOF, then replies with the lowercase-hex SHA-256 of
+/// what it read (64 bytes) and shuts down: the digest peers' handler, over
+/// TCP or a unix socket.
+pub async fn digest_conn<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<()> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    stream
+        .write_all(crate::data::hex(&hasher.finalize()).as_bytes())
+        .await?;
+    stream.shutdown().await
+}
+
+/// Writes `data` on `stream` while reading, half-closes, and reads until
+/// EOF; returns what was read.
+pub async fn exchange_on<S: AsyncRead + AsyncWrite>(stream: S, data: &[u8]) -> Result<Vec<u8>> {
+    let (mut r, mut w) = tokio::io::split(stream);
+    let write = async {
+        w.write_all(data).await.context("writing")?;
+        w.shutdown().await.context("half-closing")?;
+        anyhow::Ok(w)
+    };
+    let read = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.context("reading")?;
+        anyhow::Ok(got)
+    };
+    let (_w, got) = tokio::try_join!(write, read)?;
+    Ok(got)
 }

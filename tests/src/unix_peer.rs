@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -36,7 +34,7 @@ impl UnixPeer {
             while let Ok((stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
                 while conns.try_join_next().is_some() {}
-                conns.spawn(digest_conn(stream));
+                conns.spawn(crate::peers::digest_conn(stream));
             }
         });
         Ok(UnixPeer {
@@ -59,39 +57,11 @@ impl Drop for UnixPeer {
     }
 }
 
-async fn digest_conn(mut stream: UnixStream) -> std::io::Result<()> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    stream
-        .write_all(crate::data::hex(&hasher.finalize()).as_bytes())
-        .await?;
-    stream.shutdown().await
-}
-
 /// Connects to `path`, writes `data` while reading, half-closes, and reads
 /// to EOF; returns what was read.
 pub async fn exchange(path: &Path, data: &[u8]) -> Result<Vec<u8>> {
     let stream = UnixStream::connect(path)
         .await
         .with_context(|| format!("connecting to {}", path.display()))?;
-    let (mut r, mut w) = stream.into_split();
-    let write = async {
-        w.write_all(data).await.context("writing")?;
-        w.shutdown().await.context("half-closing")?;
-        anyhow::Ok(w)
-    };
-    let read = async {
-        let mut got = Vec::new();
-        r.read_to_end(&mut got).await.context("reading")?;
-        anyhow::Ok(got)
-    };
-    let (_w, got) = tokio::try_join!(write, read)?;
-    Ok(got)
+    crate::peers::exchange_on(stream, data).await
 }

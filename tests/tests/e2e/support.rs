@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::process::Command;
 use tunnel_proto::v1::{
@@ -206,20 +206,7 @@ pub async fn connect_expecting_close(port: u16) -> Result<Option<TcpStream>> {
 pub async fn exchange(port: u16, data: &[u8], limit: Duration) -> Result<Vec<u8>> {
     let work = async {
         let stream = connect(port).await?;
-        let (mut r, mut w) = stream.into_split();
-        let write = async {
-            w.write_all(data).await.context("writing")?;
-            w.shutdown().await.context("half-closing")?;
-            anyhow::Ok(w)
-        };
-        let read = async {
-            let mut got = Vec::new();
-            r.read_to_end(&mut got).await.context("reading")?;
-            anyhow::Ok(got)
-        };
-        let (w, got) = tokio::try_join!(write, read)?;
-        drop(w);
-        anyhow::Ok(got)
+        tunneld_tests::peers::exchange_on(stream, data).await
     };
     tokio::time::timeout(limit, work).await.with_context(|| {
         format!(
