@@ -14,7 +14,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{Connection, Tunnel, remote};
+use super::{Connection, Endpoint, Tunnel, local, remote};
 use crate::{
     error::Error,
     logging::Throttle,
@@ -62,15 +62,12 @@ pub(super) async fn carry_local<S: LocalStream>(
         )
         .await;
     }
-    let opened = tokio::select! {
-        () = tunnel.cancel.cancelled() => return,
-        r = async {
-            let session = host.wait_session(tunnel.reconnect_wait()).await?;
-            let channel = session
-                .open_direct_tcpip(&target.host(), target.port(), originator)
-                .await?;
-            Ok::<_, Error>((channel, session.usage().clone()))
-        } => r,
+    let endpoint = Endpoint::Tcp {
+        host: target.host(),
+        port: target.port(),
+    };
+    let Some(opened) = local::open_channel(tunnel, host, &endpoint, originator).await else {
+        return;
     };
     let (channel, session) = match opened {
         Ok(c) => c,
@@ -130,11 +127,7 @@ pub(super) async fn carry_remote(
     };
     let target = &request.target;
     if let Err(why) = targets.check(&target.host(), target.port()) {
-        let _ = channel
-            .data(&request.failure(Refusal::NotAllowed)[..])
-            .await;
-        let _ = channel.eof().await;
-        let _ = channel.close().await;
+        end_channel(&channel, &request.failure(Refusal::NotAllowed)).await;
         return refused(conn, why);
     }
     let connect = async {
@@ -165,9 +158,7 @@ pub(super) async fn carry_remote(
                     ),
                 ),
             };
-            let _ = channel.data(&request.failure(refusal)[..]).await;
-            let _ = channel.eof().await;
-            let _ = channel.close().await;
+            end_channel(&channel, &request.failure(refusal)).await;
             return refused(conn, why);
         }
     };
@@ -221,16 +212,22 @@ async fn read_channel_request(channel: &mut SshChannel) -> Result<(Request, Vec<
                 }
                 Step::Request { request, leftover } => return Ok((request, leftover)),
                 Step::Refuse { reply, reason } => {
-                    if !reply.is_empty() {
-                        let _ = channel.data(&reply[..]).await;
-                    }
-                    let _ = channel.eof().await;
-                    let _ = channel.close().await;
+                    end_channel(channel, &reply).await;
                     return Err(reason);
                 }
             }
         }
     }
+}
+
+/// Sends `reply` (if any) on a reverse dynamic forward's channel, then its
+/// EOF and close: the end of a refused request.
+async fn end_channel(channel: &SshChannel, reply: &[u8]) {
+    if !reply.is_empty() {
+        let _ = channel.data(reply).await;
+    }
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
 }
 
 /// Writes the failure reply for `refusal`, then ends the connection.

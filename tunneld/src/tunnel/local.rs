@@ -17,7 +17,7 @@ use super::{ConnectionLimits, Endpoint, Tunnel, TunnelKind, TunnelOptions, dynam
 use crate::{
     error::{Error, Result},
     relay::LocalStream,
-    ssh::{SshChannel, SshHost, SshSession},
+    ssh::{SessionUse, SshChannel, SshHost, SshSession},
     sys::{accept_backoff::AcceptBackoff, unix_listener::SocketFile},
 };
 
@@ -291,13 +291,8 @@ async fn carry<S: LocalStream>(stream: S, peer: Peer, tunnel: Arc<Tunnel>, host:
     if tunnel.remote == Endpoint::Socks {
         return dynamic::carry_local(stream, peer.originator, &conn, &tunnel, &host).await;
     }
-    let opened = tokio::select! {
-        () = tunnel.cancel.cancelled() => return,
-        r = async {
-            let session = host.wait_session(tunnel.reconnect_wait()).await?;
-            let channel = open_target(&session, &tunnel.remote, peer.originator).await?;
-            Ok::<_, Error>((channel, session.usage().clone()))
-        } => r,
+    let Some(opened) = open_channel(&tunnel, &host, &tunnel.remote, peer.originator).await else {
+        return;
     };
     let (channel, session) = match opened {
         Ok(c) => c,
@@ -313,7 +308,27 @@ async fn carry<S: LocalStream>(stream: S, peer: Peer, tunnel: Arc<Tunnel>, host:
         .await;
 }
 
-/// Opens the channel to a fixed target: `direct-tcpip` for a host and port,
+/// Opens one connection's channel to `target` over the host's connection,
+/// waiting out an outage for up to the tunnel's `reconnect_wait`; with the
+/// connection's use, so a slow reader may hold it back while alone. `None`
+/// when the tunnel closes meanwhile.
+pub(super) async fn open_channel(
+    tunnel: &Tunnel,
+    host: &Arc<SshHost>,
+    target: &Endpoint,
+    originator: SocketAddr,
+) -> Option<Result<(SshChannel, Arc<SessionUse>)>> {
+    tokio::select! {
+        () = tunnel.cancel.cancelled() => None,
+        r = async {
+            let session = host.wait_session(tunnel.reconnect_wait()).await?;
+            let channel = open_target(&session, target, originator).await?;
+            Ok((channel, session.usage().clone()))
+        } => Some(r),
+    }
+}
+
+/// Opens the channel to a target: `direct-tcpip` for a host and port,
 /// `direct-streamlocal@openssh.com` for a socket on the server.
 async fn open_target(
     session: &SshSession,
