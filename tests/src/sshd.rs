@@ -712,7 +712,39 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// A port that was free on `ip` a moment ago, as [`free_port`].
+///
+/// Picked below the kernel's ephemeral range (`ip_local_port_range`), where
+/// no `connect()` takes a local port: a port from that range, released and
+/// bound again later, collided with the client side of some other test's
+/// connection (sshd then answered "Address already in use" for the length
+/// of that connection). Port 0 is the fallback.
 pub fn free_port_on(ip: Ipv4Addr) -> Result<u16> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let low = ephemeral_low().clamp(2048, 65535);
+    let (first, span) = (1024u32, low.saturating_sub(1024).max(1));
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+    for _ in 0..64 {
+        let n = NEXT.fetch_add(7919, std::sync::atomic::Ordering::Relaxed);
+        let port = first + (seed.wrapping_add(n) % span);
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind((ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// The first port of the kernel's ephemeral range (32768 if unknown).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
