@@ -1,14 +1,16 @@
 //! Rust bindings for the `tunnel.v1` gRPC API (`proto/tunnel/v1/tunnel.proto`),
 //! generated at build time: message types (with serde impls following the
 //! proto3 JSON mapping), the `TunnelService` client used by `tunnelctl` and
-//! the tests, and the server trait tunneld implements; and the two value
+//! the tests, and the server trait tunneld implements; and the value
 //! helpers both ends share: [`duration`] (the one validated duration type of
-//! flags, config and API), [`clip`] (showing a client's value safely) and
-//! [`addr`] (the default API address, `host:port` spelling).
+//! flags, config and API), [`clip`] (showing a client's value safely),
+//! [`addr`] (the default API address, `host:port` spelling) and [`name`]
+//! (what a tunnel name may be).
 
 pub mod addr;
 pub mod clip;
 pub mod duration;
+pub mod name;
 
 /// Well-known types (`Timestamp`, `Duration`) used by the API, with serde
 /// support.
