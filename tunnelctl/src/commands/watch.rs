@@ -51,10 +51,10 @@ pub async fn run(ctx: &Context, args: &WatchArgs) -> anyhow::Result<ExitCode> {
             Err(status) => return Err(client::status_error(&ctx.remote, status).context(what)),
         };
         started = true;
-        if let Some(line) = watch::event(ctx.mode, &message)? {
-            if !print_line(&line)? {
-                return Ok(ExitCode::SUCCESS);
-            }
+        if let Some(line) = watch::event(ctx.mode, &message)?
+            && !print_line(&line)?
+        {
+            return Ok(ExitCode::SUCCESS);
         }
     }
 }
