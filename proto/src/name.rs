@@ -58,7 +58,16 @@ mod tests {
             assert!(check_tunnel_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "DB", "db_1", "db.x", "-db", "db-", "t-1", "t-007", "é", &"x".repeat(64),
+            "",
+            "DB",
+            "db_1",
+            "db.x",
+            "-db",
+            "db-",
+            "t-1",
+            "t-007",
+            "é",
+            &"x".repeat(64),
         ] {
             assert!(check_tunnel_name(bad).is_err(), "{bad}");
         }

@@ -274,6 +274,8 @@ pub struct TunneldBuilder {
     /// `--ssh-config FILE`; `none` unless set, so the runner's own
     /// ~/.ssh/config never changes a test.
     ssh_config: Option<PathBuf>,
+    /// `--state-dir DIR`; a fresh dir in the temp dir unless set.
+    state_dir: Option<PathBuf>,
 }
 
 impl TunneldBuilder {
@@ -294,7 +296,16 @@ impl TunneldBuilder {
             nofile: None,
             default_log: false,
             ssh_config: None,
+            state_dir: None,
         }
+    }
+
+    /// Keeps tunneld's state in `dir` (`--state-dir`), so a later daemon
+    /// started with the same dir restores what this one persisted. Without
+    /// it each daemon gets a fresh state dir in its temp dir.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
     }
 
     /// Resolves hosts through this ssh_config file (`--ssh-config FILE`)
@@ -579,6 +590,14 @@ impl TunneldBuilder {
             if let Some(ca) = client_ca {
                 cmd.arg("--tls-client-ca").arg(ca);
             }
+        }
+        // Never the runner's own ~/.local/state: parallel daemons would
+        // share (and lock) one store. A binary from before the store (the
+        // bench's A/B runs) takes no such flag.
+        let state_flag = self.args.iter().any(|a| a.starts_with("--state-dir"));
+        if !state_flag && (self.state_dir.is_some() || knows_flag(bin, "--state-dir")) {
+            cmd.arg("--state-dir")
+                .arg(self.state_dir.clone().unwrap_or_else(|| dir.join("state")));
         }
         let audit = self.audit_log.then(|| dir.join(AUDIT_LOG_NAME));
         if let Some(path) = &audit {
@@ -947,6 +966,16 @@ impl Tunneld {
             })?
             .context("waiting for tunneld")?;
         Ok((status, start.elapsed()))
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to clean up, as a crash or
+    /// the OOM killer) and waits for it to be gone.
+    pub async fn kill(&mut self) -> Result<ExitStatus> {
+        self.signal(Signal::SIGKILL)?;
+        tokio::time::timeout(TERMINATE_TIMEOUT, self.child.wait())
+            .await
+            .context("tunneld still running after SIGKILL")?
+            .context("waiting for tunneld")
     }
 
     /// Sends a signal to the daemon.

@@ -475,6 +475,22 @@ pub struct OpenCommonArgs {
     /// Ctrl-C (or SIGTERM, SIGHUP) closes it, like `ssh -N`
     #[arg(long)]
     pub attach: bool,
+
+    /// Name the tunnel (1-63 of a-z, 0-9 and -, unique among open tunnels);
+    /// close and watch accept the name in place of the id
+    #[arg(long, value_name = "NAME", value_parser = parse_tunnel_name)]
+    pub name: Option<String>,
+
+    /// Keep the tunnel across tunneld restarts: tunneld records it in its
+    /// state directory and restores it, same id, name and port, at every
+    /// start until it is closed
+    #[arg(long, conflicts_with = "attach")]
+    pub persist: bool,
+}
+
+/// A tunnel name, checked as tunneld checks it.
+fn parse_tunnel_name(s: &str) -> Result<String, String> {
+    tunnel_proto::name::check_tunnel_name(s).map(|()| s.to_string())
 }
 
 /// Limits on a forward's connections, part of [`OpenCommonArgs`].
@@ -638,8 +654,8 @@ pub struct ListArgs {}
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["ids", "all"])))]
 pub struct CloseArgs {
-    /// Ids of the tunnels to close, as printed by open-* and list
-    #[arg(value_name = "ID", value_parser = parse_nonempty)]
+    /// Ids or names of the tunnels to close, as printed by open-* and list
+    #[arg(value_name = "ID|NAME", value_parser = parse_nonempty)]
     pub ids: Vec<String>,
 
     /// Close every open tunnel
@@ -658,8 +674,9 @@ pub struct StatusArgs {}
 /// Arguments of `watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Watch only this tunnel (and its host), until it is closed
-    #[arg(value_name = "ID", value_parser = parse_nonempty)]
+    /// Watch only this tunnel (and its host), by id or name, until it is
+    /// closed
+    #[arg(value_name = "ID|NAME", value_parser = parse_nonempty)]
     pub id: Option<String>,
 }
 

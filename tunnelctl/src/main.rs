@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn close_without_ids_names_all() {
         let m = message(&["close"]);
-        assert!(m.ends_with("not provided: <ID|--all>"), "{m}");
+        assert!(m.ends_with("not provided: <ID|NAME|--all>"), "{m}");
         assert!(!m.contains('\n'));
         let m = message(&["close", "t-1", "--all"]);
         assert!(m.contains("--all") && m.contains("cannot be used"), "{m}");

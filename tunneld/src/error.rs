@@ -365,6 +365,28 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// The state store cannot be opened, read or written.
+    #[error("state store {}: {detail}", path.display())]
+    StateStore {
+        /// The store's file.
+        path: std::path::PathBuf,
+        /// What failed.
+        detail: String,
+    },
+
+    /// A name another open tunnel holds.
+    #[error("a tunnel named {name:?} is already open{}; close it or pick another name", if holder.is_empty() { " (being opened)".to_string() } else { format!(" ({holder})") })]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+        /// The id of the tunnel holding it; empty while that one opens.
+        holder: String,
+    },
+
+    /// A persisted tunnel asked of a tunneld without a usable store.
+    #[error("cannot persist the tunnel: {0}")]
+    NoStateStore(String),
+
     /// An I/O error outside a request (e.g. serving the API).
     #[error("{context}: {source}")]
     Io {

@@ -8,6 +8,8 @@
 //! - `grpc`: the thin gRPC adapter, its auth layer, API tokens and the
 //!   audit log.
 //! - `daemon`: the domain facade the API calls, and the watch bus.
+//! - `state`: what survives a restart (persisted tunnels, ids given out),
+//!   in an embedded store.
 //! - [`config`]: hosts and limits, from flags and a TOML file.
 //! - `tunnel`: local and remote forwards, their counters and registry;
 //!   `exec`: one remote command with streamed output; `policy`: which
@@ -38,6 +40,7 @@ mod relay;
 mod server;
 mod socks;
 mod ssh;
+mod state;
 mod sys;
 mod tunnel;
 
@@ -83,5 +86,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let daemon = Arc::new(Daemon::new(config, shutdown.clone()));
+    // Restored while the API already answers: a caller may list them (a
+    // tunnel not restored yet shows as FAILED, with why) or close them.
+    tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.restore().await }
+    });
     server::serve(listener, access, daemon, shutdown).await
 }

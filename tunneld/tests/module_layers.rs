@@ -173,7 +173,7 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     &["grpc"],
     &["daemon"],
-    &["config"],
+    &["config", "state"],
     &["tunnel", "exec"],
     &["relay", "socks"],
     &["ssh"],

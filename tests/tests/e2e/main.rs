@@ -32,6 +32,7 @@ mod lifecycle;
 mod list_close;
 mod load;
 mod lossless;
+mod persist;
 mod reconnect;
 mod rekey;
 mod security;

@@ -32,6 +32,8 @@ struct Shared {
     host: String,
     max_connections: u32,
     idle_timeout: Option<pbjson_types::Duration>,
+    name: String,
+    persist: bool,
 }
 
 impl Shared {
@@ -40,6 +42,8 @@ impl Shared {
             host: args.host.clone().unwrap_or_default(),
             max_connections: args.limits.max_connections.unwrap_or_default(),
             idle_timeout: args.limits.idle_timeout.map(proto_duration),
+            name: args.name.clone().unwrap_or_default(),
+            persist: args.persist,
         }
     }
 }
@@ -138,6 +142,8 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
         host,
         max_connections,
         idle_timeout,
+        name,
+        persist,
     } = Shared::new(&args.common);
     OpenLocalForwardRequest {
         host,
@@ -149,6 +155,8 @@ pub fn local_request(args: &OpenLocalArgs) -> OpenLocalForwardRequest {
         idle_timeout,
         local_path: sides.listen_path,
         remote_path: sides.target_path,
+        name,
+        persist,
     }
 }
 
@@ -174,6 +182,8 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
         host,
         max_connections,
         idle_timeout,
+        name,
+        persist,
     } = Shared::new(&args.common);
     OpenRemoteForwardRequest {
         host,
@@ -187,6 +197,8 @@ pub fn remote_request(args: &OpenRemoteArgs) -> OpenRemoteForwardRequest {
         local_path: sides.target_path,
         dynamic: sides.dynamic,
         permit_remote_open: args.permit_remote_open.clone(),
+        name,
+        persist,
     }
 }
 
@@ -210,6 +222,8 @@ pub fn dynamic_request(args: &OpenDynamicArgs) -> OpenDynamicForwardRequest {
         host,
         max_connections,
         idle_timeout,
+        name,
+        persist,
     } = Shared::new(&args.common);
     OpenDynamicForwardRequest {
         host,
@@ -217,6 +231,8 @@ pub fn dynamic_request(args: &OpenDynamicArgs) -> OpenDynamicForwardRequest {
         local_port: port,
         max_connections,
         idle_timeout,
+        name,
+        persist,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use comfy_table::Cell;
-use tunnel_proto::v1::{ListResponse, Tunnel, TunnelKind, TunnelState};
+use tunnel_proto::v1::{ListResponse, Tunnel, TunnelKind, TunnelSource, TunnelState};
 
 use super::{
     Mode, age, endpoint, human_bytes, json, kind_name, new_table, or_dash, tunnel_state_name,
@@ -43,10 +43,33 @@ pub fn list(mode: Mode, list: &ListResponse, now: SystemTime) -> anyhow::Result<
 pub const SOCKS: &str = "SOCKS";
 
 /// One line saying what a tunnel carries, listening side first:
-/// `t-1  local  127.0.0.1:7777 -> localhost:7780 via default`.
+/// `t-1  local  127.0.0.1:7777 -> localhost:7780 via default`; a name
+/// follows the id (`t-1 (db)`), and a tunnel that outlives tunneld says so
+/// at the end (`, persisted`).
 pub fn tunnel_line(tunnel: &Tunnel) -> String {
     let (kind, listen, target, host) = carries(tunnel);
-    format!("{}  {kind}  {listen} -> {target} via {host}", tunnel.id)
+    let name = if tunnel.name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", tunnel.name)
+    };
+    let kept = source_name(tunnel.source)
+        .map(|s| format!(", {s}"))
+        .unwrap_or_default();
+    format!(
+        "{}{name}  {kind}  {listen} -> {target} via {host}{kept}",
+        tunnel.id
+    )
+}
+
+/// `persisted` or `declared`; `None` for a tunnel opened through the API
+/// for this run only.
+pub fn source_name(source: i32) -> Option<&'static str> {
+    match TunnelSource::try_from(source) {
+        Ok(TunnelSource::Persisted) => Some("persisted"),
+        Ok(TunnelSource::Declared) => Some("declared"),
+        _ => None,
+    }
 }
 
 /// What a tunnel carries, as `tunnel_line` and `watch` show it: its kind,
@@ -116,7 +139,12 @@ pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
     let details: Vec<String> = tunnels.iter().map(detail).collect();
     let with_detail = details.iter().any(|d| !d.is_empty());
 
-    let mut header = vec!["ID", "KIND", "LOCAL", "REMOTE", "HOST", "STATE", "CONNS"];
+    let named = tunnels.iter().any(|t| !t.name.is_empty());
+    let mut header = vec!["ID"];
+    if named {
+        header.push("NAME");
+    }
+    header.extend(["KIND", "LOCAL", "REMOTE", "HOST", "STATE", "CONNS"]);
     if refused {
         header.push("REFUSED");
     }
@@ -127,8 +155,11 @@ pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
     let mut table = new_table(header);
     for (t, detail) in tunnels.iter().zip(details) {
         let counters = t.counters.unwrap_or_default();
-        let mut row = vec![
-            Cell::new(&t.id),
+        let mut row = vec![Cell::new(&t.id)];
+        if named {
+            row.push(Cell::new(or_dash(&t.name)));
+        }
+        row.extend([
             Cell::new(kind_name(t.kind)),
             Cell::new(local_end(t)),
             Cell::new(remote_end(t)),
@@ -138,7 +169,7 @@ pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
                 "{}/{}",
                 counters.active_connections, counters.total_connections
             )),
-        ];
+        ]);
         if refused {
             row.push(Cell::new(counters.refused_connections));
         }
@@ -159,13 +190,15 @@ pub fn table(tunnels: &[Tunnel], now: SystemTime) -> String {
 }
 
 /// The STATE column: the state's name, with `(attached)` for a tunnel that
-/// lives only as long as some `--attach` call.
+/// lives only as long as some `--attach` call, `(persisted)` or
+/// `(declared)` for one that outlives tunneld.
 fn state(tunnel: &Tunnel) -> String {
     let name = tunnel_state_name(tunnel.state);
-    if tunnel.attached && tunnel.state != TunnelState::Closed as i32 {
-        format!("{name} (attached)")
-    } else {
-        name.to_string()
+    let closed = tunnel.state == TunnelState::Closed as i32;
+    match source_name(tunnel.source) {
+        _ if tunnel.attached && !closed => format!("{name} (attached)"),
+        Some(source) if !closed => format!("{name} ({source})"),
+        _ => name.to_string(),
     }
 }
 
@@ -245,7 +278,29 @@ pub(crate) mod tests {
             idle_timeout: None,
             restores: 0,
             permit_remote_open: Vec::new(),
+            name: String::new(),
+            source: TunnelSource::Api as i32,
         }
+    }
+
+    #[test]
+    fn names_and_sources_show_only_when_there_are_some() {
+        let plain = local_tunnel();
+        assert!(!tunnel_line(&plain).contains('('));
+        let table_plain = table(std::slice::from_ref(&plain), SystemTime::UNIX_EPOCH);
+        assert!(!table_plain.contains("NAME"));
+        let mut kept = local_tunnel();
+        kept.name = "db".into();
+        kept.source = TunnelSource::Persisted as i32;
+        assert_eq!(
+            tunnel_line(&kept),
+            "t-1 (db)  local  127.0.0.1:7777 -> localhost:7780 via default, persisted"
+        );
+        let t = table(&[plain, kept], SystemTime::UNIX_EPOCH);
+        assert!(
+            t.contains("NAME") && t.contains("db") && t.contains("open (persisted)"),
+            "{t}"
+        );
     }
 
     /// A failed remote forward over web1.

@@ -134,6 +134,13 @@ pub struct Flags {
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
 
+    /// Directory of tunneld's state store (persisted tunnels, ids given
+    /// out), created 0700 if missing; one tunneld per directory. Default:
+    /// $STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/tunneld, else
+    /// ~/.local/state/tunneld. `none`: no store (nothing can be persisted).
+    #[arg(long, value_name = "DIR|none")]
+    pub state_dir: Option<PathBuf>,
+
     /// Send an SSH keepalive after this long without traffic from the server
     /// (OpenSSH ServerAliveInterval); default for every host. Default:
     /// ssh_config's ServerAliveInterval when above 0, else 15s.

@@ -82,6 +82,7 @@ pub fn load(flags: &Flags) -> Result<Config> {
         flags.max_spill,
     );
     config.spill.prepare().map_err(Error::Config)?;
+    config.state_dir = super::state_dir::resolve(flags.state_dir.as_deref());
     config.finish()?;
     Ok(config)
 }

@@ -31,6 +31,7 @@ mod flags;
 mod jump;
 mod load;
 mod overrides;
+mod state_dir;
 // OpenSSH's ssh_config resolved as `ssh -G` does; public (hidden) for the
 // oracle test in tests/ssh_config_oracle.rs.
 #[doc(hidden)]
@@ -142,6 +143,8 @@ pub struct Config {
     pub spill: SpillPolicy,
     /// Addresses beyond loopback local forwards may listen on.
     pub allow_local_bind: BindPolicy,
+    /// Where the state store lives; `None`: tunneld keeps no state.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Config {

@@ -24,15 +24,48 @@ use crate::{
     policy::BindPolicy,
     relay::spill::SpillPolicy,
     ssh::{HostSnapshot, SshHost},
+    state::TunnelRecord,
     tunnel::{
-        self, Attachment, Endpoint, ForwardSpec, LocalForwardSpec, Registry, RemoteForwardSpec,
-        Tunnel, TunnelObserver, TunnelOptions, TunnelSnapshot,
+        self, Attachment, Endpoint, ForwardSpec, LocalForwardSpec, NameClaim, Registry,
+        RemoteForwardSpec, Tunnel, TunnelObserver, TunnelOptions, TunnelSnapshot, TunnelSource,
+        TunnelState, id_of, seq_of,
     },
 };
 
-use self::watch::{Bus, Change, NextTunnel, WatchFilter, Watcher};
+use self::{
+    persist::{Persistence, worth_retrying},
+    watch::{Bus, Change, NextTunnel, WatchFilter, Watcher},
+};
 
+mod persist;
 pub mod watch;
+
+/// First wait before trying again to restore a persisted tunnel; doubled
+/// after each failure up to [`RESTORE_RETRY_MAX`].
+const RESTORE_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between attempts to restore a persisted tunnel.
+const RESTORE_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// What a caller asks of a tunnel besides the forward itself.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// A name, unique among open tunnels (checked by the caller's layer
+    /// with `tunnel_proto::name::check_tunnel_name`).
+    pub name: Option<String>,
+    /// Keep it across restarts, in the state store.
+    pub persist: bool,
+}
+
+/// How one open runs: the id it takes and what it records.
+struct Opening {
+    /// A restored tunnel's own sequence number; `None`: a fresh one.
+    seq: Option<u64>,
+    attached: bool,
+    name: Option<String>,
+    source: TunnelSource,
+    /// Record it in the store once open (a new persisted tunnel).
+    record: bool,
+}
 
 /// Bound on waiting for running commands to end at shutdown.
 const EXEC_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,6 +121,8 @@ pub struct Daemon {
     /// Set by the first `shutdown` call.
     stopped: AtomicBool,
     execs: TaskTracker,
+    /// The state store and the persisted tunnels not running yet.
+    persistence: Persistence,
 }
 
 impl Daemon {
@@ -102,6 +137,7 @@ impl Daemon {
             .collect();
         let bus = Bus::default();
         let tunnels: Arc<Registry> = Arc::default();
+        let persistence = Persistence::open(config.state_dir.as_deref(), &tunnels);
         for (name, host) in &hosts {
             let span = tracing::info_span!(parent: None, "host_publish", host = %name);
             tokio::spawn(
@@ -126,6 +162,83 @@ impl Daemon {
             shutdown,
             stopped: AtomicBool::new(false),
             execs: TaskTracker::new(),
+            persistence,
+        }
+    }
+
+    /// Restores the persisted tunnels: tries each once and returns; those
+    /// that failed for a reason that may pass are tried again in the
+    /// background (1 s, doubling to 60 s) until restored, closed, or
+    /// tunneld stops.
+    pub async fn restore(self: &Arc<Self>) {
+        let waiting = self.persistence.waiting();
+        let first = waiting.iter().map(|&seq| self.restore_once(seq));
+        let results = futures_util::future::join_all(first).await;
+        for (seq, retry) in waiting.into_iter().zip(results) {
+            if retry {
+                let daemon = self.clone();
+                let span = tracing::info_span!(parent: None, "restore", tunnel = %id_of(seq));
+                tokio::spawn(
+                    async move {
+                        let mut wait = RESTORE_RETRY_MIN;
+                        loop {
+                            tokio::select! {
+                                () = daemon.shutdown.cancelled() => return,
+                                () = tokio::time::sleep(wait) => {}
+                            }
+                            if !daemon.restore_once(seq).await {
+                                return;
+                            }
+                            wait = (wait * 2).min(RESTORE_RETRY_MAX);
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+
+    /// One attempt to restore the persisted tunnel `seq`; whether it is
+    /// worth another.
+    async fn restore_once(&self, seq: u64) -> bool {
+        let Some(record) = self.persistence.record(seq) else {
+            return false; // closed meanwhile
+        };
+        let id = id_of(seq);
+        let how = Opening {
+            seq: Some(seq),
+            attached: false,
+            name: record.name.clone(),
+            source: TunnelSource::Persisted,
+            record: false,
+        };
+        match self.open(&record.host, record.spec.clone(), how).await {
+            Ok((seq, t)) => match self.persistence.take(seq).and_then(|w| w.claim) {
+                Some(claim) => {
+                    tracing::info!(tunnel = %id, name = ?record.name, local = %t.local, remote = %t.remote, "persisted tunnel restored");
+                    self.tunnels.insert(seq, t.clone(), claim);
+                    t.announce();
+                    false
+                }
+                // Closed while it was being opened (or, never, a tunnel
+                // without its name).
+                None => {
+                    t.close().await;
+                    false
+                }
+            },
+            Err(e) => {
+                let retry = worth_retrying(&e);
+                let then = if retry {
+                    "tunneld tries again"
+                } else {
+                    "it is kept: fix the cause and restart, or close it to forget it"
+                };
+                tracing::error!(tunnel = %id, name = ?record.name, host = %record.host, "persisted tunnel not restored: {e}; {then}");
+                self.persistence
+                    .set_failed(seq, format!("not restored: {e}; {then}"));
+                retry
+            }
         }
     }
 
@@ -175,24 +288,85 @@ impl Daemon {
 
     /// Opens a local forward over `host`; with a SOCKS target, a dynamic
     /// one (`ssh -D`).
-    pub async fn open_local(&self, host: &str, spec: LocalForwardSpec) -> Result<TunnelSnapshot> {
-        let (seq, t) = self.open(host, ForwardSpec::Local(spec), false).await?;
-        Ok(self.register(seq, t))
+    pub async fn open_local(
+        &self,
+        host: &str,
+        spec: LocalForwardSpec,
+        options: OpenOptions,
+    ) -> Result<TunnelSnapshot> {
+        self.open_kept(host, ForwardSpec::Local(spec), options)
+            .await
     }
 
     /// Opens a remote forward over `host`.
-    pub async fn open_remote(&self, host: &str, spec: RemoteForwardSpec) -> Result<TunnelSnapshot> {
-        let (seq, t) = self.open(host, ForwardSpec::Remote(spec), false).await?;
-        Ok(self.register(seq, t))
+    pub async fn open_remote(
+        &self,
+        host: &str,
+        spec: RemoteForwardSpec,
+        options: OpenOptions,
+    ) -> Result<TunnelSnapshot> {
+        self.open_kept(host, ForwardSpec::Remote(spec), options)
+            .await
+    }
+
+    /// Opens a tunnel that stays until closed (and, persisted, across
+    /// restarts).
+    async fn open_kept(
+        &self,
+        host: &str,
+        spec: ForwardSpec,
+        options: OpenOptions,
+    ) -> Result<TunnelSnapshot> {
+        if options.persist {
+            self.persistence.store()?;
+        }
+        let claim = self.claim_name(options.name.as_deref())?;
+        let how = Opening {
+            seq: None,
+            attached: false,
+            name: options.name,
+            source: if options.persist {
+                TunnelSource::Persisted
+            } else {
+                TunnelSource::Api
+            },
+            record: options.persist,
+        };
+        let (seq, t) = self.open(host, spec, how).await?;
+        Ok(self.register(seq, t, claim))
+    }
+
+    /// Holds `name` for a tunnel being opened, or says who has it.
+    fn claim_name(&self, name: Option<&str>) -> Result<NameClaim> {
+        self.tunnels
+            .claim_name(name)
+            .map_err(|holder| Error::NameTaken {
+                name: name.unwrap_or_default().to_string(),
+                holder,
+            })
     }
 
     /// Opens a forward that lives as long as the returned [`Attachment`].
-    pub async fn open_attached(&self, host: &str, spec: ForwardSpec) -> Result<Attachment> {
-        let (seq, t) = self.open(host, spec, true).await?;
+    /// Attached tunnels are never persisted: their caller is their life.
+    pub async fn open_attached(
+        &self,
+        host: &str,
+        spec: ForwardSpec,
+        name: Option<String>,
+    ) -> Result<Attachment> {
+        let claim = self.claim_name(name.as_deref())?;
+        let how = Opening {
+            seq: None,
+            attached: true,
+            name,
+            source: TunnelSource::Api,
+            record: false,
+        };
+        let (seq, t) = self.open(host, spec, how).await?;
         let events = t.take_attach_events();
         // Registered before the attachment exists, so dropping it always
         // finds the tunnel to close.
-        self.tunnels.insert(seq, t.clone());
+        self.tunnels.insert(seq, t.clone(), claim);
         t.announce();
         Ok(Attachment::new(t, events, self.tunnels.clone()))
     }
@@ -201,18 +375,29 @@ impl Daemon {
         &self,
         host: &str,
         spec: ForwardSpec,
-        attached: bool,
+        how: Opening,
     ) -> Result<(u64, Arc<Tunnel>)> {
         let host = self.host(host)?;
         let _opening = self.tunnel_slot()?;
         self.check_policy(&host, &spec).await?;
-        let (seq, id) = self.tunnels.next_id();
+        let (seq, id) = match how.seq {
+            Some(seq) => (seq, id_of(seq)),
+            None => self.tunnels.next_id(),
+        };
+        self.persistence.cover(seq).await;
+        let store = if how.record {
+            Some(self.persistence.store()?)
+        } else {
+            None
+        };
         let limits = spec.connection_limits();
         let options = TunnelOptions {
             max_buffer: self.limits.max_buffer_per_connection,
             spill: self.spill.clone(),
             copy_buffer: self.limits.copy_buffer,
-            attached,
+            attached: how.attached,
+            name: how.name.clone(),
+            source: how.source,
             max_connections: limits
                 .max_connections
                 .unwrap_or(self.limits.max_connections_per_tunnel),
@@ -230,7 +415,8 @@ impl Daemon {
         let span = tracing::debug_span!("open", tunnel = %id, host = %host.config().name);
         tokio::spawn(
             async move {
-                let result = match spec {
+                let host_name = host.config().name.clone();
+                let result = match spec.clone() {
                     ForwardSpec::Local(spec) => {
                         tunnel::open_local(host, spec, id, &parent, options).await
                     }
@@ -238,9 +424,34 @@ impl Daemon {
                         tunnel::open_remote(host, spec, id, &parent, options).await
                     }
                 };
+                // A new persisted tunnel is recorded before anyone is told
+                // it is open; if it cannot be, it is closed.
+                let result = match (result, &store) {
+                    (Ok(t), Some(store)) => {
+                        let record = TunnelRecord {
+                            seq,
+                            name: how.name,
+                            host: host_name,
+                            spec: spec.bound_as(&t),
+                        };
+                        match Persistence::put(store.clone(), record).await {
+                            Ok(()) => Ok(t),
+                            Err(e) => {
+                                t.close().await;
+                                Err(e)
+                            }
+                        }
+                    }
+                    (result, _) => result,
+                };
                 if let Err(Ok(t)) = taken.send(result) {
                     tracing::info!(tunnel = %t.id, "the caller went away; closing what it opened");
                     t.close().await;
+                    if let Some(store) = store
+                        && let Err(e) = Persistence::remove(store, seq).await
+                    {
+                        tracing::error!(tunnel = %t.id, "{e}; the tunnel will come back at the next start");
+                    }
                 }
             }
             .instrument(span),
@@ -294,9 +505,9 @@ impl Daemon {
         }
     }
 
-    fn register(&self, seq: u64, t: Arc<Tunnel>) -> TunnelSnapshot {
+    fn register(&self, seq: u64, t: Arc<Tunnel>, claim: NameClaim) -> TunnelSnapshot {
         let snapshot = t.snapshot();
-        self.tunnels.insert(seq, t.clone());
+        self.tunnels.insert(seq, t.clone(), claim);
         t.announce();
         snapshot
     }
@@ -336,10 +547,9 @@ impl Daemon {
         } else {
             let t = self
                 .tunnels
-                .list()
-                .into_iter()
-                .find(|t| t.id == tunnel_id)
+                .find(tunnel_id)
                 .ok_or_else(|| Error::TunnelNotFound(tunnel_id.to_string()))?
+                .1
                 .snapshot();
             let filter = WatchFilter {
                 tunnel: Some((t.id.clone(), t.host.clone())),
@@ -363,9 +573,16 @@ impl Daemon {
     }
 
     /// Every open tunnel (oldest first) and every host with its state.
+    /// Persisted tunnels not restored yet are listed too: `Reconnecting`
+    /// while first tried, then `Failed` with the reason.
     pub fn list(&self) -> (Vec<TunnelSnapshot>, Vec<HostStatus>) {
-        let tunnels: Vec<TunnelSnapshot> =
+        let mut tunnels: Vec<TunnelSnapshot> =
             self.tunnels.list().iter().map(|t| t.snapshot()).collect();
+        let waiting = self.persistence.snapshots();
+        if !waiting.is_empty() {
+            tunnels.extend(waiting);
+            tunnels.sort_by_key(|t| seq_of(&t.id));
+        }
         (tunnels, self.hosts())
     }
 
@@ -383,17 +600,60 @@ impl Daemon {
 
     /// Closes a tunnel: frees its port or cancels its remote forward, and
     /// closes its connections. Returns it with its final counters.
-    pub async fn close(&self, id: &str) -> Result<TunnelSnapshot> {
-        let t = self
-            .tunnels
-            .remove(id)
-            .ok_or_else(|| Error::TunnelNotFound(id.to_string()))?;
+    /// `key` is the tunnel's id or name. A persisted tunnel is forgotten by
+    /// the store before the call returns.
+    pub async fn close(&self, key: &str) -> Result<TunnelSnapshot> {
+        let Some((seq, t)) = self.tunnels.find(key) else {
+            return self.forget_waiting(key).await;
+        };
+        let store = match t.source {
+            TunnelSource::Persisted => Some(self.persistence.store()?),
+            TunnelSource::Api => None,
+        };
         // Closed in a task of its own, so a caller that goes away does not
         // leave it half-closed.
+        let tunnels = self.tunnels.clone();
         let span = tracing::debug_span!("close", tunnel = %t.id);
-        tokio::spawn(async move { t.close().await }.instrument(span))
-            .await
-            .map_err(|_| Error::ShuttingDown)
+        tokio::spawn(
+            async move {
+                // Forgotten first: a crash after this leaves no record of a
+                // tunnel whose close was acknowledged.
+                if let Some(store) = store {
+                    Persistence::remove(store, seq).await?;
+                }
+                let t = tunnels
+                    .remove(&t.id)
+                    .ok_or_else(|| Error::TunnelNotFound(t.id.clone()))?;
+                Ok(t.close().await)
+            }
+            .instrument(span),
+        )
+        .await
+        .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Closes a persisted tunnel that is not running: forgets its record.
+    async fn forget_waiting(&self, key: &str) -> Result<TunnelSnapshot> {
+        let seq = self
+            .persistence
+            .find(key)
+            .ok_or_else(|| Error::TunnelNotFound(key.to_string()))?;
+        let store = self.persistence.store()?;
+        Persistence::remove(store, seq).await?;
+        let waiting = self
+            .persistence
+            .take(seq)
+            .ok_or_else(|| Error::TunnelNotFound(key.to_string()))?;
+        let r = waiting.record;
+        tracing::info!(tunnel = %id_of(seq), name = ?r.name, "persisted tunnel that was not running forgotten");
+        Ok(TunnelSnapshot::not_running(
+            id_of(seq),
+            r.name,
+            r.host,
+            &r.spec,
+            TunnelState::Closed,
+            String::new(),
+        ))
     }
 
     /// Stops everything: cancels the root token, waits (bounded) for tunnels

@@ -170,7 +170,7 @@ fn env_names<'a>(env: impl Iterator<Item = &'a String>) -> String {
 /// socket path instead.
 pub(super) fn local(r: &pb::OpenLocalForwardRequest) -> String {
     format!(
-        "local {} -> {}",
+        "local {} -> {}{}",
         end(
             &r.local_path,
             &r.bind_address,
@@ -183,14 +183,29 @@ pub(super) fn local(r: &pb::OpenLocalForwardRequest) -> String {
             DEFAULT_TARGET_HOST,
             r.remote_port
         ),
+        kept(&r.name, r.persist),
     )
+}
+
+/// ` name=NAME` and ` persist` when asked.
+fn kept(name: &str, persist: bool) -> String {
+    let mut out = String::new();
+    if !name.is_empty() {
+        out.push_str(" name=");
+        out.push_str(&bare(name, SHOWN_CHARS));
+    }
+    if persist {
+        out.push_str(" persist");
+    }
+    out
 }
 
 /// `OpenDynamicForward`: `dynamic BIND:PORT -> SOCKS`.
 pub(super) fn dynamic(r: &pb::OpenDynamicForwardRequest) -> String {
     format!(
-        "dynamic {} -> SOCKS",
+        "dynamic {} -> SOCKS{}",
         end("", &r.bind_address, DEFAULT_LOCAL_BIND, r.local_port),
+        kept(&r.name, r.persist),
     )
 }
 
@@ -215,16 +230,17 @@ pub(super) fn remote(r: &pb::OpenRemoteForwardRequest) -> String {
                 .collect();
             format!(" permit_remote_open={}", entries.join(","))
         };
-        return format!("remote {listen} -> SOCKS{rule}");
+        return format!("remote {listen} -> SOCKS{rule}{}", kept(&r.name, r.persist));
     }
     format!(
-        "remote {listen} -> {}",
+        "remote {listen} -> {}{}",
         end(
             &r.local_path,
             &r.local_host,
             DEFAULT_TARGET_HOST,
             r.local_port
         ),
+        kept(&r.name, r.persist),
     )
 }
 

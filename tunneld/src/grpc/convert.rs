@@ -8,7 +8,7 @@ use tunnel_proto::{clip::clipped, duration::BoundedDuration, pbjson_types, v1 as
 
 use crate::{
     daemon::{
-        DaemonInfo, HostStatus,
+        DaemonInfo, HostStatus, OpenOptions,
         watch::{Change, WatchEvent},
     },
     error::{Error, Result},
@@ -17,7 +17,7 @@ use crate::{
     ssh::ConnectionState,
     tunnel::{
         AttachmentEvent, ConnectionLimits, Endpoint, ForwardSpec, LocalForwardSpec,
-        RemoteForwardSpec, TunnelEvent, TunnelKind, TunnelSnapshot, TunnelState,
+        RemoteForwardSpec, TunnelEvent, TunnelKind, TunnelSnapshot, TunnelSource, TunnelState,
     },
 };
 
@@ -135,8 +135,23 @@ fn end(
     })
 }
 
+/// A request's `name` and `persist`.
+fn open_options(name: String, persist: bool) -> Result<OpenOptions> {
+    let name = if name.is_empty() {
+        None
+    } else {
+        tunnel_proto::name::check_tunnel_name(&name).map_err(invalid)?;
+        Some(name)
+    };
+    Ok(OpenOptions { name, persist })
+}
+
+/// An open request, checked: its host, forward and options.
+pub type Open<S> = (String, S, OpenOptions);
+
 /// Validates an OpenLocalForwardRequest.
-pub fn local_request(r: pb::OpenLocalForwardRequest) -> Result<(String, LocalForwardSpec)> {
+pub fn local_request(r: pb::OpenLocalForwardRequest) -> Result<Open<LocalForwardSpec>> {
+    let options = open_options(r.name, r.persist)?;
     Ok((
         r.host,
         LocalForwardSpec {
@@ -156,12 +171,14 @@ pub fn local_request(r: pb::OpenLocalForwardRequest) -> Result<(String, LocalFor
             )?,
             limits: connection_limits(r.max_connections, r.idle_timeout)?,
         },
+        options,
     ))
 }
 
 /// Validates an OpenDynamicForwardRequest: a local forward whose target is
 /// SOCKS.
-pub fn dynamic_request(r: pb::OpenDynamicForwardRequest) -> Result<(String, LocalForwardSpec)> {
+pub fn dynamic_request(r: pb::OpenDynamicForwardRequest) -> Result<Open<LocalForwardSpec>> {
+    let options = open_options(r.name, r.persist)?;
     Ok((
         r.host,
         LocalForwardSpec {
@@ -172,11 +189,13 @@ pub fn dynamic_request(r: pb::OpenDynamicForwardRequest) -> Result<(String, Loca
             target: Endpoint::Socks,
             limits: connection_limits(r.max_connections, r.idle_timeout)?,
         },
+        options,
     ))
 }
 
 /// Validates an OpenRemoteForwardRequest.
-pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<(String, RemoteForwardSpec)> {
+pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<Open<RemoteForwardSpec>> {
+    let options = open_options(r.name, r.persist)?;
     let listen = end(
         ("remote_path", &r.remote_path),
         ("remote_bind_address", r.remote_bind_address),
@@ -224,6 +243,7 @@ pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<(String, Remote
             permit_remote_open,
             limits: connection_limits(r.max_connections, r.idle_timeout)?,
         },
+        options,
     ))
 }
 
@@ -255,21 +275,38 @@ pub(super) fn optional_duration(
 }
 
 /// Validates an OpenAttachedRequest: exactly one forward, checked as its
-/// own RPC checks it.
-pub fn attached_request(r: pb::OpenAttachedRequest) -> Result<(String, ForwardSpec)> {
+/// own RPC checks it, and not persisted (an attached tunnel lives as long
+/// as its call).
+pub fn attached_request(
+    r: pb::OpenAttachedRequest,
+) -> Result<(String, ForwardSpec, Option<String>)> {
     use pb::open_attached_request::Forward;
-    match r.forward {
-        Some(Forward::Local(l)) => local_request(l).map(|(h, s)| (h, ForwardSpec::Local(s))),
-        Some(Forward::Remote(r)) => remote_request(r).map(|(h, s)| (h, ForwardSpec::Remote(s))),
-        Some(Forward::Dynamic(d)) => {
-            dynamic_request(d).map(|(h, s)| (h, ForwardSpec::Local(s)))
+    let (host, spec, options) = match r.forward {
+        Some(Forward::Local(l)) => {
+            local_request(l).map(|(h, s, o)| (h, ForwardSpec::Local(s), o))?
         }
-        None => Err(invalid(
-            "forward is not set; set `local` (as OpenLocalForward), `dynamic` (as OpenDynamicForward) \
-             or `remote` (as OpenRemoteForward)"
+        Some(Forward::Remote(r)) => {
+            remote_request(r).map(|(h, s, o)| (h, ForwardSpec::Remote(s), o))?
+        }
+        Some(Forward::Dynamic(d)) => {
+            dynamic_request(d).map(|(h, s, o)| (h, ForwardSpec::Local(s), o))?
+        }
+        None => {
+            return Err(invalid(
+                "forward is not set; set `local` (as OpenLocalForward), `dynamic` (as OpenDynamicForward) \
+                 or `remote` (as OpenRemoteForward)"
+                    .into(),
+            ));
+        }
+    };
+    if options.persist {
+        return Err(invalid(
+            "persist is set on an attached tunnel, which lives only as long as its call; \
+             open it with OpenLocalForward, OpenRemoteForward or OpenDynamicForward to keep it"
                 .into(),
-        )),
+        ));
     }
+    Ok((host, spec, options.name))
 }
 
 /// Validates a CloseRequest.
@@ -277,7 +314,7 @@ pub fn close_request(r: pb::CloseRequest) -> Result<String> {
     let id = r.id.trim();
     if id.is_empty() {
         return Err(invalid(
-            "id is empty; give the id of the tunnel to close (see List)".into(),
+            "id is empty; give the id or name of the tunnel to close (see List)".into(),
         ));
     }
     Ok(id.to_string())
@@ -342,6 +379,11 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
         idle_timeout: t.idle_timeout.map(duration),
         restores: t.restores,
         permit_remote_open: t.permit_remote_open,
+        name: t.name.unwrap_or_default(),
+        source: match t.source {
+            TunnelSource::Api => pb::TunnelSource::Api,
+            TunnelSource::Persisted => pb::TunnelSource::Persisted,
+        } as i32,
     }
 }
 
@@ -359,7 +401,7 @@ pub fn attachment_event(id: &str, e: AttachmentEvent) -> Option<pb::OpenAttached
             Connection::Opened(o) => Event::ConnectionOpened(o),
             Connection::Closed(c) => Event::ConnectionClosed(c),
         },
-        AttachmentEvent::StateChanged(t) => Event::StateChanged(tunnel(t)),
+        AttachmentEvent::StateChanged(t) => Event::StateChanged(tunnel(*t)),
         AttachmentEvent::Missed => return None,
     };
     Some(attached_response(event))
@@ -489,7 +531,7 @@ mod tests {
 
     #[test]
     fn local_requests_get_ssh_defaults() {
-        let (host, spec) = local_request(pb::OpenLocalForwardRequest {
+        let (host, spec, _) = local_request(pb::OpenLocalForwardRequest {
             remote_port: 5432,
             ..Default::default()
         })
@@ -513,7 +555,7 @@ mod tests {
 
     #[test]
     fn a_socket_path_replaces_host_and_port_and_excludes_them() {
-        let (_, spec) = local_request(pb::OpenLocalForwardRequest {
+        let (_, spec, _) = local_request(pb::OpenLocalForwardRequest {
             local_path: "/tmp/pg.sock".into(),
             remote_path: "/run/postgresql/.s.PGSQL.5432".into(),
             ..Default::default()
@@ -552,7 +594,7 @@ mod tests {
 
     #[test]
     fn reverse_dynamic_takes_no_target_and_a_checked_rule() {
-        let (_, spec) = remote_request(pb::OpenRemoteForwardRequest {
+        let (_, spec, _) = remote_request(pb::OpenRemoteForwardRequest {
             remote_port: 1080,
             dynamic: true,
             permit_remote_open: vec!["localhost:8080".into()],

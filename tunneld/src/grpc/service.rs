@@ -93,8 +93,8 @@ impl TunnelService for TunnelApi {
         audit
             .around(
                 async {
-                    let (host, spec) = convert::local_request(req.into_inner())?;
-                    let t = self.daemon.open_local(&host, spec).await?;
+                    let (host, spec, options) = convert::local_request(req.into_inner())?;
+                    let t = self.daemon.open_local(&host, spec, options).await?;
                     Ok(Response::new(pb::OpenLocalForwardResponse {
                         tunnel: Some(convert::tunnel(t)),
                     }))
@@ -117,8 +117,8 @@ impl TunnelService for TunnelApi {
         audit
             .around(
                 async {
-                    let (host, spec) = convert::dynamic_request(req.into_inner())?;
-                    let t = self.daemon.open_local(&host, spec).await?;
+                    let (host, spec, options) = convert::dynamic_request(req.into_inner())?;
+                    let t = self.daemon.open_local(&host, spec, options).await?;
                     Ok(Response::new(pb::OpenDynamicForwardResponse {
                         tunnel: Some(convert::tunnel(t)),
                     }))
@@ -141,8 +141,8 @@ impl TunnelService for TunnelApi {
         audit
             .around(
                 async {
-                    let (host, spec) = convert::remote_request(req.into_inner())?;
-                    let t = self.daemon.open_remote(&host, spec).await?;
+                    let (host, spec, options) = convert::remote_request(req.into_inner())?;
+                    let t = self.daemon.open_remote(&host, spec, options).await?;
                     Ok(Response::new(pb::OpenRemoteForwardResponse {
                         tunnel: Some(convert::tunnel(t)),
                     }))
@@ -196,8 +196,8 @@ impl TunnelService for TunnelApi {
         let attachment = audit
             .around(
                 async {
-                    let (host, spec) = convert::attached_request(req.into_inner())?;
-                    Ok(self.daemon.open_attached(&host, spec).await?)
+                    let (host, spec, name) = convert::attached_request(req.into_inner())?;
+                    Ok(self.daemon.open_attached(&host, spec, name).await?)
                 },
                 |a| a.snapshot().id,
             )

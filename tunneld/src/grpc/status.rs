@@ -37,6 +37,9 @@ impl From<Error> for Status {
             Error::ShuttingDown => Code::Unavailable,
             Error::Cancelled => Code::Cancelled,
             Error::Config(_) | Error::Io { .. } => Code::Internal,
+            Error::StateStore { .. } => Code::Unavailable,
+            Error::NameTaken { .. } => Code::AlreadyExists,
+            Error::NoStateStore(_) => Code::FailedPrecondition,
         };
         Status::new(code, bounded(e.to_string()))
     }

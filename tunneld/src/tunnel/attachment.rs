@@ -15,7 +15,7 @@ pub enum AttachmentEvent {
     /// A connection opened or closed.
     Tunnel(TunnelEvent),
     /// The tunnel changed state; after `Closed` nothing follows.
-    StateChanged(TunnelSnapshot),
+    StateChanged(Box<TunnelSnapshot>),
     /// The caller read too slowly and events were dropped (counted in the
     /// log; the attached stream has no field for it).
     Missed,
@@ -75,7 +75,7 @@ impl Attachment {
                 Ok(()) => {
                     let state = self.state.borrow_and_update().0;
                     self.finished = state == TunnelState::Closed;
-                    Some(AttachmentEvent::StateChanged(self.tunnel.snapshot()))
+                    Some(AttachmentEvent::StateChanged(Box::new(self.tunnel.snapshot())))
                 }
                 Err(_) => {
                     self.finished = true;
@@ -88,7 +88,7 @@ impl Attachment {
     async fn state_changed(&mut self) -> Option<AttachmentEvent> {
         let _ = self.state.changed().await;
         self.finished = true;
-        Some(AttachmentEvent::StateChanged(self.tunnel.snapshot()))
+        Some(AttachmentEvent::StateChanged(Box::new(self.tunnel.snapshot())))
     }
 }
 

@@ -42,7 +42,7 @@ pub use endpoint::Endpoint;
 pub use events::TunnelEvent;
 pub use local::{LocalForwardSpec, open_local, resolve_bind};
 pub use observer::TunnelObserver;
-pub use registry::Registry;
+pub use registry::{NameClaim, Registry, id_of, seq_of};
 pub use remote::{RemoteForwardSpec, open_remote};
 
 /// Bound on waiting for a closing tunnel's tasks to finish.
@@ -70,6 +70,21 @@ pub struct TunnelOptions {
     pub capacity: Arc<Semaphore>,
     /// Who hears of state changes and connection events.
     pub observer: Arc<dyn TunnelObserver>,
+    /// The tunnel's name, unique among open tunnels.
+    pub name: Option<String>,
+    /// Who asked for the tunnel and what keeps it.
+    pub source: TunnelSource,
+}
+
+/// Who asked for a tunnel, and so what keeps it across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TunnelSource {
+    /// Opened through the API; gone when tunneld stops.
+    #[default]
+    Api,
+    /// Opened through the API to be kept: recorded in the state store and
+    /// restored at every start until closed.
+    Persisted,
 }
 
 /// A forward to open, either way.
@@ -89,6 +104,39 @@ impl ForwardSpec {
             ForwardSpec::Local(s) => s.limits,
             ForwardSpec::Remote(s) => s.limits,
         }
+    }
+
+    /// The kind of tunnel it opens.
+    pub fn kind(&self) -> TunnelKind {
+        match self {
+            ForwardSpec::Local(s) if s.target == Endpoint::Socks => TunnelKind::Dynamic,
+            ForwardSpec::Local(_) => TunnelKind::Local,
+            ForwardSpec::Remote(s) if s.target == Endpoint::Socks => TunnelKind::RemoteDynamic,
+            ForwardSpec::Remote(_) => TunnelKind::Remote,
+        }
+    }
+
+    /// The ends as a tunnel shows them: (on tunneld's machine, seen from
+    /// the SSH server).
+    fn ends(&self) -> (Endpoint, Endpoint) {
+        match self {
+            ForwardSpec::Local(s) => (s.listen.clone(), s.target.clone()),
+            ForwardSpec::Remote(s) => (s.target.clone(), s.listen.clone()),
+        }
+    }
+
+    /// The same forward listening on the port `tunnel` actually got, so
+    /// opening it again (a restart) gives the same port even where the
+    /// first open asked for any (0).
+    pub fn bound_as(mut self, tunnel: &Tunnel) -> ForwardSpec {
+        let (listen, bound) = match &mut self {
+            ForwardSpec::Local(s) => (&mut s.listen, &tunnel.local),
+            ForwardSpec::Remote(s) => (&mut s.listen, &tunnel.remote),
+        };
+        if let (Endpoint::Tcp { port, .. }, Endpoint::Tcp { port: got, .. }) = (listen, bound) {
+            *port = *got;
+        }
+        self
     }
 }
 
@@ -132,6 +180,10 @@ pub enum TunnelState {
 pub struct Tunnel {
     /// Identifier, e.g. `t-3`.
     pub id: String,
+    /// Name, unique among open tunnels.
+    pub name: Option<String>,
+    /// Who asked for it and what keeps it.
+    pub source: TunnelSource,
     /// Direction.
     pub kind: TunnelKind,
     /// Name of the SSH host.
@@ -187,6 +239,10 @@ pub struct Tunnel {
 pub struct TunnelSnapshot {
     /// Identifier.
     pub id: String,
+    /// Name, if it has one.
+    pub name: Option<String>,
+    /// Who asked for it and what keeps it.
+    pub source: TunnelSource,
     /// Direction.
     pub kind: TunnelKind,
     /// Name of the SSH host.
@@ -236,6 +292,8 @@ impl Tunnel {
         let (events, first) = broadcast::channel(capacity);
         Tunnel {
             id,
+            name: options.name,
+            source: options.source,
             kind,
             host: host.config().name.clone(),
             local,
@@ -438,6 +496,8 @@ impl Tunnel {
         let (state, detail) = self.status.borrow().clone();
         TunnelSnapshot {
             id: self.id.clone(),
+            name: self.name.clone(),
+            source: self.source,
             kind: self.kind,
             host: self.host.clone(),
             local: self.local.clone(),
@@ -451,6 +511,50 @@ impl Tunnel {
             idle_timeout: self.idle_timeout,
             restores: self.restores.load(Ordering::Relaxed),
             permit_remote_open: self.permit_remote_open.clone(),
+        }
+    }
+
+    /// Whether `key` is this tunnel's id or name (what Close and Watch
+    /// accept).
+    pub fn answers_to(&self, key: &str) -> bool {
+        self.id == key || self.name.as_deref() == Some(key)
+    }
+}
+
+impl TunnelSnapshot {
+    /// A tunnel that is not running: a persisted one not restored yet
+    /// (`Failed`, with why), or one closed before it was.
+    pub fn not_running(
+        id: String,
+        name: Option<String>,
+        host: String,
+        spec: &ForwardSpec,
+        state: TunnelState,
+        detail: String,
+    ) -> TunnelSnapshot {
+        let (local, remote) = spec.ends();
+        let limits = spec.connection_limits();
+        let permit_remote_open = match spec {
+            ForwardSpec::Remote(r) if r.target == Endpoint::Socks => r.permit_remote_open.entries(),
+            _ => Vec::new(),
+        };
+        TunnelSnapshot {
+            id,
+            name,
+            source: TunnelSource::Persisted,
+            kind: spec.kind(),
+            host,
+            local,
+            remote,
+            state,
+            detail,
+            created_at: SystemTime::now(),
+            counters: CountersSnapshot::default(),
+            attached: false,
+            max_connections: limits.max_connections.unwrap_or(0),
+            idle_timeout: limits.idle_timeout,
+            restores: 0,
+            permit_remote_open,
         }
     }
 }

@@ -120,6 +120,17 @@ impl Gen {
             idle_timeout: self.duration(),
             local_path: self.path(),
             remote_path: self.path(),
+            name: self.name(),
+            persist: self.below(4) == 0,
+        }
+    }
+
+    /// A tunnel name: mostly none, else a valid one or any string.
+    fn name(&mut self) -> String {
+        match self.below(4) {
+            0 => format!("n{}", self.next() % 100),
+            1 => self.string(),
+            _ => String::new(),
         }
     }
 
@@ -130,6 +141,8 @@ impl Gen {
             local_port: self.port(),
             max_connections: self.count(),
             idle_timeout: self.duration(),
+            name: self.name(),
+            persist: self.below(4) == 0,
         }
     }
 
@@ -146,6 +159,8 @@ impl Gen {
             local_path: self.path(),
             dynamic: self.below(4) == 0,
             permit_remote_open: (0..self.below(3)).map(|_| self.string()).collect(),
+            name: self.name(),
+            persist: self.below(4) == 0,
         }
     }
 

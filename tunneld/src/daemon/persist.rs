@@ -1,0 +1,243 @@
+//! The daemon's side of the state store: which tunnels are recorded, the
+//! ids reserved for this run, and the persisted tunnels not running yet.
+//!
+//! A persisted tunnel is recorded before its open returns and forgotten
+//! before its close returns, each in one durable transaction. At start every
+//! record is read; one that cannot be read or restored is reported by its id
+//! and name, kept (never dropped), shown by List as FAILED with the reason,
+//! and retried while the reason may pass (the SSH host unreachable, a port
+//! still taken).
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use crate::{
+    error::{Error, Result},
+    state::{Store, TunnelRecord},
+    tunnel::{NameClaim, Registry, TunnelSnapshot, TunnelState, id_of},
+};
+
+/// Sequence numbers reserved in the store at a time: one durable write per
+/// this many opens keeps ids unique across restarts, crashes included. A
+/// run skips at most this many ids, and a run that opens nothing none.
+const ID_BLOCK: u64 = 64;
+
+/// The store, if tunneld has one, and what it holds that is not running.
+pub(super) struct Persistence {
+    store: Option<Arc<Store>>,
+    /// Why there is no store: the refusal of a persist request.
+    missing: String,
+    /// No sequence number up to this one is given out by a later run.
+    reserved: AtomicU64,
+    /// Persisted tunnels not running yet, by sequence number.
+    // std Mutex: never held across an await.
+    unrestored: Mutex<BTreeMap<u64, Unrestored>>,
+}
+
+/// A persisted tunnel waiting to be restored.
+pub(super) struct Unrestored {
+    pub record: TunnelRecord,
+    /// `Reconnecting` until its first attempt failed, then `Failed`.
+    pub state: TunnelState,
+    /// Why it is not running (yet).
+    pub detail: String,
+    /// Its name, held so no other tunnel takes it meanwhile.
+    pub claim: Option<NameClaim>,
+}
+
+impl Persistence {
+    /// Opens the store in `dir` (none: no store) and reads it; the tunnels
+    /// it holds wait in `unrestored`, their names and ids held in `registry`.
+    pub fn open(dir: Option<&Path>, registry: &Arc<Registry>) -> Persistence {
+        let mut p = Persistence {
+            store: None,
+            missing: "tunneld runs without a state directory (--state-dir)".into(),
+            reserved: AtomicU64::new(0),
+            unrestored: Mutex::default(),
+        };
+        let Some(dir) = dir else { return p };
+        let store = match Store::open(dir).and_then(|s| s.load().map(|l| (s, l))) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    "{e}; persisted tunnels are not restored and new ones cannot be persisted \
+                     until tunneld starts with a usable --state-dir"
+                );
+                p.missing = e.to_string();
+                return p;
+            }
+        };
+        let (store, loaded) = store;
+        let path = store.path().display().to_string();
+        let mut last = loaded.ids_reserved;
+        let mut unrestored = BTreeMap::new();
+        for (seq, record) in loaded.tunnels {
+            last = last.max(seq);
+            match record {
+                Ok(record) if record.seq == seq => {
+                    let claim = match registry.claim_name(record.name.as_deref()) {
+                        Ok(c) => Some(c),
+                        Err(_) => {
+                            tracing::error!(tunnel = %id_of(seq), name = ?record.name, store = %path, "two persisted tunnels have one name; this one is kept but not restored");
+                            None
+                        }
+                    };
+                    let (state, detail) = if claim.is_some() {
+                        (TunnelState::Reconnecting, "being restored".to_string())
+                    } else {
+                        (
+                            TunnelState::Failed,
+                            "not restored: another persisted tunnel has its name".to_string(),
+                        )
+                    };
+                    unrestored.insert(
+                        seq,
+                        Unrestored {
+                            record,
+                            state,
+                            detail,
+                            claim,
+                        },
+                    );
+                }
+                Ok(record) => tracing::error!(
+                    tunnel = %id_of(seq), store = %path,
+                    "persisted record says it is t-{}; it is kept but not restored", record.seq
+                ),
+                Err(why) => tracing::error!(
+                    tunnel = %id_of(seq), store = %path,
+                    "persisted tunnel cannot be read: {why}; it is kept but not restored"
+                ),
+            }
+        }
+        // New ids start past every id a run may have given; the first one
+        // this run gives reserves a block (`cover`).
+        registry.skip_to(last);
+        p.reserved.store(last, Ordering::Release);
+        let store = Arc::new(store);
+        if !unrestored.is_empty() {
+            tracing::info!(tunnels = unrestored.len(), store = %path, "restoring persisted tunnels");
+        }
+        p.store = Some(store);
+        p.unrestored = Mutex::new(unrestored);
+        p
+    }
+
+    /// The store, or why a tunnel cannot be persisted.
+    pub fn store(&self) -> Result<Arc<Store>> {
+        self.store
+            .clone()
+            .ok_or_else(|| Error::NoStateStore(self.missing.clone()))
+    }
+
+    /// Reserves more ids when `seq` is past what the store has reserved.
+    pub async fn cover(&self, seq: u64) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if seq <= self.reserved.load(Ordering::Acquire) {
+            return;
+        }
+        let upto = seq + ID_BLOCK;
+        match tokio::task::spawn_blocking(move || store.reserve_ids(upto)).await {
+            Ok(Ok(())) => {
+                self.reserved.fetch_max(upto, Ordering::AcqRel);
+            }
+            Ok(Err(e)) => tracing::warn!("{e}; ids of this run may be given again after a restart"),
+            Err(_) => {}
+        }
+    }
+
+    fn unrestored(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Unrestored>> {
+        self.unrestored.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sequence numbers of the tunnels waiting to be restored (not those
+    /// kept without their name: they wait for their owner).
+    pub fn waiting(&self) -> Vec<u64> {
+        self.unrestored()
+            .iter()
+            .filter(|(_, u)| u.claim.is_some())
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+
+    /// The record of a waiting tunnel, to try it again.
+    pub fn record(&self, seq: u64) -> Option<TunnelRecord> {
+        self.unrestored().get(&seq).map(|u| u.record.clone())
+    }
+
+    /// Notes why a waiting tunnel is not running: it is `Failed` now.
+    pub fn set_failed(&self, seq: u64, detail: String) {
+        if let Some(u) = self.unrestored().get_mut(&seq) {
+            u.state = TunnelState::Failed;
+            u.detail = detail;
+        }
+    }
+
+    /// Takes a waiting tunnel out (restored, or closed), with its name.
+    pub fn take(&self, seq: u64) -> Option<Unrestored> {
+        self.unrestored().remove(&seq)
+    }
+
+    /// The waiting tunnel with this id or name.
+    pub fn find(&self, key: &str) -> Option<u64> {
+        self.unrestored()
+            .iter()
+            .find(|(seq, u)| id_of(**seq) == key || u.record.name.as_deref() == Some(key))
+            .map(|(seq, _)| *seq)
+    }
+
+    /// The waiting tunnels as List shows them: RECONNECTING while first
+    /// tried, then FAILED, with why.
+    pub fn snapshots(&self) -> Vec<TunnelSnapshot> {
+        self.unrestored()
+            .iter()
+            .map(|(seq, u)| {
+                TunnelSnapshot::not_running(
+                    id_of(*seq),
+                    u.record.name.clone(),
+                    u.record.host.clone(),
+                    &u.record.spec,
+                    u.state,
+                    u.detail.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Records a tunnel, durably.
+    pub async fn put(store: Arc<Store>, record: TunnelRecord) -> Result<()> {
+        tokio::task::spawn_blocking(move || store.put(&record))
+            .await
+            .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Forgets a tunnel, durably.
+    pub async fn remove(store: Arc<Store>, seq: u64) -> Result<()> {
+        tokio::task::spawn_blocking(move || store.remove(seq))
+            .await
+            .map_err(|_| Error::ShuttingDown)?
+    }
+}
+
+/// Whether restoring a persisted tunnel may succeed later without anyone
+/// changing tunneld's config: an unreachable host or a port still taken
+/// may pass; a host that no longer exists or a policy refusal will not.
+pub(super) fn worth_retrying(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::InvalidArgument(_)
+            | Error::HostNotFound { .. }
+            | Error::NoDefaultHost { .. }
+            | Error::NotPermitted(_)
+            | Error::NameTaken { .. }
+            | Error::ShuttingDown
+    )
+}

@@ -1,0 +1,13 @@
+//! What tunneld keeps across restarts: persisted tunnels and the ids given
+//! out, in an embedded store (redb) in the state directory.
+//!
+//! Architecture invariant: the store holds our own versioned records
+//! ([`TunnelRecord`]), never the API's messages nor anything redb's
+//! encoding decides; it knows tunnels only as specs, not as running
+//! things: the daemon decides what to record and when.
+
+mod record;
+mod store;
+
+pub use record::TunnelRecord;
+pub use store::Store;
