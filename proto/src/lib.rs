@@ -4,12 +4,14 @@
 //! the tests, and the server trait tunneld implements; and the value
 //! helpers both ends share: [`duration`] (the one validated duration type of
 //! flags, config and API), [`clip`] (showing a client's value safely),
-//! [`addr`] (the default API address, `host:port` spelling) and [`name`]
-//! (what a tunnel name may be).
+//! [`addr`] (the default API address, `host:port` spelling), [`name`]
+//! (what a tunnel name may be) and [`forward_spec`] (OpenSSH's `-L`/`-R`/`-D`
+//! forward specs, for tunnelctl's flags and the config file's tunnels).
 
 pub mod addr;
 pub mod clip;
 pub mod duration;
+pub mod forward_spec;
 pub mod name;
 
 /// Well-known types (`Timestamp`, `Duration`) used by the API, with serde

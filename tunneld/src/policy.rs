@@ -241,9 +241,20 @@ impl HostPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteOpenPolicy(AllowList);
 
+/// Most entries a `permit_remote_open` may have: each is matched against
+/// every SOCKS request of the tunnel.
+pub const MAX_PERMIT_REMOTE_OPEN: usize = 256;
+
 impl RemoteOpenPolicy {
-    /// Parses the entries; an empty list allows any target.
+    /// Parses the entries, at most [`MAX_PERMIT_REMOTE_OPEN`]; an empty list
+    /// allows any target.
     pub fn parse(items: &[String]) -> std::result::Result<RemoteOpenPolicy, String> {
+        if items.len() > MAX_PERMIT_REMOTE_OPEN {
+            return Err(format!(
+                "permit_remote_open has {} entries; at most {MAX_PERMIT_REMOTE_OPEN} are accepted",
+                items.len()
+            ));
+        }
         AllowList::parse(items, false)
             .map(RemoteOpenPolicy)
             .map_err(|e| format!("permit_remote_open: {e}"))

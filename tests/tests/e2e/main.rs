@@ -11,6 +11,7 @@ mod support;
 
 mod agent;
 mod attach;
+mod check_config;
 mod ciphers;
 mod cli;
 mod errors;

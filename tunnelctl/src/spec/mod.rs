@@ -5,11 +5,12 @@
 //! These run as clap value parsers, so a bad value is rejected before any call
 //! to tunneld, and clap's message names the flag it came with.
 //!
-//! - [`forward`]: the forward specs, by OpenSSH's `parse_forward` rules.
+//! - [`forward`]: the forward specs, by OpenSSH's `parse_forward` rules
+//!   (`tunnel_proto::forward_spec`, shared with tunneld's config file).
 //! - [`permit`]: `--permit-remote-open` patterns.
 //! - [`values`]: ports, durations, counts, `NAME=VALUE`, non-empty values.
 
-pub mod forward;
+pub use tunnel_proto::forward_spec as forward;
 pub mod permit;
 pub mod values;
 

@@ -110,29 +110,51 @@ impl Config {
     /// may go through one another; a loop is refused.
     pub(super) fn route_hosts(
         &mut self,
-        mut pending: Vec<(String, Vec<String>)>,
+        pending: Vec<(String, Vec<String>)>,
         defaults: &HostDefaults,
     ) -> Result<()> {
+        match self.route_each(pending, defaults).into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Config::route_hosts`], going on past a host that cannot be routed:
+    /// returns every problem with the host it is about.
+    pub(super) fn route_each(
+        &mut self,
+        mut pending: Vec<(String, Vec<String>)>,
+        defaults: &HostDefaults,
+    ) -> Vec<(String, Error)> {
+        let mut errors = Vec::new();
         while !pending.is_empty() {
             let waiting: Vec<String> = pending.iter().map(|(name, _)| name.clone()).collect();
             let (ready, later): (Vec<_>, Vec<_>) = pending
                 .into_iter()
                 .partition(|(_, hops)| !hops.iter().any(|h| waiting.contains(h)));
             if ready.is_empty() {
-                return Err(Error::Config(format!(
-                    "the proxy_jump of hosts {} lead through one another in a loop",
-                    waiting.join(", ")
-                )));
+                errors.push((
+                    waiting[0].clone(),
+                    Error::Config(format!(
+                        "the proxy_jump of hosts {} lead through one another in a loop",
+                        waiting.join(", ")
+                    )),
+                ));
+                break;
             }
             for (name, hops) in ready {
-                let route = self.route(&name, &hops, defaults)?;
-                if let Some(host) = self.hosts.get_mut(&name) {
-                    host.jump = route;
+                match self.route(&name, &hops, defaults) {
+                    Ok(route) => {
+                        if let Some(host) = self.hosts.get_mut(&name) {
+                            host.jump = route;
+                        }
+                    }
+                    Err(e) => errors.push((name, e)),
                 }
             }
             pending = later;
         }
-        Ok(())
+        errors
     }
 
     /// Routes host `name` (the `--ssh` host) through the hops of `spec`

@@ -1,6 +1,7 @@
-//! Daemon configuration: the SSH hosts tunneld may connect to and the limits
-//! it enforces. Built from command-line flags (the `default` host) and an
-//! optional TOML file of named hosts:
+//! Daemon configuration: the SSH hosts tunneld may connect to, the tunnels
+//! it opens at start and the limits it enforces. Built from command-line
+//! flags (the `default` host) and an optional TOML file of named hosts and
+//! declared tunnels:
 //!
 //! ```toml
 //! default_host = "bastion"          # optional; else "default" from --ssh
@@ -24,8 +25,34 @@
 //!
 //! and, at the top level, `allow_local_bind = ["0.0.0.0"]` for local
 //! forwards that listen beyond loopback (see `policy`).
+//!
+//! Tunnels are declared in the syntax of `ssh -L`, `-R` and `-D`, one
+//! forward each, named as `tunnelctl --name` takes a name:
+//!
+//! ```toml
+//! [tunnels.db]
+//! host = "bastion"                 # default: the default host
+//! local = "15432:db.internal:5432" # ssh -L: every form, unix paths too
+//! max_connections = 64             # default: --max-connections-per-tunnel
+//! idle_timeout = "10m"             # default: never
+//!
+//! [tunnels.web]
+//! remote = "8080:localhost:3000"   # ssh -R; PORT or /PATH alone: reverse SOCKS
+//!
+//! [tunnels.back]
+//! remote = "1080"                  # reverse dynamic, whose requests may reach only
+//! permit_remote_open = ["localhost:3000"]
+//!
+//! [tunnels.proxy]
+//! dynamic = "1080"                 # ssh -D: [BIND:]PORT
+//! ```
+//!
+//! Every problem of a file is reported at once, each as
+//! `FILE:LINE:COL: message` ([`ConfigError`]); [`check`] returns them as
+//! such, [`load`] as one error of a line each.
 
 mod destination;
+mod error;
 mod file;
 mod flags;
 mod jump;
@@ -36,13 +63,16 @@ mod state_dir;
 // oracle test in tests/ssh_config_oracle.rs.
 #[doc(hidden)]
 pub mod ssh_config;
+mod tunnels;
 mod units;
 
 use std::{collections::BTreeMap, time::Duration};
 
 pub use destination::HostDefaults;
+pub use error::ConfigError;
 pub use flags::{Flags, HostThreadArg, PolicyArg};
-pub use load::load;
+pub use load::{check, load};
+pub use tunnels::DeclaredTunnel;
 pub use units::{
     parse_duration, parse_duration_or_zero, parse_size, parse_size_or_zero, parse_u32_size,
     positive,
@@ -143,6 +173,8 @@ pub struct Config {
     pub spill: SpillPolicy,
     /// Addresses beyond loopback local forwards may listen on.
     pub allow_local_bind: BindPolicy,
+    /// Tunnels the config file declares (`[tunnels.NAME]`), by name.
+    pub tunnels: BTreeMap<String, DeclaredTunnel>,
     /// Where the state store lives; `None`: tunneld keeps no state.
     pub state_dir: Option<std::path::PathBuf>,
 }

@@ -21,14 +21,9 @@ use crate::{
     },
 };
 
-/// Default listen address of local forwards, as `ssh -L`.
-pub(super) const DEFAULT_LOCAL_BIND: &str = "127.0.0.1";
-/// Default remote bind address of remote forwards, as `ssh -R`.
-pub(super) const DEFAULT_REMOTE_BIND: &str = "localhost";
-/// Default target host: the SSH server itself / this machine.
-pub(super) const DEFAULT_TARGET_HOST: &str = "localhost";
-/// Most entries a `permit_remote_open` may have.
-pub const MAX_PERMIT_REMOTE_OPEN: usize = 256;
+// The defaults of empty fields are the domain's, shared with the config
+// file's tunnels.
+pub(super) use crate::tunnel::{DEFAULT_LOCAL_BIND, DEFAULT_REMOTE_BIND, DEFAULT_TARGET_HOST};
 
 pub(super) fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
@@ -59,17 +54,7 @@ fn host_field(field: &str, value: String, default: &str) -> Result<String> {
     if v.is_empty() {
         return Ok(default.to_string());
     }
-    let v = v
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(v);
-    if v.chars().any(|c| c.is_whitespace() || c.is_control()) || v.len() > 255 {
-        return Err(invalid(format!(
-            "{field} {} is not a valid host name or address (at most 255 characters, no spaces or control characters)",
-            clipped(&value)
-        )));
-    }
-    Ok(v.to_string())
+    crate::tunnel::check_host(field, v)
 }
 
 /// Validates an ExecRequest.
@@ -227,12 +212,6 @@ pub fn remote_request(r: pb::OpenRemoteForwardRequest) -> Result<Open<RemoteForw
             false,
         )?
     };
-    if r.permit_remote_open.len() > MAX_PERMIT_REMOTE_OPEN {
-        return Err(invalid(format!(
-            "permit_remote_open has {} entries; at most {MAX_PERMIT_REMOTE_OPEN} are accepted",
-            r.permit_remote_open.len()
-        )));
-    }
     let permit_remote_open = RemoteOpenPolicy::parse(&r.permit_remote_open)
         .map_err(|e| invalid(clipped(&e).to_string()))?;
     Ok((

@@ -88,7 +88,9 @@ impl Attachment {
     async fn state_changed(&mut self) -> Option<AttachmentEvent> {
         let _ = self.state.changed().await;
         self.finished = true;
-        Some(AttachmentEvent::StateChanged(Box::new(self.tunnel.snapshot())))
+        Some(AttachmentEvent::StateChanged(Box::new(
+            self.tunnel.snapshot(),
+        )))
     }
 }
 

@@ -10,6 +10,32 @@ use crate::error::{Error, Result};
 /// one of them the terminating NUL.
 pub const MAX_SOCKET_PATH: usize = 107;
 
+/// Longest host name or address an endpoint may name: DNS's 253, with room
+/// for IPv6 brackets.
+pub const MAX_HOST: usize = 255;
+
+/// Default target host of a forward, as ssh's: the SSH server itself (for
+/// a local forward) or this machine (for a remote one).
+pub const DEFAULT_TARGET_HOST: &str = "localhost";
+
+/// Checks a host name or address a request or the config file gives for
+/// one end of a forward: at most [`MAX_HOST`] characters, no spaces or
+/// control characters; brackets around an IPv6 address are dropped.
+/// `field` names it in the error.
+pub fn check_host(field: &str, host: &str) -> Result<String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.chars().any(|c| c.is_whitespace() || c.is_control()) || bare.len() > MAX_HOST {
+        return Err(Error::InvalidArgument(format!(
+            "{field} {} is not a valid host name or address (at most {MAX_HOST} characters, no spaces or control characters)",
+            tunnel_proto::clip::clipped(host)
+        )));
+    }
+    Ok(bare.to_string())
+}
+
 /// One end of a tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -104,5 +130,18 @@ mod tests {
         );
         assert!(Endpoint::unix("p", &format!("/{}", "x".repeat(106))).is_ok());
         assert!(Endpoint::unix("p", "/a\0b").is_err());
+    }
+
+    #[test]
+    fn hosts_are_names_or_addresses() {
+        use super::check_host;
+        assert_eq!(check_host("h", "[::1]").unwrap(), "::1");
+        assert_eq!(check_host("h", "db.internal").unwrap(), "db.internal");
+        let e = check_host("remote_host", "a b").unwrap_err().to_string();
+        assert!(
+            e.starts_with("remote_host \"a b\" is not a valid host"),
+            "{e}"
+        );
+        assert!(check_host("h", &"x".repeat(256)).is_err());
     }
 }

@@ -26,6 +26,14 @@ use crate::{
 const UNIX_ORIGINATOR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 65535);
 
+/// Default listen address of local forwards, as `ssh -L`.
+pub const DEFAULT_LOCAL_BIND: &str = "127.0.0.1";
+
+/// The address a local forward binds for OpenSSH's `*` ("every
+/// interface"), which tunneld must turn into one it can bind: `0.0.0.0`,
+/// what `ssh -L '*:...'` binds first.
+pub const ANY_LOCAL_BIND: &str = "0.0.0.0";
+
 /// What a local forward listens on and where it connects.
 #[derive(Debug, Clone)]
 pub struct LocalForwardSpec {

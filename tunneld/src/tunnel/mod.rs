@@ -38,12 +38,12 @@ use crate::{
 pub use attachment::{Attachment, AttachmentEvent};
 pub use connection::Connection;
 pub use counters::{CountersSnapshot, TunnelCounters};
-pub use endpoint::Endpoint;
+pub use endpoint::{DEFAULT_TARGET_HOST, Endpoint, check_host};
 pub use events::TunnelEvent;
-pub use local::{LocalForwardSpec, open_local, resolve_bind};
+pub use local::{ANY_LOCAL_BIND, DEFAULT_LOCAL_BIND, LocalForwardSpec, open_local, resolve_bind};
 pub use observer::TunnelObserver;
 pub use registry::{NameClaim, Registry, id_of, seq_of};
-pub use remote::{RemoteForwardSpec, open_remote};
+pub use remote::{DEFAULT_REMOTE_BIND, RemoteForwardSpec, open_remote};
 
 /// Bound on waiting for a closing tunnel's tasks to finish.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -38,6 +38,9 @@ pub(super) const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// tunnel's cap could be carried anyway.
 const MAX_PENDING_CONNECTIONS: usize = 4096;
 
+/// Default bind address of remote forwards on the server, as `ssh -R`.
+pub const DEFAULT_REMOTE_BIND: &str = "localhost";
+
 /// What the server listens on and where connections go.
 #[derive(Debug, Clone)]
 pub struct RemoteForwardSpec {

@@ -15,6 +15,7 @@ Examples:
   tunneld --ssh deploy@bastion.example.com
   tunneld --listen 127.0.0.1:4522 --ssh me@10.0.0.5:2222 --identity ~/.ssh/id_ed25519
   tunneld --config /etc/tunneld/hosts.toml
+  tunneld --check-config /etc/tunneld/hosts.toml
   tunneld --listen unix:$XDG_RUNTIME_DIR/tunneld.sock --ssh deploy@bastion.example.com"
 )]
 pub struct Args {
@@ -25,6 +26,13 @@ pub struct Args {
     /// FILE as JSON, one object per line; created mode 0600.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+
+    /// Check FILE as `--config FILE` would load it with the other flags,
+    /// then exit: 0 printing `FILE: ok (N hosts, M tunnels)`, or 2 with
+    /// each problem on stderr as FILE:LINE:COL: message. Binds, connects
+    /// and starts nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
 
     #[command(flatten)]
     pub daemon: Flags,

@@ -9,12 +9,15 @@ mod flags;
 mod logs;
 mod signals;
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use tunneld::{ApiAccess, config::expand_home};
+use tunneld::{
+    ApiAccess,
+    config::{Flags, expand_home},
+};
 
 use crate::{
     flags::Args,
@@ -27,7 +30,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // Before logging starts: a check writes no audit file.
+    if let Some(file) = args.check_config.take() {
+        return check_config(args.daemon, file);
+    }
     if let Err(e) = init_logging(args.audit_log.as_deref().map(expand_home).as_deref()) {
         eprintln!("tunneld: {e}");
         return ExitCode::from(2);
@@ -104,6 +111,30 @@ async fn main() -> ExitCode {
         () = grace => {
             tracing::warn!("shutdown took longer than {}s; exiting anyway", SHUTDOWN_GRACE.as_secs());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `--check-config FILE`: loads the configuration as `--config FILE` would,
+/// without the side effects of starting (no spill directory, no listener,
+/// no connection), and reports on it.
+fn check_config(mut flags: Flags, file: PathBuf) -> ExitCode {
+    flags.config = Some(file.clone());
+    match tunneld::config::check(&flags) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} hosts, {} tunnels)",
+                file.display(),
+                config.hosts.len(),
+                config.tunnels.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            ExitCode::from(2)
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Forward specs as `ssh -L`, `-R` and `-D` read them: OpenSSH's
-//! `parse_forward` (readconf.c), field for field.
+//! `parse_forward` (readconf.c), field for field. tunnelctl's `-L`/`-R`/`-D`
+//! and the `local`/`remote`/`dynamic` keys of tunneld's config file both
+//! read them here, so one spelling means the same forward at both ends.
 //!
 //! A spec is split on `:`; a field in `[...]` is one field taken literally
 //! (an IPv6 address), and `\` takes the next character literally. A field
@@ -18,10 +20,15 @@
 //! | 4      | `BIND:PORT:HOST:PORT`                   | BIND:PORT  | HOST:PORT          |
 //!
 //! `-R` takes them all, `-L` all but the dynamic ones, `-D` only
-//! `[BIND:]PORT`. Where tunnelctl is stricter than ssh, it is about values
-//! ssh would accept and then fail on: a path must be absolute (tunneld's
-//! API takes no relative ones), and a host or bind address holds no `/`.
-//! It is looser in one place: a listening port of 0 asks for a free one.
+//! `[BIND:]PORT`. Where this parser is stricter than ssh, it is about
+//! values ssh would accept and then fail on: a path must be absolute
+//! (tunneld's API takes no relative ones), and a host or bind address holds
+//! no `/`. It is looser in one place: a listening port of 0 asks for a free
+//! one.
+//!
+//! The `parse_*_forward` functions word their refusals for tunnelctl's
+//! flags (`-L`, `open-dynamic -D`); [`parse_config_forward`] words them for
+//! the config file's keys.
 
 use std::fmt;
 use std::str::FromStr;
@@ -105,28 +112,41 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-/// The flag a spec came with: each accepts its own subset of the forms.
+/// The kind of forward a spec is read for (the flag or the config key it
+/// came with): each accepts its own subset of the forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flag {
+pub enum ForwardKind {
+    /// `local`, as `ssh -L`: every form with a target.
     Local,
+    /// `remote`, as `ssh -R`: every form; no target is a reverse SOCKS proxy.
     Remote,
+    /// `dynamic`, as `ssh -D`: `[BIND:]PORT`.
     Dynamic,
 }
 
-impl Flag {
+/// Who the refusals of a spec of the wrong kind speak to: tunnelctl's
+/// flags or the config file's keys, so the fix named is one the reader
+/// can make where they wrote the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wording {
+    Flags,
+    Keys,
+}
+
+impl ForwardKind {
     /// What the flag takes, for the end of an error message.
     fn forms(self) -> &'static str {
         match self {
-            Flag::Local => {
+            ForwardKind::Local => {
                 "expected [BIND:]PORT:HOST:HOSTPORT, /PATH:HOST:HOSTPORT, [BIND:]PORT:/PATH or \
                  /PATH:/PATH, with IPv6 addresses in brackets"
             }
-            Flag::Remote => {
+            ForwardKind::Remote => {
                 "expected [BIND:]PORT:HOST:HOSTPORT, /PATH:HOST:HOSTPORT, [BIND:]PORT:/PATH or \
                  /PATH:/PATH, or [BIND:]PORT or /PATH alone for a SOCKS proxy, with IPv6 \
                  addresses in brackets"
             }
-            Flag::Dynamic => "expected [BIND:]PORT, with IPv6 addresses in brackets",
+            ForwardKind::Dynamic => "expected [BIND:]PORT, with IPv6 addresses in brackets",
         }
     }
 }
@@ -136,30 +156,38 @@ impl FromStr for ForwardSpec {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse(s, Flag::Remote)
+        parse(s, ForwardKind::Remote, Wording::Flags)
     }
 }
 
 /// Parses a `-L` spec: every form with a target, no SOCKS proxy.
 pub fn parse_local_forward(s: &str) -> Result<ForwardSpec, SpecError> {
-    parse(s, Flag::Local)
+    parse(s, ForwardKind::Local, Wording::Flags)
 }
 
 /// Parses a `-R` spec: every form, `[BIND:]PORT` or `/PATH` alone being a
 /// reverse SOCKS proxy.
 pub fn parse_remote_forward(s: &str) -> Result<ForwardSpec, SpecError> {
-    parse(s, Flag::Remote)
+    parse(s, ForwardKind::Remote, Wording::Flags)
+}
+
+/// Parses the value of a config file's `local`, `remote` or `dynamic` key:
+/// the forms `-L`, `-R` or `-D` take, with refusals that name the keys
+/// rather than tunnelctl's flags. A `dynamic` spec comes back with
+/// [`Target::Dynamic`].
+pub fn parse_config_forward(s: &str, kind: ForwardKind) -> Result<ForwardSpec, SpecError> {
+    parse(s, kind, Wording::Keys)
 }
 
 /// Parses a `-D` spec: `[BIND:]PORT`.
 pub fn parse_dynamic_forward(s: &str) -> Result<TcpListen, SpecError> {
-    match parse(s, Flag::Dynamic)? {
+    match parse(s, ForwardKind::Dynamic, Wording::Flags)? {
         ForwardSpec {
             listen: Listen::Tcp(tcp),
             target: Target::Dynamic,
         } => Ok(tcp),
         // `parse` refuses the rest for `-D` already.
-        _ => Err(SpecError(Flag::Dynamic.forms().to_string())),
+        _ => Err(SpecError(ForwardKind::Dynamic.forms().to_string())),
     }
 }
 
@@ -171,7 +199,7 @@ struct Field {
     path: bool,
 }
 
-fn parse(s: &str, flag: Flag) -> Result<ForwardSpec, SpecError> {
+fn parse(s: &str, flag: ForwardKind, wording: Wording) -> Result<ForwardSpec, SpecError> {
     let forms = flag.forms();
     if s.is_empty() {
         return Err(SpecError(format!("the forward is empty; {forms}")));
@@ -184,29 +212,14 @@ fn parse(s: &str, flag: Flag) -> Result<ForwardSpec, SpecError> {
     // Which form it is shows before any value is read, so a spec of the
     // wrong kind is named as such rather than by its first bad port.
     let dynamic = count == 1 || (count == 2 && !fields[1].path);
-    match flag {
-        Flag::Local if dynamic => {
-            return Err(SpecError(
-                "-L needs a target: [BIND:]PORT:HOST:HOSTPORT, or a unix socket path; \
-                 for a SOCKS proxy use open-dynamic -D"
-                    .into(),
-            ));
-        }
-        Flag::Dynamic if !dynamic => {
-            return Err(SpecError(
-                "-D takes [BIND:]PORT only: a SOCKS proxy connects where each client asks; \
-                 for a fixed target use open-local -L"
-                    .into(),
-            ));
-        }
-        Flag::Dynamic if fields[0].path => {
-            return Err(SpecError(
-                "-D takes [BIND:]PORT: tunneld's SOCKS proxy listens on a TCP port, not a \
-                 unix socket path"
-                    .into(),
-            ));
-        }
-        _ => {}
+    let wrong = match flag {
+        ForwardKind::Local if dynamic => Some(Wrong::SocksForLocal),
+        ForwardKind::Dynamic if !dynamic => Some(Wrong::TargetForDynamic),
+        ForwardKind::Dynamic if fields[0].path => Some(Wrong::PathForDynamic),
+        _ => None,
+    };
+    if let Some(wrong) = wrong {
+        return Err(SpecError(wrong.message(wording).into()));
     }
     let (listen, target) = match fields.as_slice() {
         [a] if a.path => (listen_path(a)?, Target::Dynamic),
@@ -221,6 +234,45 @@ fn parse(s: &str, flag: Flag) -> Result<ForwardSpec, SpecError> {
         _ => return Err(SpecError(format!("{count} fields; {forms}"))),
     };
     Ok(ForwardSpec { listen, target })
+}
+
+/// A spec whose form the flag or key does not take.
+#[derive(Debug, Clone, Copy)]
+enum Wrong {
+    SocksForLocal,
+    TargetForDynamic,
+    PathForDynamic,
+}
+
+impl Wrong {
+    fn message(self, wording: Wording) -> &'static str {
+        match (self, wording) {
+            (Wrong::SocksForLocal, Wording::Flags) => {
+                "-L needs a target: [BIND:]PORT:HOST:HOSTPORT, or a unix socket path; \
+                 for a SOCKS proxy use open-dynamic -D"
+            }
+            (Wrong::SocksForLocal, Wording::Keys) => {
+                "local needs a target: [BIND:]PORT:HOST:HOSTPORT, or a unix socket path; \
+                 for a SOCKS proxy use dynamic = \"[BIND:]PORT\""
+            }
+            (Wrong::TargetForDynamic, Wording::Flags) => {
+                "-D takes [BIND:]PORT only: a SOCKS proxy connects where each client asks; \
+                 for a fixed target use open-local -L"
+            }
+            (Wrong::TargetForDynamic, Wording::Keys) => {
+                "dynamic takes [BIND:]PORT only: a SOCKS proxy connects where each client asks; \
+                 for a fixed target use local = \"...\""
+            }
+            (Wrong::PathForDynamic, Wording::Flags) => {
+                "-D takes [BIND:]PORT: tunneld's SOCKS proxy listens on a TCP port, not a \
+                 unix socket path"
+            }
+            (Wrong::PathForDynamic, Wording::Keys) => {
+                "dynamic takes [BIND:]PORT: tunneld's SOCKS proxy listens on a TCP port, not a \
+                 unix socket path"
+            }
+        }
+    }
 }
 
 fn listen_tcp(bind: Option<&Field>, port: &Field, forms: &str) -> Result<Listen, SpecError> {
@@ -522,6 +574,34 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    /// The config file's keys take the same forms as the flags, and a spec
+    /// of the wrong kind is refused naming the keys, not tunnelctl's flags.
+    #[test]
+    fn config_keys_take_the_flags_forms_in_their_own_words() {
+        for (s, kind) in [
+            ("15432:db:5432", ForwardKind::Local),
+            ("/a.sock:/b.sock", ForwardKind::Local),
+            ("8080", ForwardKind::Remote),
+            ("[::1]:1080", ForwardKind::Dynamic),
+        ] {
+            let spec = parse_config_forward(s, kind).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(Ok(spec), parse_remote_forward(s), "{s}");
+        }
+        let e = |s, kind| parse_config_forward(s, kind).unwrap_err().to_string();
+        let local = e("1080", ForwardKind::Local);
+        assert!(
+            local.starts_with("local needs a target") && local.contains("dynamic = "),
+            "{local}"
+        );
+        let dynamic = e("1080:db:5432", ForwardKind::Dynamic);
+        assert!(
+            dynamic.starts_with("dynamic takes [BIND:]PORT only") && dynamic.contains("local = "),
+            "{dynamic}"
+        );
+        assert!(e("/tmp/s.sock", ForwardKind::Dynamic).starts_with("dynamic takes [BIND:]PORT:"));
+        assert!(!local.contains("-L") && !dynamic.contains("-D"));
     }
 
     #[test]
