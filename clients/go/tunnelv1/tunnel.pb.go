@@ -41,6 +41,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TunnelSource says who asked for a tunnel and what keeps it.
+type TunnelSource int32
+
+const (
+	// Never sent.
+	TunnelSource_TUNNEL_SOURCE_UNSPECIFIED TunnelSource = 0
+	// Opened through the API; gone when tunneld stops.
+	TunnelSource_TUNNEL_SOURCE_API TunnelSource = 1
+	// Opened through the API with persist: restored at every start until
+	// closed.
+	TunnelSource_TUNNEL_SOURCE_PERSISTED TunnelSource = 2
+	// Declared in tunneld's config file ([tunnels.NAME]): opened at start and
+	// at reload, closed only by removing it from the file.
+	TunnelSource_TUNNEL_SOURCE_DECLARED TunnelSource = 3
+)
+
+// Enum value maps for TunnelSource.
+var (
+	TunnelSource_name = map[int32]string{
+		0: "TUNNEL_SOURCE_UNSPECIFIED",
+		1: "TUNNEL_SOURCE_API",
+		2: "TUNNEL_SOURCE_PERSISTED",
+		3: "TUNNEL_SOURCE_DECLARED",
+	}
+	TunnelSource_value = map[string]int32{
+		"TUNNEL_SOURCE_UNSPECIFIED": 0,
+		"TUNNEL_SOURCE_API":         1,
+		"TUNNEL_SOURCE_PERSISTED":   2,
+		"TUNNEL_SOURCE_DECLARED":    3,
+	}
+)
+
+func (x TunnelSource) Enum() *TunnelSource {
+	p := new(TunnelSource)
+	*p = x
+	return p
+}
+
+func (x TunnelSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TunnelSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_tunnel_v1_tunnel_proto_enumTypes[0].Descriptor()
+}
+
+func (TunnelSource) Type() protoreflect.EnumType {
+	return &file_tunnel_v1_tunnel_proto_enumTypes[0]
+}
+
+func (x TunnelSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TunnelSource.Descriptor instead.
+func (TunnelSource) EnumDescriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{0}
+}
+
 // TunnelKind is the direction of a forward.
 type TunnelKind int32
 
@@ -86,11 +145,11 @@ func (x TunnelKind) String() string {
 }
 
 func (TunnelKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_tunnel_v1_tunnel_proto_enumTypes[0].Descriptor()
+	return file_tunnel_v1_tunnel_proto_enumTypes[1].Descriptor()
 }
 
 func (TunnelKind) Type() protoreflect.EnumType {
-	return &file_tunnel_v1_tunnel_proto_enumTypes[0]
+	return &file_tunnel_v1_tunnel_proto_enumTypes[1]
 }
 
 func (x TunnelKind) Number() protoreflect.EnumNumber {
@@ -99,7 +158,7 @@ func (x TunnelKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TunnelKind.Descriptor instead.
 func (TunnelKind) EnumDescriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{0}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{1}
 }
 
 // TunnelState is where a tunnel is in its life.
@@ -154,11 +213,11 @@ func (x TunnelState) String() string {
 }
 
 func (TunnelState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tunnel_v1_tunnel_proto_enumTypes[1].Descriptor()
+	return file_tunnel_v1_tunnel_proto_enumTypes[2].Descriptor()
 }
 
 func (TunnelState) Type() protoreflect.EnumType {
-	return &file_tunnel_v1_tunnel_proto_enumTypes[1]
+	return &file_tunnel_v1_tunnel_proto_enumTypes[2]
 }
 
 func (x TunnelState) Number() protoreflect.EnumNumber {
@@ -167,7 +226,7 @@ func (x TunnelState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TunnelState.Descriptor instead.
 func (TunnelState) EnumDescriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{1}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{2}
 }
 
 // SshConnectionState is the state of the SSH connection to a host.
@@ -222,11 +281,11 @@ func (x SshConnectionState) String() string {
 }
 
 func (SshConnectionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tunnel_v1_tunnel_proto_enumTypes[2].Descriptor()
+	return file_tunnel_v1_tunnel_proto_enumTypes[3].Descriptor()
 }
 
 func (SshConnectionState) Type() protoreflect.EnumType {
-	return &file_tunnel_v1_tunnel_proto_enumTypes[2]
+	return &file_tunnel_v1_tunnel_proto_enumTypes[3]
 }
 
 func (x SshConnectionState) Number() protoreflect.EnumNumber {
@@ -235,7 +294,7 @@ func (x SshConnectionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SshConnectionState.Descriptor instead.
 func (SshConnectionState) EnumDescriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{2}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
 }
 
 // ExecRequest names a command to run on a host.
@@ -1035,7 +1094,16 @@ type OpenLocalForwardRequest struct {
 	// Have the SSH server connect to this unix-domain socket (an absolute path
 	// on the server) instead of remote_host and remote_port, which must then
 	// be empty (`direct-streamlocal@openssh.com`).
-	RemotePath    string `protobuf:"bytes,9,opt,name=remote_path,json=remotePath,proto3" json:"remote_path,omitempty"`
+	RemotePath string `protobuf:"bytes,9,opt,name=remote_path,json=remotePath,proto3" json:"remote_path,omitempty"`
+	// A name for the tunnel, unique among open tunnels: 1 to 63 of a-z, 0-9
+	// and -, not starting or ending with -, and not shaped like an id (t-N).
+	// Close and Watch accept it in place of the id. Empty: no name.
+	Name string `protobuf:"bytes,10,opt,name=name,proto3" json:"name,omitempty"`
+	// Keep the tunnel across tunneld restarts: it is recorded in tunneld's
+	// state store before the call returns, restored at the next start with
+	// the same id, name, ports and limits, and forgotten when closed. Refused
+	// in OpenAttached, and when tunneld has no usable state directory.
+	Persist       bool `protobuf:"varint,11,opt,name=persist,proto3" json:"persist,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1133,6 +1201,20 @@ func (x *OpenLocalForwardRequest) GetRemotePath() string {
 	return ""
 }
 
+func (x *OpenLocalForwardRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OpenLocalForwardRequest) GetPersist() bool {
+	if x != nil {
+		return x.Persist
+	}
+	return false
+}
+
 // OpenLocalForwardResponse returns the tunnel that was opened.
 type OpenLocalForwardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1224,8 +1306,17 @@ type OpenRemoteForwardRequest struct {
 	// `any` or `none`. Empty allows any. A refused target gets the SOCKS
 	// reply "not allowed by ruleset" and is never dialled.
 	PermitRemoteOpen []string `protobuf:"bytes,11,rep,name=permit_remote_open,json=permitRemoteOpen,proto3" json:"permit_remote_open,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// A name for the tunnel, unique among open tunnels: 1 to 63 of a-z, 0-9
+	// and -, not starting or ending with -, and not shaped like an id (t-N).
+	// Close and Watch accept it in place of the id. Empty: no name.
+	Name string `protobuf:"bytes,12,opt,name=name,proto3" json:"name,omitempty"`
+	// Keep the tunnel across tunneld restarts: it is recorded in tunneld's
+	// state store before the call returns, restored at the next start with
+	// the same id, name, ports and limits, and forgotten when closed. Refused
+	// in OpenAttached, and when tunneld has no usable state directory.
+	Persist       bool `protobuf:"varint,13,opt,name=persist,proto3" json:"persist,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenRemoteForwardRequest) Reset() {
@@ -1333,6 +1424,20 @@ func (x *OpenRemoteForwardRequest) GetPermitRemoteOpen() []string {
 		return x.PermitRemoteOpen
 	}
 	return nil
+}
+
+func (x *OpenRemoteForwardRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OpenRemoteForwardRequest) GetPersist() bool {
+	if x != nil {
+		return x.Persist
+	}
+	return false
 }
 
 // OpenRemoteForwardResponse returns the tunnel that was opened.
@@ -1476,7 +1581,9 @@ func (x *ListResponse) GetHosts() []*SshHost {
 // CloseRequest names a tunnel to close.
 type CloseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The tunnel's id, as returned by the open call or List.
+	// The tunnel's id, as returned by the open call or List, or its name. A
+	// tunnel declared in tunneld's config file cannot be closed here
+	// (FAILED_PRECONDITION): remove it from the file and reload.
 	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1582,7 +1689,16 @@ type OpenDynamicForwardRequest struct {
 	MaxConnections uint32 `protobuf:"varint,4,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
 	// Close a connection after no byte has moved either way for this long.
 	// Unset or zero: never.
-	IdleTimeout   *durationpb.Duration `protobuf:"bytes,5,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	IdleTimeout *durationpb.Duration `protobuf:"bytes,5,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	// A name for the tunnel, unique among open tunnels: 1 to 63 of a-z, 0-9
+	// and -, not starting or ending with -, and not shaped like an id (t-N).
+	// Close and Watch accept it in place of the id. Empty: no name.
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// Keep the tunnel across tunneld restarts: it is recorded in tunneld's
+	// state store before the call returns, restored at the next start with
+	// the same id, name, ports and limits, and forgotten when closed. Refused
+	// in OpenAttached, and when tunneld has no usable state directory.
+	Persist       bool `protobuf:"varint,7,opt,name=persist,proto3" json:"persist,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1650,6 +1766,20 @@ func (x *OpenDynamicForwardRequest) GetIdleTimeout() *durationpb.Duration {
 		return x.IdleTimeout
 	}
 	return nil
+}
+
+func (x *OpenDynamicForwardRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OpenDynamicForwardRequest) GetPersist() bool {
+	if x != nil {
+		return x.Persist
+	}
+	return false
 }
 
 // OpenDynamicForwardResponse returns the tunnel that was opened.
@@ -2093,7 +2223,8 @@ func (x *ConnectionClosed) GetTunnelId() string {
 // WatchRequest says what to watch.
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Watch only this tunnel (and its host); empty watches everything.
+	// Watch only this tunnel (and its host), by id or name; empty watches
+	// everything.
 	TunnelId      string `protobuf:"bytes,1,opt,name=tunnel_id,json=tunnelId,proto3" json:"tunnel_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2445,7 +2576,9 @@ func (x *GetInfoResponse) GetPid() uint32 {
 // Tunnel is one port forward and its live counters.
 type Tunnel struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable identifier, unique for the life of the daemon (e.g. "t-3").
+	// Stable identifier (e.g. "t-3"), never reused by the daemon: a persisted
+	// tunnel keeps its id across restarts, and a new tunnel never takes an id
+	// given before, as long as tunneld keeps its state directory.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Direction of the forward.
 	Kind TunnelKind `protobuf:"varint,2,opt,name=kind,proto3,enum=tunnel.v1.TunnelKind" json:"kind,omitempty"`
@@ -2477,8 +2610,12 @@ type Tunnel struct {
 	// A reverse dynamic forward's permit_remote_open, as given; empty allows
 	// any target.
 	PermitRemoteOpen []string `protobuf:"bytes,14,rep,name=permit_remote_open,json=permitRemoteOpen,proto3" json:"permit_remote_open,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The tunnel's name; empty when it has none.
+	Name string `protobuf:"bytes,15,opt,name=name,proto3" json:"name,omitempty"`
+	// Where the tunnel comes from, and so whether it survives a restart.
+	Source        TunnelSource `protobuf:"varint,16,opt,name=source,proto3,enum=tunnel.v1.TunnelSource" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tunnel) Reset() {
@@ -2607,6 +2744,20 @@ func (x *Tunnel) GetPermitRemoteOpen() []string {
 		return x.PermitRemoteOpen
 	}
 	return nil
+}
+
+func (x *Tunnel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tunnel) GetSource() TunnelSource {
+	if x != nil {
+		return x.Source
+	}
+	return TunnelSource_TUNNEL_SOURCE_UNSPECIFIED
 }
 
 // Endpoint is a host (name or IP address) and TCP port.
@@ -2965,7 +3116,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12+\n" +
 	"\x04exit\x18\x03 \x01(\v2\x15.tunnel.v1.ExitStatusH\x00R\x04exitB\a\n" +
-	"\x05event\"\xd8\x02\n" +
+	"\x05event\"\x86\x03\n" +
 	"\x17OpenLocalForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12!\n" +
 	"\fbind_address\x18\x02 \x01(\tR\vbindAddress\x12\x1d\n" +
@@ -2980,9 +3131,12 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\n" +
 	"local_path\x18\b \x01(\tR\tlocalPath\x12\x1f\n" +
 	"\vremote_path\x18\t \x01(\tR\n" +
-	"remotePath\"E\n" +
+	"remotePath\x12\x12\n" +
+	"\x04name\x18\n" +
+	" \x01(\tR\x04name\x12\x18\n" +
+	"\apersist\x18\v \x01(\bR\apersist\"E\n" +
 	"\x18OpenLocalForwardResponse\x12)\n" +
-	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xac\x03\n" +
+	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xda\x03\n" +
 	"\x18OpenRemoteForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12.\n" +
 	"\x13remote_bind_address\x18\x02 \x01(\tR\x11remoteBindAddress\x12\x1f\n" +
@@ -3000,7 +3154,9 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"local_path\x18\t \x01(\tR\tlocalPath\x12\x18\n" +
 	"\adynamic\x18\n" +
 	" \x01(\bR\adynamic\x12,\n" +
-	"\x12permit_remote_open\x18\v \x03(\tR\x10permitRemoteOpen\"F\n" +
+	"\x12permit_remote_open\x18\v \x03(\tR\x10permitRemoteOpen\x12\x12\n" +
+	"\x04name\x18\f \x01(\tR\x04name\x12\x18\n" +
+	"\apersist\x18\r \x01(\bR\apersist\"F\n" +
 	"\x19OpenRemoteForwardResponse\x12)\n" +
 	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\r\n" +
 	"\vListRequest\"e\n" +
@@ -3010,14 +3166,16 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\fCloseRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\":\n" +
 	"\rCloseResponse\x12)\n" +
-	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xd8\x01\n" +
+	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\x86\x02\n" +
 	"\x19OpenDynamicForwardRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12!\n" +
 	"\fbind_address\x18\x02 \x01(\tR\vbindAddress\x12\x1d\n" +
 	"\n" +
 	"local_port\x18\x03 \x01(\rR\tlocalPort\x12'\n" +
 	"\x0fmax_connections\x18\x04 \x01(\rR\x0emaxConnections\x12<\n" +
-	"\fidle_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\"G\n" +
+	"\fidle_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x18\n" +
+	"\apersist\x18\a \x01(\bR\apersist\"G\n" +
 	"\x1aOpenDynamicForwardResponse\x12)\n" +
 	"\x06tunnel\x18\x01 \x01(\v2\x11.tunnel.v1.TunnelR\x06tunnel\"\xdd\x01\n" +
 	"\x13OpenAttachedRequest\x12:\n" +
@@ -3060,7 +3218,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\n" +
 	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\rR\x03pid\"\xbf\x04\n" +
+	"\x03pid\x18\x03 \x01(\rR\x03pid\"\x84\x05\n" +
 	"\x06Tunnel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.tunnel.v1.TunnelKindR\x04kind\x12\x12\n" +
@@ -3077,7 +3235,9 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x0fmax_connections\x18\v \x01(\rR\x0emaxConnections\x12<\n" +
 	"\fidle_timeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12\x1a\n" +
 	"\brestores\x18\r \x01(\rR\brestores\x12,\n" +
-	"\x12permit_remote_open\x18\x0e \x03(\tR\x10permitRemoteOpen\"F\n" +
+	"\x12permit_remote_open\x18\x0e \x03(\tR\x10permitRemoteOpen\x12\x12\n" +
+	"\x04name\x18\x0f \x01(\tR\x04name\x12/\n" +
+	"\x06source\x18\x10 \x01(\x0e2\x17.tunnel.v1.TunnelSourceR\x06source\"F\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x12\n" +
@@ -3100,7 +3260,12 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\atunnels\x18\x06 \x01(\rR\atunnels\x12+\n" +
 	"\x11reconnect_attempt\x18\a \x01(\rR\x10reconnectAttempt\x12B\n" +
 	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x10\n" +
-	"\x03via\x18\t \x03(\tR\x03via*\x91\x01\n" +
+	"\x03via\x18\t \x03(\tR\x03via*}\n" +
+	"\fTunnelSource\x12\x1d\n" +
+	"\x19TUNNEL_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11TUNNEL_SOURCE_API\x10\x01\x12\x1b\n" +
+	"\x17TUNNEL_SOURCE_PERSISTED\x10\x02\x12\x1a\n" +
+	"\x16TUNNEL_SOURCE_DECLARED\x10\x03*\x91\x01\n" +
 	"\n" +
 	"TunnelKind\x12\x1b\n" +
 	"\x17TUNNEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -3146,118 +3311,120 @@ func file_tunnel_v1_tunnel_proto_rawDescGZIP() []byte {
 	return file_tunnel_v1_tunnel_proto_rawDescData
 }
 
-var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_tunnel_v1_tunnel_proto_goTypes = []any{
-	(TunnelKind)(0),                    // 0: tunnel.v1.TunnelKind
-	(TunnelState)(0),                   // 1: tunnel.v1.TunnelState
-	(SshConnectionState)(0),            // 2: tunnel.v1.SshConnectionState
-	(*ExecRequest)(nil),                // 3: tunnel.v1.ExecRequest
-	(*ExecResponse)(nil),               // 4: tunnel.v1.ExecResponse
-	(*ExitStatus)(nil),                 // 5: tunnel.v1.ExitStatus
-	(*ExecStreamRequest)(nil),          // 6: tunnel.v1.ExecStreamRequest
-	(*ExecStart)(nil),                  // 7: tunnel.v1.ExecStart
-	(*Terminal)(nil),                   // 8: tunnel.v1.Terminal
-	(*TerminalSize)(nil),               // 9: tunnel.v1.TerminalSize
-	(*ExecStreamResponse)(nil),         // 10: tunnel.v1.ExecStreamResponse
-	(*OpenLocalForwardRequest)(nil),    // 11: tunnel.v1.OpenLocalForwardRequest
-	(*OpenLocalForwardResponse)(nil),   // 12: tunnel.v1.OpenLocalForwardResponse
-	(*OpenRemoteForwardRequest)(nil),   // 13: tunnel.v1.OpenRemoteForwardRequest
-	(*OpenRemoteForwardResponse)(nil),  // 14: tunnel.v1.OpenRemoteForwardResponse
-	(*ListRequest)(nil),                // 15: tunnel.v1.ListRequest
-	(*ListResponse)(nil),               // 16: tunnel.v1.ListResponse
-	(*CloseRequest)(nil),               // 17: tunnel.v1.CloseRequest
-	(*CloseResponse)(nil),              // 18: tunnel.v1.CloseResponse
-	(*OpenDynamicForwardRequest)(nil),  // 19: tunnel.v1.OpenDynamicForwardRequest
-	(*OpenDynamicForwardResponse)(nil), // 20: tunnel.v1.OpenDynamicForwardResponse
-	(*OpenAttachedRequest)(nil),        // 21: tunnel.v1.OpenAttachedRequest
-	(*OpenAttachedResponse)(nil),       // 22: tunnel.v1.OpenAttachedResponse
-	(*ConnectionOpened)(nil),           // 23: tunnel.v1.ConnectionOpened
-	(*ConnectionClosed)(nil),           // 24: tunnel.v1.ConnectionClosed
-	(*WatchRequest)(nil),               // 25: tunnel.v1.WatchRequest
-	(*WatchResponse)(nil),              // 26: tunnel.v1.WatchResponse
-	(*WatchSynced)(nil),                // 27: tunnel.v1.WatchSynced
-	(*GetInfoRequest)(nil),             // 28: tunnel.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),            // 29: tunnel.v1.GetInfoResponse
-	(*Tunnel)(nil),                     // 30: tunnel.v1.Tunnel
-	(*Endpoint)(nil),                   // 31: tunnel.v1.Endpoint
-	(*TunnelCounters)(nil),             // 32: tunnel.v1.TunnelCounters
-	(*SshHost)(nil),                    // 33: tunnel.v1.SshHost
-	nil,                                // 34: tunnel.v1.ExecRequest.EnvEntry
-	nil,                                // 35: tunnel.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
+	(TunnelSource)(0),                  // 0: tunnel.v1.TunnelSource
+	(TunnelKind)(0),                    // 1: tunnel.v1.TunnelKind
+	(TunnelState)(0),                   // 2: tunnel.v1.TunnelState
+	(SshConnectionState)(0),            // 3: tunnel.v1.SshConnectionState
+	(*ExecRequest)(nil),                // 4: tunnel.v1.ExecRequest
+	(*ExecResponse)(nil),               // 5: tunnel.v1.ExecResponse
+	(*ExitStatus)(nil),                 // 6: tunnel.v1.ExitStatus
+	(*ExecStreamRequest)(nil),          // 7: tunnel.v1.ExecStreamRequest
+	(*ExecStart)(nil),                  // 8: tunnel.v1.ExecStart
+	(*Terminal)(nil),                   // 9: tunnel.v1.Terminal
+	(*TerminalSize)(nil),               // 10: tunnel.v1.TerminalSize
+	(*ExecStreamResponse)(nil),         // 11: tunnel.v1.ExecStreamResponse
+	(*OpenLocalForwardRequest)(nil),    // 12: tunnel.v1.OpenLocalForwardRequest
+	(*OpenLocalForwardResponse)(nil),   // 13: tunnel.v1.OpenLocalForwardResponse
+	(*OpenRemoteForwardRequest)(nil),   // 14: tunnel.v1.OpenRemoteForwardRequest
+	(*OpenRemoteForwardResponse)(nil),  // 15: tunnel.v1.OpenRemoteForwardResponse
+	(*ListRequest)(nil),                // 16: tunnel.v1.ListRequest
+	(*ListResponse)(nil),               // 17: tunnel.v1.ListResponse
+	(*CloseRequest)(nil),               // 18: tunnel.v1.CloseRequest
+	(*CloseResponse)(nil),              // 19: tunnel.v1.CloseResponse
+	(*OpenDynamicForwardRequest)(nil),  // 20: tunnel.v1.OpenDynamicForwardRequest
+	(*OpenDynamicForwardResponse)(nil), // 21: tunnel.v1.OpenDynamicForwardResponse
+	(*OpenAttachedRequest)(nil),        // 22: tunnel.v1.OpenAttachedRequest
+	(*OpenAttachedResponse)(nil),       // 23: tunnel.v1.OpenAttachedResponse
+	(*ConnectionOpened)(nil),           // 24: tunnel.v1.ConnectionOpened
+	(*ConnectionClosed)(nil),           // 25: tunnel.v1.ConnectionClosed
+	(*WatchRequest)(nil),               // 26: tunnel.v1.WatchRequest
+	(*WatchResponse)(nil),              // 27: tunnel.v1.WatchResponse
+	(*WatchSynced)(nil),                // 28: tunnel.v1.WatchSynced
+	(*GetInfoRequest)(nil),             // 29: tunnel.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),            // 30: tunnel.v1.GetInfoResponse
+	(*Tunnel)(nil),                     // 31: tunnel.v1.Tunnel
+	(*Endpoint)(nil),                   // 32: tunnel.v1.Endpoint
+	(*TunnelCounters)(nil),             // 33: tunnel.v1.TunnelCounters
+	(*SshHost)(nil),                    // 34: tunnel.v1.SshHost
+	nil,                                // 35: tunnel.v1.ExecRequest.EnvEntry
+	nil,                                // 36: tunnel.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),        // 37: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
 }
 var file_tunnel_v1_tunnel_proto_depIdxs = []int32{
-	34, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
-	36, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	5,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
-	7,  // 3: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
-	9,  // 4: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
-	35, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
-	36, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
-	8,  // 7: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
-	9,  // 8: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
-	5,  // 9: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
-	36, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	30, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	36, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	30, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	30, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
-	33, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
-	30, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	36, // 17: tunnel.v1.OpenDynamicForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	30, // 18: tunnel.v1.OpenDynamicForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	11, // 19: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
-	13, // 20: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
-	19, // 21: tunnel.v1.OpenAttachedRequest.dynamic:type_name -> tunnel.v1.OpenDynamicForwardRequest
-	30, // 22: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
-	23, // 23: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	24, // 24: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	30, // 25: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
-	36, // 26: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
-	37, // 27: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
-	33, // 28: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
-	30, // 29: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	23, // 30: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	24, // 31: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	27, // 32: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
-	37, // 33: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	0,  // 34: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
-	31, // 35: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
-	31, // 36: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
-	1,  // 37: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
-	37, // 38: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
-	32, // 39: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
-	36, // 40: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
-	2,  // 41: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
-	37, // 42: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
-	37, // 43: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 44: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
-	6,  // 45: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
-	11, // 46: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
-	19, // 47: tunnel.v1.TunnelService.OpenDynamicForward:input_type -> tunnel.v1.OpenDynamicForwardRequest
-	13, // 48: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
-	15, // 49: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
-	17, // 50: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
-	21, // 51: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
-	28, // 52: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
-	25, // 53: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
-	4,  // 54: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
-	10, // 55: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
-	12, // 56: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
-	20, // 57: tunnel.v1.TunnelService.OpenDynamicForward:output_type -> tunnel.v1.OpenDynamicForwardResponse
-	14, // 58: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
-	16, // 59: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
-	18, // 60: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
-	22, // 61: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
-	29, // 62: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
-	26, // 63: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
-	54, // [54:64] is the sub-list for method output_type
-	44, // [44:54] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	35, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
+	37, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	6,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
+	8,  // 3: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
+	10, // 4: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
+	36, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
+	37, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
+	9,  // 7: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
+	10, // 8: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
+	6,  // 9: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
+	37, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	31, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	37, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	31, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	31, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
+	34, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
+	31, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	37, // 17: tunnel.v1.OpenDynamicForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	31, // 18: tunnel.v1.OpenDynamicForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	12, // 19: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
+	14, // 20: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
+	20, // 21: tunnel.v1.OpenAttachedRequest.dynamic:type_name -> tunnel.v1.OpenDynamicForwardRequest
+	31, // 22: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
+	24, // 23: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	25, // 24: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	31, // 25: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
+	37, // 26: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
+	38, // 27: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
+	34, // 28: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
+	31, // 29: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	24, // 30: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	25, // 31: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	28, // 32: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
+	38, // 33: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	1,  // 34: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
+	32, // 35: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
+	32, // 36: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
+	2,  // 37: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
+	38, // 38: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
+	33, // 39: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
+	37, // 40: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
+	0,  // 41: tunnel.v1.Tunnel.source:type_name -> tunnel.v1.TunnelSource
+	3,  // 42: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
+	38, // 43: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
+	38, // 44: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
+	4,  // 45: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
+	7,  // 46: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
+	12, // 47: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
+	20, // 48: tunnel.v1.TunnelService.OpenDynamicForward:input_type -> tunnel.v1.OpenDynamicForwardRequest
+	14, // 49: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
+	16, // 50: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
+	18, // 51: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
+	22, // 52: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
+	29, // 53: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
+	26, // 54: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
+	5,  // 55: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
+	11, // 56: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
+	13, // 57: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
+	21, // 58: tunnel.v1.TunnelService.OpenDynamicForward:output_type -> tunnel.v1.OpenDynamicForwardResponse
+	15, // 59: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
+	17, // 60: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
+	19, // 61: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
+	23, // 62: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
+	30, // 63: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
+	27, // 64: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
+	55, // [55:65] is the sub-list for method output_type
+	45, // [45:55] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_tunnel_v1_tunnel_proto_init() }
@@ -3310,7 +3477,7 @@ func file_tunnel_v1_tunnel_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tunnel_v1_tunnel_proto_rawDesc), len(file_tunnel_v1_tunnel_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -38,6 +38,42 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _TunnelSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TunnelSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TunnelSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TUNNEL_SOURCE_UNSPECIFIED: _TunnelSource.ValueType  # 0
+    """Never sent."""
+    TUNNEL_SOURCE_API: _TunnelSource.ValueType  # 1
+    """Opened through the API; gone when tunneld stops."""
+    TUNNEL_SOURCE_PERSISTED: _TunnelSource.ValueType  # 2
+    """Opened through the API with persist: restored at every start until
+    closed.
+    """
+    TUNNEL_SOURCE_DECLARED: _TunnelSource.ValueType  # 3
+    """Declared in tunneld's config file ([tunnels.NAME]): opened at start and
+    at reload, closed only by removing it from the file.
+    """
+
+class TunnelSource(_TunnelSource, metaclass=_TunnelSourceEnumTypeWrapper):
+    """TunnelSource says who asked for a tunnel and what keeps it."""
+
+TUNNEL_SOURCE_UNSPECIFIED: TunnelSource.ValueType  # 0
+"""Never sent."""
+TUNNEL_SOURCE_API: TunnelSource.ValueType  # 1
+"""Opened through the API; gone when tunneld stops."""
+TUNNEL_SOURCE_PERSISTED: TunnelSource.ValueType  # 2
+"""Opened through the API with persist: restored at every start until
+closed.
+"""
+TUNNEL_SOURCE_DECLARED: TunnelSource.ValueType  # 3
+"""Declared in tunneld's config file ([tunnels.NAME]): opened at start and
+at reload, closed only by removing it from the file.
+"""
+Global___TunnelSource: _TypeAlias = TunnelSource  # noqa: Y015
+
 class _TunnelKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -556,6 +592,8 @@ class OpenLocalForwardRequest(_message.Message):
     IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
     LOCAL_PATH_FIELD_NUMBER: _builtins.int
     REMOTE_PATH_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PERSIST_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     """Name of the SSH host; empty selects the default host."""
     bind_address: _builtins.str
@@ -587,6 +625,17 @@ class OpenLocalForwardRequest(_message.Message):
     on the server) instead of remote_host and remote_port, which must then
     be empty (`direct-streamlocal@openssh.com`).
     """
+    name: _builtins.str
+    """A name for the tunnel, unique among open tunnels: 1 to 63 of a-z, 0-9
+    and -, not starting or ending with -, and not shaped like an id (t-N).
+    Close and Watch accept it in place of the id. Empty: no name.
+    """
+    persist: _builtins.bool
+    """Keep the tunnel across tunneld restarts: it is recorded in tunneld's
+    state store before the call returns, restored at the next start with
+    the same id, name, ports and limits, and forgotten when closed. Refused
+    in OpenAttached, and when tunneld has no usable state directory.
+    """
     @_builtins.property
     def idle_timeout(self) -> _duration_pb2.Duration:
         """Close a connection after no byte has moved either way for this long.
@@ -605,10 +654,12 @@ class OpenLocalForwardRequest(_message.Message):
         idle_timeout: _duration_pb2.Duration | None = ...,
         local_path: _builtins.str = ...,
         remote_path: _builtins.str = ...,
+        name: _builtins.str = ...,
+        persist: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_path", b"local_path", "local_port", b"local_port", "max_connections", b"max_connections", "remote_host", b"remote_host", "remote_path", b"remote_path", "remote_port", b"remote_port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_path", b"local_path", "local_port", b"local_port", "max_connections", b"max_connections", "name", b"name", "persist", b"persist", "remote_host", b"remote_host", "remote_path", b"remote_path", "remote_port", b"remote_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -657,6 +708,8 @@ class OpenRemoteForwardRequest(_message.Message):
     LOCAL_PATH_FIELD_NUMBER: _builtins.int
     DYNAMIC_FIELD_NUMBER: _builtins.int
     PERMIT_REMOTE_OPEN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PERSIST_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     """Name of the SSH host; empty selects the default host."""
     remote_bind_address: _builtins.str
@@ -697,6 +750,17 @@ class OpenRemoteForwardRequest(_message.Message):
     then reach what tunneld's machine reaches, unless permit_remote_open
     narrows it.
     """
+    name: _builtins.str
+    """A name for the tunnel, unique among open tunnels: 1 to 63 of a-z, 0-9
+    and -, not starting or ending with -, and not shaped like an id (t-N).
+    Close and Watch accept it in place of the id. Empty: no name.
+    """
+    persist: _builtins.bool
+    """Keep the tunnel across tunneld restarts: it is recorded in tunneld's
+    state store before the call returns, restored at the next start with
+    the same id, name, ports and limits, and forgotten when closed. Refused
+    in OpenAttached, and when tunneld has no usable state directory.
+    """
     @_builtins.property
     def idle_timeout(self) -> _duration_pb2.Duration:
         """Close a connection after no byte has moved either way for this long.
@@ -725,10 +789,12 @@ class OpenRemoteForwardRequest(_message.Message):
         local_path: _builtins.str = ...,
         dynamic: _builtins.bool = ...,
         permit_remote_open: _abc.Iterable[_builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        persist: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "host", b"host", "idle_timeout", b"idle_timeout", "local_host", b"local_host", "local_path", b"local_path", "local_port", b"local_port", "max_connections", b"max_connections", "permit_remote_open", b"permit_remote_open", "remote_bind_address", b"remote_bind_address", "remote_path", b"remote_path", "remote_port", b"remote_port"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dynamic", b"dynamic", "host", b"host", "idle_timeout", b"idle_timeout", "local_host", b"local_host", "local_path", b"local_path", "local_port", b"local_port", "max_connections", b"max_connections", "name", b"name", "permit_remote_open", b"permit_remote_open", "persist", b"persist", "remote_bind_address", b"remote_bind_address", "remote_path", b"remote_path", "remote_port", b"remote_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -813,7 +879,10 @@ class CloseRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """The tunnel's id, as returned by the open call or List."""
+    """The tunnel's id, as returned by the open call or List, or its name. A
+    tunnel declared in tunneld's config file cannot be closed here
+    (FAILED_PRECONDITION): remove it from the file and reload.
+    """
     def __init__(
         self,
         *,
@@ -864,6 +933,8 @@ class OpenDynamicForwardRequest(_message.Message):
     LOCAL_PORT_FIELD_NUMBER: _builtins.int
     MAX_CONNECTIONS_FIELD_NUMBER: _builtins.int
     IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PERSIST_FIELD_NUMBER: _builtins.int
     host: _builtins.str
     """Name of the SSH host; empty selects the default host."""
     bind_address: _builtins.str
@@ -876,6 +947,17 @@ class OpenDynamicForwardRequest(_message.Message):
     """Connections carried at once; more are refused (reset) and counted in
     refused_connections. 0 means tunneld's default
     (--max-connections-per-tunnel).
+    """
+    name: _builtins.str
+    """A name for the tunnel, unique among open tunnels: 1 to 63 of a-z, 0-9
+    and -, not starting or ending with -, and not shaped like an id (t-N).
+    Close and Watch accept it in place of the id. Empty: no name.
+    """
+    persist: _builtins.bool
+    """Keep the tunnel across tunneld restarts: it is recorded in tunneld's
+    state store before the call returns, restored at the next start with
+    the same id, name, ports and limits, and forgotten when closed. Refused
+    in OpenAttached, and when tunneld has no usable state directory.
     """
     @_builtins.property
     def idle_timeout(self) -> _duration_pb2.Duration:
@@ -891,10 +973,12 @@ class OpenDynamicForwardRequest(_message.Message):
         local_port: _builtins.int = ...,
         max_connections: _builtins.int = ...,
         idle_timeout: _duration_pb2.Duration | None = ...,
+        name: _builtins.str = ...,
+        persist: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["idle_timeout", b"idle_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_port", b"local_port", "max_connections", b"max_connections"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bind_address", b"bind_address", "host", b"host", "idle_timeout", b"idle_timeout", "local_port", b"local_port", "max_connections", b"max_connections", "name", b"name", "persist", b"persist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1098,7 +1182,9 @@ class WatchRequest(_message.Message):
 
     TUNNEL_ID_FIELD_NUMBER: _builtins.int
     tunnel_id: _builtins.str
-    """Watch only this tunnel (and its host); empty watches everything."""
+    """Watch only this tunnel (and its host), by id or name; empty watches
+    everything.
+    """
     def __init__(
         self,
         *,
@@ -1266,8 +1352,13 @@ class Tunnel(_message.Message):
     IDLE_TIMEOUT_FIELD_NUMBER: _builtins.int
     RESTORES_FIELD_NUMBER: _builtins.int
     PERMIT_REMOTE_OPEN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Stable identifier, unique for the life of the daemon (e.g. "t-3")."""
+    """Stable identifier (e.g. "t-3"), never reused by the daemon: a persisted
+    tunnel keeps its id across restarts, and a new tunnel never takes an id
+    given before, as long as tunneld keeps its state directory.
+    """
     kind: Global___TunnelKind.ValueType
     """Direction of the forward."""
     host: _builtins.str
@@ -1284,6 +1375,10 @@ class Tunnel(_message.Message):
     """Connections it carries at once; more are refused."""
     restores: _builtins.int
     """Times the tunnel was restored after its SSH connection was lost."""
+    name: _builtins.str
+    """The tunnel's name; empty when it has none."""
+    source: Global___TunnelSource.ValueType
+    """Where the tunnel comes from, and so whether it survives a restart."""
     @_builtins.property
     def local(self) -> Global___Endpoint:
         """The end on tunneld's machine: the listening address of a local forward,
@@ -1331,10 +1426,12 @@ class Tunnel(_message.Message):
         idle_timeout: _duration_pb2.Duration | None = ...,
         restores: _builtins.int = ...,
         permit_remote_open: _abc.Iterable[_builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        source: Global___TunnelSource.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "created_at", b"created_at", "idle_timeout", b"idle_timeout", "local", b"local", "remote", b"remote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "counters", b"counters", "created_at", b"created_at", "host", b"host", "id", b"id", "idle_timeout", b"idle_timeout", "kind", b"kind", "local", b"local", "max_connections", b"max_connections", "permit_remote_open", b"permit_remote_open", "remote", b"remote", "restores", b"restores", "state", b"state", "state_detail", b"state_detail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "counters", b"counters", "created_at", b"created_at", "host", b"host", "id", b"id", "idle_timeout", b"idle_timeout", "kind", b"kind", "local", b"local", "max_connections", b"max_connections", "name", b"name", "permit_remote_open", b"permit_remote_open", "remote", b"remote", "restores", b"restores", "source", b"source", "state", b"state", "state_detail", b"state_detail"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
