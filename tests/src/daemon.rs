@@ -276,6 +276,8 @@ pub struct TunneldBuilder {
     ssh_config: Option<PathBuf>,
     /// `--state-dir DIR`; a fresh dir in the temp dir unless set.
     state_dir: Option<PathBuf>,
+    /// `[tunnels.NAME]` tables of the config file.
+    tunnels: Vec<(String, toml::Table)>,
 }
 
 impl TunneldBuilder {
@@ -297,7 +299,15 @@ impl TunneldBuilder {
             default_log: false,
             ssh_config: None,
             state_dir: None,
+            tunnels: Vec::new(),
         }
+    }
+
+    /// Adds a `[tunnels.NAME]` table to the daemon's config file, e.g.
+    /// `local = "PORT:HOST:PORT"`.
+    pub fn tunnel(mut self, name: impl Into<String>, table: toml::Table) -> Self {
+        self.tunnels.push((name.into(), table));
+        self
     }
 
     /// Keeps tunneld's state in `dir` (`--state-dir`), so a later daemon
@@ -561,13 +571,19 @@ impl TunneldBuilder {
         if let Some(hops) = &self.default.jump {
             cmd.arg("--jump").arg(hops.join(","));
         }
-        if !self.hosts.is_empty() {
+        if !self.hosts.is_empty() || !self.tunnels.is_empty() {
             let mut hosts = toml::Table::new();
             for (name, spec) in &self.hosts {
                 hosts.insert(name.clone(), spec.to_toml().into());
             }
             let mut root = toml::Table::new();
             root.insert("hosts".into(), hosts.into());
+            let tunnels: toml::Table = self
+                .tunnels
+                .iter()
+                .map(|(name, table)| (name.clone(), table.clone().into()))
+                .collect();
+            root.insert("tunnels".into(), tunnels.into());
             let config = dir.join("tunneld.toml");
             std::fs::write(&config, toml::to_string(&root)?).context("writing tunneld.toml")?;
             cmd.arg("--config").arg(config);

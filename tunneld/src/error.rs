@@ -383,6 +383,17 @@ pub enum Error {
         holder: String,
     },
 
+    /// A tunnel that only its config file can close.
+    #[error("tunnel {id} ({name}) is declared in {}; remove [tunnels.{name}] there and reload tunneld (SIGHUP) to close it", file.display())]
+    DeclaredTunnel {
+        /// The tunnel's id.
+        id: String,
+        /// Its name (its table's key).
+        name: String,
+        /// The config file declaring it.
+        file: std::path::PathBuf,
+    },
+
     /// A persisted tunnel asked of a tunneld without a usable store.
     #[error("cannot persist the tunnel: {0}")]
     NoStateStore(String),

@@ -14,6 +14,7 @@ mod attach;
 mod check_config;
 mod ciphers;
 mod cli;
+mod declared;
 mod errors;
 mod exec;
 mod exec_stream;

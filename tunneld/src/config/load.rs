@@ -96,6 +96,7 @@ pub fn check(flags: &Flags) -> Result<Config, Vec<ConfigError>> {
         flags.max_spill,
     );
     config.state_dir = super::state_dir::resolve(flags.state_dir.as_deref());
+    config.file = flags.config.as_deref().map(expand_home);
     // "No host" is only worth saying when nothing else is wrong: a file
     // whose every host is wrong says why already.
     if errors.is_empty() {

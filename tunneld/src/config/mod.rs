@@ -175,6 +175,8 @@ pub struct Config {
     pub allow_local_bind: BindPolicy,
     /// Tunnels the config file declares (`[tunnels.NAME]`), by name.
     pub tunnels: BTreeMap<String, DeclaredTunnel>,
+    /// The `--config` file, named when a declared tunnel is to be changed.
+    pub file: Option<std::path::PathBuf>,
     /// Where the state store lives; `None`: tunneld keeps no state.
     pub state_dir: Option<std::path::PathBuf>,
 }

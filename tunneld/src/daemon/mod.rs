@@ -121,8 +121,11 @@ pub struct Daemon {
     /// Set by the first `shutdown` call.
     stopped: AtomicBool,
     execs: TaskTracker,
-    /// The state store and the persisted tunnels not running yet.
+    /// The state store, and the persisted and declared tunnels not running
+    /// yet.
     persistence: Persistence,
+    /// The config file, which alone may close a declared tunnel.
+    config_file: Option<std::path::PathBuf>,
 }
 
 impl Daemon {
@@ -138,6 +141,7 @@ impl Daemon {
         let bus = Bus::default();
         let tunnels: Arc<Registry> = Arc::default();
         let persistence = Persistence::open(config.state_dir.as_deref(), &tunnels);
+        persistence.declare(&tunnels, config.tunnels);
         for (name, host) in &hosts {
             let span = tracing::info_span!(parent: None, "host_publish", host = %name);
             tokio::spawn(
@@ -163,6 +167,7 @@ impl Daemon {
             stopped: AtomicBool::new(false),
             execs: TaskTracker::new(),
             persistence,
+            config_file: config.file,
         }
     }
 
@@ -201,7 +206,7 @@ impl Daemon {
     /// One attempt to restore the persisted tunnel `seq`; whether it is
     /// worth another.
     async fn restore_once(&self, seq: u64) -> bool {
-        let Some(record) = self.persistence.record(seq) else {
+        let Some((record, source)) = self.persistence.record(seq) else {
             return false; // closed meanwhile
         };
         let id = id_of(seq);
@@ -209,13 +214,17 @@ impl Daemon {
             seq: Some(seq),
             attached: false,
             name: record.name.clone(),
-            source: TunnelSource::Persisted,
+            source,
             record: false,
+        };
+        let what = match source {
+            TunnelSource::Declared => "declared tunnel",
+            _ => "persisted tunnel",
         };
         match self.open(&record.host, record.spec.clone(), how).await {
             Ok((seq, t)) => match self.persistence.take(seq).and_then(|w| w.claim) {
                 Some(claim) => {
-                    tracing::info!(tunnel = %id, name = ?record.name, local = %t.local, remote = %t.remote, "persisted tunnel restored");
+                    tracing::info!(tunnel = %id, name = ?record.name, local = %t.local, remote = %t.remote, "{what} open");
                     self.tunnels.insert(seq, t.clone(), claim);
                     t.announce();
                     false
@@ -234,9 +243,9 @@ impl Daemon {
                 } else {
                     "it is kept: fix the cause and restart, or close it to forget it"
                 };
-                tracing::error!(tunnel = %id, name = ?record.name, host = %record.host, "persisted tunnel not restored: {e}; {then}");
+                tracing::error!(tunnel = %id, name = ?record.name, host = %record.host, "{what} not opened: {e}; {then}");
                 self.persistence
-                    .set_failed(seq, format!("not restored: {e}; {then}"));
+                    .set_failed(seq, format!("not opened: {e}; {then}"));
                 retry
             }
         }
@@ -608,6 +617,7 @@ impl Daemon {
         };
         let store = match t.source {
             TunnelSource::Persisted => Some(self.persistence.store()?),
+            TunnelSource::Declared => return Err(self.declared(&t.id, t.name.as_deref())),
             TunnelSource::Api => None,
         };
         // Closed in a task of its own, so a caller that goes away does not
@@ -632,12 +642,25 @@ impl Daemon {
         .map_err(|_| Error::ShuttingDown)?
     }
 
+    /// The refusal to close a declared tunnel: its file says what to edit.
+    fn declared(&self, id: &str, name: Option<&str>) -> Error {
+        Error::DeclaredTunnel {
+            id: id.to_string(),
+            name: name.unwrap_or_default().to_string(),
+            file: self.config_file.clone().unwrap_or_default(),
+        }
+    }
+
     /// Closes a persisted tunnel that is not running: forgets its record.
     async fn forget_waiting(&self, key: &str) -> Result<TunnelSnapshot> {
-        let seq = self
+        let (seq, source) = self
             .persistence
             .find(key)
             .ok_or_else(|| Error::TunnelNotFound(key.to_string()))?;
+        if source == TunnelSource::Declared {
+            let name = self.persistence.record(seq).and_then(|(r, _)| r.name);
+            return Err(self.declared(&id_of(seq), name.as_deref()));
+        }
         let store = self.persistence.store()?;
         Persistence::remove(store, seq).await?;
         let waiting = self
@@ -648,6 +671,7 @@ impl Daemon {
         tracing::info!(tunnel = %id_of(seq), name = ?r.name, "persisted tunnel that was not running forgotten");
         Ok(TunnelSnapshot::not_running(
             id_of(seq),
+            TunnelSource::Persisted,
             r.name,
             r.host,
             &r.spec,

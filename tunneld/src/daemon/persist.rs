@@ -18,9 +18,10 @@ use std::{
 };
 
 use crate::{
+    config::DeclaredTunnel,
     error::{Error, Result},
     state::{Store, TunnelRecord},
-    tunnel::{NameClaim, Registry, TunnelSnapshot, TunnelState, id_of},
+    tunnel::{NameClaim, Registry, TunnelSnapshot, TunnelSource, TunnelState, id_of},
 };
 
 /// Sequence numbers reserved in the store at a time: one durable write per
@@ -40,9 +41,12 @@ pub(super) struct Persistence {
     unrestored: Mutex<BTreeMap<u64, Unrestored>>,
 }
 
-/// A persisted tunnel waiting to be restored.
+/// A persisted tunnel waiting to be restored, or a declared one waiting to
+/// be opened.
 pub(super) struct Unrestored {
     pub record: TunnelRecord,
+    /// Persisted or declared.
+    pub source: TunnelSource,
     /// `Reconnecting` until its first attempt failed, then `Failed`.
     pub state: TunnelState,
     /// Why it is not running (yet).
@@ -100,6 +104,7 @@ impl Persistence {
                         seq,
                         Unrestored {
                             record,
+                            source: TunnelSource::Persisted,
                             state,
                             detail,
                             claim,
@@ -127,6 +132,48 @@ impl Persistence {
         p.store = Some(store);
         p.unrestored = Mutex::new(unrestored);
         p
+    }
+
+    /// Adds the config file's tunnels, each with a fresh id, to be opened
+    /// as restored ones are (and retried alike). Called after `open`: a
+    /// persisted tunnel keeps a name the file now declares too, and the
+    /// declared one waits, saying so.
+    pub fn declare(&self, registry: &Arc<Registry>, tunnels: BTreeMap<String, DeclaredTunnel>) {
+        let mut waiting = self.unrestored();
+        for (name, declared) in tunnels {
+            let (seq, id) = registry.next_id();
+            let (claim, state, detail) = match registry.claim_name(Some(&name)) {
+                Ok(claim) => (
+                    Some(claim),
+                    TunnelState::Reconnecting,
+                    "being opened".into(),
+                ),
+                Err(holder) => {
+                    tracing::error!(tunnel = %id, name = %name, "declared tunnel not opened: persisted tunnel {holder} has its name");
+                    (
+                        None,
+                        TunnelState::Failed,
+                        format!("not opened: persisted tunnel {holder} has its name; close it"),
+                    )
+                }
+            };
+            let record = TunnelRecord {
+                seq,
+                name: Some(name),
+                host: declared.host,
+                spec: declared.spec,
+            };
+            waiting.insert(
+                seq,
+                Unrestored {
+                    record,
+                    source: TunnelSource::Declared,
+                    state,
+                    detail,
+                    claim,
+                },
+            );
+        }
     }
 
     /// The store, or why a tunnel cannot be persisted.
@@ -168,9 +215,12 @@ impl Persistence {
             .collect()
     }
 
-    /// The record of a waiting tunnel, to try it again.
-    pub fn record(&self, seq: u64) -> Option<TunnelRecord> {
-        self.unrestored().get(&seq).map(|u| u.record.clone())
+    /// The record of a waiting tunnel and where it comes from, to try it
+    /// again.
+    pub fn record(&self, seq: u64) -> Option<(TunnelRecord, TunnelSource)> {
+        self.unrestored()
+            .get(&seq)
+            .map(|u| (u.record.clone(), u.source))
     }
 
     /// Notes why a waiting tunnel is not running: it is `Failed` now.
@@ -186,12 +236,12 @@ impl Persistence {
         self.unrestored().remove(&seq)
     }
 
-    /// The waiting tunnel with this id or name.
-    pub fn find(&self, key: &str) -> Option<u64> {
+    /// The waiting tunnel with this id or name, and where it comes from.
+    pub fn find(&self, key: &str) -> Option<(u64, TunnelSource)> {
         self.unrestored()
             .iter()
             .find(|(seq, u)| id_of(**seq) == key || u.record.name.as_deref() == Some(key))
-            .map(|(seq, _)| *seq)
+            .map(|(seq, u)| (*seq, u.source))
     }
 
     /// The waiting tunnels as List shows them: RECONNECTING while first
@@ -202,6 +252,7 @@ impl Persistence {
             .map(|(seq, u)| {
                 TunnelSnapshot::not_running(
                     id_of(*seq),
+                    u.source,
                     u.record.name.clone(),
                     u.record.host.clone(),
                     &u.record.spec,

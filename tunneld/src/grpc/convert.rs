@@ -362,6 +362,7 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
         source: match t.source {
             TunnelSource::Api => pb::TunnelSource::Api,
             TunnelSource::Persisted => pb::TunnelSource::Persisted,
+            TunnelSource::Declared => pb::TunnelSource::Declared,
         } as i32,
     }
 }

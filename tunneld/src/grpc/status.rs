@@ -39,7 +39,7 @@ impl From<Error> for Status {
             Error::Config(_) | Error::Io { .. } => Code::Internal,
             Error::StateStore { .. } => Code::Unavailable,
             Error::NameTaken { .. } => Code::AlreadyExists,
-            Error::NoStateStore(_) => Code::FailedPrecondition,
+            Error::DeclaredTunnel { .. } | Error::NoStateStore(_) => Code::FailedPrecondition,
         };
         Status::new(code, bounded(e.to_string()))
     }

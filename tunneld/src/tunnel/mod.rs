@@ -85,6 +85,9 @@ pub enum TunnelSource {
     /// Opened through the API to be kept: recorded in the state store and
     /// restored at every start until closed.
     Persisted,
+    /// Declared in the config file: opened at start, closed only by taking
+    /// it out of the file.
+    Declared,
 }
 
 /// A forward to open, either way.
@@ -522,10 +525,12 @@ impl Tunnel {
 }
 
 impl TunnelSnapshot {
-    /// A tunnel that is not running: a persisted one not restored yet
-    /// (`Failed`, with why), or one closed before it was.
+    /// A tunnel that is not running: a persisted one not restored yet or a
+    /// declared one not opened yet (`Reconnecting` while first tried, then
+    /// `Failed`, with why), or one closed before it was.
     pub fn not_running(
         id: String,
+        source: TunnelSource,
         name: Option<String>,
         host: String,
         spec: &ForwardSpec,
@@ -541,7 +546,7 @@ impl TunnelSnapshot {
         TunnelSnapshot {
             id,
             name,
-            source: TunnelSource::Persisted,
+            source,
             kind: spec.kind(),
             host,
             local,
