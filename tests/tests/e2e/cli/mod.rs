@@ -24,6 +24,7 @@ mod forward_forms;
 mod hosts_status;
 mod limits;
 mod list_close;
+mod names;
 mod open;
 mod watch;
 
