@@ -145,9 +145,9 @@ pub enum Error {
     #[error("{0}")]
     NotPermitted(String),
 
-    /// No open tunnel has this id.
+    /// No open tunnel has this id or name.
     #[error(
-        "no tunnel with id {} (it may be closed already; `tunnelctl list` shows open tunnels)",
+        "no tunnel with id or name {} (it may be closed already; `tunnelctl list` shows open tunnels)",
         clipped(.0)
     )]
     TunnelNotFound(String),

@@ -58,6 +58,11 @@ fn line(message: &WatchResponse) -> Option<String> {
             host_state_name(host.state).to_string(),
             host_detail(host, at),
         ),
+        Event::Tunnel(tunnel) if !tunnel.name.is_empty() => (
+            format!("tunnel {} ({})", tunnel.id, tunnel.name),
+            tunnel_state_name(tunnel.state).to_string(),
+            tunnel_detail(tunnel),
+        ),
         Event::Tunnel(tunnel) => (
             format!("tunnel {}", tunnel.id),
             tunnel_state_name(tunnel.state).to_string(),

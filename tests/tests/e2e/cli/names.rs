@@ -482,7 +482,7 @@ async fn watch_by_name_follows_that_tunnel_until_it_closes() -> Result<()> {
         let ctl = ctl(&bed)?;
         let (id, port) = open_persisted(&ctl, "db", &echo).await?;
         let mut child = ctl.spawn(["watch", "db"]).await?;
-        let subject = format!("tunnel {id}");
+        let subject = format!("tunnel {id} (db)");
         let want = format!(
             "local 127.0.0.1:{port} -> 127.0.0.1:{} via default",
             echo.port()
@@ -537,7 +537,7 @@ async fn watch_by_name_follows_that_tunnel_until_it_closes() -> Result<()> {
         );
         ensure!(
             rest.iter()
-                .any(|l| l.contains(&subject) && l.contains("conn #1 closed")),
+                .any(|l| l.contains(&format!("tunnel {id} ")) && l.contains("conn #1 closed")),
             "no connection line for db: {rest:#?}"
         );
 
