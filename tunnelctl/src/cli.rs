@@ -658,7 +658,7 @@ pub struct CloseArgs {
     #[arg(value_name = "ID|NAME", value_parser = parse_nonempty)]
     pub ids: Vec<String>,
 
-    /// Close every open tunnel
+    /// Close every open tunnel but those declared in tunneld's config file
     #[arg(long)]
     pub all: bool,
 }

@@ -3,19 +3,26 @@
 
 use std::process::ExitCode;
 
-use tunnel_proto::v1::{CloseRequest, Tunnel};
+use tunnel_proto::v1::{CloseRequest, Tunnel, TunnelSource};
 
 use super::{Context, list, print, report};
 use crate::cli::CloseArgs;
 use crate::client;
 use crate::output::{Mode, json};
 
-/// Closes every id given, or every tunnel open; fails (after trying them
-/// all) if any could not be closed.
+/// Closes every id or name given, or every tunnel open but the declared
+/// ones; fails (after trying them all) if any could not be closed.
 pub async fn run(ctx: &Context, args: &CloseArgs) -> anyhow::Result<ExitCode> {
     let ids: Vec<String> = if args.all {
         let response = list::fetch(ctx, "cannot list the tunnels to close").await?;
-        response.tunnels.into_iter().map(|t| t.id).collect()
+        // Declared tunnels belong to tunneld's config file, which alone
+        // closes them: "every tunnel" means every one a call may close.
+        response
+            .tunnels
+            .into_iter()
+            .filter(|t| t.source != TunnelSource::Declared as i32)
+            .map(|t| t.id)
+            .collect()
     } else {
         args.ids.clone()
     };
