@@ -584,7 +584,7 @@ impl TunneldBuilder {
                 .map(|(name, table)| (name.clone(), table.clone().into()))
                 .collect();
             root.insert("tunnels".into(), tunnels.into());
-            let config = dir.join("tunneld.toml");
+            let config = dir.join(CONFIG_FILE_NAME);
             std::fs::write(&config, toml::to_string(&root)?).context("writing tunneld.toml")?;
             cmd.arg("--config").arg(config);
         }
@@ -632,6 +632,8 @@ impl TunneldBuilder {
         let stderr_path = dir.path().join("tunneld.stderr.log");
         let stderr = std::fs::File::create(&stderr_path).context("creating tunneld stderr log")?;
         let (mut cmd, audit_log) = self.command(bin, dir.path())?;
+        let config_file = (!self.hosts.is_empty() || !self.tunnels.is_empty())
+            .then(|| dir.path().join(CONFIG_FILE_NAME));
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -663,11 +665,15 @@ impl TunneldBuilder {
             token: self.tokens.first().map(|(_, t)| t.clone()),
             token_file: (!self.tokens.is_empty()).then(|| dir.path().join(TOKEN_FILE_NAME)),
             audit_log,
+            config_file,
             stderr_path,
             _dir: dir,
         })
     }
 }
+
+/// File name of the `--config` file in the daemon's temp dir.
+const CONFIG_FILE_NAME: &str = "tunneld.toml";
 
 /// File name of the `--audit-log` in the daemon's temp dir.
 const AUDIT_LOG_NAME: &str = "audit.jsonl";
@@ -879,6 +885,8 @@ pub struct Tunneld {
     /// The `--token-file` written from [`TunneldBuilder::tokens`].
     token_file: Option<PathBuf>,
     audit_log: Option<PathBuf>,
+    /// The `--config` file written from the builder's hosts and tunnels.
+    config_file: Option<PathBuf>,
     stderr_path: PathBuf,
     /// Holds the config file, token file, audit log and stderr log.
     _dir: TempDir,
@@ -949,6 +957,12 @@ impl Tunneld {
     /// The file the daemon's stderr goes to.
     pub fn log_path(&self) -> &Path {
         &self.stderr_path
+    }
+
+    /// The `--config` file, when the builder wrote one (hosts or tunnels):
+    /// a test may rewrite it and send SIGHUP.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
     }
 
     /// The `--audit-log` file ([`TunneldBuilder::audit_log`]).

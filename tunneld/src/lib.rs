@@ -92,5 +92,7 @@ pub async fn run(
         let daemon = daemon.clone();
         async move { daemon.restore().await }
     });
+    // Config reloads (SIGHUP) for as long as tunneld runs.
+    tokio::spawn(daemon.clone().follow_reloads());
     server::serve(listener, access, daemon, shutdown).await
 }

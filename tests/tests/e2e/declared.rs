@@ -131,3 +131,125 @@ async fn a_declared_tunnel_that_cannot_open_is_listed_as_failed_and_retried() ->
     })
     .await
 }
+
+/// Writes `config` (TOML) over the daemon's config file and sends SIGHUP.
+fn rewrite_and_hup(bed: &Bed, config: &str) -> Result<()> {
+    let path = bed
+        .daemon
+        .config_file()
+        .context("the daemon has no config file")?;
+    std::fs::write(path, config)?;
+    bed.daemon.signal(nix::sys::signal::Signal::SIGHUP)
+}
+
+/// The config file with `tunnels` as `(name, local spec)`.
+fn with_tunnels(tunnels: &[(&str, String)]) -> String {
+    let mut out = String::from("[hosts]\n");
+    for (name, spec) in tunnels {
+        out.push_str(&format!("\n[tunnels.{name}]\nlocal = \"{spec}\"\n"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_adds_and_removes_declared_tunnels_while_an_unchanged_one_carries_on() -> Result<()>
+{
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CHUNK: usize = 4 * 1024 * 1024;
+    const CHUNKS: usize = 64; // 256 MiB
+    e2e(async {
+        let digest = TcpPeer::digest().await?;
+        let echo = TcpPeer::echo().await?;
+        let (keep_port, gone_port, new_port) =
+            (sshd::free_port()?, sshd::free_port()?, sshd::free_port()?);
+        let keep = ("keep", format!("{keep_port}:127.0.0.1:{}", digest.port()));
+        let gone = ("gone", format!("{gone_port}:127.0.0.1:{}", echo.port()));
+        let new = ("new", format!("{new_port}:127.0.0.1:{}", echo.port()));
+        let sshd = Sshd::start()?;
+        let bed = Bed::with(sshd, |b| {
+            b.tunnel("keep", table(&[("local", &keep.1)]))
+                .tunnel("gone", table(&[("local", &gone.1)]))
+        })
+        .await?;
+        let kept = named(&bed, "keep", TunnelState::Open).await?;
+        named(&bed, "gone", TunnelState::Open).await?;
+
+        // 256 MiB through `keep`, the reload in the middle of it.
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", keep_port)).await?;
+        let chunk = data::random_bytes(CHUNK);
+        let mut hasher = Sha256::new();
+        for i in 0..CHUNKS {
+            if i == CHUNKS / 4 {
+                rewrite_and_hup(&bed, &with_tunnels(&[keep.clone(), new.clone()]))?;
+            }
+            tokio::time::timeout(IO_TIMEOUT, stream.write_all(&chunk)).await??;
+            hasher.update(&chunk);
+        }
+        stream.shutdown().await?;
+        let mut answer = String::new();
+        tokio::time::timeout(IO_TIMEOUT, stream.read_to_string(&mut answer)).await??;
+        ensure!(
+            answer == data::hex(&hasher.finalize()),
+            "256 MiB through the unchanged tunnel arrived changed: digest {answer:?}"
+        );
+
+        let new_t = named(&bed, "new", TunnelState::Open).await?;
+        ensure!(new_t.source == TunnelSource::Declared as i32, "{new_t:?}");
+        carries(new_port, "the tunnel added by the reload").await?;
+        poll_until(
+            "the removed tunnel's port to be free",
+            IO_TIMEOUT,
+            || async { Ok(tunneld_tests::peers::port_is_free(gone_port).then_some(())) },
+        )
+        .await?;
+        let tunnels = list(&bed.client).await?.tunnels;
+        ensure!(
+            !tunnels.iter().any(|t| t.name == "gone"),
+            "removed tunnel still listed: {tunnels:?}"
+        );
+        let still = tunnels
+            .iter()
+            .find(|t| t.name == "keep")
+            .context("keep gone")?;
+        ensure!(
+            still.id == kept.id && still.counters.unwrap_or_default().total_connections == 1,
+            "the unchanged tunnel was replaced: {still:?} (was {kept:?})"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_config_on_sighup_changes_nothing_and_names_its_line() -> Result<()> {
+    e2e(async {
+        let echo = TcpPeer::echo().await?;
+        let port = sshd::free_port()?;
+        let db = ("db", format!("{port}:127.0.0.1:{}", echo.port()));
+        let sshd = Sshd::start()?;
+        let bed = Bed::with(sshd, |b| b.tunnel("db", table(&[("local", &db.1)]))).await?;
+        let before = named(&bed, "db", TunnelState::Open).await?;
+        // Line 4 names a host that does not exist; line 7 is no forward.
+        let broken = format!(
+            "[hosts]\n\n[tunnels.db]\nhost = \"nosuch\"\nlocal = \"{}\"\n[tunnels.x]\nlocal = \"1080\"\n",
+            db.1
+        );
+        rewrite_and_hup(&bed, &broken)?;
+        let log = poll_until("tunneld to refuse the config", IO_TIMEOUT, || {
+            let log = bed.daemon.log();
+            async move { Ok(log.contains("config not reloaded").then_some(log)) }
+        })
+        .await?;
+        ensure!(
+            log.contains("tunneld.toml:4:") && log.contains("tunneld.toml:7:"),
+            "the refusal does not name both lines: {}",
+            crate::support::tail(&log, 20)
+        );
+        let after = named(&bed, "db", TunnelState::Open).await?;
+        ensure!(after.id == before.id, "db was replaced: {after:?}");
+        carries(port, "db after the refused reload").await?;
+        Ok(())
+    })
+    .await
+}

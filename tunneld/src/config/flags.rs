@@ -13,7 +13,7 @@ use super::{parse_duration, parse_size, parse_size_or_zero, parse_u32_size, posi
 
 /// The hosts, their defaults and the daemon's limits, as given on the
 /// command line; [`super::load`] turns them into a [`super::Config`].
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Flags {
     /// Let local forwards listen on ADDR besides loopback (like OpenSSH's
     /// GatewayPorts); repeatable; `*` allows any address.

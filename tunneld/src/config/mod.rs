@@ -58,6 +58,7 @@ mod flags;
 mod jump;
 mod load;
 mod overrides;
+mod reloader;
 mod state_dir;
 // OpenSSH's ssh_config resolved as `ssh -G` does; public (hidden) for the
 // oracle test in tests/ssh_config_oracle.rs.
@@ -72,6 +73,7 @@ pub use destination::HostDefaults;
 pub use error::ConfigError;
 pub use flags::{Flags, HostThreadArg, PolicyArg};
 pub use load::{check, load};
+pub use reloader::Reloader;
 pub use tunnels::DeclaredTunnel;
 pub use units::{
     parse_duration, parse_duration_or_zero, parse_size, parse_size_or_zero, parse_u32_size,
@@ -177,6 +179,8 @@ pub struct Config {
     pub tunnels: BTreeMap<String, DeclaredTunnel>,
     /// The `--config` file, named when a declared tunnel is to be changed.
     pub file: Option<std::path::PathBuf>,
+    /// How to read this configuration again (SIGHUP); `None`: never.
+    pub reloader: Option<Reloader>,
     /// Where the state store lives; `None`: tunneld keeps no state.
     pub state_dir: Option<std::path::PathBuf>,
 }

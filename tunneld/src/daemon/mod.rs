@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime},
@@ -18,7 +18,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    config::{Config, Limits},
+    config::{self, Config, Limits},
     error::{Error, Result},
     exec::{self, ExecOutput, ExecSpec},
     policy::BindPolicy,
@@ -38,6 +38,7 @@ use self::{
 };
 
 mod persist;
+mod reload;
 pub mod watch;
 
 /// First wait before trying again to restore a persisted tunnel; doubled
@@ -126,6 +127,11 @@ pub struct Daemon {
     persistence: Persistence,
     /// The config file, which alone may close a declared tunnel.
     config_file: Option<std::path::PathBuf>,
+    /// The declared tunnels by name: their id and what they declare.
+    // std Mutex: never held across an await.
+    declared: Mutex<BTreeMap<String, (u64, Vec<u8>)>>,
+    /// How to read the config again on SIGHUP.
+    reloader: Option<config::Reloader>,
 }
 
 impl Daemon {
@@ -141,7 +147,11 @@ impl Daemon {
         let bus = Bus::default();
         let tunnels: Arc<Registry> = Arc::default();
         let persistence = Persistence::open(config.state_dir.as_deref(), &tunnels);
-        persistence.declare(&tunnels, config.tunnels);
+        let declared = persistence
+            .declare(&tunnels, config.tunnels)
+            .into_iter()
+            .map(|(name, seq, print)| (name, (seq, print)))
+            .collect();
         for (name, host) in &hosts {
             let span = tracing::info_span!(parent: None, "host_publish", host = %name);
             tokio::spawn(
@@ -168,6 +178,8 @@ impl Daemon {
             execs: TaskTracker::new(),
             persistence,
             config_file: config.file,
+            declared: Mutex::new(declared),
+            reloader: config.reloader,
         }
     }
 
@@ -176,7 +188,12 @@ impl Daemon {
     /// background (1 s, doubling to 60 s) until restored, closed, or
     /// tunneld stops.
     pub async fn restore(self: &Arc<Self>) {
-        let waiting = self.persistence.waiting();
+        self.open_waiting(self.persistence.waiting()).await;
+    }
+
+    /// Opens the waiting tunnels `waiting` once each, then keeps trying
+    /// those that failed for a reason that may pass.
+    async fn open_waiting(self: &Arc<Self>, waiting: Vec<u64>) {
         let first = waiting.iter().map(|&seq| self.restore_once(seq));
         let results = futures_util::future::join_all(first).await;
         for (seq, retry) in waiting.into_iter().zip(results) {

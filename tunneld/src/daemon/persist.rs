@@ -138,10 +138,18 @@ impl Persistence {
     /// as restored ones are (and retried alike). Called after `open`: a
     /// persisted tunnel keeps a name the file now declares too, and the
     /// declared one waits, saying so.
-    pub fn declare(&self, registry: &Arc<Registry>, tunnels: BTreeMap<String, DeclaredTunnel>) {
+    /// Returns each one's name, id and what it declares (to tell a changed
+    /// one at reload).
+    pub fn declare(
+        &self,
+        registry: &Arc<Registry>,
+        tunnels: BTreeMap<String, DeclaredTunnel>,
+    ) -> Vec<(String, u64, Vec<u8>)> {
         let mut waiting = self.unrestored();
+        let mut declared_now = Vec::new();
         for (name, declared) in tunnels {
             let (seq, id) = registry.next_id();
+            declared_now.push((name.clone(), seq, fingerprint(&name, &declared)));
             let (claim, state, detail) = match registry.claim_name(Some(&name)) {
                 Ok(claim) => (
                     Some(claim),
@@ -174,6 +182,7 @@ impl Persistence {
                 },
             );
         }
+        declared_now
     }
 
     /// The store, or why a tunnel cannot be persisted.
@@ -276,6 +285,18 @@ impl Persistence {
             .await
             .map_err(|_| Error::ShuttingDown)?
     }
+}
+
+/// What a declared tunnel asks for, as bytes to compare: equal bytes, the
+/// same tunnel (its host, both ends, its limits).
+pub(super) fn fingerprint(name: &str, declared: &DeclaredTunnel) -> Vec<u8> {
+    TunnelRecord {
+        seq: 0,
+        name: Some(name.to_string()),
+        host: declared.host.clone(),
+        spec: declared.spec.clone(),
+    }
+    .encode()
 }
 
 /// Whether restoring a persisted tunnel may succeed later without anyone

@@ -288,7 +288,9 @@ async fn sighup_without_a_token_file_is_not_fatal() -> Result<()> {
         }
         poll_until("tunneld to log the SIGHUP", Duration::from_secs(10), || {
             let log = bed.daemon.log();
-            async move { Ok((log.matches("SIGHUP: nothing to reload").count() >= 1).then_some(())) }
+            async move {
+                Ok((log.matches("SIGHUP: no --token-file to reload").count() >= 1).then_some(()))
+            }
         })
         .await?;
         ensure!(bed.daemon.try_wait()?.is_none(), "tunneld exited on SIGHUP");

@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let config = match tunneld::config::load(&args.daemon) {
+    let mut config = match tunneld::config::load(&args.daemon) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tunneld: {e}");
@@ -60,12 +60,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // SIGHUP reads the config again with the same flags; the daemon
+    // applies it.
+    let reloader = {
+        let flags = args.daemon.clone();
+        tunneld::config::Reloader::new(move || tunneld::config::load(&flags))
+    };
+    config.reloader = Some(reloader.clone());
     // Registered before the API listens, so no SIGHUP finds the default
     // action (exit) in place.
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(hup) => {
             tokio::spawn(
-                on_sighup(hup, access.auth.tokens.clone())
+                on_sighup(hup, access.auth.tokens.clone(), reloader.clone())
                     .instrument(tracing::info_span!("sighup")),
             );
         }

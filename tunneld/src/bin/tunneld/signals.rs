@@ -1,7 +1,7 @@
 //! Signals: SIGINT and SIGTERM stop tunneld; SIGHUP reloads what can be
 //! reloaded and is never fatal.
 
-use tunneld::TokenStore;
+use tunneld::{TokenStore, config::Reloader};
 
 pub async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -16,10 +16,16 @@ pub async fn stop_signal() {
 }
 
 /// Handles every SIGHUP (a `postrotate kill -HUP` must never end the
-/// daemon): reloads the token file when there is one, keeping the old
+/// daemon): asks the daemon to reload the config file (its declared
+/// tunnels), reloads the token file when there is one, keeping the old
 /// tokens if the new file is bad, and logs what it did.
-pub async fn on_sighup(mut hup: tokio::signal::unix::Signal, tokens: Option<TokenStore>) {
+pub async fn on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    tokens: Option<TokenStore>,
+    reloader: Reloader,
+) {
     while hup.recv().await.is_some() {
+        reloader.request();
         match &tokens {
             Some(tokens) => match tokens.reload() {
                 Ok(n) => {
@@ -27,7 +33,7 @@ pub async fn on_sighup(mut hup: tokio::signal::unix::Signal, tokens: Option<Toke
                 }
                 Err(e) => tracing::warn!("SIGHUP: {e}; the tokens in use are unchanged"),
             },
-            None => tracing::info!("SIGHUP: nothing to reload (no --token-file); tunneld goes on"),
+            None => tracing::info!("SIGHUP: no --token-file to reload; tunneld goes on"),
         }
     }
 }
