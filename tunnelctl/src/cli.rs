@@ -181,6 +181,12 @@ Examples:
   # Hosts whose last connection failed, and why
   tunnelctl hosts -o json | jq -r '.hosts[] | select(.state == \"SSH_CONNECTION_STATE_FAILED\") | \"\\(.name): \\(.stateDetail)\"'";
 
+const RELOAD_EXAMPLES: &str = "\
+Examples:
+  # After editing [tunnels.*] in tunneld's config file
+  tunnelctl reload
+  tunnelctl reload -o json   # names added, changed, removed, unchanged";
+
 const STATUS_EXAMPLES: &str = "\
 Examples:
   tunnelctl status
@@ -386,6 +392,11 @@ pub enum Command {
     /// Follow hosts, tunnels and connections as they change, one line each
     #[command(after_help = WATCH_EXAMPLES)]
     Watch(WatchArgs),
+
+    /// Have tunneld read its config file again (as SIGHUP): declared tunnels
+    /// added, changed or removed; a file with problems changes nothing
+    #[command(after_help = RELOAD_EXAMPLES)]
+    Reload(ReloadArgs),
 
     /// Print a shell completion script
     #[command(after_help = COMPLETIONS_EXAMPLES)]
@@ -662,6 +673,10 @@ pub struct CloseArgs {
     #[arg(long)]
     pub all: bool,
 }
+
+/// Arguments of `reload` (none).
+#[derive(Debug, Args)]
+pub struct ReloadArgs {}
 
 /// Arguments of `hosts` (none yet).
 #[derive(Debug, Args)]

@@ -134,6 +134,7 @@ async fn run(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::OpenDynamic(args) => commands::open::run_dynamic(&ctx, args).await,
         Command::OpenRemote(args) => commands::open::run_remote(&ctx, args).await,
         Command::List(args) => commands::list::run(&ctx, args).await,
+        Command::Reload(args) => commands::reload::run(&ctx, args).await,
         Command::Close(args) => commands::close::run(&ctx, args).await,
         Command::Hosts(args) => commands::hosts::run(&ctx, args).await,
         Command::Status(args) => commands::status::run(&ctx, args).await,

@@ -394,6 +394,10 @@ pub enum Error {
         file: std::path::PathBuf,
     },
 
+    /// A config file read again with problems: nothing was changed.
+    #[error("config not reloaded, nothing changed:\n{0}")]
+    ConfigRejected(String),
+
     /// A persisted tunnel asked of a tunneld without a usable store.
     #[error("cannot persist the tunnel: {0}")]
     NoStateStore(String),

@@ -297,6 +297,135 @@ func (SshConnectionState) EnumDescriptor() ([]byte, []int) {
 	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
 }
 
+// ReloadRequest asks tunneld to read its config file again.
+type ReloadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRequest) Reset() {
+	*x = ReloadRequest{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRequest) ProtoMessage() {}
+
+func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
+func (*ReloadRequest) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{0}
+}
+
+// ReloadResponse says what the reload did to the declared tunnels, by name.
+type ReloadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Declared tunnels kept running as they were.
+	Unchanged []string `protobuf:"bytes,1,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// Declared tunnels closed and opened again as the file now says.
+	Changed []string `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`
+	// Declared tunnels closed: no longer in the file.
+	Removed []string `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	// Declared tunnels opened: new in the file.
+	Added []string `protobuf:"bytes,4,rep,name=added,proto3" json:"added,omitempty"`
+	// Hosts added, removed or changed in the file, which take effect at the
+	// next start.
+	HostsPending []string `protobuf:"bytes,5,rep,name=hosts_pending,json=hostsPending,proto3" json:"hosts_pending,omitempty"`
+	// Tokens in the token file now, when tunneld has one; 0 otherwise.
+	Tokens        uint32 `protobuf:"varint,6,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadResponse) Reset() {
+	*x = ReloadResponse{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadResponse) ProtoMessage() {}
+
+func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
+func (*ReloadResponse) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReloadResponse) GetUnchanged() []string {
+	if x != nil {
+		return x.Unchanged
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetChanged() []string {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetHostsPending() []string {
+	if x != nil {
+		return x.HostsPending
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetTokens() uint32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
 // ExecRequest names a command to run on a host.
 type ExecRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -325,7 +454,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +466,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +479,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{0}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ExecRequest) GetHost() string {
@@ -405,7 +534,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +546,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +559,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{1}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ExecResponse) GetEvent() isExecResponse_Event {
@@ -512,7 +641,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +653,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +666,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{2}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExitStatus) GetStatus() isExitStatus_Status {
@@ -617,7 +746,7 @@ type ExecStreamRequest struct {
 
 func (x *ExecStreamRequest) Reset() {
 	*x = ExecStreamRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +758,7 @@ func (x *ExecStreamRequest) String() string {
 func (*ExecStreamRequest) ProtoMessage() {}
 
 func (x *ExecStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +771,7 @@ func (x *ExecStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStreamRequest.ProtoReflect.Descriptor instead.
 func (*ExecStreamRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecStreamRequest) GetMessage() isExecStreamRequest_Message {
@@ -764,7 +893,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +905,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +918,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{4}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecStart) GetHost() string {
@@ -841,7 +970,7 @@ type Terminal struct {
 
 func (x *Terminal) Reset() {
 	*x = Terminal{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +982,7 @@ func (x *Terminal) String() string {
 func (*Terminal) ProtoMessage() {}
 
 func (x *Terminal) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +995,7 @@ func (x *Terminal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Terminal.ProtoReflect.Descriptor instead.
 func (*Terminal) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{5}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Terminal) GetTerm() string {
@@ -900,7 +1029,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1041,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1054,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{6}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TerminalSize) GetColumns() uint32 {
@@ -974,7 +1103,7 @@ type ExecStreamResponse struct {
 
 func (x *ExecStreamResponse) Reset() {
 	*x = ExecStreamResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1115,7 @@ func (x *ExecStreamResponse) String() string {
 func (*ExecStreamResponse) ProtoMessage() {}
 
 func (x *ExecStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1128,7 @@ func (x *ExecStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStreamResponse.ProtoReflect.Descriptor instead.
 func (*ExecStreamResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{7}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecStreamResponse) GetEvent() isExecStreamResponse_Event {
@@ -1110,7 +1239,7 @@ type OpenLocalForwardRequest struct {
 
 func (x *OpenLocalForwardRequest) Reset() {
 	*x = OpenLocalForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1251,7 @@ func (x *OpenLocalForwardRequest) String() string {
 func (*OpenLocalForwardRequest) ProtoMessage() {}
 
 func (x *OpenLocalForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1264,7 @@ func (x *OpenLocalForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenLocalForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenLocalForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{8}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OpenLocalForwardRequest) GetHost() string {
@@ -1226,7 +1355,7 @@ type OpenLocalForwardResponse struct {
 
 func (x *OpenLocalForwardResponse) Reset() {
 	*x = OpenLocalForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1367,7 @@ func (x *OpenLocalForwardResponse) String() string {
 func (*OpenLocalForwardResponse) ProtoMessage() {}
 
 func (x *OpenLocalForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1380,7 @@ func (x *OpenLocalForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenLocalForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenLocalForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{9}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OpenLocalForwardResponse) GetTunnel() *Tunnel {
@@ -1321,7 +1450,7 @@ type OpenRemoteForwardRequest struct {
 
 func (x *OpenRemoteForwardRequest) Reset() {
 	*x = OpenRemoteForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1462,7 @@ func (x *OpenRemoteForwardRequest) String() string {
 func (*OpenRemoteForwardRequest) ProtoMessage() {}
 
 func (x *OpenRemoteForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1475,7 @@ func (x *OpenRemoteForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRemoteForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenRemoteForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{10}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OpenRemoteForwardRequest) GetHost() string {
@@ -1451,7 +1580,7 @@ type OpenRemoteForwardResponse struct {
 
 func (x *OpenRemoteForwardResponse) Reset() {
 	*x = OpenRemoteForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1592,7 @@ func (x *OpenRemoteForwardResponse) String() string {
 func (*OpenRemoteForwardResponse) ProtoMessage() {}
 
 func (x *OpenRemoteForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1605,7 @@ func (x *OpenRemoteForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRemoteForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenRemoteForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{11}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OpenRemoteForwardResponse) GetTunnel() *Tunnel {
@@ -1495,7 +1624,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1636,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1649,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{12}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{14}
 }
 
 // ListResponse lists what tunneld holds.
@@ -1536,7 +1665,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1677,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1690,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{13}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListResponse) GetTunnels() []*Tunnel {
@@ -1591,7 +1720,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1732,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1745,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{14}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CloseRequest) GetId() string {
@@ -1637,7 +1766,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1778,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1791,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CloseResponse) GetTunnel() *Tunnel {
@@ -1705,7 +1834,7 @@ type OpenDynamicForwardRequest struct {
 
 func (x *OpenDynamicForwardRequest) Reset() {
 	*x = OpenDynamicForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1846,7 @@ func (x *OpenDynamicForwardRequest) String() string {
 func (*OpenDynamicForwardRequest) ProtoMessage() {}
 
 func (x *OpenDynamicForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1859,7 @@ func (x *OpenDynamicForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDynamicForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenDynamicForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OpenDynamicForwardRequest) GetHost() string {
@@ -1793,7 +1922,7 @@ type OpenDynamicForwardResponse struct {
 
 func (x *OpenDynamicForwardResponse) Reset() {
 	*x = OpenDynamicForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1934,7 @@ func (x *OpenDynamicForwardResponse) String() string {
 func (*OpenDynamicForwardResponse) ProtoMessage() {}
 
 func (x *OpenDynamicForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1947,7 @@ func (x *OpenDynamicForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDynamicForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenDynamicForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OpenDynamicForwardResponse) GetTunnel() *Tunnel {
@@ -1845,7 +1974,7 @@ type OpenAttachedRequest struct {
 
 func (x *OpenAttachedRequest) Reset() {
 	*x = OpenAttachedRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +1986,7 @@ func (x *OpenAttachedRequest) String() string {
 func (*OpenAttachedRequest) ProtoMessage() {}
 
 func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +1999,7 @@ func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedRequest.ProtoReflect.Descriptor instead.
 func (*OpenAttachedRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OpenAttachedRequest) GetForward() isOpenAttachedRequest_Forward {
@@ -1950,7 +2079,7 @@ type OpenAttachedResponse struct {
 
 func (x *OpenAttachedResponse) Reset() {
 	*x = OpenAttachedResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2091,7 @@ func (x *OpenAttachedResponse) String() string {
 func (*OpenAttachedResponse) ProtoMessage() {}
 
 func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2104,7 @@ func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedResponse.ProtoReflect.Descriptor instead.
 func (*OpenAttachedResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OpenAttachedResponse) GetEvent() isOpenAttachedResponse_Event {
@@ -2070,7 +2199,7 @@ type ConnectionOpened struct {
 
 func (x *ConnectionOpened) Reset() {
 	*x = ConnectionOpened{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2211,7 @@ func (x *ConnectionOpened) String() string {
 func (*ConnectionOpened) ProtoMessage() {}
 
 func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2224,7 @@ func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionOpened.ProtoReflect.Descriptor instead.
 func (*ConnectionOpened) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConnectionOpened) GetConnectionId() uint64 {
@@ -2143,7 +2272,7 @@ type ConnectionClosed struct {
 
 func (x *ConnectionClosed) Reset() {
 	*x = ConnectionClosed{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2284,7 @@ func (x *ConnectionClosed) String() string {
 func (*ConnectionClosed) ProtoMessage() {}
 
 func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2297,7 @@ func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionClosed.ProtoReflect.Descriptor instead.
 func (*ConnectionClosed) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConnectionClosed) GetConnectionId() uint64 {
@@ -2232,7 +2361,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2373,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2386,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchRequest) GetTunnelId() string {
@@ -2290,7 +2419,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2431,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2444,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchResponse) GetTime() *timestamppb.Timestamp {
@@ -2444,7 +2573,7 @@ type WatchSynced struct {
 
 func (x *WatchSynced) Reset() {
 	*x = WatchSynced{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2585,7 @@ func (x *WatchSynced) String() string {
 func (*WatchSynced) ProtoMessage() {}
 
 func (x *WatchSynced) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2598,7 @@ func (x *WatchSynced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSynced.ProtoReflect.Descriptor instead.
 func (*WatchSynced) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{24}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{26}
 }
 
 // GetInfoRequest asks for tunneld's identity.
@@ -2481,7 +2610,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2622,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2635,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{25}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{27}
 }
 
 // GetInfoResponse describes the running tunneld.
@@ -2524,7 +2653,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2665,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2678,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{26}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetInfoResponse) GetVersion() string {
@@ -2620,7 +2749,7 @@ type Tunnel struct {
 
 func (x *Tunnel) Reset() {
 	*x = Tunnel{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2761,7 @@ func (x *Tunnel) String() string {
 func (*Tunnel) ProtoMessage() {}
 
 func (x *Tunnel) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2774,7 @@ func (x *Tunnel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tunnel.ProtoReflect.Descriptor instead.
 func (*Tunnel) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{27}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Tunnel) GetId() string {
@@ -2777,7 +2906,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2918,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2931,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{28}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Endpoint) GetHost() string {
@@ -2858,7 +2987,7 @@ type TunnelCounters struct {
 
 func (x *TunnelCounters) Reset() {
 	*x = TunnelCounters{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2999,7 @@ func (x *TunnelCounters) String() string {
 func (*TunnelCounters) ProtoMessage() {}
 
 func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3012,7 @@ func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelCounters.ProtoReflect.Descriptor instead.
 func (*TunnelCounters) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{29}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TunnelCounters) GetActiveConnections() uint64 {
@@ -2970,7 +3099,7 @@ type SshHost struct {
 
 func (x *SshHost) Reset() {
 	*x = SshHost{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3111,7 @@ func (x *SshHost) String() string {
 func (*SshHost) ProtoMessage() {}
 
 func (x *SshHost) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3124,7 @@ func (x *SshHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SshHost.ProtoReflect.Descriptor instead.
 func (*SshHost) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{30}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SshHost) GetName() string {
@@ -3065,7 +3194,15 @@ var File_tunnel_v1_tunnel_proto protoreflect.FileDescriptor
 
 const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\n" +
-	"\x16tunnel/v1/tunnel.proto\x12\ttunnel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x01\n" +
+	"\x16tunnel/v1/tunnel.proto\x12\ttunnel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
+	"\rReloadRequest\"\xb5\x01\n" +
+	"\x0eReloadResponse\x12\x1c\n" +
+	"\tunchanged\x18\x01 \x03(\tR\tunchanged\x12\x18\n" +
+	"\achanged\x18\x02 \x03(\tR\achanged\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x14\n" +
+	"\x05added\x18\x04 \x03(\tR\x05added\x12#\n" +
+	"\rhosts_pending\x18\x05 \x03(\tR\fhostsPending\x12\x16\n" +
+	"\x06tokens\x18\x06 \x01(\rR\x06tokens\"\xf1\x01\n" +
 	"\vExecRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x14\n" +
@@ -3285,7 +3422,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n" +
 	"\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n" +
 	"\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x12%\n" +
-	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\x81\x06\n" +
+	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\xc0\x06\n" +
 	"\rTunnelService\x129\n" +
 	"\x04Exec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12M\n" +
 	"\n" +
@@ -3297,7 +3434,8 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x05Close\x12\x17.tunnel.v1.CloseRequest\x1a\x18.tunnel.v1.CloseResponse\x12Q\n" +
 	"\fOpenAttached\x12\x1e.tunnel.v1.OpenAttachedRequest\x1a\x1f.tunnel.v1.OpenAttachedResponse0\x01\x12@\n" +
 	"\aGetInfo\x12\x19.tunnel.v1.GetInfoRequest\x1a\x1a.tunnel.v1.GetInfoResponse\x12<\n" +
-	"\x05Watch\x12\x17.tunnel.v1.WatchRequest\x1a\x18.tunnel.v1.WatchResponse0\x01B9Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3"
+	"\x05Watch\x12\x17.tunnel.v1.WatchRequest\x1a\x18.tunnel.v1.WatchResponse0\x01\x12=\n" +
+	"\x06Reload\x12\x18.tunnel.v1.ReloadRequest\x1a\x19.tunnel.v1.ReloadResponseB9Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3"
 
 var (
 	file_tunnel_v1_tunnel_proto_rawDescOnce sync.Once
@@ -3312,116 +3450,120 @@ func file_tunnel_v1_tunnel_proto_rawDescGZIP() []byte {
 }
 
 var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_tunnel_v1_tunnel_proto_goTypes = []any{
 	(TunnelSource)(0),                  // 0: tunnel.v1.TunnelSource
 	(TunnelKind)(0),                    // 1: tunnel.v1.TunnelKind
 	(TunnelState)(0),                   // 2: tunnel.v1.TunnelState
 	(SshConnectionState)(0),            // 3: tunnel.v1.SshConnectionState
-	(*ExecRequest)(nil),                // 4: tunnel.v1.ExecRequest
-	(*ExecResponse)(nil),               // 5: tunnel.v1.ExecResponse
-	(*ExitStatus)(nil),                 // 6: tunnel.v1.ExitStatus
-	(*ExecStreamRequest)(nil),          // 7: tunnel.v1.ExecStreamRequest
-	(*ExecStart)(nil),                  // 8: tunnel.v1.ExecStart
-	(*Terminal)(nil),                   // 9: tunnel.v1.Terminal
-	(*TerminalSize)(nil),               // 10: tunnel.v1.TerminalSize
-	(*ExecStreamResponse)(nil),         // 11: tunnel.v1.ExecStreamResponse
-	(*OpenLocalForwardRequest)(nil),    // 12: tunnel.v1.OpenLocalForwardRequest
-	(*OpenLocalForwardResponse)(nil),   // 13: tunnel.v1.OpenLocalForwardResponse
-	(*OpenRemoteForwardRequest)(nil),   // 14: tunnel.v1.OpenRemoteForwardRequest
-	(*OpenRemoteForwardResponse)(nil),  // 15: tunnel.v1.OpenRemoteForwardResponse
-	(*ListRequest)(nil),                // 16: tunnel.v1.ListRequest
-	(*ListResponse)(nil),               // 17: tunnel.v1.ListResponse
-	(*CloseRequest)(nil),               // 18: tunnel.v1.CloseRequest
-	(*CloseResponse)(nil),              // 19: tunnel.v1.CloseResponse
-	(*OpenDynamicForwardRequest)(nil),  // 20: tunnel.v1.OpenDynamicForwardRequest
-	(*OpenDynamicForwardResponse)(nil), // 21: tunnel.v1.OpenDynamicForwardResponse
-	(*OpenAttachedRequest)(nil),        // 22: tunnel.v1.OpenAttachedRequest
-	(*OpenAttachedResponse)(nil),       // 23: tunnel.v1.OpenAttachedResponse
-	(*ConnectionOpened)(nil),           // 24: tunnel.v1.ConnectionOpened
-	(*ConnectionClosed)(nil),           // 25: tunnel.v1.ConnectionClosed
-	(*WatchRequest)(nil),               // 26: tunnel.v1.WatchRequest
-	(*WatchResponse)(nil),              // 27: tunnel.v1.WatchResponse
-	(*WatchSynced)(nil),                // 28: tunnel.v1.WatchSynced
-	(*GetInfoRequest)(nil),             // 29: tunnel.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),            // 30: tunnel.v1.GetInfoResponse
-	(*Tunnel)(nil),                     // 31: tunnel.v1.Tunnel
-	(*Endpoint)(nil),                   // 32: tunnel.v1.Endpoint
-	(*TunnelCounters)(nil),             // 33: tunnel.v1.TunnelCounters
-	(*SshHost)(nil),                    // 34: tunnel.v1.SshHost
-	nil,                                // 35: tunnel.v1.ExecRequest.EnvEntry
-	nil,                                // 36: tunnel.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),        // 37: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
+	(*ReloadRequest)(nil),              // 4: tunnel.v1.ReloadRequest
+	(*ReloadResponse)(nil),             // 5: tunnel.v1.ReloadResponse
+	(*ExecRequest)(nil),                // 6: tunnel.v1.ExecRequest
+	(*ExecResponse)(nil),               // 7: tunnel.v1.ExecResponse
+	(*ExitStatus)(nil),                 // 8: tunnel.v1.ExitStatus
+	(*ExecStreamRequest)(nil),          // 9: tunnel.v1.ExecStreamRequest
+	(*ExecStart)(nil),                  // 10: tunnel.v1.ExecStart
+	(*Terminal)(nil),                   // 11: tunnel.v1.Terminal
+	(*TerminalSize)(nil),               // 12: tunnel.v1.TerminalSize
+	(*ExecStreamResponse)(nil),         // 13: tunnel.v1.ExecStreamResponse
+	(*OpenLocalForwardRequest)(nil),    // 14: tunnel.v1.OpenLocalForwardRequest
+	(*OpenLocalForwardResponse)(nil),   // 15: tunnel.v1.OpenLocalForwardResponse
+	(*OpenRemoteForwardRequest)(nil),   // 16: tunnel.v1.OpenRemoteForwardRequest
+	(*OpenRemoteForwardResponse)(nil),  // 17: tunnel.v1.OpenRemoteForwardResponse
+	(*ListRequest)(nil),                // 18: tunnel.v1.ListRequest
+	(*ListResponse)(nil),               // 19: tunnel.v1.ListResponse
+	(*CloseRequest)(nil),               // 20: tunnel.v1.CloseRequest
+	(*CloseResponse)(nil),              // 21: tunnel.v1.CloseResponse
+	(*OpenDynamicForwardRequest)(nil),  // 22: tunnel.v1.OpenDynamicForwardRequest
+	(*OpenDynamicForwardResponse)(nil), // 23: tunnel.v1.OpenDynamicForwardResponse
+	(*OpenAttachedRequest)(nil),        // 24: tunnel.v1.OpenAttachedRequest
+	(*OpenAttachedResponse)(nil),       // 25: tunnel.v1.OpenAttachedResponse
+	(*ConnectionOpened)(nil),           // 26: tunnel.v1.ConnectionOpened
+	(*ConnectionClosed)(nil),           // 27: tunnel.v1.ConnectionClosed
+	(*WatchRequest)(nil),               // 28: tunnel.v1.WatchRequest
+	(*WatchResponse)(nil),              // 29: tunnel.v1.WatchResponse
+	(*WatchSynced)(nil),                // 30: tunnel.v1.WatchSynced
+	(*GetInfoRequest)(nil),             // 31: tunnel.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),            // 32: tunnel.v1.GetInfoResponse
+	(*Tunnel)(nil),                     // 33: tunnel.v1.Tunnel
+	(*Endpoint)(nil),                   // 34: tunnel.v1.Endpoint
+	(*TunnelCounters)(nil),             // 35: tunnel.v1.TunnelCounters
+	(*SshHost)(nil),                    // 36: tunnel.v1.SshHost
+	nil,                                // 37: tunnel.v1.ExecRequest.EnvEntry
+	nil,                                // 38: tunnel.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 40: google.protobuf.Timestamp
 }
 var file_tunnel_v1_tunnel_proto_depIdxs = []int32{
-	35, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
-	37, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	6,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
-	8,  // 3: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
-	10, // 4: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
-	36, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
-	37, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
-	9,  // 7: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
-	10, // 8: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
-	6,  // 9: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
-	37, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	31, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	37, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	31, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	31, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
-	34, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
-	31, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	37, // 17: tunnel.v1.OpenDynamicForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	31, // 18: tunnel.v1.OpenDynamicForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	12, // 19: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
-	14, // 20: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
-	20, // 21: tunnel.v1.OpenAttachedRequest.dynamic:type_name -> tunnel.v1.OpenDynamicForwardRequest
-	31, // 22: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
-	24, // 23: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	25, // 24: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	31, // 25: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
-	37, // 26: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
-	38, // 27: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
-	34, // 28: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
-	31, // 29: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	24, // 30: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	25, // 31: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	28, // 32: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
-	38, // 33: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	37, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
+	39, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	8,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
+	10, // 3: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
+	12, // 4: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
+	38, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
+	39, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
+	11, // 7: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
+	12, // 8: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
+	8,  // 9: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
+	39, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	33, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	39, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	33, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	33, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
+	36, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
+	33, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	39, // 17: tunnel.v1.OpenDynamicForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	33, // 18: tunnel.v1.OpenDynamicForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	14, // 19: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
+	16, // 20: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
+	22, // 21: tunnel.v1.OpenAttachedRequest.dynamic:type_name -> tunnel.v1.OpenDynamicForwardRequest
+	33, // 22: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
+	26, // 23: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	27, // 24: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	33, // 25: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
+	39, // 26: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
+	40, // 27: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
+	36, // 28: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
+	33, // 29: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	26, // 30: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	27, // 31: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	30, // 32: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
+	40, // 33: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
 	1,  // 34: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
-	32, // 35: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
-	32, // 36: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
+	34, // 35: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
+	34, // 36: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
 	2,  // 37: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
-	38, // 38: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
-	33, // 39: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
-	37, // 40: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
+	40, // 38: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
+	35, // 39: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
+	39, // 40: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
 	0,  // 41: tunnel.v1.Tunnel.source:type_name -> tunnel.v1.TunnelSource
 	3,  // 42: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
-	38, // 43: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
-	38, // 44: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
-	4,  // 45: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
-	7,  // 46: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
-	12, // 47: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
-	20, // 48: tunnel.v1.TunnelService.OpenDynamicForward:input_type -> tunnel.v1.OpenDynamicForwardRequest
-	14, // 49: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
-	16, // 50: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
-	18, // 51: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
-	22, // 52: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
-	29, // 53: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
-	26, // 54: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
-	5,  // 55: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
-	11, // 56: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
-	13, // 57: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
-	21, // 58: tunnel.v1.TunnelService.OpenDynamicForward:output_type -> tunnel.v1.OpenDynamicForwardResponse
-	15, // 59: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
-	17, // 60: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
-	19, // 61: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
-	23, // 62: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
-	30, // 63: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
-	27, // 64: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
-	55, // [55:65] is the sub-list for method output_type
-	45, // [45:55] is the sub-list for method input_type
+	40, // 43: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
+	40, // 44: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
+	6,  // 45: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
+	9,  // 46: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
+	14, // 47: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
+	22, // 48: tunnel.v1.TunnelService.OpenDynamicForward:input_type -> tunnel.v1.OpenDynamicForwardRequest
+	16, // 49: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
+	18, // 50: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
+	20, // 51: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
+	24, // 52: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
+	31, // 53: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
+	28, // 54: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
+	4,  // 55: tunnel.v1.TunnelService.Reload:input_type -> tunnel.v1.ReloadRequest
+	7,  // 56: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
+	13, // 57: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
+	15, // 58: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
+	23, // 59: tunnel.v1.TunnelService.OpenDynamicForward:output_type -> tunnel.v1.OpenDynamicForwardResponse
+	17, // 60: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
+	19, // 61: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
+	21, // 62: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
+	25, // 63: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
+	32, // 64: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
+	29, // 65: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
+	5,  // 66: tunnel.v1.TunnelService.Reload:output_type -> tunnel.v1.ReloadResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
 	45, // [45:45] is the sub-list for extension extendee
 	0,  // [0:45] is the sub-list for field type_name
@@ -3432,39 +3574,39 @@ func file_tunnel_v1_tunnel_proto_init() {
 	if File_tunnel_v1_tunnel_proto != nil {
 		return
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[1].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[3].OneofWrappers = []any{
 		(*ExecResponse_Stdout)(nil),
 		(*ExecResponse_Stderr)(nil),
 		(*ExecResponse_Exit)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[2].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[4].OneofWrappers = []any{
 		(*ExitStatus_Code)(nil),
 		(*ExitStatus_Signal)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[3].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[5].OneofWrappers = []any{
 		(*ExecStreamRequest_Start)(nil),
 		(*ExecStreamRequest_Stdin)(nil),
 		(*ExecStreamRequest_StdinEof)(nil),
 		(*ExecStreamRequest_Signal)(nil),
 		(*ExecStreamRequest_Resize)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[7].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[9].OneofWrappers = []any{
 		(*ExecStreamResponse_Stdout)(nil),
 		(*ExecStreamResponse_Stderr)(nil),
 		(*ExecStreamResponse_Exit)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[18].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[20].OneofWrappers = []any{
 		(*OpenAttachedRequest_Local)(nil),
 		(*OpenAttachedRequest_Remote)(nil),
 		(*OpenAttachedRequest_Dynamic)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[19].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[21].OneofWrappers = []any{
 		(*OpenAttachedResponse_Opened)(nil),
 		(*OpenAttachedResponse_ConnectionOpened)(nil),
 		(*OpenAttachedResponse_ConnectionClosed)(nil),
 		(*OpenAttachedResponse_StateChanged)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[23].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[25].OneofWrappers = []any{
 		(*WatchResponse_Host)(nil),
 		(*WatchResponse_Tunnel)(nil),
 		(*WatchResponse_ConnectionOpened)(nil),
@@ -3478,7 +3620,7 @@ func file_tunnel_v1_tunnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tunnel_v1_tunnel_proto_rawDesc), len(file_tunnel_v1_tunnel_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

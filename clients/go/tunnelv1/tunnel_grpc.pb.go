@@ -47,6 +47,7 @@ const (
 	TunnelService_OpenAttached_FullMethodName       = "/tunnel.v1.TunnelService/OpenAttached"
 	TunnelService_GetInfo_FullMethodName            = "/tunnel.v1.TunnelService/GetInfo"
 	TunnelService_Watch_FullMethodName              = "/tunnel.v1.TunnelService/Watch"
+	TunnelService_Reload_FullMethodName             = "/tunnel.v1.TunnelService/Reload"
 )
 
 // TunnelServiceClient is the client API for TunnelService service.
@@ -123,6 +124,14 @@ type TunnelServiceClient interface {
 	// `tunnel_id` set, only that tunnel and its host are watched and the call
 	// ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// Reload reads tunneld's config file again, as SIGHUP does, and applies
+	// its declared tunnels: unchanged ones keep running untouched, changed
+	// ones are replaced, removed ones closed, new ones opened. A file with any
+	// problem changes nothing: FAILED_PRECONDITION with every problem, one a
+	// line, as FILE:LINE:COL: message. Then the token file, when there is
+	// one, is read again. Hosts are read at start only: hosts_pending names
+	// those whose change waits for a restart.
+	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
 }
 
 type tunnelServiceClient struct {
@@ -263,6 +272,16 @@ func (c *tunnelServiceClient) Watch(ctx context.Context, in *WatchRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TunnelService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *tunnelServiceClient) Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReloadResponse)
+	err := c.cc.Invoke(ctx, TunnelService_Reload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TunnelServiceServer is the server API for TunnelService service.
 // All implementations must embed UnimplementedTunnelServiceServer
 // for forward compatibility.
@@ -337,6 +356,14 @@ type TunnelServiceServer interface {
 	// `tunnel_id` set, only that tunnel and its host are watched and the call
 	// ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// Reload reads tunneld's config file again, as SIGHUP does, and applies
+	// its declared tunnels: unchanged ones keep running untouched, changed
+	// ones are replaced, removed ones closed, new ones opened. A file with any
+	// problem changes nothing: FAILED_PRECONDITION with every problem, one a
+	// line, as FILE:LINE:COL: message. Then the token file, when there is
+	// one, is read again. Hosts are read at start only: hosts_pending names
+	// those whose change waits for a restart.
+	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
 	mustEmbedUnimplementedTunnelServiceServer()
 }
 
@@ -376,6 +403,9 @@ func (UnimplementedTunnelServiceServer) GetInfo(context.Context, *GetInfoRequest
 }
 func (UnimplementedTunnelServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedTunnelServiceServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
 }
 func (UnimplementedTunnelServiceServer) mustEmbedUnimplementedTunnelServiceServer() {}
 func (UnimplementedTunnelServiceServer) testEmbeddedByValue()                       {}
@@ -546,6 +576,24 @@ func _TunnelService_Watch_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TunnelService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _TunnelService_Reload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReloadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TunnelServiceServer).Reload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TunnelService_Reload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TunnelServiceServer).Reload(ctx, req.(*ReloadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TunnelService_ServiceDesc is the grpc.ServiceDesc for TunnelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -576,6 +624,10 @@ var TunnelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetInfo",
 			Handler:    _TunnelService_GetInfo_Handler,
+		},
+		{
+			MethodName: "Reload",
+			Handler:    _TunnelService_Reload_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -253,3 +253,62 @@ async fn a_broken_config_on_sighup_changes_nothing_and_names_its_line() -> Resul
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reload_call_and_tunnelctl_reload_say_what_changed_and_refuse_a_broken_file()
+-> Result<()> {
+    use tunnel_proto::v1::ReloadRequest;
+    e2e(async {
+        let echo = TcpPeer::echo().await?;
+        let (a_port, b_port) = (sshd::free_port()?, sshd::free_port()?);
+        let a = ("a", format!("{a_port}:127.0.0.1:{}", echo.port()));
+        let b = ("b", format!("{b_port}:127.0.0.1:{}", echo.port()));
+        let sshd = Sshd::start()?;
+        let bed = Bed::with(sshd, |bld| bld.tunnel("a", table(&[("local", &a.1)]))).await?;
+        named(&bed, "a", TunnelState::Open).await?;
+        let path = bed
+            .daemon
+            .config_file()
+            .context("no config file")?
+            .to_path_buf();
+
+        std::fs::write(&path, with_tunnels(&[a.clone(), b.clone()]))?;
+        let done = bed
+            .client
+            .clone()
+            .reload(ReloadRequest {})
+            .await?
+            .into_inner();
+        ensure!(
+            done.added == ["b"] && done.unchanged == ["a"] && done.removed.is_empty(),
+            "Reload said {done:?}"
+        );
+        named(&bed, "b", TunnelState::Open).await?;
+        carries(b_port, "the tunnel the Reload call added").await?;
+
+        std::fs::write(&path, "[tunnels.a]\nlocal = \"nonsense\"\n")?;
+        expect_status(
+            "Reload of a broken file",
+            bed.client.clone().reload(ReloadRequest {}).await,
+            Code::FailedPrecondition,
+            &["tunneld.toml:2:"],
+        )?;
+        named(&bed, "b", TunnelState::Open).await?;
+
+        std::fs::write(&path, with_tunnels(std::slice::from_ref(&a)))?;
+        let out = crate::cli::ctl(&bed)?.run(["reload"]).await?;
+        out.success()?;
+        ensure!(
+            out.stdout_text() == "removed: b\nunchanged: 1\n",
+            "tunnelctl reload printed {:?}",
+            out.stdout_text()
+        );
+        poll_until("b's port to be free", IO_TIMEOUT, || async {
+            Ok(tunneld_tests::peers::port_is_free(b_port).then_some(()))
+        })
+        .await?;
+        carries(a_port, "the tunnel no reload changed").await?;
+        Ok(())
+    })
+    .await
+}

@@ -22,6 +22,7 @@ pub mod exec;
 pub mod hosts;
 pub mod list;
 pub mod open;
+pub mod reload;
 pub mod status;
 pub mod watch;
 

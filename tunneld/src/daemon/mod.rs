@@ -32,6 +32,8 @@ use crate::{
     },
 };
 
+pub use self::reload::Reloaded;
+
 use self::{
     persist::{Persistence, worth_retrying},
     watch::{Bus, Change, NextTunnel, WatchFilter, Watcher},
@@ -132,6 +134,8 @@ pub struct Daemon {
     declared: Mutex<BTreeMap<String, (u64, Vec<u8>)>>,
     /// How to read the config again on SIGHUP.
     reloader: Option<config::Reloader>,
+    /// Held by the reload under way: one at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
@@ -180,6 +184,7 @@ impl Daemon {
             config_file: config.file,
             declared: Mutex::new(declared),
             reloader: config.reloader,
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 

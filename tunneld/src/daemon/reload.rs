@@ -12,7 +12,11 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use super::{Daemon, persist::fingerprint};
-use crate::{config::Config, tunnel::id_of};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    tunnel::id_of,
+};
 
 /// What a reload did, by tunnel name.
 #[derive(Debug, Default)]
@@ -25,6 +29,8 @@ pub struct Reloaded {
     pub removed: Vec<String>,
     /// Opened: new in the file.
     pub added: Vec<String>,
+    /// Hosts added, removed or changed, which wait for a restart.
+    pub hosts_pending: Vec<String>,
 }
 
 impl Daemon {
@@ -39,34 +45,55 @@ impl Daemon {
                 () = self.shutdown.cancelled() => return,
                 () = reloader.requested() => {}
             }
-            // Reading files blocks: off the async workers.
-            let loader = reloader.clone();
-            match tokio::task::spawn_blocking(move || loader.load()).await {
-                Ok(Ok(config)) => {
-                    let done = self.reload(config).await;
-                    tracing::info!(
-                        unchanged = ?done.unchanged, changed = ?done.changed,
-                        removed = ?done.removed, added = ?done.added,
-                        "config reloaded"
-                    );
-                }
-                Ok(Err(e)) => tracing::error!(
-                    "config not reloaded, nothing changed; fix these and send SIGHUP again:\n{e}"
-                ),
-                Err(_) => return,
+            // Logged either way by `reload_file`.
+            let _ = self.reload_file().await;
+        }
+    }
+
+    /// Reads the config file again and applies it (SIGHUP, the Reload
+    /// call); one reload at a time. A file with any problem changes
+    /// nothing: `Error::ConfigRejected` with every problem, one a line.
+    pub async fn reload_file(self: &Arc<Self>) -> Result<Reloaded> {
+        let reloader = self.reloader.clone().ok_or_else(|| {
+            Error::ConfigRejected("this tunneld has no config to read again".into())
+        })?;
+        let _one = self.reloading.lock().await;
+        // Reading files blocks: off the async workers.
+        let config = tokio::task::spawn_blocking(move || reloader.load())
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        match config {
+            Ok(config) => {
+                let done = self.reload(config).await;
+                tracing::info!(
+                    unchanged = ?done.unchanged, changed = ?done.changed,
+                    removed = ?done.removed, added = ?done.added,
+                    hosts_pending = ?done.hosts_pending,
+                    "config reloaded"
+                );
+                Ok(done)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "config not reloaded, nothing changed; fix these and reload again:\n{e}"
+                );
+                Err(Error::ConfigRejected(e.to_string()))
             }
         }
     }
 
     /// Applies `config`'s declared tunnels over the running ones.
-    pub async fn reload(self: &Arc<Self>, config: Config) -> Reloaded {
-        self.note_host_changes(&config);
+    async fn reload(self: &Arc<Self>, config: Config) -> Reloaded {
+        let hosts_pending = self.note_host_changes(&config);
         let wanted: BTreeMap<String, Vec<u8>> = config
             .tunnels
             .iter()
             .map(|(name, d)| (name.clone(), fingerprint(name, d)))
             .collect();
-        let mut done = Reloaded::default();
+        let mut done = Reloaded {
+            hosts_pending,
+            ..Reloaded::default()
+        };
         let mut to_close = Vec::new();
         {
             let declared = self.declared.lock().unwrap_or_else(|p| p.into_inner());
@@ -123,8 +150,9 @@ impl Daemon {
         tracing::info!(tunnel = %id, name, "declared tunnel closed: changed or removed in the config file");
     }
 
-    /// Logs host changes, which take effect at the next start.
-    fn note_host_changes(&self, config: &Config) {
+    /// Logs host changes, which take effect at the next start; returns
+    /// their names.
+    fn note_host_changes(&self, config: &Config) -> Vec<String> {
         let now: Vec<&String> = self.hosts.keys().collect();
         let new: Vec<&String> = config.hosts.keys().collect();
         let mut changed: Vec<&str> = Vec::new();
@@ -142,5 +170,6 @@ impl Daemon {
                  the reload applies the declared tunnels only"
             );
         }
+        changed.into_iter().map(str::to_string).collect()
     }
 }

@@ -8,7 +8,7 @@ use tunnel_proto::{clip::clipped, duration::BoundedDuration, pbjson_types, v1 as
 
 use crate::{
     daemon::{
-        DaemonInfo, HostStatus, OpenOptions,
+        DaemonInfo, HostStatus, OpenOptions, Reloaded,
         watch::{Change, WatchEvent},
     },
     error::{Error, Result},
@@ -364,6 +364,18 @@ pub fn tunnel(t: TunnelSnapshot) -> pb::Tunnel {
             TunnelSource::Persisted => pb::TunnelSource::Persisted,
             TunnelSource::Declared => pb::TunnelSource::Declared,
         } as i32,
+    }
+}
+
+/// What a reload did.
+pub fn reloaded(done: Reloaded, tokens: usize) -> pb::ReloadResponse {
+    pb::ReloadResponse {
+        unchanged: done.unchanged,
+        changed: done.changed,
+        removed: done.removed,
+        added: done.added,
+        hosts_pending: done.hosts_pending,
+        tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
     }
 }
 

@@ -9,18 +9,21 @@ use tunnel_proto::v1::{self as pb, tunnel_service_server::TunnelService};
 use super::{
     audit::{self, Audit},
     convert, exec_stream,
+    tokens::TokenStore,
 };
-use crate::daemon::Daemon;
+use crate::{daemon::Daemon, error::Error};
 
 /// The gRPC face of a [`Daemon`].
 pub struct TunnelApi {
     daemon: Arc<Daemon>,
+    /// The token file, read again by Reload.
+    tokens: Option<TokenStore>,
 }
 
 impl TunnelApi {
-    /// Serves `daemon`.
-    pub fn new(daemon: Arc<Daemon>) -> Self {
-        TunnelApi { daemon }
+    /// Serves `daemon`; Reload also reads `tokens` again.
+    pub fn new(daemon: Arc<Daemon>, tokens: Option<TokenStore>) -> Self {
+        TunnelApi { daemon, tokens }
     }
 }
 
@@ -222,6 +225,30 @@ impl TunnelService for TunnelApi {
         _req: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
         Ok(Response::new(convert::info(self.daemon.info())))
+    }
+
+    async fn reload(
+        &self,
+        req: Request<pb::ReloadRequest>,
+    ) -> Result<Response<pb::ReloadResponse>, Status> {
+        let audit = Audit::new("Reload", &req, "-", "reload".to_string());
+        audit
+            .around(
+                async {
+                    let done = self.daemon.reload_file().await?;
+                    let tokens = match &self.tokens {
+                        Some(store) => store.reload().map_err(|e| {
+                            Error::ConfigRejected(format!(
+                                "{e}; the config file was applied, the tokens in use are unchanged"
+                            ))
+                        })?,
+                        None => 0,
+                    };
+                    Ok(Response::new(convert::reloaded(done, tokens)))
+                },
+                |_| String::new(),
+            )
+            .await
     }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {

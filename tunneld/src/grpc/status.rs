@@ -39,7 +39,9 @@ impl From<Error> for Status {
             Error::Config(_) | Error::Io { .. } => Code::Internal,
             Error::StateStore { .. } => Code::Unavailable,
             Error::NameTaken { .. } => Code::AlreadyExists,
-            Error::DeclaredTunnel { .. } | Error::NoStateStore(_) => Code::FailedPrecondition,
+            Error::DeclaredTunnel { .. } | Error::NoStateStore(_) | Error::ConfigRejected(_) => {
+                Code::FailedPrecondition
+            }
         };
         Status::new(code, bounded(e.to_string()))
     }

@@ -105,13 +105,14 @@ pub async fn serve(
             ))
         })?;
     }
+    let tokens = access.auth.tokens.clone();
     let router = builder
         .layer(AuthLayer::new(access.auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            TunnelServiceServer::new(TunnelApi::new(daemon.clone()))
+            TunnelServiceServer::new(TunnelApi::new(daemon.clone(), tokens))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         );
     let max = access.max_connections;

@@ -205,6 +205,77 @@ restores them.
 Global___SshConnectionState: _TypeAlias = SshConnectionState  # noqa: Y015
 
 @_typing.final
+class ReloadRequest(_message.Message):
+    """ReloadRequest asks tunneld to read its config file again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadRequest: _TypeAlias = ReloadRequest  # noqa: Y015
+
+@_typing.final
+class ReloadResponse(_message.Message):
+    """ReloadResponse says what the reload did to the declared tunnels, by name."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNCHANGED_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    HOSTS_PENDING_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    tokens: _builtins.int
+    """Tokens in the token file now, when tunneld has one; 0 otherwise."""
+    @_builtins.property
+    def unchanged(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Declared tunnels kept running as they were."""
+
+    @_builtins.property
+    def changed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Declared tunnels closed and opened again as the file now says."""
+
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Declared tunnels closed: no longer in the file."""
+
+    @_builtins.property
+    def added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Declared tunnels opened: new in the file."""
+
+    @_builtins.property
+    def hosts_pending(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hosts added, removed or changed in the file, which take effect at the
+        next start.
+        """
+
+    def __init__(
+        self,
+        *,
+        unchanged: _abc.Iterable[_builtins.str] | None = ...,
+        changed: _abc.Iterable[_builtins.str] | None = ...,
+        removed: _abc.Iterable[_builtins.str] | None = ...,
+        added: _abc.Iterable[_builtins.str] | None = ...,
+        hosts_pending: _abc.Iterable[_builtins.str] | None = ...,
+        tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "changed", b"changed", "hosts_pending", b"hosts_pending", "removed", b"removed", "tokens", b"tokens", "unchanged", b"unchanged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReloadResponse: _TypeAlias = ReloadResponse  # noqa: Y015
+
+@_typing.final
 class ExecRequest(_message.Message):
     """ExecRequest names a command to run on a host."""
 

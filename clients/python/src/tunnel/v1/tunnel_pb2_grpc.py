@@ -85,6 +85,11 @@ class TunnelServiceStub:
                 request_serializer=tunnel_dot_v1_dot_tunnel__pb2.WatchRequest.SerializeToString,
                 response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.Reload = channel.unary_unary(
+                '/tunnel.v1.TunnelService/Reload',
+                request_serializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadResponse.FromString,
+                _registered_method=True)
 
 
 class TunnelServiceServicer:
@@ -209,6 +214,19 @@ class TunnelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reload(self, request, context):
+        """Reload reads tunneld's config file again, as SIGHUP does, and applies
+        its declared tunnels: unchanged ones keep running untouched, changed
+        ones are replaced, removed ones closed, new ones opened. A file with any
+        problem changes nothing: FAILED_PRECONDITION with every problem, one a
+        line, as FILE:LINE:COL: message. Then the token file, when there is
+        one, is read again. Hosts are read at start only: hosts_pending names
+        those whose change waits for a restart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TunnelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +279,11 @@ def add_TunnelServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.WatchRequest.FromString,
                     response_serializer=tunnel_dot_v1_dot_tunnel__pb2.WatchResponse.SerializeToString,
+            ),
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadRequest.FromString,
+                    response_serializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +557,33 @@ class TunnelService:
             '/tunnel.v1.TunnelService/Watch',
             tunnel_dot_v1_dot_tunnel__pb2.WatchRequest.SerializeToString,
             tunnel_dot_v1_dot_tunnel__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunnel.v1.TunnelService/Reload',
+            tunnel_dot_v1_dot_tunnel__pb2.ReloadRequest.SerializeToString,
+            tunnel_dot_v1_dot_tunnel__pb2.ReloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

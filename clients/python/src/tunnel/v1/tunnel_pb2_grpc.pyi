@@ -126,6 +126,15 @@ class TunnelServiceStub:
     `tunnel_id` set, only that tunnel and its host are watched and the call
     ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
     """
+    Reload: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.ReloadRequest, _tunnel_pb2.ReloadResponse]
+    """Reload reads tunneld's config file again, as SIGHUP does, and applies
+    its declared tunnels: unchanged ones keep running untouched, changed
+    ones are replaced, removed ones closed, new ones opened. A file with any
+    problem changes nothing: FAILED_PRECONDITION with every problem, one a
+    line, as FILE:LINE:COL: message. Then the token file, when there is
+    one, is read again. Hosts are read at start only: hosts_pending names
+    those whose change waits for a restart.
+    """
 
 @_typing.type_check_only
 class TunnelServiceAsyncStub(TunnelServiceStub):
@@ -207,6 +216,15 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     and continues with the newest events (call List to resynchronise). With
     `tunnel_id` set, only that tunnel and its host are watched and the call
     ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+    """
+    Reload: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.ReloadRequest, _tunnel_pb2.ReloadResponse]  # type: ignore[assignment]
+    """Reload reads tunneld's config file again, as SIGHUP does, and applies
+    its declared tunnels: unchanged ones keep running untouched, changed
+    ones are replaced, removed ones closed, new ones opened. A file with any
+    problem changes nothing: FAILED_PRECONDITION with every problem, one a
+    line, as FILE:LINE:COL: message. Then the token file, when there is
+    one, is read again. Hosts are read at start only: hosts_pending names
+    those whose change waits for a restart.
     """
 
 class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -346,6 +364,21 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
         and continues with the newest events (call List to resynchronise). With
         `tunnel_id` set, only that tunnel and its host are watched and the call
         ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def Reload(
+        self,
+        request: _tunnel_pb2.ReloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tunnel_pb2.ReloadResponse, _abc.Awaitable[_tunnel_pb2.ReloadResponse]]:
+        """Reload reads tunneld's config file again, as SIGHUP does, and applies
+        its declared tunnels: unchanged ones keep running untouched, changed
+        ones are replaced, removed ones closed, new ones opened. A file with any
+        problem changes nothing: FAILED_PRECONDITION with every problem, one a
+        line, as FILE:LINE:COL: message. Then the token file, when there is
+        one, is read again. Hosts are read at start only: hosts_pending names
+        those whose change waits for a restart.
         """
 
 def add_TunnelServiceServicer_to_server(servicer: TunnelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
