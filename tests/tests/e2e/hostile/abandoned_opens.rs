@@ -19,7 +19,10 @@ async fn remote_forwards_abandoned_at_any_moment_are_rolled_back_and_the_port_re
     e2e(async {
         let echo = TcpPeer::echo().await?;
         let bed = Bed::start().await?;
-        let port = tunneld_tests::peers::refused_port()?;
+        // Below the ephemeral range: no client connection elsewhere can take
+        // it as its source port between two rounds (sshd would then refuse
+        // to listen, EADDRINUSE).
+        let port = tunneld_tests::sshd::free_port()?;
         let request = || OpenRemoteForwardRequest {
             remote_bind_address: "127.0.0.1".into(),
             remote_port: port.into(),
@@ -40,9 +43,16 @@ async fn remote_forwards_abandoned_at_any_moment_are_rolled_back_and_the_port_re
                 Err(s) => anyhow::bail!("{ms} ms deadline: {s:?}"),
             };
             // Whatever the caller saw, the same port opens again: at once if
-            // the open was rolled back, after a Close if it completed.
+            // the open was rolled back, after a Close if it completed. An open
+            // whose reply crossed the caller's deadline (the caller saw
+            // DEADLINE_EXCEEDED, tunneld had finished) completed: it is
+            // listed, and closed like a kept one.
             if let Some(id) = &kept {
                 close(&bed.client, id).await?;
+            } else {
+                for t in list(&bed.client).await?.tunnels {
+                    close(&bed.client, &t.id).await?;
+                }
             }
             let reopened = poll_until(
                 &format!("port {port} to reopen after a {ms} ms deadline"),
@@ -85,7 +95,10 @@ async fn local_forwards_abandoned_at_any_moment_never_keep_a_port() -> Result<()
     e2e(async {
         let echo = TcpPeer::echo().await?;
         let bed = Bed::start().await?;
-        let port = tunneld_tests::peers::refused_port()?;
+        // Below the ephemeral range: no client connection elsewhere can take
+        // it as its source port between two rounds (sshd would then refuse
+        // to listen, EADDRINUSE).
+        let port = tunneld_tests::sshd::free_port()?;
         for ms in [1u64, 2, 5, 10, 20] {
             let request = || {
                 let mut req = tonic::Request::new(OpenLocalForwardRequest {
