@@ -379,12 +379,7 @@ mod tests {
     }
 
     fn defaults() -> HostDefaults {
-        HostDefaults::without_ssh_config(HostSettings {
-            identities: vec!["/k".into()],
-            default_identities: false,
-            known_hosts: "/kh".into(),
-            ..HostSettings::openssh()
-        })
+        crate::config::test_defaults()
     }
 
     #[test]

@@ -200,3 +200,15 @@ impl Config {
         Ok(())
     }
 }
+
+/// The defaults of every host in the config tests: one key, one
+/// known_hosts, no ssh_config.
+#[cfg(test)]
+pub(crate) fn test_defaults() -> HostDefaults {
+    HostDefaults::without_ssh_config(HostSettings {
+        identities: vec!["/k".into()],
+        default_identities: false,
+        known_hosts: "/kh".into(),
+        ..HostSettings::openssh()
+    })
+}

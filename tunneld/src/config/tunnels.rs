@@ -339,15 +339,10 @@ mod tests {
     use std::{path::PathBuf, time::Duration};
 
     use super::*;
-    use crate::config::{HostDefaults, HostSettings};
+    use crate::config::HostDefaults;
 
     fn defaults() -> HostDefaults {
-        HostDefaults::without_ssh_config(HostSettings {
-            identities: vec!["/k".into()],
-            default_identities: false,
-            known_hosts: "/kh".into(),
-            ..HostSettings::openssh()
-        })
+        crate::config::test_defaults()
     }
 
     const HOSTS: &str = "[hosts.bastion]\naddress = \"u@bastion.example.com\"\n\
