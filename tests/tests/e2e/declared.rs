@@ -11,7 +11,7 @@ use tunneld_tests::peers::TcpPeer;
 use tunneld_tests::wait::poll_until;
 use tunneld_tests::{Sshd, data, sshd};
 
-use crate::support::{Bed, IO_TIMEOUT, e2e, exchange, expect_status, list};
+use crate::support::{Bed, IO_TIMEOUT, carries, e2e, expect_status, list};
 
 fn table(pairs: &[(&str, &str)]) -> toml::Table {
     pairs
@@ -38,20 +38,6 @@ async fn named(bed: &Bed, name: &str, state: TunnelState) -> Result<Tunnel> {
         },
     )
     .await
-}
-
-async fn carries(port: u16, what: &str) -> Result<()> {
-    let sent = data::random_bytes(128 * 1024);
-    let got = exchange(port, &sent, IO_TIMEOUT)
-        .await
-        .with_context(|| format!("through {what}"))?;
-    ensure!(
-        data::sha256_hex(&got) == data::sha256_hex(&sent),
-        "{what}: {} bytes came back, not the {} sent",
-        got.len(),
-        sent.len()
-    );
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

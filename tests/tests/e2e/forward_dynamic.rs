@@ -3,8 +3,7 @@
 //! SOCKS4, SOCKS4a and SOCKS5 clients and by raw SOCKS5 for the load and
 //! optimistic-data cases.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +13,7 @@ use tunneld_tests::data::{random_bytes, sha256_hex};
 use tunneld_tests::peers::{HttpPeer, TcpPeer, refused_port};
 use tunneld_tests::{Client, Sshd};
 
-use crate::support::{Bed, e2e, find_tunnel, local_port, remote_port};
+use crate::support::{self, Bed, Curl, e2e, find_tunnel, local_port, remote_port};
 
 async fn open_dynamic(client: &Client) -> Result<Tunnel> {
     client
@@ -43,36 +42,9 @@ async fn open_reverse(client: &Client, permit: &[String]) -> Result<Tunnel> {
         .context("no tunnel")
 }
 
-/// What curl did: its exit code, stdout and stderr.
-struct Curl {
-    code: Option<i32>,
-    out: String,
-    err: String,
-    took: Duration,
-}
-
 /// `curl -sS --max-time 10 FLAG 127.0.0.1:PROXY URL`.
 async fn curl(flag: &str, proxy: u16, url: &str) -> Result<Curl> {
-    let started = Instant::now();
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            flag,
-            &format!("127.0.0.1:{proxy}"),
-            url,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("running curl")?;
-    Ok(Curl {
-        code: out.status.code(),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-        took: started.elapsed(),
-    })
+    support::curl(&[flag, &format!("127.0.0.1:{proxy}"), url]).await
 }
 
 async fn counters(client: &Client, id: &str) -> Result<tunnel_proto::v1::TunnelCounters> {

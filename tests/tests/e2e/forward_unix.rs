@@ -7,7 +7,6 @@
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -23,7 +22,9 @@ use tunneld_tests::unix_peer::{self, UnixPeer};
 use tunneld_tests::wait::poll_until;
 use tunneld_tests::{Client, Sshd, Tunneld};
 
-use crate::support::{Bed, close, e2e, exchange, find_tunnel, local_port, remote_port};
+use crate::support::{
+    Bed, close, curl_unix, e2e, exchange, find_tunnel, local_port, open_local_req, remote_port,
+};
 
 /// A private directory for this test's sockets (short, to fit sun_path).
 fn socket_dir() -> Result<tempfile::TempDir> {
@@ -31,17 +32,6 @@ fn socket_dir() -> Result<tempfile::TempDir> {
         .prefix("tdu")
         .tempdir_in("/tmp")
         .context("creating a socket directory")
-}
-
-async fn open_local(client: &Client, req: OpenLocalForwardRequest) -> Result<Tunnel> {
-    client
-        .clone()
-        .open_local_forward(req)
-        .await
-        .context("OpenLocalForward")?
-        .into_inner()
-        .tunnel
-        .context("no tunnel")
 }
 
 async fn open_remote(client: &Client, req: OpenRemoteForwardRequest) -> Result<Tunnel> {
@@ -97,7 +87,7 @@ async fn a_local_socket_reaches_a_tcp_target_privately_and_goes_on_close() -> Re
         let dir = socket_dir()?;
         let sock = dir.path().join("l.sock");
         let digest = TcpPeer::digest().await?;
-        let t = open_local(
+        let t = open_local_req(
             &bed.client,
             OpenLocalForwardRequest {
                 local_path: sock.display().to_string(),
@@ -156,7 +146,7 @@ async fn a_tcp_port_reaches_a_socket_on_the_server() -> Result<()> {
         let dir = socket_dir()?;
         let target = dir.path().join("t.sock");
         let peer = UnixPeer::digest(&target).await?;
-        let t = open_local(
+        let t = open_local_req(
             &bed.client,
             OpenLocalForwardRequest {
                 remote_path: target.display().to_string(),
@@ -210,25 +200,6 @@ async fn curl_through_a_socket_the_server_listens_on() -> Result<()> {
     .await
 }
 
-/// `curl --unix-socket PATH http://x/`: the body.
-async fn curl_unix(sock: &Path) -> Result<String> {
-    let out = tokio::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--unix-socket"])
-        .arg(sock)
-        .arg("http://tunneld.test/")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("running curl")?;
-    ensure!(
-        out.status.success(),
-        "curl --unix-socket {} failed: {}",
-        sock.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_port_reaches_a_local_socket() -> Result<()> {
     e2e(async {
@@ -275,7 +246,7 @@ async fn a_chain_tcp_unix_unix_tcp_carries_64_mib_intact() -> Result<()> {
             },
         )
         .await?;
-        let middle = open_local(
+        let middle = open_local_req(
             &bed.client,
             OpenLocalForwardRequest {
                 local_path: s1.display().to_string(),
@@ -284,7 +255,7 @@ async fn a_chain_tcp_unix_unix_tcp_carries_64_mib_intact() -> Result<()> {
             },
         )
         .await?;
-        let first = open_local(
+        let first = open_local_req(
             &bed.client,
             OpenLocalForwardRequest {
                 remote_path: s1.display().to_string(),
@@ -330,7 +301,7 @@ async fn sockets_are_removed_at_sigterm_and_a_killed_runs_socket_is_replaced() -
             remote_port: digest.port().into(),
             ..Default::default()
         };
-        open_local(&bed.client, local_req.clone()).await?;
+        open_local_req(&bed.client, local_req.clone()).await?;
         open_remote(
             &bed.client,
             OpenRemoteForwardRequest {
@@ -350,7 +321,7 @@ async fn sockets_are_removed_at_sigterm_and_a_killed_runs_socket_is_replaced() -
         // SIGKILL leaves the file; the next tunneld replaces it.
         let mut daemon = Tunneld::start(&bed.sshd).await?;
         let client = daemon.client();
-        open_local(&client, local_req.clone()).await?;
+        open_local_req(&client, local_req.clone()).await?;
         daemon.signal(Signal::SIGKILL)?;
         poll_until("tunneld to die", Duration::from_secs(10), || {
             let gone = daemon.try_wait().map(|s| s.is_some()).unwrap_or(false);
@@ -362,7 +333,7 @@ async fn sockets_are_removed_at_sigterm_and_a_killed_runs_socket_is_replaced() -
             "the killed run's socket should still be there"
         );
         let daemon = Tunneld::start(&bed.sshd).await?;
-        let t = open_local(&daemon.client(), local_req).await?;
+        let t = open_local_req(&daemon.client(), local_req).await?;
         ensure!(t.state == TunnelState::Open as i32, "state {}", t.state);
         let reply = unix_peer::exchange(&local, b"replaced").await?;
         ensure!(
@@ -496,7 +467,7 @@ async fn psql_through_a_local_socket_reaches_postgres_over_tcp() -> Result<()> {
         let bed = Bed::start().await?;
         let dir = socket_dir()?;
         let sock = dir.path().join(".s.PGSQL.5432");
-        open_local(
+        open_local_req(
             &bed.client,
             OpenLocalForwardRequest {
                 local_path: sock.display().to_string(),
@@ -529,7 +500,7 @@ async fn a_local_port_reaches_a_postgres_listening_only_on_its_socket() -> Resul
             "the unix-only PostgreSQL listens on TCP"
         );
         let bed = Bed::start().await?;
-        let t = open_local(
+        let t = open_local_req(
             &bed.client,
             OpenLocalForwardRequest {
                 remote_path: pg.socket().display().to_string(),

@@ -22,7 +22,7 @@ use tunneld_tests::data::{random_bytes, sha256_hex};
 use tunneld_tests::peers::{TcpPeer, port_is_free};
 use tunneld_tests::{Pki, Sshd, Tunneld};
 
-use crate::support::{Bed, IO_TIMEOUT, e2e, exchange};
+use crate::support::{Bed, IO_TIMEOUT, curl_socks, curl_unix, e2e, exchange};
 
 /// Bound on one grpcurl run.
 const GRPCURL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -541,17 +541,9 @@ async fn grpcurl_opens_a_socks_proxy_and_a_unix_socket_forward_as_the_readme_sho
         let port = opened["tunnel"]["local"]["port"]
             .as_u64()
             .context("no tunnel.local.port")?;
-        let out = tokio::process::Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--socks5-hostname"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(format!("http://localhost:{}/", http.port()))
-            .output()
-            .await?;
-        ensure!(
-            out.status.success() && out.stdout == http.body().as_bytes(),
-            "curl through the proxy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let port = u16::try_from(port)?;
+        let body = curl_socks(port, &format!("http://localhost:{}/", http.port())).await?;
+        ensure!(body == http.body(), "curl through the proxy got {body:?}");
 
         let dir = tempfile::Builder::new().prefix("tdg").tempdir_in("/tmp")?;
         let sock = dir.path().join("g.sock");
@@ -570,17 +562,8 @@ async fn grpcurl_opens_a_socks_proxy_and_a_unix_socket_forward_as_the_readme_sho
             "local end {}",
             opened["tunnel"]["local"]
         );
-        let out = tokio::process::Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--unix-socket"])
-            .arg(&sock)
-            .arg("http://x/")
-            .output()
-            .await?;
-        ensure!(
-            out.status.success() && out.stdout == http.body().as_bytes(),
-            "curl --unix-socket: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let body = curl_unix(&sock).await?;
+        ensure!(body == http.body(), "curl --unix-socket got {body:?}");
         Ok(())
     })
     .await

@@ -17,10 +17,10 @@ use tunnel_proto::v1::{
 };
 use tunneld_tests::peers::{TcpPeer, port_is_free};
 use tunneld_tests::wait::poll_until;
-use tunneld_tests::{Client, Sshd, Tunneld, data, sshd};
+use tunneld_tests::{Client, Sshd, Tunneld, sshd};
 
 use crate::support::{
-    IO_TIMEOUT, close, e2e, exchange, expect_status, list, local_port, remote_port,
+    IO_TIMEOUT, carries, close, e2e, expect_status, list, local_port, open_local_req, remote_port,
 };
 
 /// A local forward to 127.0.0.1:`port`. A persisted one listens on a port
@@ -40,17 +40,6 @@ fn local(port: u16, name: &str, persist: bool) -> OpenLocalForwardRequest {
         persist,
         ..Default::default()
     }
-}
-
-async fn open(client: &Client, req: OpenLocalForwardRequest) -> Result<Tunnel> {
-    client
-        .clone()
-        .open_local_forward(req)
-        .await
-        .context("OpenLocalForward")?
-        .into_inner()
-        .tunnel
-        .context("no tunnel in the response")
 }
 
 async fn start(sshd: &Sshd, state: &Path) -> Result<Tunneld> {
@@ -79,21 +68,6 @@ async fn restored(client: &Client, ids: &[&str]) -> Result<Vec<Tunnel>> {
     .await
 }
 
-/// Sends hashed bytes through `port` and checks they come back intact.
-async fn carries(port: u16, what: &str) -> Result<()> {
-    let sent = data::random_bytes(256 * 1024);
-    let got = exchange(port, &sent, IO_TIMEOUT)
-        .await
-        .with_context(|| format!("through {what}"))?;
-    ensure!(
-        data::sha256_hex(&got) == data::sha256_hex(&sent),
-        "{what}: {} bytes came back, not the {} sent",
-        got.len(),
-        sent.len()
-    );
-    Ok(())
-}
-
 fn seq(id: &str) -> u64 {
     id.trim_start_matches("t-").parse().unwrap_or(0)
 }
@@ -109,7 +83,7 @@ async fn persisted_tunnels_survive_sigterm_and_sigkill_with_their_ids_names_and_
         let mut daemon = start(&sshd, state.path()).await?;
         let client = daemon.client();
 
-        let db = open(&client, local(echo.port(), "db", true)).await?;
+        let db = open_local_req(&client, local(echo.port(), "db", true)).await?;
         let web = client
             .clone()
             .open_remote_forward(OpenRemoteForwardRequest {
@@ -124,7 +98,7 @@ async fn persisted_tunnels_survive_sigterm_and_sigkill_with_their_ids_names_and_
             .into_inner()
             .tunnel
             .context("no tunnel")?;
-        let scratch = open(&client, local(echo.port(), "scratch", false)).await?;
+        let scratch = open_local_req(&client, local(echo.port(), "scratch", false)).await?;
         ensure!(
             db.name == "db" && db.source == TunnelSource::Persisted as i32,
             "{db:?}"
@@ -167,7 +141,7 @@ async fn persisted_tunnels_survive_sigterm_and_sigkill_with_their_ids_names_and_
             carries(db_port, "db after a restart").await?;
             carries(web_port, "the remote forward after a restart").await?;
             // A new tunnel never takes an id given before, persisted or not.
-            let fresh = open(&client, local(echo.port(), "", false)).await?;
+            let fresh = open_local_req(&client, local(echo.port(), "", false)).await?;
             ensure!(
                 given.iter().all(|g| seq(&fresh.id) > seq(g)),
                 "after {stop}: new tunnel {} reuses or precedes an earlier id ({given:?})",
@@ -202,7 +176,7 @@ async fn names_are_unique_checked_and_answer_for_the_id() -> Result<()> {
         let daemon = start(&sshd, state.path()).await?;
         let client = daemon.client();
         let echo = TcpPeer::echo().await?;
-        let first = open(&client, local(echo.port(), "api", false)).await?;
+        let first = open_local_req(&client, local(echo.port(), "api", false)).await?;
         expect_status(
             "a second tunnel named api",
             client
@@ -255,7 +229,7 @@ async fn names_are_unique_checked_and_answer_for_the_id() -> Result<()> {
         );
         // The name is free again once its tunnel is closed.
         close(&client, "api").await?;
-        open(&client, local(echo.port(), "api", false)).await?;
+        open_local_req(&client, local(echo.port(), "api", false)).await?;
         Ok(())
     })
     .await
@@ -280,7 +254,7 @@ async fn without_a_state_dir_persist_is_refused_and_nothing_else_changes() -> Re
             Code::FailedPrecondition,
             &["--state-dir"],
         )?;
-        let t = open(&client, local(echo.port(), "", false)).await?;
+        let t = open_local_req(&client, local(echo.port(), "", false)).await?;
         carries(local_port(&t)?, "an unpersisted tunnel").await?;
         Ok(())
     })
@@ -409,7 +383,7 @@ async fn sigkill_at_random_moments_never_loses_or_tears_a_persisted_tunnel() -> 
                             log.lock().unwrap().push(Acked::Closed { id });
                             *closing.lock().unwrap() = None;
                         } else {
-                            let Ok(t) = open(&client, local(echo_port, "", true)).await else {
+                            let Ok(t) = open_local_req(&client, local(echo_port, "", true)).await else {
                                 return;
                             };
                             let port = local_port(&t).unwrap_or(0);

@@ -201,6 +201,95 @@ pub async fn connect_expecting_close(port: u16) -> Result<Option<TcpStream>> {
     }
 }
 
+/// What curl did: its exit code, stdout, stderr, and how long it took.
+#[derive(Debug)]
+pub struct Curl {
+    pub code: Option<i32>,
+    pub out: String,
+    pub err: String,
+    pub took: Duration,
+}
+
+/// `curl -sS --max-time 10 ARGS...`, killed if the test ends first.
+pub async fn curl<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Curl> {
+    let started = std::time::Instant::now();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running curl")?;
+    Ok(Curl {
+        code: out.status.code(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: started.elapsed(),
+    })
+}
+
+/// `curl --socks5-hostname 127.0.0.1:PROXY URL`: the body, or an error
+/// with what curl said.
+pub async fn curl_socks(proxy: u16, url: &str) -> Result<String> {
+    let c = curl(&["--socks5-hostname", &format!("127.0.0.1:{proxy}"), url]).await?;
+    ensure!(
+        c.code == Some(0),
+        "curl --socks5-hostname 127.0.0.1:{proxy} {url}: exit {:?}, {}",
+        c.code,
+        c.err
+    );
+    Ok(c.out)
+}
+
+/// `curl --unix-socket PATH http://tunneld.test/`: the body, or an error
+/// with what curl said.
+pub async fn curl_unix(sock: &Path) -> Result<String> {
+    let c = curl(&[
+        std::ffi::OsStr::new("--unix-socket"),
+        sock.as_os_str(),
+        std::ffi::OsStr::new("http://tunneld.test/"),
+    ])
+    .await?;
+    ensure!(
+        c.code == Some(0),
+        "curl --unix-socket {}: exit {:?}, {}",
+        sock.display(),
+        c.code,
+        c.err
+    );
+    Ok(c.out)
+}
+
+/// Sends 256 KiB of random bytes through 127.0.0.1:`port` to an echo peer
+/// and checks, by their SHA-256, that the same bytes come back; `what`
+/// names the path in the error.
+pub async fn carries(port: u16, what: &str) -> Result<()> {
+    let sent = tunneld_tests::data::random_bytes(256 * 1024);
+    let got = exchange(port, &sent, IO_TIMEOUT)
+        .await
+        .with_context(|| format!("through {what}"))?;
+    ensure!(
+        tunneld_tests::data::sha256_hex(&got) == tunneld_tests::data::sha256_hex(&sent),
+        "{what}: {} bytes came back, not the {} sent intact",
+        got.len(),
+        sent.len()
+    );
+    Ok(())
+}
+
+/// Opens the local forward `req` as given; the tunnel.
+pub async fn open_local_req(client: &Client, req: OpenLocalForwardRequest) -> Result<Tunnel> {
+    client
+        .clone()
+        .open_local_forward(req)
+        .await
+        .context("OpenLocalForward")?
+        .into_inner()
+        .tunnel
+        .context("OpenLocalForwardResponse without a tunnel")
+}
+
 /// Connects, writes `data` (concurrently with reading), half-closes, and
 /// reads until EOF; returns what was read. Bounded by `limit`.
 pub async fn exchange(port: u16, data: &[u8], limit: Duration) -> Result<Vec<u8>> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use tunneld_tests::Ctl;
 
-use super::{ctl, dead_addr};
+use super::{ctl, dead_addr, expect_usage_errors};
 use crate::support::{Bed, e2e, list};
 
 /// How soon a refused connection must be reported.
@@ -152,36 +152,18 @@ async fn bad_usage_exits_2_naming_the_flag_and_calls_nothing() -> Result<()> {
         // give `--addr` themselves: if any of these made a call, it would
         // fail with 1 (or 255), not 2.
         let ctl = Ctl::without_addr()?.env("TUNNELD_ADDR", dead_addr()?.to_string());
-        let cases: &[(&[&str], &str)] = &[
-            (&["list", "--no-such-flag"], "--no-such-flag"),
-            (&["--addr", "ftp://127.0.0.1:1", "list"], "--addr"),
-            (&["--tls-cert", "c.pem", "list"], "--tls-key"),
-            (&["--addr", "127.0.0.1:70000", "list"], "--addr"),
-            (&["-o", "yaml", "list"], "--output"),
-            (&["--timeout", "soon", "list"], "--timeout"),
-            (&["exec", "-e", "1BAD=x", "--", "true"], "--env"),
-            (&["exec"], "COMMAND"),
-            (&["no-such-verb"], "no-such-verb"),
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["list", "--no-such-flag"], &["--no-such-flag"]),
+            (&["--addr", "ftp://127.0.0.1:1", "list"], &["--addr"]),
+            (&["--tls-cert", "c.pem", "list"], &["--tls-key"]),
+            (&["--addr", "127.0.0.1:70000", "list"], &["--addr"]),
+            (&["-o", "yaml", "list"], &["--output"]),
+            (&["--timeout", "soon", "list"], &["--timeout"]),
+            (&["exec", "-e", "1BAD=x", "--", "true"], &["--env"]),
+            (&["exec"], &["COMMAND"]),
+            (&["no-such-verb"], &["no-such-verb"]),
         ];
-        let mut failures = Vec::new();
-        for (args, needle) in cases {
-            let out = ctl.run(args.iter()).await?;
-            let checked = (|| {
-                out.expect_code(2)?;
-                let line = out.error_line()?;
-                ensure!(
-                    line.contains(needle),
-                    "error line {line:?} does not name {needle}"
-                );
-                ensure!(out.stdout.is_empty(), "stdout not empty");
-                Ok(())
-            })();
-            if let Err(e) = checked {
-                failures.push(format!("{args:?}: {e:#}\n{out}"));
-            }
-        }
-        ensure!(failures.is_empty(), "{}", failures.join("\n\n"));
-        Ok(())
+        expect_usage_errors(&ctl, cases).await
     })
     .await
 }

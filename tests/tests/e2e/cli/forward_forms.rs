@@ -24,7 +24,7 @@ use tunneld_tests::wait::poll_until;
 
 use super::open::wait_refused;
 use super::{ctl, num_field, parse_tunnel_line, str_field};
-use crate::support::{Bed, e2e, exchange, find_tunnel, local_port, remote_port};
+use crate::support::{Bed, curl, curl_socks, e2e, exchange, find_tunnel, local_port, remote_port};
 
 /// Bound on one exchange through a forward, and on an attached tunnelctl's
 /// first line and exit.
@@ -107,44 +107,6 @@ async fn digest_through(via: &Via, data: &[u8]) -> Result<()> {
 enum Via {
     Port(u16),
     Socket(PathBuf),
-}
-
-/// What curl did.
-#[derive(Debug)]
-struct Curl {
-    code: Option<i32>,
-    out: String,
-    err: String,
-}
-
-/// `curl -sS --max-time 10 ARGS...`.
-async fn curl(args: &[&str]) -> Result<Curl> {
-    let out = tokio::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running curl")?;
-    Ok(Curl {
-        code: out.status.code(),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
-/// `curl --socks5-hostname 127.0.0.1:PROXY URL`: the body, or an error
-/// with what curl said.
-async fn curl_socks(proxy: u16, url: &str) -> Result<String> {
-    let c = curl(&["--socks5-hostname", &format!("127.0.0.1:{proxy}"), url]).await?;
-    ensure!(
-        c.code == Some(0),
-        "curl --socks5-hostname 127.0.0.1:{proxy} {url}: exit {:?}, {}",
-        c.code,
-        c.err
-    );
-    Ok(c.out)
 }
 
 /// A plain HTTP/1.1 server that counts its connections (HttpPeer does not):

@@ -241,3 +241,30 @@ fn tunnel_line_parser_reads_the_documented_line() {
     assert_eq!(t.via, "default");
     assert!(parse_tunnel_line("t-1 local 127.0.0.1:7777").is_err());
 }
+
+/// Runs each case's arguments and checks tunnelctl refused them as usage
+/// errors: exit 2, nothing on stdout, one error line naming every needle.
+/// Reports all the cases that failed at once.
+pub async fn expect_usage_errors(ctl: &Ctl, cases: &[(&[&str], &[&str])]) -> Result<()> {
+    let mut failures = Vec::new();
+    for (args, needles) in cases {
+        let out = ctl.run(args.iter()).await?;
+        let checked = (|| {
+            out.expect_code(2)?;
+            let line = out.error_line()?;
+            for needle in needles.iter() {
+                ensure!(
+                    line.contains(needle),
+                    "error line {line:?} does not name {needle}"
+                );
+            }
+            ensure!(out.stdout.is_empty(), "stdout not empty");
+            Ok(())
+        })();
+        if let Err(e) = checked {
+            failures.push(format!("{args:?}: {e:#}\n{out}"));
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n\n"));
+    Ok(())
+}

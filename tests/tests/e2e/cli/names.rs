@@ -13,10 +13,10 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tunneld_tests::peers::{TcpPeer, port_is_free};
 use tunneld_tests::wait::poll_until;
-use tunneld_tests::{Ctl, Sshd, Tunneld, data, sshd};
+use tunneld_tests::{Ctl, Sshd, Tunneld, sshd};
 
-use super::{ctl, dead_addr, num_field, str_field};
-use crate::support::{Bed, IO_TIMEOUT, e2e, exchange, list};
+use super::{ctl, dead_addr, expect_usage_errors, num_field, str_field};
+use crate::support::{Bed, IO_TIMEOUT, carries, e2e, list};
 
 /// How long a watching tunnelctl may take to print a line or to exit.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -66,22 +66,6 @@ async fn open_persisted(ctl: &Ctl, name: &str, echo: &TcpPeer) -> Result<(String
     let want = persisted_line(&id, name, port, echo);
     ensure!(lines[0] == want, "open line {:?}, want {want:?}", lines[0]);
     Ok((id, port))
-}
-
-/// Sends hashed random bytes through 127.0.0.1:`port` to the echo peer and
-/// checks the same bytes come back.
-async fn carries(port: u16, what: &str) -> Result<()> {
-    let sent = data::random_bytes(256 * 1024);
-    let got = exchange(port, &sent, IO_TIMEOUT)
-        .await
-        .with_context(|| format!("through {what}"))?;
-    ensure!(
-        data::sha256_hex(&got) == data::sha256_hex(&sent),
-        "{what}: {} bytes came back, not the {} sent intact",
-        got.len(),
-        sent.len()
-    );
-    Ok(())
 }
 
 /// The cell under `column` of the table whose header is `header`: from where
@@ -356,26 +340,7 @@ async fn bad_names_and_persist_with_attach_are_usage_errors_that_call_nothing() 
                 &["--persist", "--attach"],
             ),
         ];
-        let mut failures = Vec::new();
-        for (args, needles) in cases {
-            let out = ctl.run(args.iter()).await?;
-            let checked = (|| {
-                out.expect_code(2)?;
-                let line = out.error_line()?;
-                for needle in needles.iter() {
-                    ensure!(
-                        line.contains(needle),
-                        "error line {line:?} does not name {needle}"
-                    );
-                }
-                ensure!(out.stdout.is_empty(), "stdout not empty");
-                Ok(())
-            })();
-            if let Err(e) = checked {
-                failures.push(format!("{args:?}: {e:#}\n{out}"));
-            }
-        }
-        ensure!(failures.is_empty(), "{}", failures.join("\n\n"));
+        expect_usage_errors(&ctl, cases).await?;
         match listener.accept() {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Ok((_, from)) => anyhow::bail!("a refused command connected to tunneld (from {from})"),
