@@ -295,7 +295,7 @@ async fn refuse_unconnected(fc: ForwardedChannel) {
 
 /// Refused forwarded connections: their peers are on the server's side,
 /// as many as they like.
-pub(super) static REFUSED: Throttle = Throttle::new(
+static REFUSED: Throttle = Throttle::new(
     "refused forwarded connections of remote forwards",
     10,
     Duration::from_secs(10),
