@@ -153,8 +153,6 @@ impl Daemon {
     /// Logs host changes, which take effect at the next start; returns
     /// their names.
     fn note_host_changes(&self, config: &Config) -> Vec<String> {
-        let now: Vec<&String> = self.hosts.keys().collect();
-        let new: Vec<&String> = config.hosts.keys().collect();
         let mut changed: Vec<&str> = Vec::new();
         for (name, host) in &self.hosts {
             match config.hosts.get(name) {
@@ -162,7 +160,13 @@ impl Daemon {
                 _ => changed.push(name),
             }
         }
-        changed.extend(new.iter().filter(|n| !now.contains(n)).map(|n| n.as_str()));
+        changed.extend(
+            config
+                .hosts
+                .keys()
+                .filter(|n| !self.hosts.contains_key(*n))
+                .map(String::as_str),
+        );
         if !changed.is_empty() {
             tracing::warn!(
                 hosts = ?changed,
