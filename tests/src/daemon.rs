@@ -186,7 +186,8 @@ impl HostSpec {
         }
     }
 
-    fn to_toml(&self) -> toml::Table {
+    /// The host as a config file's `[hosts.NAME]` table.
+    pub fn to_toml(&self) -> toml::Table {
         let mut t = toml::Table::new();
         t.insert("address".into(), self.address.clone().into());
         if !self.identity.as_os_str().is_empty() {
@@ -278,6 +279,10 @@ pub struct TunneldBuilder {
     state_dir: Option<PathBuf>,
     /// `[tunnels.NAME]` tables of the config file.
     tunnels: Vec<(String, toml::Table)>,
+    /// Whether the default host is left out (`--ssh` not given): the
+    /// daemon starts with no host, its identity and known_hosts still the
+    /// defaults of hosts added later.
+    no_ssh_host: bool,
 }
 
 impl TunneldBuilder {
@@ -300,7 +305,16 @@ impl TunneldBuilder {
             ssh_config: None,
             state_dir: None,
             tunnels: Vec::new(),
+            no_ssh_host: false,
         }
+    }
+
+    /// Starts tunneld without `--ssh`: no host until one is added (AddHost)
+    /// or restored; the default host's identity and known_hosts are still
+    /// passed, as every host's defaults.
+    pub fn without_ssh_host(mut self) -> Self {
+        self.no_ssh_host = true;
+        self
     }
 
     /// Adds a `[tunnels.NAME]` table to the daemon's config file, e.g.
@@ -539,10 +553,10 @@ impl TunneldBuilder {
         // The runner's own agent must not change what a test offers; a test
         // that wants one sets it with `env`.
         cmd.env_remove("SSH_AUTH_SOCK");
-        cmd.arg("--listen")
-            .arg(listen)
-            .arg("--ssh")
-            .arg(&self.default.address);
+        cmd.arg("--listen").arg(listen);
+        if !self.no_ssh_host {
+            cmd.arg("--ssh").arg(&self.default.address);
+        }
         // A binary from before ssh_config support (the bench's A/B runs)
         // reads none anyway.
         if self.ssh_config.is_some() || knows_flag(bin, "--ssh-config") {
@@ -568,7 +582,7 @@ impl TunneldBuilder {
         for pattern in self.default.permit_listen.iter().flatten() {
             cmd.arg("--permit-listen").arg(pattern);
         }
-        if let Some(hops) = &self.default.jump {
+        if let Some(hops) = self.default.jump.as_ref().filter(|_| !self.no_ssh_host) {
             cmd.arg("--jump").arg(hops.join(","));
         }
         if !self.hosts.is_empty() || !self.tunnels.is_empty() {

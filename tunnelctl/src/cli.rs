@@ -187,6 +187,21 @@ Examples:
   tunnelctl reload
   tunnelctl reload -o json   # names added, changed, removed, unchanged";
 
+const HOST_EXAMPLES: &str = "\
+Examples:
+  # A host for tunnels, as `ssh deploy@db.example.com` reaches it
+  tunnelctl host add db --ssh deploy@db.example.com
+  tunnelctl open-local --host db --lport 15432 --rport 5432
+
+  # Through a bastion tunneld knows, kept across restarts
+  tunnelctl host add inner --ssh app@10.0.0.7 --jump bastion --persist
+
+  # Its own key and known_hosts (paths on tunneld's machine)
+  tunnelctl host add ci --ssh ci@build:2222 --identity ~/.ssh/ci_ed25519 --known-hosts ~/.ssh/ci_known_hosts
+
+  # Remove it, closing the tunnels over it
+  tunnelctl host remove db --force";
+
 const STATUS_EXAMPLES: &str = "\
 Examples:
   tunnelctl status
@@ -393,8 +408,13 @@ pub enum Command {
     #[command(after_help = WATCH_EXAMPLES)]
     Watch(WatchArgs),
 
-    /// Have tunneld read its config file again (as SIGHUP): declared tunnels
-    /// added, changed or removed; a file with problems changes nothing
+    /// Add or remove SSH hosts while tunneld runs
+    #[command(subcommand, after_help = HOST_EXAMPLES)]
+    Host(HostCommand),
+
+    /// Have tunneld read its config file again (as SIGHUP): hosts and
+    /// declared tunnels added, changed or removed; a file with problems
+    /// changes nothing
     #[command(after_help = RELOAD_EXAMPLES)]
     Reload(ReloadArgs),
 
@@ -677,6 +697,67 @@ pub struct CloseArgs {
 /// Arguments of `reload` (none).
 #[derive(Debug, Args)]
 pub struct ReloadArgs {}
+
+/// `host add` and `host remove`.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Add an SSH host, as `ssh [user@]host[:port]` would reach it
+    #[command(after_help = HOST_EXAMPLES)]
+    Add(HostAddArgs),
+    /// Remove a host added with `host add`
+    #[command(after_help = HOST_EXAMPLES)]
+    Remove(HostRemoveArgs),
+}
+
+/// Arguments of `host add`.
+#[derive(Debug, Args)]
+pub struct HostAddArgs {
+    /// The name requests will use for it (letters, digits, '.', '_', '-')
+    #[arg(value_name = "NAME", value_parser = parse_host_name)]
+    pub name: String,
+
+    /// Destination as ssh takes it: [user@]host[:port], or an ssh_config
+    /// alias of tunneld's user
+    #[arg(long, value_name = "[USER@]HOST[:PORT]", value_parser = parse_nonempty)]
+    pub ssh: String,
+
+    /// Private key file on tunneld's machine [default: ssh_config's, or
+    /// tunneld's --identity]; a relative path is made absolute here
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// known_hosts file on tunneld's machine [default: ssh_config's, or
+    /// tunneld's --known-hosts]; a relative path is made absolute here
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Jump hosts as `ssh -J` takes them: comma-separated hops, each a host
+    /// tunneld knows or [user@]host[:port]; `none` for none
+    #[arg(long, short = 'J', value_name = "HOP[,HOP...]", value_parser = parse_nonempty)]
+    pub jump: Option<String>,
+
+    /// Keep the host across tunneld restarts (in its state directory)
+    #[arg(long)]
+    pub persist: bool,
+}
+
+/// Arguments of `host remove`.
+#[derive(Debug, Args)]
+pub struct HostRemoveArgs {
+    /// The host's name
+    #[arg(value_name = "NAME", value_parser = parse_nonempty)]
+    pub name: String,
+
+    /// Close the tunnels over it too (else a host with tunnels is kept)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A host name as tunneld takes it.
+fn parse_host_name(s: &str) -> Result<String, String> {
+    tunnel_proto::name::check_host_name(s)?;
+    Ok(s.to_string())
+}
 
 /// Arguments of `hosts` (none yet).
 #[derive(Debug, Args)]

@@ -137,6 +137,7 @@ async fn run(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Reload(args) => commands::reload::run(&ctx, args).await,
         Command::Close(args) => commands::close::run(&ctx, args).await,
         Command::Hosts(args) => commands::hosts::run(&ctx, args).await,
+        Command::Host(cmd) => commands::host::run(&ctx, cmd).await,
         Command::Status(args) => commands::status::run(&ctx, args).await,
         Command::Watch(args) => commands::watch::run(&ctx, args).await,
         Command::Completions(args) => commands::completions::run(args),

@@ -398,9 +398,46 @@ pub enum Error {
     #[error("config not reloaded, nothing changed:\n{0}")]
     ConfigRejected(String),
 
-    /// A persisted tunnel asked of a tunneld without a usable store.
-    #[error("cannot persist the tunnel: {0}")]
-    NoStateStore(String),
+    /// A persisted tunnel or host asked of a tunneld without a usable
+    /// store.
+    #[error("cannot persist the {what}: {why}")]
+    NoStateStore {
+        /// "tunnel" or "host".
+        what: &'static str,
+        /// Why there is no store.
+        why: String,
+    },
+
+    /// AddHost with a name a host has.
+    #[error("a host named {name:?} already exists ({how}); remove it first or pick another name")]
+    HostExists {
+        /// The name asked for.
+        name: String,
+        /// Where the existing one comes from.
+        how: &'static str,
+    },
+
+    /// RemoveHost of a host the config gives.
+    #[error(
+        "host {name:?} comes from {origin}; remove it there and reload tunneld (SIGHUP or tunnelctl reload)"
+    )]
+    ConfigHost {
+        /// The host.
+        name: String,
+        /// The file, or the flag, that gives it.
+        origin: String,
+    },
+
+    /// RemoveHost of a host that tunnels run over, without force.
+    #[error(
+        "host {name:?} carries tunnels {tunnels}; close them first, or remove the host with --force (force in the API) to close them with it"
+    )]
+    HostBusy {
+        /// The host.
+        name: String,
+        /// Their ids, comma-separated.
+        tunnels: String,
+    },
 
     /// An I/O error outside a request (e.g. serving the API).
     #[error("{context}: {source}")]

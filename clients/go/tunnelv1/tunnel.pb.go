@@ -6,8 +6,9 @@
 //
 // Conventions:
 // - A request names an SSH host by the name tunneld knows it under (the
-//   `[hosts.NAME]` tables of its config file, or `default` for the host given
-//   with `--ssh`). An empty `host` selects the default host.
+//   `[hosts.NAME]` tables of its config file, `default` for the host given
+//   with `--ssh`, or the name given to AddHost). An empty `host` selects the
+//   default host.
 // - Ports are TCP ports, 1..65535; where a field says so, 0 means "pick one".
 // - Errors are gRPC statuses: INVALID_ARGUMENT (bad request), NOT_FOUND
 //   (unknown tunnel or host), ALREADY_EXISTS (local port in use),
@@ -229,6 +230,65 @@ func (TunnelState) EnumDescriptor() ([]byte, []int) {
 	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{2}
 }
 
+// HostSource says who configured a host and what keeps it.
+type HostSource int32
+
+const (
+	// Never sent.
+	HostSource_HOST_SOURCE_UNSPECIFIED HostSource = 0
+	// tunneld's config file, --ssh or ssh_config (--ssh-config-hosts):
+	// changed by editing them and reloading.
+	HostSource_HOST_SOURCE_CONFIG HostSource = 1
+	// Added through the API (AddHost); gone when tunneld stops.
+	HostSource_HOST_SOURCE_API HostSource = 2
+	// Added through the API with persist: added again at every start until
+	// removed.
+	HostSource_HOST_SOURCE_PERSISTED HostSource = 3
+)
+
+// Enum value maps for HostSource.
+var (
+	HostSource_name = map[int32]string{
+		0: "HOST_SOURCE_UNSPECIFIED",
+		1: "HOST_SOURCE_CONFIG",
+		2: "HOST_SOURCE_API",
+		3: "HOST_SOURCE_PERSISTED",
+	}
+	HostSource_value = map[string]int32{
+		"HOST_SOURCE_UNSPECIFIED": 0,
+		"HOST_SOURCE_CONFIG":      1,
+		"HOST_SOURCE_API":         2,
+		"HOST_SOURCE_PERSISTED":   3,
+	}
+)
+
+func (x HostSource) Enum() *HostSource {
+	p := new(HostSource)
+	*p = x
+	return p
+}
+
+func (x HostSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HostSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_tunnel_v1_tunnel_proto_enumTypes[3].Descriptor()
+}
+
+func (HostSource) Type() protoreflect.EnumType {
+	return &file_tunnel_v1_tunnel_proto_enumTypes[3]
+}
+
+func (x HostSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HostSource.Descriptor instead.
+func (HostSource) EnumDescriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
+}
+
 // SshConnectionState is the state of the SSH connection to a host.
 type SshConnectionState int32
 
@@ -281,11 +341,11 @@ func (x SshConnectionState) String() string {
 }
 
 func (SshConnectionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tunnel_v1_tunnel_proto_enumTypes[3].Descriptor()
+	return file_tunnel_v1_tunnel_proto_enumTypes[4].Descriptor()
 }
 
 func (SshConnectionState) Type() protoreflect.EnumType {
-	return &file_tunnel_v1_tunnel_proto_enumTypes[3]
+	return &file_tunnel_v1_tunnel_proto_enumTypes[4]
 }
 
 func (x SshConnectionState) Number() protoreflect.EnumNumber {
@@ -294,7 +354,261 @@ func (x SshConnectionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SshConnectionState.Descriptor instead.
 func (SshConnectionState) EnumDescriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{4}
+}
+
+// AddHostRequest describes an SSH host to add.
+type AddHostRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name requests will use for the host: 1 to 63 characters of
+	// [A-Za-z0-9._-], not starting with '-' or '.'.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Destination as `ssh` takes it: [user@]host[:port], or an ssh_config
+	// alias.
+	Ssh string `protobuf:"bytes,2,opt,name=ssh,proto3" json:"ssh,omitempty"`
+	// Private key file on tunneld's machine; empty: ssh_config's or tunneld's
+	// --identity (OpenSSH's defaults).
+	IdentityFile string `protobuf:"bytes,3,opt,name=identity_file,json=identityFile,proto3" json:"identity_file,omitempty"`
+	// known_hosts file on tunneld's machine; empty: ssh_config's or tunneld's
+	// --known-hosts.
+	KnownHostsFile string `protobuf:"bytes,4,opt,name=known_hosts_file,json=knownHostsFile,proto3" json:"known_hosts_file,omitempty"`
+	// Jump hosts as `ssh -J` takes them: comma-separated [user@]host[:port]
+	// hops, each the name of a known host or a destination; "none" for none;
+	// empty: ssh_config's ProxyJump, if any.
+	Jump string `protobuf:"bytes,5,opt,name=jump,proto3" json:"jump,omitempty"`
+	// Record the host in the state store, so it is added again at every
+	// start until removed.
+	Persist       bool `protobuf:"varint,6,opt,name=persist,proto3" json:"persist,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddHostRequest) Reset() {
+	*x = AddHostRequest{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddHostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddHostRequest) ProtoMessage() {}
+
+func (x *AddHostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddHostRequest.ProtoReflect.Descriptor instead.
+func (*AddHostRequest) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AddHostRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AddHostRequest) GetSsh() string {
+	if x != nil {
+		return x.Ssh
+	}
+	return ""
+}
+
+func (x *AddHostRequest) GetIdentityFile() string {
+	if x != nil {
+		return x.IdentityFile
+	}
+	return ""
+}
+
+func (x *AddHostRequest) GetKnownHostsFile() string {
+	if x != nil {
+		return x.KnownHostsFile
+	}
+	return ""
+}
+
+func (x *AddHostRequest) GetJump() string {
+	if x != nil {
+		return x.Jump
+	}
+	return ""
+}
+
+func (x *AddHostRequest) GetPersist() bool {
+	if x != nil {
+		return x.Persist
+	}
+	return false
+}
+
+// AddHostResponse returns the added host.
+type AddHostResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host as added; it connects on first use (state IDLE).
+	Host          *SshHost `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddHostResponse) Reset() {
+	*x = AddHostResponse{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddHostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddHostResponse) ProtoMessage() {}
+
+func (x *AddHostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddHostResponse.ProtoReflect.Descriptor instead.
+func (*AddHostResponse) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AddHostResponse) GetHost() *SshHost {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
+// RemoveHostRequest names a host to remove.
+type RemoveHostRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Close the host's tunnels (forgetting persisted ones) instead of refusing.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveHostRequest) Reset() {
+	*x = RemoveHostRequest{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveHostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveHostRequest) ProtoMessage() {}
+
+func (x *RemoveHostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveHostRequest.ProtoReflect.Descriptor instead.
+func (*RemoveHostRequest) Descriptor() ([]byte, []int) {
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RemoveHostRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveHostRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+// RemoveHostResponse reports the removed host and the tunnels closed with it.
+type RemoveHostResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host as it was when removed.
+	Host *SshHost `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// The tunnels closed with it, with their final counters.
+	Closed        []*Tunnel `protobuf:"bytes,2,rep,name=closed,proto3" json:"closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveHostResponse) Reset() {
+	*x = RemoveHostResponse{}
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveHostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveHostResponse) ProtoMessage() {}
+
+func (x *RemoveHostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveHostResponse.ProtoReflect.Descriptor instead.
+func (*RemoveHostResponse) Descriptor() ([]byte, []int) {
 	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RemoveHostResponse) GetHost() *SshHost {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
+func (x *RemoveHostResponse) GetClosed() []*Tunnel {
+	if x != nil {
+		return x.Closed
+	}
+	return nil
 }
 
 // ReloadRequest asks tunneld to read its config file again.
@@ -306,7 +620,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +632,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[0]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +645,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{0}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{4}
 }
 
 // ReloadResponse says what the reload did to the declared tunnels, by name.
@@ -345,18 +659,25 @@ type ReloadResponse struct {
 	Removed []string `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
 	// Declared tunnels opened: new in the file.
 	Added []string `protobuf:"bytes,4,rep,name=added,proto3" json:"added,omitempty"`
-	// Hosts added, removed or changed in the file, which take effect at the
-	// next start.
+	// Hosts of the file the reload could not apply: the name is taken by a
+	// host added with AddHost (remove it, then reload again).
 	HostsPending []string `protobuf:"bytes,5,rep,name=hosts_pending,json=hostsPending,proto3" json:"hosts_pending,omitempty"`
 	// Tokens in the token file now, when tunneld has one; 0 otherwise.
-	Tokens        uint32 `protobuf:"varint,6,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens uint32 `protobuf:"varint,6,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	// Hosts of the file added.
+	HostsAdded []string `protobuf:"bytes,7,rep,name=hosts_added,json=hostsAdded,proto3" json:"hosts_added,omitempty"`
+	// Hosts of the file replaced by their new settings; their tunnels were
+	// reopened with the same ids, names and ports.
+	HostsChanged []string `protobuf:"bytes,8,rep,name=hosts_changed,json=hostsChanged,proto3" json:"hosts_changed,omitempty"`
+	// Hosts no longer in the file, closed with their tunnels.
+	HostsRemoved  []string `protobuf:"bytes,9,rep,name=hosts_removed,json=hostsRemoved,proto3" json:"hosts_removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +689,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[1]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +702,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{1}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReloadResponse) GetUnchanged() []string {
@@ -426,6 +747,27 @@ func (x *ReloadResponse) GetTokens() uint32 {
 	return 0
 }
 
+func (x *ReloadResponse) GetHostsAdded() []string {
+	if x != nil {
+		return x.HostsAdded
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetHostsChanged() []string {
+	if x != nil {
+		return x.HostsChanged
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetHostsRemoved() []string {
+	if x != nil {
+		return x.HostsRemoved
+	}
+	return nil
+}
+
 // ExecRequest names a command to run on a host.
 type ExecRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -454,7 +796,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +808,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[2]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +821,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{2}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecRequest) GetHost() string {
@@ -534,7 +876,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +888,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[3]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +901,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{3}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExecResponse) GetEvent() isExecResponse_Event {
@@ -641,7 +983,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +995,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[4]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +1008,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{4}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExitStatus) GetStatus() isExitStatus_Status {
@@ -746,7 +1088,7 @@ type ExecStreamRequest struct {
 
 func (x *ExecStreamRequest) Reset() {
 	*x = ExecStreamRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +1100,7 @@ func (x *ExecStreamRequest) String() string {
 func (*ExecStreamRequest) ProtoMessage() {}
 
 func (x *ExecStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[5]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +1113,7 @@ func (x *ExecStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStreamRequest.ProtoReflect.Descriptor instead.
 func (*ExecStreamRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{5}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecStreamRequest) GetMessage() isExecStreamRequest_Message {
@@ -893,7 +1235,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1247,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[6]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1260,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{6}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecStart) GetHost() string {
@@ -970,7 +1312,7 @@ type Terminal struct {
 
 func (x *Terminal) Reset() {
 	*x = Terminal{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1324,7 @@ func (x *Terminal) String() string {
 func (*Terminal) ProtoMessage() {}
 
 func (x *Terminal) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[7]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1337,7 @@ func (x *Terminal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Terminal.ProtoReflect.Descriptor instead.
 func (*Terminal) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{7}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Terminal) GetTerm() string {
@@ -1029,7 +1371,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1383,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[8]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1396,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{8}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TerminalSize) GetColumns() uint32 {
@@ -1103,7 +1445,7 @@ type ExecStreamResponse struct {
 
 func (x *ExecStreamResponse) Reset() {
 	*x = ExecStreamResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1457,7 @@ func (x *ExecStreamResponse) String() string {
 func (*ExecStreamResponse) ProtoMessage() {}
 
 func (x *ExecStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[9]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1470,7 @@ func (x *ExecStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStreamResponse.ProtoReflect.Descriptor instead.
 func (*ExecStreamResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{9}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecStreamResponse) GetEvent() isExecStreamResponse_Event {
@@ -1239,7 +1581,7 @@ type OpenLocalForwardRequest struct {
 
 func (x *OpenLocalForwardRequest) Reset() {
 	*x = OpenLocalForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1593,7 @@ func (x *OpenLocalForwardRequest) String() string {
 func (*OpenLocalForwardRequest) ProtoMessage() {}
 
 func (x *OpenLocalForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[10]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1606,7 @@ func (x *OpenLocalForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenLocalForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenLocalForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{10}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OpenLocalForwardRequest) GetHost() string {
@@ -1355,7 +1697,7 @@ type OpenLocalForwardResponse struct {
 
 func (x *OpenLocalForwardResponse) Reset() {
 	*x = OpenLocalForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1709,7 @@ func (x *OpenLocalForwardResponse) String() string {
 func (*OpenLocalForwardResponse) ProtoMessage() {}
 
 func (x *OpenLocalForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[11]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1722,7 @@ func (x *OpenLocalForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenLocalForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenLocalForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{11}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OpenLocalForwardResponse) GetTunnel() *Tunnel {
@@ -1450,7 +1792,7 @@ type OpenRemoteForwardRequest struct {
 
 func (x *OpenRemoteForwardRequest) Reset() {
 	*x = OpenRemoteForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1804,7 @@ func (x *OpenRemoteForwardRequest) String() string {
 func (*OpenRemoteForwardRequest) ProtoMessage() {}
 
 func (x *OpenRemoteForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[12]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1817,7 @@ func (x *OpenRemoteForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRemoteForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenRemoteForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{12}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OpenRemoteForwardRequest) GetHost() string {
@@ -1580,7 +1922,7 @@ type OpenRemoteForwardResponse struct {
 
 func (x *OpenRemoteForwardResponse) Reset() {
 	*x = OpenRemoteForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1934,7 @@ func (x *OpenRemoteForwardResponse) String() string {
 func (*OpenRemoteForwardResponse) ProtoMessage() {}
 
 func (x *OpenRemoteForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[13]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1947,7 @@ func (x *OpenRemoteForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRemoteForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenRemoteForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{13}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OpenRemoteForwardResponse) GetTunnel() *Tunnel {
@@ -1624,7 +1966,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1978,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[14]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1991,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{14}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
 }
 
 // ListResponse lists what tunneld holds.
@@ -1665,7 +2007,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +2019,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[15]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +2032,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{15}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListResponse) GetTunnels() []*Tunnel {
@@ -1720,7 +2062,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +2074,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[16]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +2087,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{16}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CloseRequest) GetId() string {
@@ -1766,7 +2108,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +2120,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[17]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +2133,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{17}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CloseResponse) GetTunnel() *Tunnel {
@@ -1834,7 +2176,7 @@ type OpenDynamicForwardRequest struct {
 
 func (x *OpenDynamicForwardRequest) Reset() {
 	*x = OpenDynamicForwardRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2188,7 @@ func (x *OpenDynamicForwardRequest) String() string {
 func (*OpenDynamicForwardRequest) ProtoMessage() {}
 
 func (x *OpenDynamicForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[18]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2201,7 @@ func (x *OpenDynamicForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDynamicForwardRequest.ProtoReflect.Descriptor instead.
 func (*OpenDynamicForwardRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{18}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OpenDynamicForwardRequest) GetHost() string {
@@ -1922,7 +2264,7 @@ type OpenDynamicForwardResponse struct {
 
 func (x *OpenDynamicForwardResponse) Reset() {
 	*x = OpenDynamicForwardResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2276,7 @@ func (x *OpenDynamicForwardResponse) String() string {
 func (*OpenDynamicForwardResponse) ProtoMessage() {}
 
 func (x *OpenDynamicForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[19]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2289,7 @@ func (x *OpenDynamicForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDynamicForwardResponse.ProtoReflect.Descriptor instead.
 func (*OpenDynamicForwardResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{19}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OpenDynamicForwardResponse) GetTunnel() *Tunnel {
@@ -1974,7 +2316,7 @@ type OpenAttachedRequest struct {
 
 func (x *OpenAttachedRequest) Reset() {
 	*x = OpenAttachedRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2328,7 @@ func (x *OpenAttachedRequest) String() string {
 func (*OpenAttachedRequest) ProtoMessage() {}
 
 func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[20]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2341,7 @@ func (x *OpenAttachedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedRequest.ProtoReflect.Descriptor instead.
 func (*OpenAttachedRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{20}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OpenAttachedRequest) GetForward() isOpenAttachedRequest_Forward {
@@ -2079,7 +2421,7 @@ type OpenAttachedResponse struct {
 
 func (x *OpenAttachedResponse) Reset() {
 	*x = OpenAttachedResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2433,7 @@ func (x *OpenAttachedResponse) String() string {
 func (*OpenAttachedResponse) ProtoMessage() {}
 
 func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[21]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2446,7 @@ func (x *OpenAttachedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAttachedResponse.ProtoReflect.Descriptor instead.
 func (*OpenAttachedResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{21}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OpenAttachedResponse) GetEvent() isOpenAttachedResponse_Event {
@@ -2199,7 +2541,7 @@ type ConnectionOpened struct {
 
 func (x *ConnectionOpened) Reset() {
 	*x = ConnectionOpened{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2553,7 @@ func (x *ConnectionOpened) String() string {
 func (*ConnectionOpened) ProtoMessage() {}
 
 func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[22]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2566,7 @@ func (x *ConnectionOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionOpened.ProtoReflect.Descriptor instead.
 func (*ConnectionOpened) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{22}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConnectionOpened) GetConnectionId() uint64 {
@@ -2272,7 +2614,7 @@ type ConnectionClosed struct {
 
 func (x *ConnectionClosed) Reset() {
 	*x = ConnectionClosed{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2626,7 @@ func (x *ConnectionClosed) String() string {
 func (*ConnectionClosed) ProtoMessage() {}
 
 func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[23]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2639,7 @@ func (x *ConnectionClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionClosed.ProtoReflect.Descriptor instead.
 func (*ConnectionClosed) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{23}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConnectionClosed) GetConnectionId() uint64 {
@@ -2361,7 +2703,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2715,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[24]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2728,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{24}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchRequest) GetTunnelId() string {
@@ -2419,7 +2761,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2773,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[25]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2786,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{25}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchResponse) GetTime() *timestamppb.Timestamp {
@@ -2573,7 +2915,7 @@ type WatchSynced struct {
 
 func (x *WatchSynced) Reset() {
 	*x = WatchSynced{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2927,7 @@ func (x *WatchSynced) String() string {
 func (*WatchSynced) ProtoMessage() {}
 
 func (x *WatchSynced) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[26]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2940,7 @@ func (x *WatchSynced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSynced.ProtoReflect.Descriptor instead.
 func (*WatchSynced) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{26}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{30}
 }
 
 // GetInfoRequest asks for tunneld's identity.
@@ -2610,7 +2952,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2964,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[27]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2977,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{27}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{31}
 }
 
 // GetInfoResponse describes the running tunneld.
@@ -2653,7 +2995,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +3007,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[28]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +3020,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{28}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetInfoResponse) GetVersion() string {
@@ -2749,7 +3091,7 @@ type Tunnel struct {
 
 func (x *Tunnel) Reset() {
 	*x = Tunnel{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +3103,7 @@ func (x *Tunnel) String() string {
 func (*Tunnel) ProtoMessage() {}
 
 func (x *Tunnel) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[29]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +3116,7 @@ func (x *Tunnel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tunnel.ProtoReflect.Descriptor instead.
 func (*Tunnel) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{29}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Tunnel) GetId() string {
@@ -2906,7 +3248,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3260,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[30]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3273,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{30}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Endpoint) GetHost() string {
@@ -2987,7 +3329,7 @@ type TunnelCounters struct {
 
 func (x *TunnelCounters) Reset() {
 	*x = TunnelCounters{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[31]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3341,7 @@ func (x *TunnelCounters) String() string {
 func (*TunnelCounters) ProtoMessage() {}
 
 func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[31]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3354,7 @@ func (x *TunnelCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelCounters.ProtoReflect.Descriptor instead.
 func (*TunnelCounters) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{31}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TunnelCounters) GetActiveConnections() uint64 {
@@ -3092,14 +3434,16 @@ type SshHost struct {
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	// The jump hosts (ssh -J, ProxyJump) the connection goes through, first
 	// hop first, by name; empty when tunneld connects to the host directly.
-	Via           []string `protobuf:"bytes,9,rep,name=via,proto3" json:"via,omitempty"`
+	Via []string `protobuf:"bytes,9,rep,name=via,proto3" json:"via,omitempty"`
+	// Where the host comes from, and so whether it survives a restart.
+	Source        HostSource `protobuf:"varint,10,opt,name=source,proto3,enum=tunnel.v1.HostSource" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SshHost) Reset() {
 	*x = SshHost{}
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[32]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3455,7 @@ func (x *SshHost) String() string {
 func (*SshHost) ProtoMessage() {}
 
 func (x *SshHost) ProtoReflect() protoreflect.Message {
-	mi := &file_tunnel_v1_tunnel_proto_msgTypes[32]
+	mi := &file_tunnel_v1_tunnel_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3468,7 @@ func (x *SshHost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SshHost.ProtoReflect.Descriptor instead.
 func (*SshHost) Descriptor() ([]byte, []int) {
-	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{32}
+	return file_tunnel_v1_tunnel_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SshHost) GetName() string {
@@ -3190,19 +3534,45 @@ func (x *SshHost) GetVia() []string {
 	return nil
 }
 
+func (x *SshHost) GetSource() HostSource {
+	if x != nil {
+		return x.Source
+	}
+	return HostSource_HOST_SOURCE_UNSPECIFIED
+}
+
 var File_tunnel_v1_tunnel_proto protoreflect.FileDescriptor
 
 const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\n" +
-	"\x16tunnel/v1/tunnel.proto\x12\ttunnel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rReloadRequest\"\xb5\x01\n" +
+	"\x16tunnel/v1/tunnel.proto\x12\ttunnel.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
+	"\x0eAddHostRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03ssh\x18\x02 \x01(\tR\x03ssh\x12#\n" +
+	"\ridentity_file\x18\x03 \x01(\tR\fidentityFile\x12(\n" +
+	"\x10known_hosts_file\x18\x04 \x01(\tR\x0eknownHostsFile\x12\x12\n" +
+	"\x04jump\x18\x05 \x01(\tR\x04jump\x12\x18\n" +
+	"\apersist\x18\x06 \x01(\bR\apersist\"9\n" +
+	"\x0fAddHostResponse\x12&\n" +
+	"\x04host\x18\x01 \x01(\v2\x12.tunnel.v1.SshHostR\x04host\"=\n" +
+	"\x11RemoveHostRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"g\n" +
+	"\x12RemoveHostResponse\x12&\n" +
+	"\x04host\x18\x01 \x01(\v2\x12.tunnel.v1.SshHostR\x04host\x12)\n" +
+	"\x06closed\x18\x02 \x03(\v2\x11.tunnel.v1.TunnelR\x06closed\"\x0f\n" +
+	"\rReloadRequest\"\xa0\x02\n" +
 	"\x0eReloadResponse\x12\x1c\n" +
 	"\tunchanged\x18\x01 \x03(\tR\tunchanged\x12\x18\n" +
 	"\achanged\x18\x02 \x03(\tR\achanged\x12\x18\n" +
 	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x14\n" +
 	"\x05added\x18\x04 \x03(\tR\x05added\x12#\n" +
 	"\rhosts_pending\x18\x05 \x03(\tR\fhostsPending\x12\x16\n" +
-	"\x06tokens\x18\x06 \x01(\rR\x06tokens\"\xf1\x01\n" +
+	"\x06tokens\x18\x06 \x01(\rR\x06tokens\x12\x1f\n" +
+	"\vhosts_added\x18\a \x03(\tR\n" +
+	"hostsAdded\x12#\n" +
+	"\rhosts_changed\x18\b \x03(\tR\fhostsChanged\x12#\n" +
+	"\rhosts_removed\x18\t \x03(\tR\fhostsRemoved\"\xf1\x01\n" +
 	"\vExecRequest\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x14\n" +
@@ -3387,7 +3757,7 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x11bytes_from_target\x18\x05 \x01(\x04R\x0fbytesFromTarget\x12/\n" +
 	"\x13refused_connections\x18\x06 \x01(\x04R\x12refusedConnections\x12#\n" +
 	"\rspilled_bytes\x18\a \x01(\x04R\fspilledBytes\x12.\n" +
-	"\x13buffer_limit_resets\x18\b \x01(\x04R\x11bufferLimitResets\"\xeb\x02\n" +
+	"\x13buffer_limit_resets\x18\b \x01(\x04R\x11bufferLimitResets\"\x9a\x03\n" +
 	"\aSshHost\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x123\n" +
@@ -3397,7 +3767,9 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\atunnels\x18\x06 \x01(\rR\atunnels\x12+\n" +
 	"\x11reconnect_attempt\x18\a \x01(\rR\x10reconnectAttempt\x12B\n" +
 	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x10\n" +
-	"\x03via\x18\t \x03(\tR\x03via*}\n" +
+	"\x03via\x18\t \x03(\tR\x03via\x12-\n" +
+	"\x06source\x18\n" +
+	" \x01(\x0e2\x15.tunnel.v1.HostSourceR\x06source*}\n" +
 	"\fTunnelSource\x12\x1d\n" +
 	"\x19TUNNEL_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TUNNEL_SOURCE_API\x10\x01\x12\x1b\n" +
@@ -3415,14 +3787,20 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x11TUNNEL_STATE_OPEN\x10\x01\x12\x17\n" +
 	"\x13TUNNEL_STATE_FAILED\x10\x02\x12\x17\n" +
 	"\x13TUNNEL_STATE_CLOSED\x10\x03\x12\x1d\n" +
-	"\x19TUNNEL_STATE_RECONNECTING\x10\x04*\xea\x01\n" +
+	"\x19TUNNEL_STATE_RECONNECTING\x10\x04*q\n" +
+	"\n" +
+	"HostSource\x12\x1b\n" +
+	"\x17HOST_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12HOST_SOURCE_CONFIG\x10\x01\x12\x13\n" +
+	"\x0fHOST_SOURCE_API\x10\x02\x12\x19\n" +
+	"\x15HOST_SOURCE_PERSISTED\x10\x03*\xea\x01\n" +
 	"\x12SshConnectionState\x12$\n" +
 	" SSH_CONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19SSH_CONNECTION_STATE_IDLE\x10\x01\x12#\n" +
 	"\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n" +
 	"\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n" +
 	"\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x12%\n" +
-	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\xc0\x06\n" +
+	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\xcd\a\n" +
 	"\rTunnelService\x129\n" +
 	"\x04Exec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12M\n" +
 	"\n" +
@@ -3435,7 +3813,10 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\fOpenAttached\x12\x1e.tunnel.v1.OpenAttachedRequest\x1a\x1f.tunnel.v1.OpenAttachedResponse0\x01\x12@\n" +
 	"\aGetInfo\x12\x19.tunnel.v1.GetInfoRequest\x1a\x1a.tunnel.v1.GetInfoResponse\x12<\n" +
 	"\x05Watch\x12\x17.tunnel.v1.WatchRequest\x1a\x18.tunnel.v1.WatchResponse0\x01\x12=\n" +
-	"\x06Reload\x12\x18.tunnel.v1.ReloadRequest\x1a\x19.tunnel.v1.ReloadResponseB9Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3"
+	"\x06Reload\x12\x18.tunnel.v1.ReloadRequest\x1a\x19.tunnel.v1.ReloadResponse\x12@\n" +
+	"\aAddHost\x12\x19.tunnel.v1.AddHostRequest\x1a\x1a.tunnel.v1.AddHostResponse\x12I\n" +
+	"\n" +
+	"RemoveHost\x12\x1c.tunnel.v1.RemoveHostRequest\x1a\x1d.tunnel.v1.RemoveHostResponseB9Z7github.com/tunneld/tunneld/clients/go/tunnelv1;tunnelv1b\x06proto3"
 
 var (
 	file_tunnel_v1_tunnel_proto_rawDescOnce sync.Once
@@ -3449,124 +3830,137 @@ func file_tunnel_v1_tunnel_proto_rawDescGZIP() []byte {
 	return file_tunnel_v1_tunnel_proto_rawDescData
 }
 
-var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_tunnel_v1_tunnel_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_tunnel_v1_tunnel_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_tunnel_v1_tunnel_proto_goTypes = []any{
 	(TunnelSource)(0),                  // 0: tunnel.v1.TunnelSource
 	(TunnelKind)(0),                    // 1: tunnel.v1.TunnelKind
 	(TunnelState)(0),                   // 2: tunnel.v1.TunnelState
-	(SshConnectionState)(0),            // 3: tunnel.v1.SshConnectionState
-	(*ReloadRequest)(nil),              // 4: tunnel.v1.ReloadRequest
-	(*ReloadResponse)(nil),             // 5: tunnel.v1.ReloadResponse
-	(*ExecRequest)(nil),                // 6: tunnel.v1.ExecRequest
-	(*ExecResponse)(nil),               // 7: tunnel.v1.ExecResponse
-	(*ExitStatus)(nil),                 // 8: tunnel.v1.ExitStatus
-	(*ExecStreamRequest)(nil),          // 9: tunnel.v1.ExecStreamRequest
-	(*ExecStart)(nil),                  // 10: tunnel.v1.ExecStart
-	(*Terminal)(nil),                   // 11: tunnel.v1.Terminal
-	(*TerminalSize)(nil),               // 12: tunnel.v1.TerminalSize
-	(*ExecStreamResponse)(nil),         // 13: tunnel.v1.ExecStreamResponse
-	(*OpenLocalForwardRequest)(nil),    // 14: tunnel.v1.OpenLocalForwardRequest
-	(*OpenLocalForwardResponse)(nil),   // 15: tunnel.v1.OpenLocalForwardResponse
-	(*OpenRemoteForwardRequest)(nil),   // 16: tunnel.v1.OpenRemoteForwardRequest
-	(*OpenRemoteForwardResponse)(nil),  // 17: tunnel.v1.OpenRemoteForwardResponse
-	(*ListRequest)(nil),                // 18: tunnel.v1.ListRequest
-	(*ListResponse)(nil),               // 19: tunnel.v1.ListResponse
-	(*CloseRequest)(nil),               // 20: tunnel.v1.CloseRequest
-	(*CloseResponse)(nil),              // 21: tunnel.v1.CloseResponse
-	(*OpenDynamicForwardRequest)(nil),  // 22: tunnel.v1.OpenDynamicForwardRequest
-	(*OpenDynamicForwardResponse)(nil), // 23: tunnel.v1.OpenDynamicForwardResponse
-	(*OpenAttachedRequest)(nil),        // 24: tunnel.v1.OpenAttachedRequest
-	(*OpenAttachedResponse)(nil),       // 25: tunnel.v1.OpenAttachedResponse
-	(*ConnectionOpened)(nil),           // 26: tunnel.v1.ConnectionOpened
-	(*ConnectionClosed)(nil),           // 27: tunnel.v1.ConnectionClosed
-	(*WatchRequest)(nil),               // 28: tunnel.v1.WatchRequest
-	(*WatchResponse)(nil),              // 29: tunnel.v1.WatchResponse
-	(*WatchSynced)(nil),                // 30: tunnel.v1.WatchSynced
-	(*GetInfoRequest)(nil),             // 31: tunnel.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),            // 32: tunnel.v1.GetInfoResponse
-	(*Tunnel)(nil),                     // 33: tunnel.v1.Tunnel
-	(*Endpoint)(nil),                   // 34: tunnel.v1.Endpoint
-	(*TunnelCounters)(nil),             // 35: tunnel.v1.TunnelCounters
-	(*SshHost)(nil),                    // 36: tunnel.v1.SshHost
-	nil,                                // 37: tunnel.v1.ExecRequest.EnvEntry
-	nil,                                // 38: tunnel.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 40: google.protobuf.Timestamp
+	(HostSource)(0),                    // 3: tunnel.v1.HostSource
+	(SshConnectionState)(0),            // 4: tunnel.v1.SshConnectionState
+	(*AddHostRequest)(nil),             // 5: tunnel.v1.AddHostRequest
+	(*AddHostResponse)(nil),            // 6: tunnel.v1.AddHostResponse
+	(*RemoveHostRequest)(nil),          // 7: tunnel.v1.RemoveHostRequest
+	(*RemoveHostResponse)(nil),         // 8: tunnel.v1.RemoveHostResponse
+	(*ReloadRequest)(nil),              // 9: tunnel.v1.ReloadRequest
+	(*ReloadResponse)(nil),             // 10: tunnel.v1.ReloadResponse
+	(*ExecRequest)(nil),                // 11: tunnel.v1.ExecRequest
+	(*ExecResponse)(nil),               // 12: tunnel.v1.ExecResponse
+	(*ExitStatus)(nil),                 // 13: tunnel.v1.ExitStatus
+	(*ExecStreamRequest)(nil),          // 14: tunnel.v1.ExecStreamRequest
+	(*ExecStart)(nil),                  // 15: tunnel.v1.ExecStart
+	(*Terminal)(nil),                   // 16: tunnel.v1.Terminal
+	(*TerminalSize)(nil),               // 17: tunnel.v1.TerminalSize
+	(*ExecStreamResponse)(nil),         // 18: tunnel.v1.ExecStreamResponse
+	(*OpenLocalForwardRequest)(nil),    // 19: tunnel.v1.OpenLocalForwardRequest
+	(*OpenLocalForwardResponse)(nil),   // 20: tunnel.v1.OpenLocalForwardResponse
+	(*OpenRemoteForwardRequest)(nil),   // 21: tunnel.v1.OpenRemoteForwardRequest
+	(*OpenRemoteForwardResponse)(nil),  // 22: tunnel.v1.OpenRemoteForwardResponse
+	(*ListRequest)(nil),                // 23: tunnel.v1.ListRequest
+	(*ListResponse)(nil),               // 24: tunnel.v1.ListResponse
+	(*CloseRequest)(nil),               // 25: tunnel.v1.CloseRequest
+	(*CloseResponse)(nil),              // 26: tunnel.v1.CloseResponse
+	(*OpenDynamicForwardRequest)(nil),  // 27: tunnel.v1.OpenDynamicForwardRequest
+	(*OpenDynamicForwardResponse)(nil), // 28: tunnel.v1.OpenDynamicForwardResponse
+	(*OpenAttachedRequest)(nil),        // 29: tunnel.v1.OpenAttachedRequest
+	(*OpenAttachedResponse)(nil),       // 30: tunnel.v1.OpenAttachedResponse
+	(*ConnectionOpened)(nil),           // 31: tunnel.v1.ConnectionOpened
+	(*ConnectionClosed)(nil),           // 32: tunnel.v1.ConnectionClosed
+	(*WatchRequest)(nil),               // 33: tunnel.v1.WatchRequest
+	(*WatchResponse)(nil),              // 34: tunnel.v1.WatchResponse
+	(*WatchSynced)(nil),                // 35: tunnel.v1.WatchSynced
+	(*GetInfoRequest)(nil),             // 36: tunnel.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),            // 37: tunnel.v1.GetInfoResponse
+	(*Tunnel)(nil),                     // 38: tunnel.v1.Tunnel
+	(*Endpoint)(nil),                   // 39: tunnel.v1.Endpoint
+	(*TunnelCounters)(nil),             // 40: tunnel.v1.TunnelCounters
+	(*SshHost)(nil),                    // 41: tunnel.v1.SshHost
+	nil,                                // 42: tunnel.v1.ExecRequest.EnvEntry
+	nil,                                // 43: tunnel.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),        // 44: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
 }
 var file_tunnel_v1_tunnel_proto_depIdxs = []int32{
-	37, // 0: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
-	39, // 1: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
-	8,  // 2: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
-	10, // 3: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
-	12, // 4: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
-	38, // 5: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
-	39, // 6: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
-	11, // 7: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
-	12, // 8: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
-	8,  // 9: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
-	39, // 10: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	33, // 11: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	39, // 12: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	33, // 13: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	33, // 14: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
-	36, // 15: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
-	33, // 16: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	39, // 17: tunnel.v1.OpenDynamicForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
-	33, // 18: tunnel.v1.OpenDynamicForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	14, // 19: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
-	16, // 20: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
-	22, // 21: tunnel.v1.OpenAttachedRequest.dynamic:type_name -> tunnel.v1.OpenDynamicForwardRequest
-	33, // 22: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
-	26, // 23: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	27, // 24: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	33, // 25: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
-	39, // 26: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
-	40, // 27: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
-	36, // 28: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
-	33, // 29: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
-	26, // 30: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
-	27, // 31: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
-	30, // 32: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
-	40, // 33: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	1,  // 34: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
-	34, // 35: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
-	34, // 36: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
-	2,  // 37: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
-	40, // 38: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
-	35, // 39: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
-	39, // 40: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
-	0,  // 41: tunnel.v1.Tunnel.source:type_name -> tunnel.v1.TunnelSource
-	3,  // 42: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
-	40, // 43: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
-	40, // 44: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
-	6,  // 45: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
-	9,  // 46: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
-	14, // 47: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
-	22, // 48: tunnel.v1.TunnelService.OpenDynamicForward:input_type -> tunnel.v1.OpenDynamicForwardRequest
-	16, // 49: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
-	18, // 50: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
-	20, // 51: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
-	24, // 52: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
-	31, // 53: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
-	28, // 54: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
-	4,  // 55: tunnel.v1.TunnelService.Reload:input_type -> tunnel.v1.ReloadRequest
-	7,  // 56: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
-	13, // 57: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
-	15, // 58: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
-	23, // 59: tunnel.v1.TunnelService.OpenDynamicForward:output_type -> tunnel.v1.OpenDynamicForwardResponse
-	17, // 60: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
-	19, // 61: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
-	21, // 62: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
-	25, // 63: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
-	32, // 64: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
-	29, // 65: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
-	5,  // 66: tunnel.v1.TunnelService.Reload:output_type -> tunnel.v1.ReloadResponse
-	56, // [56:67] is the sub-list for method output_type
-	45, // [45:56] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	41, // 0: tunnel.v1.AddHostResponse.host:type_name -> tunnel.v1.SshHost
+	41, // 1: tunnel.v1.RemoveHostResponse.host:type_name -> tunnel.v1.SshHost
+	38, // 2: tunnel.v1.RemoveHostResponse.closed:type_name -> tunnel.v1.Tunnel
+	42, // 3: tunnel.v1.ExecRequest.env:type_name -> tunnel.v1.ExecRequest.EnvEntry
+	44, // 4: tunnel.v1.ExecRequest.timeout:type_name -> google.protobuf.Duration
+	13, // 5: tunnel.v1.ExecResponse.exit:type_name -> tunnel.v1.ExitStatus
+	15, // 6: tunnel.v1.ExecStreamRequest.start:type_name -> tunnel.v1.ExecStart
+	17, // 7: tunnel.v1.ExecStreamRequest.resize:type_name -> tunnel.v1.TerminalSize
+	43, // 8: tunnel.v1.ExecStart.env:type_name -> tunnel.v1.ExecStart.EnvEntry
+	44, // 9: tunnel.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
+	16, // 10: tunnel.v1.ExecStart.terminal:type_name -> tunnel.v1.Terminal
+	17, // 11: tunnel.v1.Terminal.size:type_name -> tunnel.v1.TerminalSize
+	13, // 12: tunnel.v1.ExecStreamResponse.exit:type_name -> tunnel.v1.ExitStatus
+	44, // 13: tunnel.v1.OpenLocalForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	38, // 14: tunnel.v1.OpenLocalForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	44, // 15: tunnel.v1.OpenRemoteForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	38, // 16: tunnel.v1.OpenRemoteForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	38, // 17: tunnel.v1.ListResponse.tunnels:type_name -> tunnel.v1.Tunnel
+	41, // 18: tunnel.v1.ListResponse.hosts:type_name -> tunnel.v1.SshHost
+	38, // 19: tunnel.v1.CloseResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	44, // 20: tunnel.v1.OpenDynamicForwardRequest.idle_timeout:type_name -> google.protobuf.Duration
+	38, // 21: tunnel.v1.OpenDynamicForwardResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	19, // 22: tunnel.v1.OpenAttachedRequest.local:type_name -> tunnel.v1.OpenLocalForwardRequest
+	21, // 23: tunnel.v1.OpenAttachedRequest.remote:type_name -> tunnel.v1.OpenRemoteForwardRequest
+	27, // 24: tunnel.v1.OpenAttachedRequest.dynamic:type_name -> tunnel.v1.OpenDynamicForwardRequest
+	38, // 25: tunnel.v1.OpenAttachedResponse.opened:type_name -> tunnel.v1.Tunnel
+	31, // 26: tunnel.v1.OpenAttachedResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	32, // 27: tunnel.v1.OpenAttachedResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	38, // 28: tunnel.v1.OpenAttachedResponse.state_changed:type_name -> tunnel.v1.Tunnel
+	44, // 29: tunnel.v1.ConnectionClosed.duration:type_name -> google.protobuf.Duration
+	45, // 30: tunnel.v1.WatchResponse.time:type_name -> google.protobuf.Timestamp
+	41, // 31: tunnel.v1.WatchResponse.host:type_name -> tunnel.v1.SshHost
+	38, // 32: tunnel.v1.WatchResponse.tunnel:type_name -> tunnel.v1.Tunnel
+	31, // 33: tunnel.v1.WatchResponse.connection_opened:type_name -> tunnel.v1.ConnectionOpened
+	32, // 34: tunnel.v1.WatchResponse.connection_closed:type_name -> tunnel.v1.ConnectionClosed
+	35, // 35: tunnel.v1.WatchResponse.synced:type_name -> tunnel.v1.WatchSynced
+	45, // 36: tunnel.v1.GetInfoResponse.started_at:type_name -> google.protobuf.Timestamp
+	1,  // 37: tunnel.v1.Tunnel.kind:type_name -> tunnel.v1.TunnelKind
+	39, // 38: tunnel.v1.Tunnel.local:type_name -> tunnel.v1.Endpoint
+	39, // 39: tunnel.v1.Tunnel.remote:type_name -> tunnel.v1.Endpoint
+	2,  // 40: tunnel.v1.Tunnel.state:type_name -> tunnel.v1.TunnelState
+	45, // 41: tunnel.v1.Tunnel.created_at:type_name -> google.protobuf.Timestamp
+	40, // 42: tunnel.v1.Tunnel.counters:type_name -> tunnel.v1.TunnelCounters
+	44, // 43: tunnel.v1.Tunnel.idle_timeout:type_name -> google.protobuf.Duration
+	0,  // 44: tunnel.v1.Tunnel.source:type_name -> tunnel.v1.TunnelSource
+	4,  // 45: tunnel.v1.SshHost.state:type_name -> tunnel.v1.SshConnectionState
+	45, // 46: tunnel.v1.SshHost.connected_at:type_name -> google.protobuf.Timestamp
+	45, // 47: tunnel.v1.SshHost.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 48: tunnel.v1.SshHost.source:type_name -> tunnel.v1.HostSource
+	11, // 49: tunnel.v1.TunnelService.Exec:input_type -> tunnel.v1.ExecRequest
+	14, // 50: tunnel.v1.TunnelService.ExecStream:input_type -> tunnel.v1.ExecStreamRequest
+	19, // 51: tunnel.v1.TunnelService.OpenLocalForward:input_type -> tunnel.v1.OpenLocalForwardRequest
+	27, // 52: tunnel.v1.TunnelService.OpenDynamicForward:input_type -> tunnel.v1.OpenDynamicForwardRequest
+	21, // 53: tunnel.v1.TunnelService.OpenRemoteForward:input_type -> tunnel.v1.OpenRemoteForwardRequest
+	23, // 54: tunnel.v1.TunnelService.List:input_type -> tunnel.v1.ListRequest
+	25, // 55: tunnel.v1.TunnelService.Close:input_type -> tunnel.v1.CloseRequest
+	29, // 56: tunnel.v1.TunnelService.OpenAttached:input_type -> tunnel.v1.OpenAttachedRequest
+	36, // 57: tunnel.v1.TunnelService.GetInfo:input_type -> tunnel.v1.GetInfoRequest
+	33, // 58: tunnel.v1.TunnelService.Watch:input_type -> tunnel.v1.WatchRequest
+	9,  // 59: tunnel.v1.TunnelService.Reload:input_type -> tunnel.v1.ReloadRequest
+	5,  // 60: tunnel.v1.TunnelService.AddHost:input_type -> tunnel.v1.AddHostRequest
+	7,  // 61: tunnel.v1.TunnelService.RemoveHost:input_type -> tunnel.v1.RemoveHostRequest
+	12, // 62: tunnel.v1.TunnelService.Exec:output_type -> tunnel.v1.ExecResponse
+	18, // 63: tunnel.v1.TunnelService.ExecStream:output_type -> tunnel.v1.ExecStreamResponse
+	20, // 64: tunnel.v1.TunnelService.OpenLocalForward:output_type -> tunnel.v1.OpenLocalForwardResponse
+	28, // 65: tunnel.v1.TunnelService.OpenDynamicForward:output_type -> tunnel.v1.OpenDynamicForwardResponse
+	22, // 66: tunnel.v1.TunnelService.OpenRemoteForward:output_type -> tunnel.v1.OpenRemoteForwardResponse
+	24, // 67: tunnel.v1.TunnelService.List:output_type -> tunnel.v1.ListResponse
+	26, // 68: tunnel.v1.TunnelService.Close:output_type -> tunnel.v1.CloseResponse
+	30, // 69: tunnel.v1.TunnelService.OpenAttached:output_type -> tunnel.v1.OpenAttachedResponse
+	37, // 70: tunnel.v1.TunnelService.GetInfo:output_type -> tunnel.v1.GetInfoResponse
+	34, // 71: tunnel.v1.TunnelService.Watch:output_type -> tunnel.v1.WatchResponse
+	10, // 72: tunnel.v1.TunnelService.Reload:output_type -> tunnel.v1.ReloadResponse
+	6,  // 73: tunnel.v1.TunnelService.AddHost:output_type -> tunnel.v1.AddHostResponse
+	8,  // 74: tunnel.v1.TunnelService.RemoveHost:output_type -> tunnel.v1.RemoveHostResponse
+	62, // [62:75] is the sub-list for method output_type
+	49, // [49:62] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_tunnel_v1_tunnel_proto_init() }
@@ -3574,39 +3968,39 @@ func file_tunnel_v1_tunnel_proto_init() {
 	if File_tunnel_v1_tunnel_proto != nil {
 		return
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[3].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[7].OneofWrappers = []any{
 		(*ExecResponse_Stdout)(nil),
 		(*ExecResponse_Stderr)(nil),
 		(*ExecResponse_Exit)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[4].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[8].OneofWrappers = []any{
 		(*ExitStatus_Code)(nil),
 		(*ExitStatus_Signal)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[5].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[9].OneofWrappers = []any{
 		(*ExecStreamRequest_Start)(nil),
 		(*ExecStreamRequest_Stdin)(nil),
 		(*ExecStreamRequest_StdinEof)(nil),
 		(*ExecStreamRequest_Signal)(nil),
 		(*ExecStreamRequest_Resize)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[9].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[13].OneofWrappers = []any{
 		(*ExecStreamResponse_Stdout)(nil),
 		(*ExecStreamResponse_Stderr)(nil),
 		(*ExecStreamResponse_Exit)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[20].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[24].OneofWrappers = []any{
 		(*OpenAttachedRequest_Local)(nil),
 		(*OpenAttachedRequest_Remote)(nil),
 		(*OpenAttachedRequest_Dynamic)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[21].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[25].OneofWrappers = []any{
 		(*OpenAttachedResponse_Opened)(nil),
 		(*OpenAttachedResponse_ConnectionOpened)(nil),
 		(*OpenAttachedResponse_ConnectionClosed)(nil),
 		(*OpenAttachedResponse_StateChanged)(nil),
 	}
-	file_tunnel_v1_tunnel_proto_msgTypes[25].OneofWrappers = []any{
+	file_tunnel_v1_tunnel_proto_msgTypes[29].OneofWrappers = []any{
 		(*WatchResponse_Host)(nil),
 		(*WatchResponse_Tunnel)(nil),
 		(*WatchResponse_ConnectionOpened)(nil),
@@ -3619,8 +4013,8 @@ func file_tunnel_v1_tunnel_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tunnel_v1_tunnel_proto_rawDesc), len(file_tunnel_v1_tunnel_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   35,
+			NumEnums:      5,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

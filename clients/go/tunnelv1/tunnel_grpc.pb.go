@@ -6,8 +6,9 @@
 //
 // Conventions:
 // - A request names an SSH host by the name tunneld knows it under (the
-//   `[hosts.NAME]` tables of its config file, or `default` for the host given
-//   with `--ssh`). An empty `host` selects the default host.
+//   `[hosts.NAME]` tables of its config file, `default` for the host given
+//   with `--ssh`, or the name given to AddHost). An empty `host` selects the
+//   default host.
 // - Ports are TCP ports, 1..65535; where a field says so, 0 means "pick one".
 // - Errors are gRPC statuses: INVALID_ARGUMENT (bad request), NOT_FOUND
 //   (unknown tunnel or host), ALREADY_EXISTS (local port in use),
@@ -48,6 +49,8 @@ const (
 	TunnelService_GetInfo_FullMethodName            = "/tunnel.v1.TunnelService/GetInfo"
 	TunnelService_Watch_FullMethodName              = "/tunnel.v1.TunnelService/Watch"
 	TunnelService_Reload_FullMethodName             = "/tunnel.v1.TunnelService/Reload"
+	TunnelService_AddHost_FullMethodName            = "/tunnel.v1.TunnelService/AddHost"
+	TunnelService_RemoveHost_FullMethodName         = "/tunnel.v1.TunnelService/RemoveHost"
 )
 
 // TunnelServiceClient is the client API for TunnelService service.
@@ -128,10 +131,25 @@ type TunnelServiceClient interface {
 	// its declared tunnels: unchanged ones keep running untouched, changed
 	// ones are replaced, removed ones closed, new ones opened. A file with any
 	// problem changes nothing: FAILED_PRECONDITION with every problem, one a
-	// line, as FILE:LINE:COL: message. Then the token file, when there is
-	// one, is read again. Hosts are read at start only: hosts_pending names
-	// those whose change waits for a restart.
+	// line, as FILE:LINE:COL: message. The file's hosts are applied too: a
+	// changed host is replaced and the tunnels over it reopened with their
+	// ids, names and ports; a removed host is closed with its tunnels (a
+	// persisted one waits for the host to come back). Then the token file,
+	// when there is one, is read again.
 	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
+	// AddHost adds an SSH host while tunneld runs, as `ssh [user@]host[:port]`
+	// would reach it (ssh_config applies, then tunneld's flags, then the
+	// request's own fields). The host connects on first use. A name taken by
+	// another host is ALREADY_EXISTS; with persist, the host is recorded in
+	// the state store and added again at every start, before the persisted
+	// tunnels are restored.
+	AddHost(ctx context.Context, in *AddHostRequest, opts ...grpc.CallOption) (*AddHostResponse, error)
+	// RemoveHost closes a host added with AddHost: its connections end and it
+	// is forgotten by the state store. A host with tunnels is refused
+	// (FAILED_PRECONDITION) unless force is set, which closes them first
+	// (persisted ones are forgotten too). A host of the config file or --ssh
+	// cannot be removed here (FAILED_PRECONDITION): edit the file and reload.
+	RemoveHost(ctx context.Context, in *RemoveHostRequest, opts ...grpc.CallOption) (*RemoveHostResponse, error)
 }
 
 type tunnelServiceClient struct {
@@ -282,6 +300,26 @@ func (c *tunnelServiceClient) Reload(ctx context.Context, in *ReloadRequest, opt
 	return out, nil
 }
 
+func (c *tunnelServiceClient) AddHost(ctx context.Context, in *AddHostRequest, opts ...grpc.CallOption) (*AddHostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddHostResponse)
+	err := c.cc.Invoke(ctx, TunnelService_AddHost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tunnelServiceClient) RemoveHost(ctx context.Context, in *RemoveHostRequest, opts ...grpc.CallOption) (*RemoveHostResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveHostResponse)
+	err := c.cc.Invoke(ctx, TunnelService_RemoveHost_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TunnelServiceServer is the server API for TunnelService service.
 // All implementations must embed UnimplementedTunnelServiceServer
 // for forward compatibility.
@@ -360,10 +398,25 @@ type TunnelServiceServer interface {
 	// its declared tunnels: unchanged ones keep running untouched, changed
 	// ones are replaced, removed ones closed, new ones opened. A file with any
 	// problem changes nothing: FAILED_PRECONDITION with every problem, one a
-	// line, as FILE:LINE:COL: message. Then the token file, when there is
-	// one, is read again. Hosts are read at start only: hosts_pending names
-	// those whose change waits for a restart.
+	// line, as FILE:LINE:COL: message. The file's hosts are applied too: a
+	// changed host is replaced and the tunnels over it reopened with their
+	// ids, names and ports; a removed host is closed with its tunnels (a
+	// persisted one waits for the host to come back). Then the token file,
+	// when there is one, is read again.
 	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
+	// AddHost adds an SSH host while tunneld runs, as `ssh [user@]host[:port]`
+	// would reach it (ssh_config applies, then tunneld's flags, then the
+	// request's own fields). The host connects on first use. A name taken by
+	// another host is ALREADY_EXISTS; with persist, the host is recorded in
+	// the state store and added again at every start, before the persisted
+	// tunnels are restored.
+	AddHost(context.Context, *AddHostRequest) (*AddHostResponse, error)
+	// RemoveHost closes a host added with AddHost: its connections end and it
+	// is forgotten by the state store. A host with tunnels is refused
+	// (FAILED_PRECONDITION) unless force is set, which closes them first
+	// (persisted ones are forgotten too). A host of the config file or --ssh
+	// cannot be removed here (FAILED_PRECONDITION): edit the file and reload.
+	RemoveHost(context.Context, *RemoveHostRequest) (*RemoveHostResponse, error)
 	mustEmbedUnimplementedTunnelServiceServer()
 }
 
@@ -406,6 +459,12 @@ func (UnimplementedTunnelServiceServer) Watch(*WatchRequest, grpc.ServerStreamin
 }
 func (UnimplementedTunnelServiceServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
+}
+func (UnimplementedTunnelServiceServer) AddHost(context.Context, *AddHostRequest) (*AddHostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddHost not implemented")
+}
+func (UnimplementedTunnelServiceServer) RemoveHost(context.Context, *RemoveHostRequest) (*RemoveHostResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveHost not implemented")
 }
 func (UnimplementedTunnelServiceServer) mustEmbedUnimplementedTunnelServiceServer() {}
 func (UnimplementedTunnelServiceServer) testEmbeddedByValue()                       {}
@@ -594,6 +653,42 @@ func _TunnelService_Reload_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TunnelService_AddHost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddHostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TunnelServiceServer).AddHost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TunnelService_AddHost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TunnelServiceServer).AddHost(ctx, req.(*AddHostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TunnelService_RemoveHost_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveHostRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TunnelServiceServer).RemoveHost(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TunnelService_RemoveHost_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TunnelServiceServer).RemoveHost(ctx, req.(*RemoveHostRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TunnelService_ServiceDesc is the grpc.ServiceDesc for TunnelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -628,6 +723,14 @@ var TunnelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reload",
 			Handler:    _TunnelService_Reload_Handler,
+		},
+		{
+			MethodName: "AddHost",
+			Handler:    _TunnelService_AddHost_Handler,
+		},
+		{
+			MethodName: "RemoveHost",
+			Handler:    _TunnelService_RemoveHost_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -27,6 +27,7 @@ mod grpcurl;
 mod host_certificates;
 mod host_thread;
 mod hostile;
+mod hosts_runtime;
 mod identities;
 mod isolation;
 mod jump;

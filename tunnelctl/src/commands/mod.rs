@@ -19,6 +19,7 @@ pub mod attach;
 pub mod close;
 pub mod completions;
 pub mod exec;
+pub mod host;
 pub mod hosts;
 pub mod list;
 pub mod open;

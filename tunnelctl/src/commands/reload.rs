@@ -47,11 +47,18 @@ fn summary(r: &ReloadResponse) -> String {
     if lines.is_empty() {
         lines.push("reloaded: no declared tunnels".to_string());
     }
-    if !r.hosts_pending.is_empty() {
-        lines.push(format!(
-            "hosts changed (take effect at tunneld's next start): {}",
-            r.hosts_pending.join(", ")
-        ));
+    for (what, names) in [
+        ("hosts added", &r.hosts_added),
+        ("hosts changed", &r.hosts_changed),
+        ("hosts removed", &r.hosts_removed),
+        (
+            "hosts not applied (a host added with `host add` has the name)",
+            &r.hosts_pending,
+        ),
+    ] {
+        if !names.is_empty() {
+            lines.push(format!("{what}: {}", names.join(", ")));
+        }
     }
     lines.join("\n")
 }
@@ -66,12 +73,12 @@ mod tests {
             unchanged: vec!["a".into(), "b".into()],
             added: vec!["web".into()],
             removed: vec!["db".into()],
-            hosts_pending: vec!["bastion".into()],
+            hosts_changed: vec!["bastion".into()],
             ..Default::default()
         };
         assert_eq!(
             summary(&r),
-            "added: web\nremoved: db\nunchanged: 2\nhosts changed (take effect at tunneld's next start): bastion"
+            "added: web\nremoved: db\nunchanged: 2\nhosts changed: bastion"
         );
         assert_eq!(
             summary(&ReloadResponse::default()),

@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use comfy_table::Cell;
-use tunnel_proto::v1::{ListResponse, SshHost};
+use tunnel_proto::v1::{HostSource, ListResponse, SshHost};
 
 use super::{Mode, age, host_state_name, json, new_table, one_line, or_dash, reconnect_progress};
 
@@ -38,13 +38,24 @@ pub fn table(hosts: &[SshHost], now: SystemTime) -> String {
         table.add_row([
             Cell::new(&h.name),
             Cell::new(address(h)),
-            Cell::new(host_state_name(h.state)),
+            Cell::new(state(h)),
             Cell::new(h.tunnels),
             Cell::new(age(h.connected_at.as_ref(), now)),
             Cell::new(detail(h, now)),
         ]);
     }
     table.trim_fmt()
+}
+
+/// The STATE column: the connection's state, then where a host added at
+/// runtime comes from: `idle (added)`, `connected (persisted)`.
+fn state(h: &SshHost) -> String {
+    let name = host_state_name(h.state);
+    match HostSource::try_from(h.source) {
+        Ok(HostSource::Api) => format!("{name} (added)"),
+        Ok(HostSource::Persisted) => format!("{name} (persisted)"),
+        _ => name.to_string(),
+    }
 }
 
 /// The ADDRESS column: `user@host:port`, then `via HOP,…` for a route

@@ -183,6 +183,11 @@ pub struct Flags {
     #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_WATCHERS, value_parser = positive)]
     pub max_watchers: usize,
 
+    /// Hosts known at once (the config's and those added at runtime);
+    /// AddHost past it gets RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_HOSTS, value_parser = positive)]
+    pub max_hosts: usize,
+
     /// Exec commands running at once (each holds an SSH connection of its
     /// own); more get RESOURCE_EXHAUSTED.
     #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_EXECS, value_parser = positive)]

@@ -76,33 +76,46 @@ pub fn hop(spec: &str, defaults: &HostDefaults) -> Result<HostConfig> {
     resolve_host(spec, spec, defaults, |_| Ok(())).map(|(host, _)| host)
 }
 
+/// The route through `hops` for host `of`: a hop that names one of `hosts`
+/// is that host (its address and settings, its own route before it), any
+/// other is resolved by [`hop`]. Used for the file's hosts and for hosts
+/// added at runtime.
+pub fn route_through(
+    hosts: &std::collections::BTreeMap<String, HostConfig>,
+    of: &str,
+    hops: &[String],
+    defaults: &HostDefaults,
+) -> Result<Vec<HostConfig>> {
+    let mut route = Vec::new();
+    for h in hops {
+        match hosts.get(h) {
+            Some(known) => {
+                route.extend(known.jump.iter().cloned());
+                route.push(HostConfig {
+                    jump: Vec::new(),
+                    ..known.clone()
+                });
+            }
+            None => route.push(
+                hop(h, defaults)
+                    .map_err(|e| Error::Config(format!("jump hosts of host {of:?}: {e}")))?,
+            ),
+        }
+        if route.len() > MAX_ROUTE_HOPS {
+            return Err(Error::Config(format!(
+                "jump hosts of host {of:?}: the route has more than {MAX_ROUTE_HOPS} hops"
+            )));
+        }
+    }
+    Ok(route)
+}
+
 impl Config {
     /// The route through `hops` for host `of`: a hop that names a
     /// configured host is that host (its address and settings, its own
     /// route before it), any other is resolved by [`hop`].
     fn route(&self, of: &str, hops: &[String], defaults: &HostDefaults) -> Result<Vec<HostConfig>> {
-        let mut route = Vec::new();
-        for h in hops {
-            match self.hosts.get(h) {
-                Some(known) => {
-                    route.extend(known.jump.iter().cloned());
-                    route.push(HostConfig {
-                        jump: Vec::new(),
-                        ..known.clone()
-                    });
-                }
-                None => route.push(
-                    hop(h, defaults)
-                        .map_err(|e| Error::Config(format!("jump hosts of host {of:?}: {e}")))?,
-                ),
-            }
-            if route.len() > MAX_ROUTE_HOPS {
-                return Err(Error::Config(format!(
-                    "jump hosts of host {of:?}: the route has more than {MAX_ROUTE_HOPS} hops"
-                )));
-            }
-        }
-        Ok(route)
+        route_through(&self.hosts, of, hops, defaults)
     }
 
     /// Gives each `(host, hops)` its route. A host is routed once the

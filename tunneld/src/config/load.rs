@@ -86,6 +86,7 @@ pub fn check(flags: &Flags) -> Result<Config, Vec<ConfigError>> {
     config.limits.max_tunnels = flags.max_tunnels;
     config.limits.max_watchers = flags.max_watchers;
     config.limits.max_execs = flags.max_execs;
+    config.limits.max_hosts = flags.max_hosts;
     config.spill = SpillPolicy::new(
         flags
             .spill_dir
@@ -97,6 +98,7 @@ pub fn check(flags: &Flags) -> Result<Config, Vec<ConfigError>> {
     );
     config.state_dir = super::state_dir::resolve(flags.state_dir.as_deref());
     config.file = flags.config.as_deref().map(expand_home);
+    config.host_defaults = Some(std::sync::Arc::new(defaults));
     // "No host" is only worth saying when nothing else is wrong: a file
     // whose every host is wrong says why already.
     if errors.is_empty() {

@@ -51,6 +51,7 @@
 //! `FILE:LINE:COL: message` ([`ConfigError`]); [`check`] returns them as
 //! such, [`load`] as one error of a line each.
 
+mod added_host;
 mod destination;
 mod error;
 mod file;
@@ -69,6 +70,7 @@ mod units;
 
 use std::{collections::BTreeMap, time::Duration};
 
+pub use added_host::HostRequest;
 pub use destination::HostDefaults;
 pub use error::ConfigError;
 pub use flags::{Flags, HostThreadArg, PolicyArg};
@@ -80,11 +82,7 @@ pub use units::{
     positive,
 };
 
-use crate::{
-    error::{Error, Result},
-    policy::BindPolicy,
-    relay::spill::SpillPolicy,
-};
+use crate::{error::Result, policy::BindPolicy, relay::spill::SpillPolicy};
 
 /// Name of the host given with `--ssh`.
 pub const DEFAULT_HOST_NAME: &str = "default";
@@ -100,6 +98,10 @@ pub const DEFAULT_MAX_TUNNELS: usize = 4096;
 
 /// Default cap on Watch streams open at once (`--max-watchers`).
 pub const DEFAULT_MAX_WATCHERS: usize = 256;
+
+/// Default cap on hosts known at once (`--max-hosts`): each may hold an
+/// SSH connection, a thread, and Exec connections.
+pub const DEFAULT_MAX_HOSTS: usize = 256;
 
 /// Default cap on Exec commands running at once (`--max-execs`); each holds
 /// an SSH connection of its own (and an sshd process on the server).
@@ -145,6 +147,8 @@ pub struct Limits {
     pub max_watchers: usize,
     /// Exec commands running at once; more are refused.
     pub max_execs: usize,
+    /// Hosts known at once; more are refused by AddHost.
+    pub max_hosts: usize,
 }
 
 impl Default for Limits {
@@ -158,6 +162,7 @@ impl Default for Limits {
             max_tunnels: DEFAULT_MAX_TUNNELS,
             max_watchers: DEFAULT_MAX_WATCHERS,
             max_execs: DEFAULT_MAX_EXECS,
+            max_hosts: DEFAULT_MAX_HOSTS,
         }
     }
 }
@@ -183,17 +188,16 @@ pub struct Config {
     pub reloader: Option<Reloader>,
     /// Where the state store lives; `None`: tunneld keeps no state.
     pub state_dir: Option<std::path::PathBuf>,
+    /// What hosts added at runtime start from (the flags and ssh_config);
+    /// `None` (embedders, tests): hosts cannot be added.
+    pub host_defaults: Option<std::sync::Arc<HostDefaults>>,
 }
 
 impl Config {
-    /// Checks the whole configuration once everything is loaded: at least one host, and picks the default host
-    /// when there is only one.
+    /// Completes the configuration once everything is loaded: picks the
+    /// default host when there is only one. No host at all is fine: hosts
+    /// then come from the API (AddHost), the state store or a reload.
     pub fn finish(&mut self) -> Result<()> {
-        if self.hosts.is_empty() {
-            return Err(Error::Config(
-                "no SSH host configured: pass --ssh USER@HOST[:PORT] or --config FILE".into(),
-            ));
-        }
         if self.default_host.is_none() && self.hosts.len() == 1 {
             self.default_host = self.hosts.keys().next().cloned();
         }

@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime},
@@ -18,7 +18,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    config::{self, Config, Limits},
+    config::{self, Config, HostDefaults, Limits},
     error::{Error, Result},
     exec::{self, ExecOutput, ExecSpec},
     policy::BindPolicy,
@@ -32,13 +32,18 @@ use crate::{
     },
 };
 
-pub use self::reload::Reloaded;
+pub use self::{host_changes::HostRemoved, hosts::HostSource, reload::Reloaded};
+/// What AddHost asks for (the config's type: it resolves like `--ssh`).
+pub use crate::config::HostRequest;
 
 use self::{
+    hosts::Hosts,
     persist::{Persistence, worth_retrying},
     watch::{Bus, Change, NextTunnel, WatchFilter, Watcher},
 };
 
+mod host_changes;
+mod hosts;
 mod persist;
 mod reload;
 pub mod watch;
@@ -73,13 +78,15 @@ struct Opening {
 /// Bound on waiting for running commands to end at shutdown.
 const EXEC_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A host and how many tunnels run over it.
+/// A host, how many tunnels run over it, and where it comes from.
 #[derive(Debug, Clone)]
 pub struct HostStatus {
     /// The host's state.
     pub host: HostSnapshot,
     /// Open tunnels over it.
     pub tunnels: u32,
+    /// Who configured it.
+    pub source: HostSource,
 }
 
 /// What the daemon says about itself.
@@ -95,8 +102,10 @@ pub struct DaemonInfo {
 
 /// tunneld's core: hosts, tunnels, and running execs.
 pub struct Daemon {
-    hosts: BTreeMap<String, Arc<SshHost>>,
-    default_host: Option<String>,
+    /// The hosts known now: the config's and those added at runtime.
+    hosts: Hosts,
+    /// What a host added at runtime starts from; replaced at reload.
+    host_defaults: RwLock<Option<Arc<HostDefaults>>>,
     /// Shared with attachments, which remove their tunnel when dropped.
     tunnels: Arc<Registry>,
     limits: Limits,
@@ -143,29 +152,23 @@ impl Daemon {
     /// Must be called within a tokio runtime (it starts one task per host
     /// that publishes the host's changes).
     pub fn new(config: Config, shutdown: CancellationToken) -> Self {
-        let hosts: BTreeMap<String, Arc<SshHost>> = config
-            .hosts
-            .into_iter()
-            .map(|(name, h)| (name, Arc::new(SshHost::new(h, shutdown.child_token()))))
-            .collect();
         let bus = Bus::default();
         let tunnels: Arc<Registry> = Arc::default();
+        let hosts = Hosts::new(shutdown.clone(), bus.clone(), tunnels.clone());
+        for (_, h) in config.hosts {
+            // Names are unique in the config's map: no refusal here.
+            let _ = hosts.insert(h, HostSource::Config, false);
+        }
+        hosts.set_default(config.default_host);
         let persistence = Persistence::open(config.state_dir.as_deref(), &tunnels);
         let declared = persistence
             .declare(&tunnels, config.tunnels)
             .into_iter()
             .map(|(name, seq, print)| (name, (seq, print)))
             .collect();
-        for (name, host) in &hosts {
-            let span = tracing::info_span!(parent: None, "host_publish", host = %name);
-            tokio::spawn(
-                publish_host(host.clone(), tunnels.clone(), bus.clone(), shutdown.clone())
-                    .instrument(span),
-            );
-        }
-        Daemon {
+        let daemon = Daemon {
             hosts,
-            default_host: config.default_host,
+            host_defaults: RwLock::new(config.host_defaults),
             tunnels,
             capacity: Arc::new(Semaphore::new(config.limits.max_connections)),
             watchers: Arc::new(Semaphore::new(config.limits.max_watchers)),
@@ -185,7 +188,16 @@ impl Daemon {
             declared: Mutex::new(declared),
             reloader: config.reloader,
             reloading: tokio::sync::Mutex::new(()),
+        };
+        // Before any tunnel is restored: persisted tunnels may run over them.
+        daemon.restore_hosts();
+        if daemon.hosts.len() == 0 {
+            tracing::warn!(
+                "no SSH host configured: add one with `tunnelctl host add NAME --ssh USER@HOST[:PORT]`, \
+                 or start tunneld with --ssh or --config"
+            );
         }
+        daemon
     }
 
     /// Restores the persisted tunnels: tries each once and returns; those
@@ -241,7 +253,8 @@ impl Daemon {
         };
         let what = match source {
             TunnelSource::Declared => "declared tunnel",
-            _ => "persisted tunnel",
+            TunnelSource::Persisted => "persisted tunnel",
+            TunnelSource::Api => "tunnel",
         };
         match self.open(&record.host, record.spec.clone(), how).await {
             Ok((seq, t)) => match self.persistence.take(seq).and_then(|w| w.claim) {
@@ -277,19 +290,7 @@ impl Daemon {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        let known = || self.hosts.keys().cloned().collect::<Vec<_>>().join(", ");
-        let name = match (name, &self.default_host) {
-            ("", Some(d)) => d.as_str(),
-            ("", None) => return Err(Error::NoDefaultHost { known: known() }),
-            (n, _) => n,
-        };
-        self.hosts
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::HostNotFound {
-                name: name.to_string(),
-                known: known(),
-            })
+        self.hosts.get(name)
     }
 
     /// Runs a command on `host` (empty: the default host).
@@ -349,7 +350,7 @@ impl Daemon {
         options: OpenOptions,
     ) -> Result<TunnelSnapshot> {
         if options.persist {
-            self.persistence.store()?;
+            self.persistence.store("tunnel")?;
         }
         let claim = self.claim_name(options.name.as_deref())?;
         let how = Opening {
@@ -417,7 +418,7 @@ impl Daemon {
         };
         self.persistence.cover(seq).await;
         let store = if how.record {
-            Some(self.persistence.store()?)
+            Some(self.persistence.store("tunnel")?)
         } else {
             None
         };
@@ -436,6 +437,7 @@ impl Daemon {
             reconnect_wait: self.limits.reconnect_wait,
             capacity: self.capacity.clone(),
             observer: self.observer.clone(),
+            asked: spec.clone(),
         };
         // Opened in a task of its own: a caller that goes away (deadline,
         // cancel) while the server's reply is pending does not stop it
@@ -559,10 +561,7 @@ impl Daemon {
         // Subscribed before the state is read: a change in between is seen
         // twice rather than lost.
         let rx = self.bus.subscribe();
-        let hosts = self.hosts().into_iter().map(|h| Change::Host {
-            host: h.host,
-            tunnels: h.tunnels,
-        });
+        let hosts = self.hosts().into_iter().map(Change::Host);
         let watcher = if tunnel_id.is_empty() {
             // The tunnels are walked as they are sent, not copied here.
             let tunnels = self.tunnels.clone();
@@ -621,11 +620,9 @@ impl Daemon {
     fn hosts(&self) -> Vec<HostStatus> {
         let tunnels = self.tunnels.list();
         self.hosts
-            .values()
-            .map(|h| HostStatus {
-                host: h.snapshot(),
-                tunnels: tunnels.iter().filter(|t| t.host == h.config().name).count() as u32,
-            })
+            .list()
+            .into_iter()
+            .map(|(h, source)| host_status(&h, source, &tunnels))
             .collect()
     }
 
@@ -638,7 +635,7 @@ impl Daemon {
             return self.forget_waiting(key).await;
         };
         let store = match t.source {
-            TunnelSource::Persisted => Some(self.persistence.store()?),
+            TunnelSource::Persisted => Some(self.persistence.store("tunnel")?),
             TunnelSource::Declared => return Err(self.declared(&t.id, t.name.as_deref())),
             TunnelSource::Api => None,
         };
@@ -683,17 +680,19 @@ impl Daemon {
             let name = self.persistence.record(seq).and_then(|(r, _)| r.name);
             return Err(self.declared(&id_of(seq), name.as_deref()));
         }
-        let store = self.persistence.store()?;
-        Persistence::remove(store, seq).await?;
+        if source == TunnelSource::Persisted {
+            let store = self.persistence.store("tunnel")?;
+            Persistence::remove(store, seq).await?;
+        }
         let waiting = self
             .persistence
             .take(seq)
             .ok_or_else(|| Error::TunnelNotFound(key.to_string()))?;
         let r = waiting.record;
-        tracing::info!(tunnel = %id_of(seq), name = ?r.name, "persisted tunnel that was not running forgotten");
+        tracing::info!(tunnel = %id_of(seq), name = ?r.name, "tunnel that was not running forgotten");
         Ok(TunnelSnapshot::not_running(
             id_of(seq),
-            TunnelSource::Persisted,
+            source,
             r.name,
             r.host,
             &r.spec,
@@ -714,8 +713,8 @@ impl Daemon {
         futures_util::future::join_all(tunnels.iter().map(|t| t.close())).await;
         self.execs.close();
         let _ = tokio::time::timeout(EXEC_SHUTDOWN_TIMEOUT, self.execs.wait()).await;
-        for h in self.hosts.values() {
-            h.disconnect().await;
+        for h in self.hosts.drain() {
+            h.stop().await;
         }
         tracing::info!(
             tunnels = tunnels.len(),
@@ -733,30 +732,12 @@ impl Drop for OpeningGuard {
     }
 }
 
-/// Publishes every change of `host`'s connection on `bus`.
-async fn publish_host(
-    host: Arc<SshHost>,
-    tunnels: Arc<Registry>,
-    bus: Bus,
-    shutdown: CancellationToken,
-) {
-    let mut link = host.subscribe();
-    let span = tracing::debug_span!("publish_host", host = %host.config().name);
-    async move {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = link.changed() => if r.is_err() { break },
-            }
-            link.borrow_and_update();
-            let name = &host.config().name;
-            let count = tunnels.list().iter().filter(|t| &t.host == name).count();
-            bus.send(Change::Host {
-                host: host.snapshot(),
-                tunnels: count as u32,
-            });
-        }
+/// `host` as List shows it, counting its tunnels among `tunnels`.
+fn host_status(host: &SshHost, source: HostSource, tunnels: &[Arc<Tunnel>]) -> HostStatus {
+    let name = &host.config().name;
+    HostStatus {
+        host: host.snapshot(),
+        tunnels: tunnels.iter().filter(|t| &t.host == name).count() as u32,
+        source,
     }
-    .instrument(span)
-    .await
 }

@@ -20,7 +20,7 @@ use std::{
 use crate::{
     config::DeclaredTunnel,
     error::{Error, Result},
-    state::{Store, TunnelRecord},
+    state::{HostRecord, Store, TunnelRecord},
     tunnel::{NameClaim, Registry, TunnelSnapshot, TunnelSource, TunnelState, id_of},
 };
 
@@ -39,6 +39,8 @@ pub(super) struct Persistence {
     /// Persisted tunnels not running yet, by sequence number.
     // std Mutex: never held across an await.
     unrestored: Mutex<BTreeMap<u64, Unrestored>>,
+    /// The persisted hosts read at start, until the daemon takes them.
+    hosts: Mutex<Vec<HostRecord>>,
 }
 
 /// A persisted tunnel waiting to be restored, or a declared one waiting to
@@ -64,6 +66,7 @@ impl Persistence {
             missing: "tunneld runs without a state directory (--state-dir)".into(),
             reserved: AtomicU64::new(0),
             unrestored: Mutex::default(),
+            hosts: Mutex::default(),
         };
         let Some(dir) = dir else { return p };
         let store = match Store::open(dir).and_then(|s| s.load().map(|l| (s, l))) {
@@ -121,6 +124,17 @@ impl Persistence {
                 ),
             }
         }
+        let mut hosts = Vec::new();
+        for (name, record) in loaded.hosts {
+            match record {
+                Ok(r) => hosts.push(r),
+                Err(why) => tracing::error!(
+                    host = %name, store = %path,
+                    "persisted host cannot be read: {why}; it is kept but not added"
+                ),
+            }
+        }
+        p.hosts = Mutex::new(hosts);
         // New ids start past every id a run may have given; the first one
         // this run gives reserves a block (`cover`).
         registry.skip_to(last);
@@ -185,11 +199,12 @@ impl Persistence {
         declared_now
     }
 
-    /// The store, or why a tunnel cannot be persisted.
-    pub fn store(&self) -> Result<Arc<Store>> {
-        self.store
-            .clone()
-            .ok_or_else(|| Error::NoStateStore(self.missing.clone()))
+    /// The store, or why a tunnel (`what`: or a host) cannot be persisted.
+    pub fn store(&self, what: &'static str) -> Result<Arc<Store>> {
+        self.store.clone().ok_or_else(|| Error::NoStateStore {
+            what,
+            why: self.missing.clone(),
+        })
     }
 
     /// Reserves more ids when `seq` is past what the store has reserved.
@@ -270,6 +285,55 @@ impl Persistence {
                 )
             })
             .collect()
+    }
+
+    /// The persisted hosts read at start (once; later calls get none).
+    pub fn take_hosts(&self) -> Vec<HostRecord> {
+        std::mem::take(&mut *self.hosts.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts a tunnel that was running back to wait (its host replaced):
+    /// opened again with its id and name by `open_waiting`.
+    pub fn wait_again(
+        &self,
+        record: TunnelRecord,
+        source: TunnelSource,
+        claim: NameClaim,
+        why: &str,
+    ) {
+        self.unrestored().insert(
+            record.seq,
+            Unrestored {
+                record,
+                source,
+                state: TunnelState::Reconnecting,
+                detail: format!("being reopened: {why}"),
+                claim: Some(claim),
+            },
+        );
+    }
+
+    /// Sequence numbers of the waiting tunnels over host `host`.
+    pub fn waiting_over(&self, host: &str) -> Vec<u64> {
+        self.unrestored()
+            .iter()
+            .filter(|(_, u)| u.record.host == host)
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+
+    /// Records a host, durably.
+    pub async fn put_host(store: Arc<Store>, record: HostRecord) -> Result<()> {
+        tokio::task::spawn_blocking(move || store.put_host(&record))
+            .await
+            .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Forgets a host, durably.
+    pub async fn remove_host(store: Arc<Store>, name: String) -> Result<()> {
+        tokio::task::spawn_blocking(move || store.remove_host(&name))
+            .await
+            .map_err(|_| Error::ShuttingDown)?
     }
 
     /// Records a tunnel, durably.

@@ -1,13 +1,14 @@
-//! Reloading the config file (SIGHUP): the declared tunnels are compared
-//! with what runs, by name. An unchanged one keeps running, untouched (its
-//! connections carry on); a changed one is closed and opened as the file
-//! now says; a removed one is closed; a new one is opened (and retried like
-//! any declared tunnel). A file with any problem changes nothing: every
-//! problem is logged with its place and the running set stays as it was.
-//!
-//! Hosts are read at start only: a reload that adds, removes or changes a
-//! host says so in the log and leaves the hosts as they are (a declared
-//! tunnel over a host that is not there waits, FAILED, naming it).
+//! Reloading the config file (SIGHUP): the hosts, then the declared
+//! tunnels, are compared with what runs, by name. An unchanged one keeps
+//! running, untouched (its connections carry on); a changed host is
+//! replaced and its tunnels opened again over it with their ids, names and
+//! ports; a changed tunnel is closed and opened as the file now says; a
+//! removed one is closed (a persisted tunnel over a removed host waits for
+//! it); a new one is opened (and retried like any declared tunnel). A file
+//! with any problem changes nothing: every problem is logged with its place
+//! and the running set stays as it was. Hosts added at runtime are the
+//! API's: a reload neither changes nor removes them, and a file host of the
+//! same name waits (`hosts_pending`).
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -29,8 +30,14 @@ pub struct Reloaded {
     pub removed: Vec<String>,
     /// Opened: new in the file.
     pub added: Vec<String>,
-    /// Hosts added, removed or changed, which wait for a restart.
+    /// File hosts not applied: a host added at runtime has the name.
     pub hosts_pending: Vec<String>,
+    /// File hosts added.
+    pub hosts_added: Vec<String>,
+    /// File hosts replaced by their new settings.
+    pub hosts_changed: Vec<String>,
+    /// File hosts closed: no longer in the file.
+    pub hosts_removed: Vec<String>,
 }
 
 impl Daemon {
@@ -68,7 +75,8 @@ impl Daemon {
                 tracing::info!(
                     unchanged = ?done.unchanged, changed = ?done.changed,
                     removed = ?done.removed, added = ?done.added,
-                    hosts_pending = ?done.hosts_pending,
+                    hosts_added = ?done.hosts_added, hosts_changed = ?done.hosts_changed,
+                    hosts_removed = ?done.hosts_removed, hosts_pending = ?done.hosts_pending,
                     "config reloaded"
                 );
                 Ok(done)
@@ -82,18 +90,15 @@ impl Daemon {
         }
     }
 
-    /// Applies `config`'s declared tunnels over the running ones.
-    async fn reload(self: &Arc<Self>, config: Config) -> Reloaded {
-        let hosts_pending = self.note_host_changes(&config);
+    /// Applies `config`'s hosts and declared tunnels over the running ones.
+    async fn reload(self: &Arc<Self>, mut config: Config) -> Reloaded {
+        let mut done = Reloaded::default();
+        let removed_hosts = self.apply_hosts(&mut config, &mut done).await;
         let wanted: BTreeMap<String, Vec<u8>> = config
             .tunnels
             .iter()
             .map(|(name, d)| (name.clone(), fingerprint(name, d)))
             .collect();
-        let mut done = Reloaded {
-            hosts_pending,
-            ..Reloaded::default()
-        };
         let mut to_close = Vec::new();
         {
             let declared = self.declared.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,7 +141,51 @@ impl Daemon {
         }
         self.open_waiting(opened.into_iter().map(|(_, seq, _)| seq).collect())
             .await;
+        // Last: the declared tunnels over them are closed by now.
+        for name in removed_hosts {
+            self.drop_config_host(&name).await;
+            done.hosts_removed.push(name);
+        }
         done
+    }
+
+    /// Adds and replaces the file's hosts (and takes its defaults for
+    /// hosts added later); returns the names of the file hosts to remove,
+    /// once the declared tunnels over them are closed.
+    async fn apply_hosts(
+        self: &Arc<Self>,
+        config: &mut Config,
+        done: &mut Reloaded,
+    ) -> Vec<String> {
+        *self
+            .host_defaults
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config.host_defaults.clone();
+        let running = self.hosts.config_hosts();
+        let wanted = std::mem::take(&mut config.hosts);
+        let removed = running
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        for (name, host) in wanted {
+            match running.get(&name) {
+                Some(old) if old.config() == &host => {}
+                Some(_) => {
+                    self.replace_host(host).await;
+                    done.hosts_changed.push(name);
+                }
+                None => match self.add_config_host(host).await {
+                    Ok(()) => done.hosts_added.push(name),
+                    Err(e) => {
+                        tracing::warn!(host = %name, "file host not added: {e}");
+                        done.hosts_pending.push(name);
+                    }
+                },
+            }
+        }
+        self.hosts.set_default(config.default_host.clone());
+        removed
     }
 
     /// Closes the declared tunnel `seq`, running or waiting.
@@ -148,32 +197,5 @@ impl Daemon {
             self.persistence.take(seq);
         }
         tracing::info!(tunnel = %id, name, "declared tunnel closed: changed or removed in the config file");
-    }
-
-    /// Logs host changes, which take effect at the next start; returns
-    /// their names.
-    fn note_host_changes(&self, config: &Config) -> Vec<String> {
-        let mut changed: Vec<&str> = Vec::new();
-        for (name, host) in &self.hosts {
-            match config.hosts.get(name) {
-                Some(h) if format!("{h:?}") == format!("{:?}", host.config()) => {}
-                _ => changed.push(name),
-            }
-        }
-        changed.extend(
-            config
-                .hosts
-                .keys()
-                .filter(|n| !self.hosts.contains_key(*n))
-                .map(String::as_str),
-        );
-        if !changed.is_empty() {
-            tracing::warn!(
-                hosts = ?changed,
-                "hosts added, removed or changed in the config take effect at the next start; \
-                 the reload applies the declared tunnels only"
-            );
-        }
-        changed.into_iter().map(str::to_string).collect()
     }
 }

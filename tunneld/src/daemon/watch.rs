@@ -7,9 +7,9 @@ use std::{collections::VecDeque, time::Duration};
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use super::HostStatus;
 use crate::{
     logging::Throttle,
-    ssh::HostSnapshot,
     tunnel::{TunnelEvent, TunnelObserver, TunnelSnapshot, TunnelState},
 };
 
@@ -25,12 +25,7 @@ static LAGGING: Throttle = Throttle::new("watchers that fell behind", 5, Duratio
 #[derive(Debug, Clone)]
 pub enum Change {
     /// A host's connection state changed.
-    Host {
-        /// The host now.
-        host: HostSnapshot,
-        /// Open tunnels over it.
-        tunnels: u32,
-    },
+    Host(HostStatus),
     /// A tunnel was opened, changed state, or was closed.
     Tunnel(TunnelSnapshot),
     /// A tunnel's connection opened or closed.
@@ -108,7 +103,7 @@ impl WatchFilter {
             return true;
         };
         match change {
-            Change::Host { host: h, .. } => &h.name == host,
+            Change::Host(h) => &h.host.name == host,
             Change::Tunnel(t) => &t.id == id,
             Change::Connection { tunnel_id, .. } => tunnel_id == id,
         }

@@ -2,13 +2,16 @@
 //! request validation that belongs to the wire format (port ranges, defaults
 //! for empty fields).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use tunnel_proto::{clip::clipped, duration::BoundedDuration, pbjson_types, v1 as pb};
 
 use crate::{
     daemon::{
-        DaemonInfo, HostStatus, OpenOptions, Reloaded,
+        DaemonInfo, HostRemoved, HostRequest, HostSource, HostStatus, OpenOptions, Reloaded,
         watch::{Change, WatchEvent},
     },
     error::{Error, Result},
@@ -376,6 +379,9 @@ pub fn reloaded(done: Reloaded, tokens: usize) -> pb::ReloadResponse {
         added: done.added,
         hosts_pending: done.hosts_pending,
         tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
+        hosts_added: done.hosts_added,
+        hosts_changed: done.hosts_changed,
+        hosts_removed: done.hosts_removed,
     }
 }
 
@@ -429,7 +435,7 @@ pub fn watch_event(e: WatchEvent) -> pb::WatchResponse {
     use pb::watch_response::Event;
     let event = match e {
         WatchEvent::Change(c) => match *c {
-            Change::Host { host: h, tunnels } => Event::Host(host(HostStatus { host: h, tunnels })),
+            Change::Host(h) => Event::Host(host(h)),
             Change::Tunnel(t) => Event::Tunnel(tunnel(t)),
             Change::Connection { tunnel_id, event } => match connection_event(&tunnel_id, event) {
                 Connection::Opened(o) => Event::ConnectionOpened(o),
@@ -483,6 +489,72 @@ pub fn host(h: HostStatus) -> pb::SshHost {
             ConnectionState::Reconnecting { next_at, .. } => next_at.map(timestamp),
             _ => None,
         },
+        source: match h.source {
+            HostSource::Config => pb::HostSource::Config,
+            HostSource::Api => pb::HostSource::Api,
+            HostSource::Persisted => pb::HostSource::Persisted,
+        } as i32,
+    }
+}
+
+/// Longest destination, jump list or file path AddHost takes.
+const MAX_HOST_FIELD: usize = 4096;
+
+/// An AddHost request, checked: what to add, and whether to persist it.
+pub fn add_host_request(r: pb::AddHostRequest) -> Result<(HostRequest, bool)> {
+    tunnel_proto::name::check_host_name(&r.name).map_err(invalid)?;
+    let text = |field: &str, v: String| -> Result<Option<String>> {
+        if v.len() > MAX_HOST_FIELD {
+            return Err(invalid(format!(
+                "{field} is {} bytes long; at most {MAX_HOST_FIELD}",
+                v.len()
+            )));
+        }
+        if let Some(c) = v.chars().find(|c| c.is_control()) {
+            return Err(invalid(format!(
+                "{field} {} holds the control character {c:?}",
+                clipped(&v)
+            )));
+        }
+        Ok(Some(v).filter(|v| !v.is_empty()))
+    };
+    let path = |field: &str, v: String| -> Result<Option<PathBuf>> {
+        match text(field, v)? {
+            None => Ok(None),
+            Some(p) if p.starts_with('/') || p.starts_with("~/") => Ok(Some(PathBuf::from(p))),
+            Some(p) => Err(invalid(format!(
+                "{field} {} is relative; give an absolute path (or ~/...) on tunneld's machine",
+                clipped(&p)
+            ))),
+        }
+    };
+    let ssh = text("ssh", r.ssh)?.ok_or_else(|| {
+        invalid(format!(
+            "ssh is empty; give host {:?} a destination as ssh takes it, [user@]host[:port]",
+            r.name
+        ))
+    })?;
+    if ssh.chars().any(char::is_whitespace) {
+        return Err(invalid(format!(
+            "ssh {} holds a space; expected [user@]host[:port]",
+            clipped(&ssh)
+        )));
+    }
+    let request = HostRequest {
+        identity: path("identity_file", r.identity_file)?,
+        known_hosts: path("known_hosts_file", r.known_hosts_file)?,
+        jump: text("jump", r.jump)?,
+        name: r.name,
+        ssh,
+    };
+    Ok((request, r.persist))
+}
+
+/// What RemoveHost did.
+pub fn host_removed(r: HostRemoved) -> pb::RemoveHostResponse {
+    pb::RemoveHostResponse {
+        host: Some(host(r.host)),
+        closed: r.closed.into_iter().map(tunnel).collect(),
     }
 }
 

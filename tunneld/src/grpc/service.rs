@@ -251,6 +251,57 @@ impl TunnelService for TunnelApi {
             .await
     }
 
+    async fn add_host(
+        &self,
+        req: Request<pb::AddHostRequest>,
+    ) -> Result<Response<pb::AddHostResponse>, Status> {
+        let r = req.get_ref();
+        let detail = format!(
+            "add host {} {}{}",
+            tunnel_proto::clip::clipped(&r.name),
+            tunnel_proto::clip::clipped(&r.ssh),
+            if r.persist { " persist" } else { "" }
+        );
+        let host = r.name.clone();
+        let audit = Audit::new("AddHost", &req, &host, detail);
+        audit
+            .around(
+                async {
+                    let (request, persist) = convert::add_host_request(req.into_inner())?;
+                    let host = self.daemon.add_host(request, persist).await?;
+                    Ok(Response::new(pb::AddHostResponse {
+                        host: Some(convert::host(host)),
+                    }))
+                },
+                |_| String::new(),
+            )
+            .await
+    }
+
+    async fn remove_host(
+        &self,
+        req: Request<pb::RemoveHostRequest>,
+    ) -> Result<Response<pb::RemoveHostResponse>, Status> {
+        let r = req.get_ref();
+        let detail = format!(
+            "remove host {}{}",
+            tunnel_proto::clip::clipped(&r.name),
+            if r.force { " force" } else { "" }
+        );
+        let host = r.name.clone();
+        let audit = Audit::new("RemoveHost", &req, &host, detail);
+        audit
+            .around(
+                async {
+                    let r = req.into_inner();
+                    let removed = self.daemon.remove_host(&r.name, r.force).await?;
+                    Ok(Response::new(convert::host_removed(removed)))
+                },
+                |_| String::new(),
+            )
+            .await
+    }
+
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let watcher = self.daemon.watch(&req.into_inner().tunnel_id)?;
         let stream = futures_util::stream::unfold(watcher, |mut w| async move {

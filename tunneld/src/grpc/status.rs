@@ -38,10 +38,12 @@ impl From<Error> for Status {
             Error::Cancelled => Code::Cancelled,
             Error::Config(_) | Error::Io { .. } => Code::Internal,
             Error::StateStore { .. } => Code::Unavailable,
-            Error::NameTaken { .. } => Code::AlreadyExists,
-            Error::DeclaredTunnel { .. } | Error::NoStateStore(_) | Error::ConfigRejected(_) => {
-                Code::FailedPrecondition
-            }
+            Error::NameTaken { .. } | Error::HostExists { .. } => Code::AlreadyExists,
+            Error::DeclaredTunnel { .. }
+            | Error::NoStateStore { .. }
+            | Error::ConfigRejected(_)
+            | Error::ConfigHost { .. }
+            | Error::HostBusy { .. } => Code::FailedPrecondition,
         };
         Status::new(code, bounded(e.to_string()))
     }

@@ -13,6 +13,7 @@
 use std::{future::Future, sync::OnceLock};
 
 use tokio::runtime::{Builder, Handle};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Where a host's session and connections run.
@@ -25,13 +26,22 @@ pub enum HostThread {
     Shared,
 }
 
-/// One host's I/O thread, started on first use; it lives as long as the
-/// process (its tasks end with their tunnels and sessions).
+/// One host's I/O thread, started on first use; it ends when the host is
+/// dropped (a host removed at runtime), and with it whatever still runs
+/// there.
 #[derive(Debug)]
 pub struct IoThread {
     host: String,
     mode: HostThread,
     handle: OnceLock<Option<Handle>>,
+    /// Ends the thread's runtime when the host goes.
+    stop: CancellationToken,
+}
+
+impl Drop for IoThread {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl IoThread {
@@ -41,6 +51,7 @@ impl IoThread {
             host: host.to_string(),
             mode,
             handle: OnceLock::new(),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -49,7 +60,7 @@ impl IoThread {
     pub fn handle(&self) -> Handle {
         let own = self.handle.get_or_init(|| match self.mode {
             HostThread::Shared => None,
-            HostThread::Own => match start(&self.host) {
+            HostThread::Own => match start(&self.host, self.stop.clone()) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(host = %self.host, "cannot start the host's I/O thread ({e}); its connections run on the shared runtime");
@@ -74,9 +85,9 @@ impl IoThread {
     }
 }
 
-/// Starts a thread running a current-thread runtime forever and returns its
-/// handle.
-fn start(host: &str) -> std::io::Result<Handle> {
+/// Starts a thread running a current-thread runtime until `stop` and
+/// returns its handle.
+fn start(host: &str, stop: CancellationToken) -> std::io::Result<Handle> {
     let runtime = Builder::new_current_thread().enable_all().build()?;
     let handle = runtime.handle().clone();
     // Thread names are cut at 15 bytes by Linux; "ssh:" and the start of the
@@ -84,7 +95,7 @@ fn start(host: &str) -> std::io::Result<Handle> {
     let name: String = format!("ssh:{host}").chars().take(15).collect();
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        .spawn(move || runtime.block_on(stop.cancelled_owned()))?;
     Ok(handle)
 }
 
@@ -105,6 +116,31 @@ mod tests {
         let first = io.run(async { std::thread::current().id() }).await.unwrap();
         assert_eq!(again, first);
         assert_ne!(first, std::thread::current().id());
+    }
+
+    #[tokio::test]
+    async fn the_thread_ends_with_the_host() {
+        let io = IoThread::new("gone", HostThread::Own);
+        let thread = io.run(async { std::thread::current().id() }).await.unwrap();
+        let handle = io.handle();
+        drop(io);
+        // The runtime shuts down; a task spawned there afterwards never runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            drop(handle.spawn(async move {
+                let _ = tx.send(std::thread::current().id());
+            }));
+            match rx.await {
+                Err(_) => break,
+                Ok(id) => assert_eq!(id, thread),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the thread still runs"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]

@@ -79,7 +79,7 @@ const DEFAULT_EXEC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// server. One type for the defaults (from flags) and for each host (the
 /// defaults with the host's own overrides applied), so a setting is written
 /// once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostSettings {
     /// Private key files offered in this order (OpenSSH's `IdentityFile`;
     /// OpenSSH format: ed25519, ECDSA or RSA). A file that is missing is
@@ -159,7 +159,7 @@ impl HostSettings {
 }
 
 /// One SSH server tunneld can connect to: where it is, and its settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
     /// Name requests use for it.
     pub name: String,

@@ -5,6 +5,7 @@
 //!
 //! Tables:
 //! - `tunnels`: sequence number → a [`TunnelRecord`]'s bytes;
+//! - `hosts`: host name → a [`HostRecord`]'s bytes;
 //! - `meta`: `ids_reserved` → the highest sequence number any run may have
 //!   given out, so ids are never reused across restarts.
 
@@ -16,10 +17,11 @@ use std::{
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::record::TunnelRecord;
+use super::{host_record::HostRecord, record::TunnelRecord};
 use crate::error::{Error, Result};
 
 const TUNNELS: TableDefinition<u64, &[u8]> = TableDefinition::new("tunnels");
+const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const IDS_RESERVED: &str = "ids_reserved";
 
@@ -31,6 +33,8 @@ pub(super) const STORE_FILE: &str = "tunneld.redb";
 pub(crate) struct Loaded {
     /// Every record by sequence number: read, or why it could not be.
     pub tunnels: Vec<(u64, std::result::Result<TunnelRecord, String>)>,
+    /// Every host record by name: read, or why it could not be.
+    pub hosts: Vec<(String, std::result::Result<HostRecord, String>)>,
     /// No sequence number up to this one may be given out again.
     pub ids_reserved: u64,
 }
@@ -82,6 +86,7 @@ impl Store {
         // missing one.
         store.write(|txn| {
             txn.open_table(TUNNELS)?;
+            txn.open_table(HOSTS)?;
             txn.open_table(META)?;
             Ok(())
         })?;
@@ -123,6 +128,15 @@ impl Store {
                     .tunnels
                     .push((seq.value(), TunnelRecord::decode(bytes.value())));
             }
+            for entry in txn.open_table(HOSTS)?.iter()? {
+                let (name, bytes) = entry?;
+                let name = name.value().to_string();
+                let record = HostRecord::decode(bytes.value()).and_then(|r| match r.name == name {
+                    true => Ok(r),
+                    false => Err(format!("the record names host {:?}", r.name)),
+                });
+                loaded.hosts.push((name, record));
+            }
             if let Some(n) = txn.open_table(META)?.get(IDS_RESERVED)? {
                 loaded.ids_reserved = n.value();
             }
@@ -145,6 +159,24 @@ impl Store {
     pub fn remove(&self, seq: u64) -> Result<()> {
         self.write(|txn| {
             txn.open_table(TUNNELS)?.remove(seq)?;
+            Ok(())
+        })
+    }
+
+    /// Records a host (replacing a record of the same name).
+    pub fn put_host(&self, record: &HostRecord) -> Result<()> {
+        let bytes = record.encode();
+        self.write(|txn| {
+            txn.open_table(HOSTS)?
+                .insert(record.name.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a host; forgetting one that is not there is no error.
+    pub fn remove_host(&self, name: &str) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(HOSTS)?.remove(name)?;
             Ok(())
         })
     }
@@ -192,6 +224,17 @@ mod tests {
             store.remove(1).expect("remove");
             store.remove(99).expect("removing nothing");
             store.reserve_ids(1024).expect("reserve");
+            let host = |name: &str| HostRecord {
+                name: name.into(),
+                ssh: "u@h:22".into(),
+                identity: None,
+                known_hosts: None,
+                jump: None,
+            };
+            store.put_host(&host("a")).expect("put host");
+            store.put_host(&host("b")).expect("put host");
+            store.remove_host("a").expect("remove host");
+            store.remove_host("zz").expect("removing no host");
         }
         let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
@@ -199,6 +242,9 @@ mod tests {
         let store = Store::open(&dir).expect("reopen");
         let loaded = store.load().expect("load");
         assert_eq!(loaded.ids_reserved, 1024);
+        assert_eq!(loaded.hosts.len(), 1);
+        assert_eq!(loaded.hosts[0].0, "b");
+        assert_eq!(loaded.hosts[0].1.as_ref().expect("host").ssh, "u@h:22");
         assert_eq!(loaded.tunnels.len(), 1);
         let (seq, r) = &loaded.tunnels[0];
         assert_eq!(*seq, 2);

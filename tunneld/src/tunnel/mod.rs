@@ -74,6 +74,9 @@ pub struct TunnelOptions {
     pub name: Option<String>,
     /// Who asked for the tunnel and what keeps it.
     pub source: TunnelSource,
+    /// The forward as asked, to open it again elsewhere (its host
+    /// replaced at reload).
+    pub asked: ForwardSpec,
 }
 
 /// Who asked for a tunnel, and so what keeps it across restarts.
@@ -199,6 +202,9 @@ pub struct Tunnel {
     pub created_at: SystemTime,
     /// Traffic counters.
     pub counters: Arc<TunnelCounters>,
+    /// The forward as asked ([`ForwardSpec::bound_as`] gives it with the
+    /// ports it got).
+    pub asked: ForwardSpec,
     /// Cancelled to close the tunnel and all its connections.
     pub(super) cancel: CancellationToken,
     /// The tunnel's tasks (listener and connections), awaited on close.
@@ -275,6 +281,11 @@ pub struct TunnelSnapshot {
 }
 
 impl Tunnel {
+    /// Whether an [`Attachment`] owns it (it ends with its caller).
+    pub fn is_attached(&self) -> bool {
+        self.attached
+    }
+
     /// A new open tunnel whose token is a child of `parent`.
     pub fn new(
         id: String,
@@ -303,6 +314,7 @@ impl Tunnel {
             remote,
             created_at: SystemTime::now(),
             counters: Default::default(),
+            asked: options.asked,
             cancel: parent.child_token(),
             tasks: TaskTracker::new(),
             buffers: RelayBuffers {

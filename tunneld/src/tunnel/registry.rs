@@ -115,6 +115,27 @@ impl Registry {
         Some(t)
     }
 
+    /// Removes the tunnel `seq` but keeps holding its name, for the caller
+    /// to open it again under the same name (its host replaced).
+    pub fn take_keeping_name(self: &Arc<Self>, seq: u64) -> Option<(Arc<Tunnel>, NameClaim)> {
+        let t = self.map().tunnels.remove(&seq)?;
+        let claim = NameClaim {
+            registry: self.clone(),
+            name: t.name.clone(),
+        };
+        Some((t, claim))
+    }
+
+    /// The tunnels over host `host`, with their sequence numbers.
+    pub fn over_host(&self, host: &str) -> Vec<(u64, Arc<Tunnel>)> {
+        self.map()
+            .tunnels
+            .iter()
+            .filter(|(_, t)| t.host == host)
+            .map(|(s, t)| (*s, t.clone()))
+            .collect()
+    }
+
     /// Removes and returns every tunnel.
     pub fn drain(&self) -> Vec<Arc<Tunnel>> {
         let mut map = self.map();

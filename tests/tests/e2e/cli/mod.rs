@@ -21,6 +21,7 @@ mod errors;
 mod exec;
 mod exec_stream;
 mod forward_forms;
+mod host;
 mod hosts_status;
 mod limits;
 mod list_close;

@@ -9,8 +9,9 @@ semantics of OpenSSH's `ssh host cmd`, `ssh -L` and `ssh -R`.
 
 Conventions:
 - A request names an SSH host by the name tunneld knows it under (the
-  `[hosts.NAME]` tables of its config file, or `default` for the host given
-  with `--ssh`). An empty `host` selects the default host.
+  `[hosts.NAME]` tables of its config file, `default` for the host given
+  with `--ssh`, or the name given to AddHost). An empty `host` selects the
+  default host.
 - Ports are TCP ports, 1..65535; where a field says so, 0 means "pick one".
 - Errors are gRPC statuses: INVALID_ARGUMENT (bad request), NOT_FOUND
   (unknown tunnel or host), ALREADY_EXISTS (local port in use),
@@ -158,6 +159,42 @@ carried when the link died are closed.
 """
 Global___TunnelState: _TypeAlias = TunnelState  # noqa: Y015
 
+class _HostSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HostSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HostSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOST_SOURCE_UNSPECIFIED: _HostSource.ValueType  # 0
+    """Never sent."""
+    HOST_SOURCE_CONFIG: _HostSource.ValueType  # 1
+    """tunneld's config file, --ssh or ssh_config (--ssh-config-hosts):
+    changed by editing them and reloading.
+    """
+    HOST_SOURCE_API: _HostSource.ValueType  # 2
+    """Added through the API (AddHost); gone when tunneld stops."""
+    HOST_SOURCE_PERSISTED: _HostSource.ValueType  # 3
+    """Added through the API with persist: added again at every start until
+    removed.
+    """
+
+class HostSource(_HostSource, metaclass=_HostSourceEnumTypeWrapper):
+    """HostSource says who configured a host and what keeps it."""
+
+HOST_SOURCE_UNSPECIFIED: HostSource.ValueType  # 0
+"""Never sent."""
+HOST_SOURCE_CONFIG: HostSource.ValueType  # 1
+"""tunneld's config file, --ssh or ssh_config (--ssh-config-hosts):
+changed by editing them and reloading.
+"""
+HOST_SOURCE_API: HostSource.ValueType  # 2
+"""Added through the API (AddHost); gone when tunneld stops."""
+HOST_SOURCE_PERSISTED: HostSource.ValueType  # 3
+"""Added through the API with persist: added again at every start until
+removed.
+"""
+Global___HostSource: _TypeAlias = HostSource  # noqa: Y015
+
 class _SshConnectionState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -205,6 +242,141 @@ restores them.
 Global___SshConnectionState: _TypeAlias = SshConnectionState  # noqa: Y015
 
 @_typing.final
+class AddHostRequest(_message.Message):
+    """AddHostRequest describes an SSH host to add."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SSH_FIELD_NUMBER: _builtins.int
+    IDENTITY_FILE_FIELD_NUMBER: _builtins.int
+    KNOWN_HOSTS_FILE_FIELD_NUMBER: _builtins.int
+    JUMP_FIELD_NUMBER: _builtins.int
+    PERSIST_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name requests will use for the host: 1 to 63 characters of
+    [A-Za-z0-9._-], not starting with '-' or '.'.
+    """
+    ssh: _builtins.str
+    """Destination as `ssh` takes it: [user@]host[:port], or an ssh_config
+    alias.
+    """
+    identity_file: _builtins.str
+    """Private key file on tunneld's machine; empty: ssh_config's or tunneld's
+    --identity (OpenSSH's defaults).
+    """
+    known_hosts_file: _builtins.str
+    """known_hosts file on tunneld's machine; empty: ssh_config's or tunneld's
+    --known-hosts.
+    """
+    jump: _builtins.str
+    """Jump hosts as `ssh -J` takes them: comma-separated [user@]host[:port]
+    hops, each the name of a known host or a destination; "none" for none;
+    empty: ssh_config's ProxyJump, if any.
+    """
+    persist: _builtins.bool
+    """Record the host in the state store, so it is added again at every
+    start until removed.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        ssh: _builtins.str = ...,
+        identity_file: _builtins.str = ...,
+        known_hosts_file: _builtins.str = ...,
+        jump: _builtins.str = ...,
+        persist: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_file", b"identity_file", "jump", b"jump", "known_hosts_file", b"known_hosts_file", "name", b"name", "persist", b"persist", "ssh", b"ssh"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddHostRequest: _TypeAlias = AddHostRequest  # noqa: Y015
+
+@_typing.final
+class AddHostResponse(_message.Message):
+    """AddHostResponse returns the added host."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def host(self) -> Global___SshHost:
+        """The host as added; it connects on first use (state IDLE)."""
+
+    def __init__(
+        self,
+        *,
+        host: Global___SshHost | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddHostResponse: _TypeAlias = AddHostResponse  # noqa: Y015
+
+@_typing.final
+class RemoveHostRequest(_message.Message):
+    """RemoveHostRequest names a host to remove."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The host's name."""
+    force: _builtins.bool
+    """Close the host's tunnels (forgetting persisted ones) instead of refusing."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveHostRequest: _TypeAlias = RemoveHostRequest  # noqa: Y015
+
+@_typing.final
+class RemoveHostResponse(_message.Message):
+    """RemoveHostResponse reports the removed host and the tunnels closed with it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_FIELD_NUMBER: _builtins.int
+    CLOSED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def host(self) -> Global___SshHost:
+        """The host as it was when removed."""
+
+    @_builtins.property
+    def closed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tunnel]:
+        """The tunnels closed with it, with their final counters."""
+
+    def __init__(
+        self,
+        *,
+        host: Global___SshHost | None = ...,
+        closed: _abc.Iterable[Global___Tunnel] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "host", b"host"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveHostResponse: _TypeAlias = RemoveHostResponse  # noqa: Y015
+
+@_typing.final
 class ReloadRequest(_message.Message):
     """ReloadRequest asks tunneld to read its config file again."""
 
@@ -233,6 +405,9 @@ class ReloadResponse(_message.Message):
     ADDED_FIELD_NUMBER: _builtins.int
     HOSTS_PENDING_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
+    HOSTS_ADDED_FIELD_NUMBER: _builtins.int
+    HOSTS_CHANGED_FIELD_NUMBER: _builtins.int
+    HOSTS_REMOVED_FIELD_NUMBER: _builtins.int
     tokens: _builtins.int
     """Tokens in the token file now, when tunneld has one; 0 otherwise."""
     @_builtins.property
@@ -253,9 +428,23 @@ class ReloadResponse(_message.Message):
 
     @_builtins.property
     def hosts_pending(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Hosts added, removed or changed in the file, which take effect at the
-        next start.
+        """Hosts of the file the reload could not apply: the name is taken by a
+        host added with AddHost (remove it, then reload again).
         """
+
+    @_builtins.property
+    def hosts_added(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hosts of the file added."""
+
+    @_builtins.property
+    def hosts_changed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hosts of the file replaced by their new settings; their tunnels were
+        reopened with the same ids, names and ports.
+        """
+
+    @_builtins.property
+    def hosts_removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hosts no longer in the file, closed with their tunnels."""
 
     def __init__(
         self,
@@ -266,10 +455,13 @@ class ReloadResponse(_message.Message):
         added: _abc.Iterable[_builtins.str] | None = ...,
         hosts_pending: _abc.Iterable[_builtins.str] | None = ...,
         tokens: _builtins.int = ...,
+        hosts_added: _abc.Iterable[_builtins.str] | None = ...,
+        hosts_changed: _abc.Iterable[_builtins.str] | None = ...,
+        hosts_removed: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "changed", b"changed", "hosts_pending", b"hosts_pending", "removed", b"removed", "tokens", b"tokens", "unchanged", b"unchanged"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "changed", b"changed", "hosts_added", b"hosts_added", "hosts_changed", b"hosts_changed", "hosts_pending", b"hosts_pending", "hosts_removed", b"hosts_removed", "removed", b"removed", "tokens", b"tokens", "unchanged", b"unchanged"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1617,6 +1809,7 @@ class SshHost(_message.Message):
     RECONNECT_ATTEMPT_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     VIA_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name requests use for this host ("default" for the host given by --ssh)."""
     address: _builtins.str
@@ -1629,6 +1822,8 @@ class SshHost(_message.Message):
     """Number of open tunnels over this host."""
     reconnect_attempt: _builtins.int
     """While RECONNECTING: the attempt under way or next (from 1)."""
+    source: Global___HostSource.ValueType
+    """Where the host comes from, and so whether it survives a restart."""
     @_builtins.property
     def connected_at(self) -> _timestamp_pb2.Timestamp:
         """When the current connection was established; unset when not connected."""
@@ -1655,10 +1850,11 @@ class SshHost(_message.Message):
         reconnect_attempt: _builtins.int = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
         via: _abc.Iterable[_builtins.str] | None = ...,
+        source: Global___HostSource.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected_at", b"connected_at", "name", b"name", "next_attempt_at", b"next_attempt_at", "reconnect_attempt", b"reconnect_attempt", "state", b"state", "state_detail", b"state_detail", "tunnels", b"tunnels", "via", b"via"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected_at", b"connected_at", "name", b"name", "next_attempt_at", b"next_attempt_at", "reconnect_attempt", b"reconnect_attempt", "source", b"source", "state", b"state", "state_detail", b"state_detail", "tunnels", b"tunnels", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -90,6 +90,16 @@ class TunnelServiceStub:
                 request_serializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadRequest.SerializeToString,
                 response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadResponse.FromString,
                 _registered_method=True)
+        self.AddHost = channel.unary_unary(
+                '/tunnel.v1.TunnelService/AddHost',
+                request_serializer=tunnel_dot_v1_dot_tunnel__pb2.AddHostRequest.SerializeToString,
+                response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.AddHostResponse.FromString,
+                _registered_method=True)
+        self.RemoveHost = channel.unary_unary(
+                '/tunnel.v1.TunnelService/RemoveHost',
+                request_serializer=tunnel_dot_v1_dot_tunnel__pb2.RemoveHostRequest.SerializeToString,
+                response_deserializer=tunnel_dot_v1_dot_tunnel__pb2.RemoveHostResponse.FromString,
+                _registered_method=True)
 
 
 class TunnelServiceServicer:
@@ -219,9 +229,34 @@ class TunnelServiceServicer:
         its declared tunnels: unchanged ones keep running untouched, changed
         ones are replaced, removed ones closed, new ones opened. A file with any
         problem changes nothing: FAILED_PRECONDITION with every problem, one a
-        line, as FILE:LINE:COL: message. Then the token file, when there is
-        one, is read again. Hosts are read at start only: hosts_pending names
-        those whose change waits for a restart.
+        line, as FILE:LINE:COL: message. The file's hosts are applied too: a
+        changed host is replaced and the tunnels over it reopened with their
+        ids, names and ports; a removed host is closed with its tunnels (a
+        persisted one waits for the host to come back). Then the token file,
+        when there is one, is read again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddHost(self, request, context):
+        """AddHost adds an SSH host while tunneld runs, as `ssh [user@]host[:port]`
+        would reach it (ssh_config applies, then tunneld's flags, then the
+        request's own fields). The host connects on first use. A name taken by
+        another host is ALREADY_EXISTS; with persist, the host is recorded in
+        the state store and added again at every start, before the persisted
+        tunnels are restored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveHost(self, request, context):
+        """RemoveHost closes a host added with AddHost: its connections end and it
+        is forgotten by the state store. A host with tunnels is refused
+        (FAILED_PRECONDITION) unless force is set, which closes them first
+        (persisted ones are forgotten too). A host of the config file or --ssh
+        cannot be removed here (FAILED_PRECONDITION): edit the file and reload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -284,6 +319,16 @@ def add_TunnelServiceServicer_to_server(servicer, server):
                     servicer.Reload,
                     request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadRequest.FromString,
                     response_serializer=tunnel_dot_v1_dot_tunnel__pb2.ReloadResponse.SerializeToString,
+            ),
+            'AddHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddHost,
+                    request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.AddHostRequest.FromString,
+                    response_serializer=tunnel_dot_v1_dot_tunnel__pb2.AddHostResponse.SerializeToString,
+            ),
+            'RemoveHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveHost,
+                    request_deserializer=tunnel_dot_v1_dot_tunnel__pb2.RemoveHostRequest.FromString,
+                    response_serializer=tunnel_dot_v1_dot_tunnel__pb2.RemoveHostResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -584,6 +629,60 @@ class TunnelService:
             '/tunnel.v1.TunnelService/Reload',
             tunnel_dot_v1_dot_tunnel__pb2.ReloadRequest.SerializeToString,
             tunnel_dot_v1_dot_tunnel__pb2.ReloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunnel.v1.TunnelService/AddHost',
+            tunnel_dot_v1_dot_tunnel__pb2.AddHostRequest.SerializeToString,
+            tunnel_dot_v1_dot_tunnel__pb2.AddHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunnel.v1.TunnelService/RemoveHost',
+            tunnel_dot_v1_dot_tunnel__pb2.RemoveHostRequest.SerializeToString,
+            tunnel_dot_v1_dot_tunnel__pb2.RemoveHostResponse.FromString,
             options,
             channel_credentials,
             insecure,

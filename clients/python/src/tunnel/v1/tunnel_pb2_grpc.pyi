@@ -9,8 +9,9 @@ semantics of OpenSSH's `ssh host cmd`, `ssh -L` and `ssh -R`.
 
 Conventions:
 - A request names an SSH host by the name tunneld knows it under (the
-  `[hosts.NAME]` tables of its config file, or `default` for the host given
-  with `--ssh`). An empty `host` selects the default host.
+  `[hosts.NAME]` tables of its config file, `default` for the host given
+  with `--ssh`, or the name given to AddHost). An empty `host` selects the
+  default host.
 - Ports are TCP ports, 1..65535; where a field says so, 0 means "pick one".
 - Errors are gRPC statuses: INVALID_ARGUMENT (bad request), NOT_FOUND
   (unknown tunnel or host), ALREADY_EXISTS (local port in use),
@@ -131,9 +132,26 @@ class TunnelServiceStub:
     its declared tunnels: unchanged ones keep running untouched, changed
     ones are replaced, removed ones closed, new ones opened. A file with any
     problem changes nothing: FAILED_PRECONDITION with every problem, one a
-    line, as FILE:LINE:COL: message. Then the token file, when there is
-    one, is read again. Hosts are read at start only: hosts_pending names
-    those whose change waits for a restart.
+    line, as FILE:LINE:COL: message. The file's hosts are applied too: a
+    changed host is replaced and the tunnels over it reopened with their
+    ids, names and ports; a removed host is closed with its tunnels (a
+    persisted one waits for the host to come back). Then the token file,
+    when there is one, is read again.
+    """
+    AddHost: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.AddHostRequest, _tunnel_pb2.AddHostResponse]
+    """AddHost adds an SSH host while tunneld runs, as `ssh [user@]host[:port]`
+    would reach it (ssh_config applies, then tunneld's flags, then the
+    request's own fields). The host connects on first use. A name taken by
+    another host is ALREADY_EXISTS; with persist, the host is recorded in
+    the state store and added again at every start, before the persisted
+    tunnels are restored.
+    """
+    RemoveHost: _grpc.UnaryUnaryMultiCallable[_tunnel_pb2.RemoveHostRequest, _tunnel_pb2.RemoveHostResponse]
+    """RemoveHost closes a host added with AddHost: its connections end and it
+    is forgotten by the state store. A host with tunnels is refused
+    (FAILED_PRECONDITION) unless force is set, which closes them first
+    (persisted ones are forgotten too). A host of the config file or --ssh
+    cannot be removed here (FAILED_PRECONDITION): edit the file and reload.
     """
 
 @_typing.type_check_only
@@ -222,9 +240,26 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     its declared tunnels: unchanged ones keep running untouched, changed
     ones are replaced, removed ones closed, new ones opened. A file with any
     problem changes nothing: FAILED_PRECONDITION with every problem, one a
-    line, as FILE:LINE:COL: message. Then the token file, when there is
-    one, is read again. Hosts are read at start only: hosts_pending names
-    those whose change waits for a restart.
+    line, as FILE:LINE:COL: message. The file's hosts are applied too: a
+    changed host is replaced and the tunnels over it reopened with their
+    ids, names and ports; a removed host is closed with its tunnels (a
+    persisted one waits for the host to come back). Then the token file,
+    when there is one, is read again.
+    """
+    AddHost: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.AddHostRequest, _tunnel_pb2.AddHostResponse]  # type: ignore[assignment]
+    """AddHost adds an SSH host while tunneld runs, as `ssh [user@]host[:port]`
+    would reach it (ssh_config applies, then tunneld's flags, then the
+    request's own fields). The host connects on first use. A name taken by
+    another host is ALREADY_EXISTS; with persist, the host is recorded in
+    the state store and added again at every start, before the persisted
+    tunnels are restored.
+    """
+    RemoveHost: _aio.UnaryUnaryMultiCallable[_tunnel_pb2.RemoveHostRequest, _tunnel_pb2.RemoveHostResponse]  # type: ignore[assignment]
+    """RemoveHost closes a host added with AddHost: its connections end and it
+    is forgotten by the state store. A host with tunnels is refused
+    (FAILED_PRECONDITION) unless force is set, which closes them first
+    (persisted ones are forgotten too). A host of the config file or --ssh
+    cannot be removed here (FAILED_PRECONDITION): edit the file and reload.
     """
 
 class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -376,9 +411,38 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
         its declared tunnels: unchanged ones keep running untouched, changed
         ones are replaced, removed ones closed, new ones opened. A file with any
         problem changes nothing: FAILED_PRECONDITION with every problem, one a
-        line, as FILE:LINE:COL: message. Then the token file, when there is
-        one, is read again. Hosts are read at start only: hosts_pending names
-        those whose change waits for a restart.
+        line, as FILE:LINE:COL: message. The file's hosts are applied too: a
+        changed host is replaced and the tunnels over it reopened with their
+        ids, names and ports; a removed host is closed with its tunnels (a
+        persisted one waits for the host to come back). Then the token file,
+        when there is one, is read again.
+        """
+
+    @_abc_1.abstractmethod
+    def AddHost(
+        self,
+        request: _tunnel_pb2.AddHostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tunnel_pb2.AddHostResponse, _abc.Awaitable[_tunnel_pb2.AddHostResponse]]:
+        """AddHost adds an SSH host while tunneld runs, as `ssh [user@]host[:port]`
+        would reach it (ssh_config applies, then tunneld's flags, then the
+        request's own fields). The host connects on first use. A name taken by
+        another host is ALREADY_EXISTS; with persist, the host is recorded in
+        the state store and added again at every start, before the persisted
+        tunnels are restored.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveHost(
+        self,
+        request: _tunnel_pb2.RemoveHostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tunnel_pb2.RemoveHostResponse, _abc.Awaitable[_tunnel_pb2.RemoveHostResponse]]:
+        """RemoveHost closes a host added with AddHost: its connections end and it
+        is forgotten by the state store. A host with tunnels is refused
+        (FAILED_PRECONDITION) unless force is set, which closes them first
+        (persisted ones are forgotten too). A host of the config file or --ssh
+        cannot be removed here (FAILED_PRECONDITION): edit the file and reload.
         """
 
 def add_TunnelServiceServicer_to_server(servicer: TunnelServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
