@@ -186,6 +186,12 @@ impl Hosts {
                 },
             )
         };
+        // Watchers learn of the new host at once, not at its first change.
+        self.bus.send(Change::Host(HostStatus {
+            host: host.snapshot(),
+            tunnels: 0,
+            source,
+        }));
         let span = tracing::info_span!(parent: None, "host_publish", host = %name);
         tokio::spawn(
             publish_host(
