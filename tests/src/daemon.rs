@@ -629,6 +629,12 @@ impl TunneldBuilder {
             cmd.arg("--state-dir")
                 .arg(self.state_dir.clone().unwrap_or_else(|| dir.join("state")));
         }
+        // Tests stop tunneld at once unless they are about the drain (and
+        // set --drain-timeout themselves).
+        let drain_flag = self.args.iter().any(|a| a.starts_with("--drain-timeout"));
+        if !drain_flag && knows_flag(bin, "--drain-timeout") {
+            cmd.arg("--drain-timeout").arg("0");
+        }
         let audit = self.audit_log.then(|| dir.join(AUDIT_LOG_NAME));
         if let Some(path) = &audit {
             cmd.arg("--audit-log").arg(path);

@@ -52,6 +52,7 @@ use daemon::Daemon;
 
 // What the binary and embedders use: build a Config, bind the API, run.
 pub use config::Config;
+pub use daemon::{Lifecycle, Phase};
 pub use error::{CertificateProblem, Error, HostKeyProblem, Result};
 pub use server::listen::bind as bind_api;
 pub use server::{
@@ -76,6 +77,19 @@ pub mod parsers {
     }
 }
 
+/// How a running tunneld is stopped, and where it is in its life.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Cancelled to drain (the first SIGTERM): no new connections, the
+    /// open ones get the config's `drain_timeout`, then tunneld stops.
+    pub drain: CancellationToken,
+    /// Cancelled to stop now (a second SIGTERM, or after the drain).
+    pub shutdown: CancellationToken,
+    /// Starting, ready, reloading, draining, stopping: for systemd's
+    /// notifications and health checks.
+    pub lifecycle: Lifecycle,
+}
+
 /// Runs tunneld on `listener`, open to callers as `access` allows, with
 /// `config` until `shutdown` is cancelled; returns once every tunnel and SSH
 /// connection is closed.
@@ -85,7 +99,43 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let daemon = Arc::new(Daemon::new(config, shutdown.clone()));
+    let control = Control {
+        shutdown,
+        ..Control::default()
+    };
+    run_with(listener, access, config, control).await
+}
+
+/// [`run`], drained first when `control.drain` is cancelled, its phases
+/// on `control.lifecycle`.
+pub async fn run_with(
+    listener: ApiListener,
+    access: ApiAccess,
+    config: Config,
+    control: Control,
+) -> Result<()> {
+    let Control {
+        drain,
+        shutdown,
+        lifecycle,
+    } = control;
+    let drain_timeout = config.drain_timeout;
+    sys::systemd::spawn_watchdog(shutdown.clone());
+    let daemon = Arc::new(Daemon::new(config, shutdown.clone(), lifecycle));
+    // The first stop signal drains, then stops; a second cuts it short.
+    tokio::spawn({
+        let daemon = daemon.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = drain.cancelled() => {
+                    daemon.drain(drain_timeout, shutdown.cancelled()).await;
+                    shutdown.cancel();
+                }
+                () = shutdown.cancelled() => {}
+            }
+        }
+    });
     // Restored while the API already answers: a caller may list them (a
     // tunnel not restored yet shows as FAILED, with why) or close them.
     tokio::spawn({

@@ -167,6 +167,12 @@ pub struct Flags {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub reconnect_wait: Duration,
 
+    /// On SIGTERM, how long the connections open get to end (no new ones
+    /// are taken meanwhile) before tunneld closes them and exits; a second
+    /// SIGTERM stops at once. 0: no wait.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration_or_zero)]
+    pub drain_timeout: Duration,
+
     /// How long an SSH connection that ran an Exec stays open for the next
     /// one (each Exec holds a connection of its own while it runs, so a
     /// caller that reads slowly slows only its own command; up to 4 idle

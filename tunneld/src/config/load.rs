@@ -87,6 +87,7 @@ pub fn check(flags: &Flags) -> Result<Config, Vec<ConfigError>> {
     config.limits.max_watchers = flags.max_watchers;
     config.limits.max_execs = flags.max_execs;
     config.limits.max_hosts = flags.max_hosts;
+    config.drain_timeout = flags.drain_timeout;
     config.spill = SpillPolicy::new(
         flags
             .spill_dir

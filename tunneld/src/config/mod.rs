@@ -188,6 +188,8 @@ pub struct Config {
     pub reloader: Option<Reloader>,
     /// Where the state store lives; `None`: tunneld keeps no state.
     pub state_dir: Option<std::path::PathBuf>,
+    /// How long open connections get to end on the first SIGTERM.
+    pub drain_timeout: Duration,
     /// What hosts added at runtime start from (the flags and ssh_config);
     /// `None` (embedders, tests): hosts cannot be added.
     pub host_defaults: Option<std::sync::Arc<HostDefaults>>,

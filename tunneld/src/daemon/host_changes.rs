@@ -82,7 +82,7 @@ impl Daemon {
         request: HostRequest,
         persist: bool,
     ) -> Result<HostStatus> {
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || self.lifecycle.is_stopping() {
             return Err(Error::ShuttingDown);
         }
         let defaults = self.host_defaults().ok_or_else(|| {

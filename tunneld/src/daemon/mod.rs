@@ -32,7 +32,12 @@ use crate::{
     },
 };
 
-pub use self::{host_changes::HostRemoved, hosts::HostSource, reload::Reloaded};
+pub use self::{
+    host_changes::HostRemoved,
+    hosts::HostSource,
+    lifecycle::{Lifecycle, Phase},
+    reload::Reloaded,
+};
 /// What AddHost asks for (the config's type: it resolves like `--ssh`).
 pub use crate::config::HostRequest;
 
@@ -44,6 +49,7 @@ use self::{
 
 mod host_changes;
 mod hosts;
+mod lifecycle;
 mod persist;
 mod reload;
 pub mod watch;
@@ -74,6 +80,9 @@ struct Opening {
     /// Record it in the store once open (a new persisted tunnel).
     record: bool,
 }
+
+/// How often a drain looks whether the open connections ended.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Bound on waiting for running commands to end at shutdown.
 const EXEC_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -145,13 +154,15 @@ pub struct Daemon {
     reloader: Option<config::Reloader>,
     /// Held by the reload under way: one at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Starting, ready, reloading, draining, stopping.
+    lifecycle: Lifecycle,
 }
 
 impl Daemon {
     /// A daemon for `config`; cancelling `shutdown` stops everything.
     /// Must be called within a tokio runtime (it starts one task per host
     /// that publishes the host's changes).
-    pub fn new(config: Config, shutdown: CancellationToken) -> Self {
+    pub fn new(config: Config, shutdown: CancellationToken, lifecycle: Lifecycle) -> Self {
         let bus = Bus::default();
         let tunnels: Arc<Registry> = Arc::default();
         let hosts = Hosts::new(shutdown.clone(), bus.clone(), tunnels.clone());
@@ -188,6 +199,7 @@ impl Daemon {
             declared: Mutex::new(declared),
             reloader: config.reloader,
             reloading: tokio::sync::Mutex::new(()),
+            lifecycle,
         };
         // Before any tunnel is restored: persisted tunnels may run over them.
         daemon.restore_hosts();
@@ -206,6 +218,55 @@ impl Daemon {
     /// tunneld stops.
     pub async fn restore(self: &Arc<Self>) {
         self.open_waiting(self.persistence.waiting()).await;
+        self.lifecycle.set(Phase::Ready);
+    }
+
+    /// Where tunneld is in its life.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Drains (the first SIGTERM): no new work (opens and Execs are
+    /// refused), every tunnel stops taking connections, and the open ones
+    /// get up to `timeout` to end; returns then, or when every one ended,
+    /// or when `now` resolves (a second SIGTERM). The caller then shuts
+    /// down.
+    pub async fn drain(&self, timeout: Duration, now: impl std::future::Future<Output = ()>) {
+        self.lifecycle.set(Phase::Draining);
+        for t in self.tunnels.list() {
+            t.stop_accepting();
+        }
+        let open = || -> u64 {
+            self.tunnels
+                .list()
+                .iter()
+                .map(|t| t.active_connections())
+                .sum()
+        };
+        let n = open();
+        if n == 0 {
+            tracing::info!("draining: no connection open");
+            return;
+        }
+        tracing::info!(
+            connections = n,
+            "draining: no new connections; the open ones get up to {} (--drain-timeout) to end; \
+             SIGTERM again stops at once",
+            humantime::format_duration(timeout)
+        );
+        let ended = async {
+            while open() > 0 {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        };
+        tokio::select! {
+            () = ended => tracing::info!("drained: every connection ended"),
+            () = tokio::time::sleep(timeout) => tracing::warn!(
+                connections = open(),
+                "drain time over (--drain-timeout): closing the connections still open"
+            ),
+            () = now => tracing::info!(connections = open(), "drain cut short: stopping now"),
+        }
     }
 
     /// Opens the waiting tunnels `waiting` once each, then keeps trying
@@ -287,7 +348,7 @@ impl Daemon {
     }
 
     fn host(&self, name: &str) -> Result<Arc<SshHost>> {
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || self.lifecycle.is_stopping() {
             return Err(Error::ShuttingDown);
         }
         self.hosts.get(name)
@@ -708,6 +769,7 @@ impl Daemon {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.lifecycle.set(Phase::Stopping);
         self.shutdown.cancel();
         let tunnels = self.tunnels.drain();
         futures_util::future::join_all(tunnels.iter().map(|t| t.close())).await;

@@ -65,6 +65,12 @@ impl Daemon {
             Error::ConfigRejected("this tunneld has no config to read again".into())
         })?;
         let _one = self.reloading.lock().await;
+        // Told (systemd's RELOADING=1) only once ready: a reload while the
+        // first opens run leaves the phase to them.
+        let _back = (self.lifecycle.phase() == super::Phase::Ready).then(|| {
+            self.lifecycle.set(super::Phase::Reloading);
+            ReadyAgain(&self.lifecycle)
+        });
         // Reading files blocks: off the async workers.
         let config = tokio::task::spawn_blocking(move || reloader.load())
             .await
@@ -197,5 +203,15 @@ impl Daemon {
             self.persistence.take(seq);
         }
         tracing::info!(tunnel = %id, name, "declared tunnel closed: changed or removed in the config file");
+    }
+}
+
+/// Sets the phase back to ready when a reload ends, however it ends (a
+/// drain under way stays a drain).
+struct ReadyAgain<'a>(&'a super::Lifecycle);
+
+impl Drop for ReadyAgain<'_> {
+    fn drop(&mut self) {
+        self.0.set(super::Phase::Ready);
     }
 }

@@ -22,7 +22,7 @@ use tonic::transport::Server;
 use tunnel_proto::v1::tunnel_service_server::TunnelServiceServer;
 
 use crate::{
-    daemon::Daemon,
+    daemon::{Daemon, Phase},
     error::{Error, Result},
     grpc::{AuthLayer, TunnelApi},
 };
@@ -64,6 +64,25 @@ pub async fn serve(
 ) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<TunnelServiceServer<TunnelApi>>().await;
+    // NOT_SERVING from the start of a drain, so load balancers and probes
+    // send no new work while open connections finish.
+    tokio::spawn({
+        let health = health.clone();
+        let mut phase = daemon.lifecycle().subscribe();
+        async move {
+            while phase.changed().await.is_ok() {
+                if matches!(
+                    *phase.borrow_and_update(),
+                    Phase::Draining | Phase::Stopping
+                ) {
+                    health
+                        .set_not_serving::<TunnelServiceServer<TunnelApi>>()
+                        .await;
+                    return;
+                }
+            }
+        }
+    });
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()

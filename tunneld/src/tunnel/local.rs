@@ -268,7 +268,7 @@ async fn accept_loop<L: Accept>(listener: L, tunnel: Arc<Tunnel>, host: Arc<SshH
     let mut backoff = AcceptBackoff::new(L::WHAT);
     loop {
         let accepted = tokio::select! {
-            () = tunnel.cancel.cancelled() => break,
+            () = tunnel.accepting.cancelled() => break,
             r = listener.accept() => r,
         };
         match accepted {
@@ -282,7 +282,7 @@ async fn accept_loop<L: Accept>(listener: L, tunnel: Arc<Tunnel>, host: Arc<SshH
             Err(e) => {
                 let wait = backoff.failed(&e);
                 tokio::select! {
-                    () = tunnel.cancel.cancelled() => break,
+                    () = tunnel.accepting.cancelled() => break,
                     () = tokio::time::sleep(wait) => {}
                 }
             }

@@ -207,6 +207,9 @@ pub struct Tunnel {
     pub asked: ForwardSpec,
     /// Cancelled to close the tunnel and all its connections.
     pub(super) cancel: CancellationToken,
+    /// Cancelled to stop taking new connections (a drain) while those
+    /// open go on; a child of `cancel`.
+    pub(super) accepting: CancellationToken,
     /// The tunnel's tasks (listener and connections), awaited on close.
     pub(super) tasks: TaskTracker,
     /// Buffer sizes of each connection (see `relay`).
@@ -304,6 +307,8 @@ impl Tunnel {
             1
         };
         let (events, first) = broadcast::channel(capacity);
+        let cancel = parent.child_token();
+        let accepting = cancel.child_token();
         Tunnel {
             id,
             name: options.name,
@@ -315,7 +320,8 @@ impl Tunnel {
             created_at: SystemTime::now(),
             counters: Default::default(),
             asked: options.asked,
-            cancel: parent.child_token(),
+            cancel,
+            accepting,
             tasks: TaskTracker::new(),
             buffers: RelayBuffers {
                 max_buffer: options.max_buffer,
@@ -487,6 +493,21 @@ impl Tunnel {
     /// Publishes the tunnel as it is now (e.g. just opened).
     pub fn announce(&self) {
         self.observer.tunnel_changed(self.snapshot());
+    }
+
+    /// Stops taking new connections (tunneld draining): a local forward
+    /// closes its port or socket (a new connection is refused), a remote
+    /// one is cancelled on the server; the connections open go on until
+    /// they end or the tunnel closes.
+    pub fn stop_accepting(&self) {
+        self.accepting.cancel();
+    }
+
+    /// Connections carried right now.
+    pub fn active_connections(&self) -> u64 {
+        self.counters
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Closes the tunnel: cancels its listener and connections, waits

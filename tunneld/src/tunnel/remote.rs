@@ -147,7 +147,7 @@ async fn serve(
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let restore_now = tokio::select! {
-            () = tunnel.cancel.cancelled() => break,
+            () = tunnel.accepting.cancelled() => break,
             Some(fc) = rx.recv() => {
                 let span = tracing::debug_span!("conn", peer = %fc.originator);
                 tunnel
@@ -186,7 +186,7 @@ async fn serve(
         };
         asked_on = session.clone();
         let asked = tokio::select! {
-            () = tunnel.cancel.cancelled() => break,
+            () = tunnel.accepting.cancelled() => break,
             r = session.forward(&listener) => r,
         };
         match asked {

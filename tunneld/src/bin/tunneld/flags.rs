@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use tunneld::{ApiFlags, config::Flags};
 
 /// SSH tunnel daemon with a gRPC control API.
@@ -22,6 +22,13 @@ pub struct Args {
     #[command(flatten)]
     pub api: ApiFlags,
 
+    /// Shape of the log on stderr: `text` (one line per event, fields as
+    /// key=value) or `json` (one object per line: timestamp, level,
+    /// target, message, fields, and the spans' fields such as tunnel, host
+    /// and peer), for log shippers.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Also append audit lines (every Exec, open, close and refused call) to
     /// FILE as JSON, one object per line; created mode 0600.
     #[arg(long, value_name = "FILE")]
@@ -36,4 +43,13 @@ pub struct Args {
 
     #[command(flatten)]
     pub daemon: Flags,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }

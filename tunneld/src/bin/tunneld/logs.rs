@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 
 use tunneld::AUDIT_TARGET;
 
+use crate::flags::LogFormat;
+
 /// Logs when RUST_LOG is not set: info, less of russh, and tonic's line
 /// about each failed TLS handshake (a client without a certificate, or one
 /// from another CA), which it logs at debug; those, like refused calls,
@@ -13,20 +15,33 @@ const DEFAULT_LOG_FILTER: &str = "info,russh=warn,tonic::transport::server::io_s
 
 /// Logs to stderr (filtered by RUST_LOG) and, with `--audit-log`, audit
 /// lines as JSON to that file whatever RUST_LOG says.
-pub fn init_logging(audit_log: Option<&std::path::Path>) -> Result<(), String> {
+pub fn init_logging(format: LogFormat, audit_log: Option<&std::path::Path>) -> Result<(), String> {
     use tracing_subscriber::filter::FilterExt as _;
     use tracing_subscriber::{
         Layer as _, filter, layer::SubscriberExt as _, util::SubscriberInitExt as _,
     };
-    let stderr = tracing_subscriber::fmt::layer()
-        .fmt_fields(tunneld::escaped_fields())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER))
-                .and(tunneld::Throttled),
-        );
+    let stderr_filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER))
+            .and(tunneld::Throttled)
+    };
+    let stderr = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(tunneld::escaped_fields())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(stderr_filter())
+            .boxed(),
+        // JSON escapes every string itself; the spans' fields (tunnel,
+        // host, peer) are in each line's `span` and `spans`.
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .with_filter(stderr_filter())
+            .boxed(),
+    };
     let audit = match audit_log {
         Some(path) => {
             use std::os::unix::fs::OpenOptionsExt;

@@ -12,7 +12,6 @@ mod signals;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tunneld::{
     ApiAccess,
@@ -22,7 +21,7 @@ use tunneld::{
 use crate::{
     flags::Args,
     logs::init_logging,
-    signals::{on_sighup, stop_signal},
+    signals::{on_sighup, stop_signals},
 };
 
 /// How long shutdown may take before tunneld exits anyway.
@@ -35,7 +34,10 @@ async fn main() -> ExitCode {
     if let Some(file) = args.check_config.take() {
         return check_config(args.daemon, file);
     }
-    if let Err(e) = init_logging(args.audit_log.as_deref().map(expand_home).as_deref()) {
+    if let Err(e) = init_logging(
+        args.log_format,
+        args.audit_log.as_deref().map(expand_home).as_deref(),
+    ) {
         eprintln!("tunneld: {e}");
         return ExitCode::from(2);
     }
@@ -90,16 +92,13 @@ async fn main() -> ExitCode {
     println!("tunneld listening on {addr}");
     tracing::info!(%addr, hosts = ?config.hosts.keys().collect::<Vec<_>>(), default = ?config.default_host, "tunneld started");
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            stop_signal().await;
-            shutdown.cancel();
-        }
-        .instrument(tracing::info_span!("stop_signal"))
-    });
-    let run = tunneld::run(listener, access, config, shutdown.clone());
+    let control = tunneld::Control::default();
+    let shutdown = control.shutdown.clone();
+    tokio::spawn(
+        stop_signals(control.drain.clone(), shutdown.clone())
+            .instrument(tracing::info_span!("stop_signal")),
+    );
+    let run = tunneld::run_with(listener, access, config, control);
     let grace = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

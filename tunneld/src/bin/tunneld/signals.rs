@@ -1,17 +1,37 @@
-//! Signals: SIGINT and SIGTERM stop tunneld; SIGHUP reloads what can be
-//! reloaded and is never fatal.
+//! Signals: SIGINT and SIGTERM drain then stop tunneld (a second one
+//! stops it at once); SIGHUP reloads what can be reloaded and is never
+//! fatal.
 
+use tokio_util::sync::CancellationToken;
 use tunneld::{TokenStore, config::Reloader};
 
-pub async fn stop_signal() {
+/// SIGTERM and SIGINT: the first drains (no new connections, the open
+/// ones get `--drain-timeout`, then tunneld stops), the second stops at
+/// once.
+pub async fn stop_signals(drain: CancellationToken, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => return std::future::pending().await,
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
+    let mut seen = 0;
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        seen += 1;
+        if seen == 1 {
+            tracing::info!("{name} received: draining");
+            drain.cancel();
+        } else {
+            tracing::info!("{name} received again: stopping now");
+            shutdown.cancel();
+            return;
+        }
     }
 }
 
