@@ -78,6 +78,11 @@ pub async fn serve(
                     health
                         .set_not_serving::<TunnelServiceServer<TunnelApi>>()
                         .await;
+                    // The server as a whole too: probes (Kubernetes' gRPC
+                    // probe, grpc_health_probe) ask with no service name.
+                    health
+                        .set_service_status("", tonic_health::ServingStatus::NotServing)
+                        .await;
                     return;
                 }
             }
