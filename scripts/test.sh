@@ -2,9 +2,10 @@
 # Runs every test: the dependency audit, the Rust workspace (unit tests and
 # the end-to-end suite, grpcurl included), the deploy files' checks, the
 # Python and Go client suites, the proto lint, the stubs' drift check and a
-# bounded fuzz run of the parsers — against a real OpenSSH sshd on loopback. Installs what they need
-# first (system packages via apt-get, pinned Go tools via the Go module
-# proxy, Python packages via pip, cargo-deny and cargo-fuzz from crates.io).
+# bounded fuzz run of the parsers — against a real OpenSSH sshd on
+# loopback. Installs what they need first (system packages via apt-get,
+# pinned Go tools via the Go module proxy, Python packages via pip,
+# cargo-deny and cargo-fuzz from crates.io).
 # CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
