@@ -150,7 +150,7 @@ func TestStrictDecodingRefusesMistakes(t *testing.T) {
 	rendered := string(render(t))
 	for name, c := range map[string]struct{ old, new, want string }{
 		"misspelled field": {"readOnlyRootFilesystem:", "readOnlyRootFileSystem:", `unknown field "spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem"`},
-		"field misplaced":  {"    serviceName: tunneld\n", "    serviceName: tunneld\n    port: 4522\n", `unknown field "spec.port"`},
+		"field misplaced":  {"  serviceName: tunneld\n", "  serviceName: tunneld\n  port: 4522\n", `unknown field "spec.port"`},
 		"duplicate field":  {"  replicas: 1\n", "  replicas: 1\n  replicas: 2\n", `"replicas"`},
 		"unknown kind":     {"kind: NetworkPolicy", "kind: NetworkPolicyy", "no kind"},
 	} {
