@@ -96,11 +96,21 @@ func ignored(t *testing.T) []string {
 	return out
 }
 
-// The runtime image: exec-form ENTRYPOINT tunneld and CMD flags that
-// tunneld accepts with the config file the image ships, files copied from
-// the context that exist and that .dockerignore keeps, a fixed non-root
-// user, a healthcheck through tunnelctl.
-func TestDockerfileFlagsPassCheckConfig(t *testing.T) {
+// image is what the runtime stage sets: the image's paths (COPY
+// destinations and volumes) as files here, CMD and the healthcheck's
+// command.
+type image struct {
+	m      mounts
+	cmd    []string
+	health []string
+}
+
+// readImage reads the runtime stage and checks its shape: exec-form
+// ENTRYPOINT tunneld, files copied from the context that exist and that
+// .dockerignore keeps, a fixed non-root user, a healthcheck through
+// tunnelctl.
+func readImage(t *testing.T) image {
+	t.Helper()
 	stages := parseDockerfile(t, dockerfile)
 	if len(stages) < 2 {
 		t.Fatalf("%d stages, want a build stage and a runtime stage", len(stages))
@@ -161,12 +171,17 @@ func TestDockerfileFlagsPassCheckConfig(t *testing.T) {
 	if len(health) < 2 || health[0] != "tunnelctl" || health[len(health)-1] != "status" {
 		t.Errorf("HEALTHCHECK %q, want tunnelctl ... status", health)
 	}
-	// The secrets a user mounts read-only: stand-ins, mode 0600.
-	secrets := filepath.Join(root, "secrets")
-	m["/run/secrets"] = secrets
-	for _, name := range []string{"identity", "known_hosts", "tokens"} {
-		writeFile(t, filepath.Join(secrets, name), []byte("# stand-in\n"), 0o600)
-	}
+	// The secrets a user mounts read-only.
+	m["/run/secrets"] = filepath.Join(root, "secrets")
+	secretFiles(t, m["/run/secrets"])
+	return image{m: m, cmd: cmd, health: health}
+}
+
+// CMD's flags pass `tunneld --check-config` with the config the image
+// ships, and with the example config mounted over it.
+func TestDockerfileFlagsPassCheckConfig(t *testing.T) {
+	img := readImage(t)
+	m, cmd := img.m, img.cmd
 	got := checkConfig(t, m, cmd)
 	if !strings.HasSuffix(got, "ok (0 hosts, 0 tunnels)") {
 		t.Errorf("the image's config: %s, want no host and no tunnel", got)
@@ -174,4 +189,11 @@ func TestDockerfileFlagsPassCheckConfig(t *testing.T) {
 	// The same flags with the example config mounted over the image's.
 	m["/etc/tunneld/hosts.toml"] = filepath.Join(repoRoot, "deploy/hosts.example.toml")
 	checkConfig(t, m, cmd)
+}
+
+// tunneld started as the image starts it serves, its healthcheck passes
+// (and fails without a token), and SIGTERM stops it with exit 0.
+func TestDockerfileCmdServesAndHealthcheckPasses(t *testing.T) {
+	img := readImage(t)
+	serveAndProbe(t, img.m, img.cmd, img.health)
 }

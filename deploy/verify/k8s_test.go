@@ -301,6 +301,39 @@ func TestStatefulSetRunsTunneldAsTheIssueAsks(t *testing.T) {
 // copy of the secrets works and tunneld accepts its flags and config.
 func TestManifestFlagsPassCheckConfig(t *testing.T) {
 	d := load(t)
+	c, m := podOnDisk(t, d, false)
+	for _, flag := range []string{"--identity", "--known-hosts", "--token-file", "--tls-key"} {
+		path, _ := m.remap(flagValue(c.Args, flag))
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatalf("%s %s: %v", flag, flagValue(c.Args, flag), err)
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s %s is mode %o: tunneld refuses files others may read", flag, flagValue(c.Args, flag), info.Mode().Perm())
+		}
+	}
+	got := checkConfig(t, m, c.Args)
+	if !strings.HasSuffix(got, "ok (1 hosts, 1 tunnels)") {
+		t.Errorf("tunneld --check-config: %s, want 1 host and 1 tunnel", got)
+	}
+}
+
+// The pod's tunneld, with real secrets in the Secret's place, serves and
+// its liveness and readiness probes pass.
+func TestManifestServesAndProbesPass(t *testing.T) {
+	d := load(t)
+	c, m := podOnDisk(t, d, true)
+	for _, probe := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+		serveAndProbe(t, m, c.Args, probe.Exec.Command)
+	}
+}
+
+// podOnDisk lays the pod's volumes out under a temp dir (the ConfigMap's
+// and the Secret's data, or with real a generated key, certificate and
+// token in the Secret's place), runs the init containers' commands there,
+// and returns tunneld's container with its mounts.
+func podOnDisk(t *testing.T, d deployment, real bool) (corev1.Container, mounts) {
+	t.Helper()
 	root := t.TempDir()
 	pod := d.statefulSet.Spec.Template.Spec
 	volumes := map[string]string{}
@@ -321,6 +354,9 @@ func TestManifestFlagsPassCheckConfig(t *testing.T) {
 			}
 			for k, data := range d.secret.Data {
 				writeFile(t, filepath.Join(dir, k), data, 0o440)
+			}
+			if real {
+				secretFiles(t, dir)
 			}
 		case v.EmptyDir != nil:
 			if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -359,19 +395,5 @@ func TestManifestFlagsPassCheckConfig(t *testing.T) {
 		}
 	}
 	c := pod.Containers[0]
-	m := mountsOf(c)
-	for _, flag := range []string{"--identity", "--known-hosts", "--token-file", "--tls-key"} {
-		path, _ := m.remap(flagValue(c.Args, flag))
-		info, err := os.Stat(path)
-		if err != nil {
-			t.Fatalf("%s %s: %v", flag, flagValue(c.Args, flag), err)
-		}
-		if info.Mode().Perm()&0o077 != 0 {
-			t.Errorf("%s %s is mode %o: tunneld refuses files others may read", flag, flagValue(c.Args, flag), info.Mode().Perm())
-		}
-	}
-	got := checkConfig(t, m, c.Args)
-	if !strings.HasSuffix(got, "ok (1 hosts, 1 tunnels)") {
-		t.Errorf("tunneld --check-config: %s, want 1 host and 1 tunnel", got)
-	}
+	return c, mountsOf(c)
 }
