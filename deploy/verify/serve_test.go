@@ -14,36 +14,45 @@ import (
 )
 
 // secretFiles writes what a deployment mounts as secrets into dir, mode
-// 0600: a self-signed certificate naming `tunneld` (tls.crt, tls.key, and
-// ca.crt, the same certificate), a token file, an SSH key and an empty
+// 0600: a certificate naming `tunneld` (tls.crt, tls.key) signed by a
+// throwaway CA (ca.crt), a token file, an SSH key and an empty
 // known_hosts.
 func secretFiles(t *testing.T, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if code, stdout, stderr := run(t, "openssl", "req", "-x509", "-newkey", "ec",
-		"-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-		"-subj", "/CN=tunneld", "-addext", "subjectAltName=DNS:tunneld",
-		"-keyout", filepath.Join(dir, "tls.key"), "-out", filepath.Join(dir, "tls.crt")); code != 0 {
-		t.Fatalf("openssl req: exit %d\n%s%s", code, stdout, stderr)
+	work := t.TempDir()
+	in := func(name string) string { return filepath.Join(dir, name) }
+	tmp := func(name string) string { return filepath.Join(work, name) }
+	writeFile(t, tmp("leaf.ext"), []byte("subjectAltName=DNS:tunneld\nbasicConstraints=critical,CA:FALSE\n"), 0o600)
+	for _, name := range []string{"tls.key", "tls.crt", "ca.crt", "identity", "identity.pub"} {
+		if err := os.Remove(in(name)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
 	}
-	crt, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
-	if err != nil {
-		t.Fatal(err)
+	ec := []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"}
+	for _, argv := range [][]string{
+		append(append([]string{"openssl", "req", "-x509"}, ec...), "-days", "1", "-subj", "/CN=tunneld test CA",
+			"-keyout", tmp("ca.key"), "-out", in("ca.crt")),
+		append(append([]string{"openssl", "req"}, ec...), "-subj", "/CN=tunneld",
+			"-keyout", in("tls.key"), "-out", tmp("tls.csr")),
+		{"openssl", "x509", "-req", "-in", tmp("tls.csr"), "-CA", in("ca.crt"), "-CAkey", tmp("ca.key"),
+			"-days", "1", "-extfile", tmp("leaf.ext"), "-out", in("tls.crt")},
+		{"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", in("identity")},
+	} {
+		if code, stdout, stderr := run(t, argv[0], argv[1:]...); code != 0 {
+			t.Fatalf("%q: exit %d\n%s%s", argv, code, stdout, stderr)
+		}
 	}
-	writeFile(t, filepath.Join(dir, "ca.crt"), crt, 0o600)
-	if code, stdout, stderr := run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "identity")); code != 0 {
-		t.Fatalf("ssh-keygen: exit %d\n%s%s", code, stdout, stderr)
-	}
-	writeFile(t, filepath.Join(dir, "known_hosts"), nil, 0o600)
+	writeFile(t, in("known_hosts"), nil, 0o600)
 	token := make([]byte, 16)
 	if _, err := rand.Read(token); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "tokens"), []byte("probe:"+hex.EncodeToString(token)+"\n"), 0o600)
-	for _, name := range []string{"tls.key", "tls.crt", "identity"} {
-		if err := os.Chmod(filepath.Join(dir, name), 0o600); err != nil {
+	writeFile(t, in("tokens"), []byte("probe:"+hex.EncodeToString(token)+"\n"), 0o600)
+	for _, name := range []string{"tls.key", "tls.crt", "ca.crt", "identity"} {
+		if err := os.Chmod(in(name), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

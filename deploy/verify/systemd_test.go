@@ -90,7 +90,7 @@ func TestUnitVerifyCatchesAMisspelledKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := strings.ReplaceAll(string(text), installedBinary, tunneld)
-	bad = strings.Replace(bad, "ProtectSystem=", "ProtectSytem=", 1)
+	bad = strings.Replace(bad, "\nProtectSystem=", "\nProtectSytem=", 1)
 	unit := filepath.Join(t.TempDir(), "tunneld.service")
 	writeFile(t, unit, []byte(bad), 0o644)
 	_, stdout, stderr := run(t, "systemd-analyze", "verify", "--man=no", unit)
