@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: the dependency audit, the Rust workspace (unit tests and
-# the end-to-end suite, grpcurl included), the Python and Go client suites,
-# the proto lint, the stubs' drift check and a bounded fuzz run of the
-# parsers — against a real OpenSSH sshd on loopback. Installs what they need
-# first (system packages via apt-get, pinned Go tools via the Go module
-# proxy, Python packages via pip, cargo-deny and cargo-fuzz from crates.io).
+# the end-to-end suite, grpcurl included), the deploy files' checks, the
+# Python and Go client suites, the proto lint, the stubs' drift check and a
+# bounded fuzz run of the parsers — against a real OpenSSH sshd on
+# loopback. Installs what they need first (system packages via apt-get,
+# pinned Go tools via the Go module proxy, Python packages via pip,
+# cargo-deny and cargo-fuzz from crates.io).
 # CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ scripts/check-clients.sh
 
 # The end-to-end tests and the client suites run the real binaries.
 cargo build --workspace --bins --locked
+# The deploy files (systemd unit, Dockerfile, Kubernetes base) against the
+# built tunneld: seconds once the Go modules are cached.
+scripts/check-deploy.sh
 cargo test --workspace --locked -- --color never
 # The benchmark at smoke size (seconds), so it cannot rot; never judged on speed.
 echo "==> benchmark smoke run" >&2
