@@ -75,12 +75,12 @@ impl GrpcStats {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "tunneld_grpc_requests",
-            "API calls by method and final gRPC code.",
+            "API calls by method and final gRPC code",
             self.calls.clone(),
         );
         registry.register(
             "tunneld_grpc_request_duration_seconds",
-            "API call durations, to the end of the response (a stream's whole life).",
+            "API call durations, to the end of the response (a stream's whole life)",
             self.durations.clone(),
         );
     }

@@ -42,7 +42,8 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register(
             "tunneld_build",
-            "tunneld's version and the commit it was built from.",
+            // prometheus-client adds the final period.
+            "tunneld's version and the commit it was built from",
             Info::new([("version", env!("CARGO_PKG_VERSION")), ("commit", COMMIT)]),
         );
         grpc.register(&mut registry);
