@@ -7,6 +7,9 @@
 //!   and times out API connections.
 //! - `grpc`: the thin gRPC adapter, its auth layer, API tokens and the
 //!   audit log.
+//! - `metrics`: Prometheus metrics and health probes on their own HTTP
+//!   listener, read from the daemon at each scrape, and the API's call
+//!   counts.
 //! - `daemon`: the domain facade the API calls, and the watch bus.
 //! - `state`: what survives a restart (persisted tunnels, ids given out),
 //!   in an embedded store.
@@ -35,6 +38,7 @@ mod error;
 mod exec;
 mod grpc;
 mod logging;
+mod metrics;
 mod policy;
 mod relay;
 mod server;
@@ -54,7 +58,7 @@ use daemon::Daemon;
 pub use config::Config;
 pub use daemon::{Lifecycle, Phase};
 pub use error::{CertificateProblem, Error, HostKeyProblem, Result};
-pub use server::listen::bind as bind_api;
+pub use server::listen::{bind as bind_api, bind_metrics};
 pub use server::{
     ApiAccess, ApiFlags, TlsFiles,
     listen::{ApiListener, Exposure, ListenAddr},
@@ -103,13 +107,15 @@ pub async fn run(
         shutdown,
         ..Control::default()
     };
-    run_with(listener, access, config, control).await
+    run_with(listener, None, access, config, control).await
 }
 
 /// [`run`], drained first when `control.drain` is cancelled, its phases
-/// on `control.lifecycle`.
+/// on `control.lifecycle`; with `metrics` (bound by [`bind_metrics`]),
+/// Prometheus metrics and health probes are served there until shutdown.
 pub async fn run_with(
     listener: ApiListener,
+    metrics: Option<tokio::net::TcpListener>,
     access: ApiAccess,
     config: Config,
     control: Control,
@@ -144,5 +150,10 @@ pub async fn run_with(
     });
     // Config reloads (SIGHUP) for as long as tunneld runs.
     tokio::spawn(daemon.clone().follow_reloads());
-    server::serve(listener, access, daemon, shutdown).await
+    let grpc = Arc::new(metrics::GrpcStats::default());
+    if let Some(metrics_listener) = metrics {
+        let m = Arc::new(metrics::Metrics::new(daemon.clone(), &grpc));
+        tokio::spawn(metrics::serve(metrics_listener, m, shutdown.clone()));
+    }
+    server::serve(listener, access, daemon, grpc, shutdown).await
 }

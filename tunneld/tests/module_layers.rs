@@ -171,6 +171,7 @@ fn the_reader_sees_use_groups_and_paths() {
 /// the layers below its own; a new module must be placed here.
 const LAYERS: &[&[&str]] = &[
     &["server"],
+    &["metrics"],
     &["grpc"],
     &["daemon"],
     &["config", "state"],

@@ -36,6 +36,7 @@ mod lifecycle;
 mod list_close;
 mod load;
 mod lossless;
+mod metrics;
 mod persist;
 mod reconnect;
 mod rekey;

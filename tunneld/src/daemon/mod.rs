@@ -23,7 +23,7 @@ use crate::{
     exec::{self, ExecOutput, ExecSpec},
     policy::BindPolicy,
     relay::spill::SpillPolicy,
-    ssh::{HostSnapshot, SshHost},
+    ssh::{ExecOutcome, HostCountersSnapshot, HostSnapshot, SshHost},
     state::TunnelRecord,
     tunnel::{
         self, Attachment, Endpoint, ForwardSpec, LocalForwardSpec, NameClaim, Registry,
@@ -357,16 +357,15 @@ impl Daemon {
     /// Runs a command on `host` (empty: the default host).
     pub async fn exec(&self, host: &str, spec: ExecSpec) -> Result<ExecOutput> {
         let host = self.host(host)?;
-        let slot =
-            self.exec_slots
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| Error::LimitReached {
-                    what: "commands running",
-                    limit: self.limits.max_execs,
-                    flag: "--max-execs",
-                    hint: "wait for one to end",
-                })?;
+        let slot = self.exec_slots.clone().try_acquire_owned().map_err(|_| {
+            host.counters().exec_ended(ExecOutcome::Error);
+            Error::LimitReached {
+                what: "commands running",
+                limit: self.limits.max_execs,
+                flag: "--max-execs",
+                hint: "wait for one to end",
+            }
+        })?;
         let cancel = self.shutdown.child_token();
         let output = exec::start(
             &host,
@@ -375,8 +374,9 @@ impl Daemon {
             cancel,
             &self.execs,
         )
-        .await?;
-        Ok(output.holding(slot))
+        .await
+        .inspect_err(|_| host.counters().exec_ended(ExecOutcome::Error))?;
+        Ok(output.holding(slot).counted_on(host))
     }
 
     /// Opens a local forward over `host`; with a SOCKS target, a dynamic
@@ -667,6 +667,30 @@ impl Daemon {
     /// Persisted tunnels not restored yet are listed too: `Reconnecting`
     /// while first tried, then `Failed` with the reason.
     pub fn list(&self) -> (Vec<TunnelSnapshot>, Vec<HostStatus>) {
+        (self.tunnel_snapshots(), self.hosts())
+    }
+
+    /// What the metrics endpoint reports, read at each scrape: the tunnels
+    /// as [`Daemon::list`] shows them, and each host's state with its
+    /// counters.
+    pub fn metrics_view(
+        &self,
+    ) -> (
+        Vec<TunnelSnapshot>,
+        Vec<(HostSnapshot, HostCountersSnapshot)>,
+    ) {
+        let hosts = self
+            .hosts
+            .list()
+            .into_iter()
+            .map(|(h, _)| (h.snapshot(), h.counters().snapshot()))
+            .collect();
+        (self.tunnel_snapshots(), hosts)
+    }
+
+    /// Every open tunnel and every persisted one not restored yet, oldest
+    /// first.
+    fn tunnel_snapshots(&self) -> Vec<TunnelSnapshot> {
         let mut tunnels: Vec<TunnelSnapshot> =
             self.tunnels.list().iter().map(|t| t.snapshot()).collect();
         let waiting = self.persistence.snapshots();
@@ -674,7 +698,7 @@ impl Daemon {
             tunnels.extend(waiting);
             tunnels.sort_by_key(|t| seq_of(&t.id));
         }
-        (tunnels, self.hosts())
+        tunnels
     }
 
     /// Every host with its state and how many tunnels it carries.

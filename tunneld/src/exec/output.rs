@@ -3,6 +3,7 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -10,8 +11,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::Stream;
 
-use super::spec::ExecEvent;
-use crate::{error::Result, relay::budget::BudgetReceiver};
+use super::spec::{ExecEvent, ExitStatus};
+use crate::{
+    error::Result,
+    relay::budget::BudgetReceiver,
+    ssh::{ExecOutcome, SshHost},
+};
 
 /// Most output bytes gathered into one [`ExecEvent`]: each event becomes one
 /// gRPC message, and per-message costs (framing, a wake-up each side) kept
@@ -26,12 +31,49 @@ pub struct ExecOutput {
     held: Option<Result<ExecEvent>>,
     /// The command's place under `--max-execs`, freed with the output.
     slot: Option<OwnedSemaphorePermit>,
+    /// Where the command's outcome is counted, once.
+    tally: Option<Tally>,
+}
+
+/// Counts a command's outcome on its host once: at its exit, its error,
+/// or (as an error) when the output is dropped before either.
+struct Tally(Option<Arc<SshHost>>);
+
+impl Tally {
+    fn record(&mut self, outcome: ExecOutcome) {
+        if let Some(host) = self.0.take() {
+            host.counters().exec_ended(outcome);
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.record(ExecOutcome::Error);
+    }
+}
+
+/// The outcome an event tells of, if it is the last.
+fn outcome_of(item: &Result<ExecEvent>) -> Option<ExecOutcome> {
+    match item {
+        Ok(ExecEvent::Exit(ExitStatus::Code(0))) => Some(ExecOutcome::Ok),
+        Ok(ExecEvent::Exit(ExitStatus::Code(_))) => Some(ExecOutcome::Nonzero),
+        Ok(ExecEvent::Exit(ExitStatus::Signal { .. })) => Some(ExecOutcome::Signal),
+        Ok(ExecEvent::Stdout(_) | ExecEvent::Stderr(_)) => None,
+        Err(_) => Some(ExecOutcome::Error),
+    }
 }
 
 impl ExecOutput {
     /// Holds `slot` (a place under a cap) as long as the output is read.
     pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
         self.slot = Some(slot);
+        self
+    }
+
+    /// Counts how the command ends on `host` ([`ExecOutcome`]).
+    pub fn counted_on(mut self, host: Arc<SshHost>) -> Self {
+        self.tally = Some(Tally(Some(host)));
         self
     }
 
@@ -89,6 +131,9 @@ impl Stream for ExecOutput {
                 Poll::Pending => return Poll::Pending,
             },
         };
+        if let (Some(outcome), Some(tally)) = (outcome_of(&item), this.tally.as_mut()) {
+            tally.record(outcome);
+        }
         Poll::Ready(Some(match item {
             Ok(ExecEvent::Stdout(d)) => Ok(ExecEvent::Stdout(this.gather(d, false))),
             Ok(ExecEvent::Stderr(d)) => Ok(ExecEvent::Stderr(this.gather(d, true))),
@@ -104,6 +149,7 @@ impl ExecOutput {
             rx,
             held: None,
             slot: None,
+            tally: None,
         }
     }
 }

@@ -49,4 +49,18 @@ pub struct ApiFlags {
     /// limit, from 16 to 4096.
     #[arg(long, value_name = "N", value_parser = positive)]
     pub max_api_connections: Option<usize>,
+
+    /// Serve Prometheus metrics (/metrics) and health probes (/healthz,
+    /// /readyz) over plain HTTP on HOST:PORT (port 0 picks a free one).
+    /// Off unless given. Loopback only unless --insecure-metrics-listen.
+    #[arg(long, env = "TUNNELD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// Allow a non-loopback --metrics-listen address. The endpoint has no
+    /// TLS and no authentication: anyone who reaches it reads tunnel and
+    /// host names and traffic counts (never commands or keys). Needed where
+    /// Prometheus scrapes from another host, e.g. a Kubernetes pod's IP;
+    /// restrict who reaches the port (NetworkPolicy, firewall) instead.
+    #[arg(long, requires = "metrics_listen")]
+    pub insecure_metrics_listen: bool,
 }

@@ -109,11 +109,37 @@ pub async fn bind(addr: &ListenAddr, exposure: &Exposure) -> Result<ApiListener,
     }
 }
 
-async fn bind_tcp(text: &str, exposure: &Exposure) -> Result<TcpListener, String> {
-    let addr: SocketAddr = tokio::net::lookup_host(text)
+/// Binds the metrics endpoint on `text` (`HOST:PORT`): loopback only,
+/// unless `insecure` (`--insecure-metrics-listen`).
+pub async fn bind_metrics(text: &str, insecure: bool) -> Result<TcpListener, String> {
+    let addr = resolve(text)
         .await
-        .ok()
-        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("--metrics-listen {text:?} is not HOST:PORT"))?;
+    if !addr.ip().is_loopback() {
+        if !insecure {
+            return Err(format!(
+                "refusing to serve metrics on non-loopback address {addr}: the endpoint has no TLS \
+                 and no authentication; listen on 127.0.0.1, or pass --insecure-metrics-listen if \
+                 who can reach the port is restricted (e.g. a Kubernetes NetworkPolicy)"
+            ));
+        }
+        tracing::warn!(
+            %addr,
+            "--insecure-metrics-listen: metrics (tunnel and host names, traffic counts) are readable \
+             by anyone who reaches this address"
+        );
+    }
+    crate::sys::tcp_listener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+}
+
+/// The first address `text` (`HOST:PORT`) resolves to.
+async fn resolve(text: &str) -> Option<SocketAddr> {
+    tokio::net::lookup_host(text).await.ok()?.next()
+}
+
+async fn bind_tcp(text: &str, exposure: &Exposure) -> Result<TcpListener, String> {
+    let addr = resolve(text)
+        .await
         .ok_or_else(|| format!("--listen {text:?} is not HOST:PORT or unix:/PATH"))?;
     if !addr.ip().is_loopback() {
         match exposure {
@@ -192,6 +218,19 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_beyond_loopback_needs_the_flag() {
+        let e = bind_metrics("0.0.0.0:0", false).await.err().unwrap();
+        assert!(
+            e.contains("refusing to serve metrics on non-loopback address 0.0.0.0:0"),
+            "{e}"
+        );
+        assert!(e.contains("--insecure-metrics-listen"), "{e}");
+        assert!(bind_metrics("0.0.0.0:0", true).await.is_ok());
+        assert!(bind_metrics("127.0.0.1:0", false).await.is_ok());
+        assert!(bind_metrics("nonsense", false).await.is_err());
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ use crate::{
     daemon::{Daemon, Phase},
     error::{Error, Result},
     grpc::{AuthLayer, TunnelApi},
+    metrics::{GrpcMetricsLayer, GrpcStats},
 };
 
 use self::listen::ApiListener;
@@ -54,12 +55,46 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// See [`KEEPALIVE_INTERVAL`].
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Every method the server serves, as `package.Service/Method`: the
+/// services' descriptors, read once (they bound the metrics' method label).
+fn served_methods() -> Vec<String> {
+    use prost::Message as _;
+    let sets = [
+        tunnel_proto::v1::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut methods = Vec::new();
+    for bytes in sets {
+        // Compiled in and checked by tests: an undecodable set only
+        // leaves its methods counted as `unknown`.
+        let Ok(set) = prost_types::FileDescriptorSet::decode(bytes) else {
+            continue;
+        };
+        for file in &set.file {
+            for service in &file.service {
+                let full = match file.package() {
+                    "" => service.name().to_string(),
+                    p => format!("{p}.{}", service.name()),
+                };
+                for m in &service.method {
+                    methods.push(format!("{full}/{}", m.name()));
+                }
+            }
+        }
+    }
+    methods
+}
+
 /// Serves `daemon` on `listener` with `access` until `shutdown` is
-/// cancelled, then closes every tunnel and SSH connection.
+/// cancelled, then closes every tunnel and SSH connection. Calls are
+/// counted into `grpc`.
 pub async fn serve(
     listener: ApiListener,
     access: ApiAccess,
     daemon: Arc<Daemon>,
+    grpc: Arc<GrpcStats>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -130,7 +165,10 @@ pub async fn serve(
         })?;
     }
     let tokens = access.auth.tokens.clone();
+    // Metrics outside auth: a refused call is counted too (as
+    // UNAUTHENTICATED or PERMISSION_DENIED), so probing shows.
     let router = builder
+        .layer(GrpcMetricsLayer::new(grpc, served_methods()))
         .layer(AuthLayer::new(access.auth))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -159,4 +197,24 @@ pub async fn serve(
         context: "serving the gRPC API".into(),
         source: std::io::Error::other(e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_service_has_its_methods() {
+        let methods = super::served_methods();
+        for m in [
+            "tunnel.v1.TunnelService/List",
+            "tunnel.v1.TunnelService/Close",
+            "grpc.health.v1.Health/Check",
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(
+                methods.iter().any(|x| x == m),
+                "{m} missing from {methods:?}"
+            );
+        }
+    }
 }

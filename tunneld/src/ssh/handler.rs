@@ -2,7 +2,10 @@
 //! routing of forwarded channels, and noticing the connection's end.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -36,6 +39,8 @@ pub struct ClientHandler {
     pub(super) routes: Arc<ForwardRoutes>,
     /// Why the connection ended, for the host's state detail.
     pub(super) close_reason: Arc<Mutex<Option<String>>>,
+    /// Set when russh ended the connection for unanswered keepalives.
+    pub(super) keepalive_lost: Arc<AtomicBool>,
     /// Cancels the session's `closed` token when russh drops the handler,
     /// which it does when the connection's task ends for any reason.
     pub(super) _closed: DropGuard,
@@ -105,6 +110,12 @@ impl client::Handler for ClientHandler {
             DisconnectReason::Error(HandlerError::HostKey(e)) => e.to_string(),
         };
         tracing::info!(host = %self.host.name, "SSH connection ended: {text}");
+        if matches!(
+            reason,
+            DisconnectReason::Error(HandlerError::Russh(russh::Error::KeepaliveTimeout))
+        ) {
+            self.keepalive_lost.store(true, Ordering::Release);
+        }
         *self.close_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
         match reason {
             DisconnectReason::ReceivedDisconnect(_) => Ok(()),

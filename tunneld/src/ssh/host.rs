@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::backoff;
-use super::{ExecLease, ExecPool, ForwardRoutes, HostConfig, IoThread, SshSession};
+use super::{ExecLease, ExecPool, ForwardRoutes, HostConfig, HostCounters, IoThread, SshSession};
 use crate::error::{Error, Result};
 
 /// State of the connection to a host, with what each state knows.
@@ -120,6 +120,8 @@ pub struct SshHost {
     io: IoThread,
     /// Connections waiting for the next Exec.
     exec_pool: Arc<ExecPool>,
+    /// Reconnects, keepalive failures, Exec outcomes.
+    counters: HostCounters,
 }
 
 /// Keeps a host reconnecting whenever its connection is lost; see
@@ -148,7 +150,13 @@ impl SshHost {
             holders: AtomicUsize::new(0),
             reconnecting: AtomicBool::new(false),
             shutdown,
+            counters: HostCounters::default(),
         }
+    }
+
+    /// What happened to the host's connections and commands so far.
+    pub fn counters(&self) -> &HostCounters {
+        &self.counters
     }
 
     /// The thread (runtime) the host's session and its tunnels' connections
@@ -327,6 +335,9 @@ impl SshHost {
             async move {
                 session.closed().await;
                 let reason = session.close_reason();
+                if session.lost_keepalives() {
+                    host.counters.keepalive_failed();
+                }
                 let stopping = host.shutdown.is_cancelled();
                 let held = host.holders.load(Ordering::Acquire) > 0;
                 // The session is cleared and the next state set in one
@@ -422,10 +433,13 @@ impl SshHost {
                 )
                 .await;
                 match outcome {
-                    Some(true) => tracing::info!(
-                        "SSH connection restored after {:.1}s",
-                        started.elapsed().as_secs_f64()
-                    ),
+                    Some(true) => {
+                        host.counters.reconnected();
+                        tracing::info!(
+                            "SSH connection restored after {:.1}s",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
                     Some(false) | None => {
                         host.reconnecting.store(false, Ordering::Release);
                         let stopping = host.shutdown.is_cancelled();

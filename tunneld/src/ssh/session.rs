@@ -1,7 +1,10 @@
 //! One authenticated SSH connection and the channels opened over it.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -42,6 +45,8 @@ pub struct SshSession {
     /// Cancelled when the connection's task ends.
     closed: CancellationToken,
     close_reason: Arc<Mutex<Option<String>>>,
+    /// Whether russh ended it for unanswered keepalives.
+    keepalive_lost: Arc<AtomicBool>,
     /// Who uses the connection (see `session_use.rs`).
     usage: Arc<SessionUse>,
     /// The jump hosts the connection runs through (`jump.rs`), held as
@@ -80,11 +85,13 @@ impl SshSession {
         let config = client_config(&host);
         let closed = CancellationToken::new();
         let close_reason = Arc::new(Mutex::new(None));
+        let keepalive_lost = Arc::new(AtomicBool::new(false));
         let usage = Arc::new(SessionUse::new(routes.clone()));
         let handler = ClientHandler {
             host: host.clone(),
             routes,
             close_reason: close_reason.clone(),
+            keepalive_lost: keepalive_lost.clone(),
             _closed: closed.clone().drop_guard(),
         };
         let ssh_failed = |reason: String| host.connection_failed(reason);
@@ -116,6 +123,7 @@ impl SshSession {
             handle,
             closed,
             close_reason,
+            keepalive_lost,
             usage,
             route: None,
             connected_at: SystemTime::now(),
@@ -164,6 +172,12 @@ impl SshSession {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .unwrap_or_else(|| "the SSH connection was lost".into())
+    }
+
+    /// Whether the connection ended because the server stopped answering
+    /// keepalives.
+    pub fn lost_keepalives(&self) -> bool {
+        self.keepalive_lost.load(Ordering::Acquire)
     }
 
     /// The error for a request that found the connection gone.

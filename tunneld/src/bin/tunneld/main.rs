@@ -87,9 +87,25 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let metrics = match &args.api.metrics_listen {
+        Some(text) => match tunneld::bind_metrics(text, args.api.insecure_metrics_listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("tunneld: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let addr = listener.to_string();
     // One line on stdout so scripts and tests learn the port when it was 0.
     println!("tunneld listening on {addr}");
+    if let Some(m) = &metrics {
+        match m.local_addr() {
+            Ok(a) => println!("tunneld metrics on {a}"),
+            Err(e) => tracing::warn!("metrics listener: {e}"),
+        }
+    }
     tracing::info!(%addr, hosts = ?config.hosts.keys().collect::<Vec<_>>(), default = ?config.default_host, "tunneld started");
 
     let control = tunneld::Control::default();
@@ -98,7 +114,7 @@ async fn main() -> ExitCode {
         stop_signals(control.drain.clone(), shutdown.clone())
             .instrument(tracing::info_span!("stop_signal")),
     );
-    let run = tunneld::run_with(listener, access, config, control);
+    let run = tunneld::run_with(listener, metrics, access, config, control);
     let grace = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
