@@ -59,7 +59,8 @@ func secretFiles(t *testing.T, dir string) {
 }
 
 // serveAndProbe starts tunneld with args (paths remapped through m, the
-// --listen port replaced by 0 so tests run side by side), runs the health
+// --listen and --metrics-listen ports replaced by 0 so tests run side by
+// side), runs the health
 // probe against it (the probe's --addr port replaced by the real one),
 // which must pass, and again without its token, which must fail; then
 // stops tunneld with SIGTERM, which must exit 0.
@@ -70,10 +71,10 @@ func serveAndProbe(t *testing.T, m mounts, args, probe []string) {
 	var argv []string
 	for i := 0; i < len(args); i++ {
 		a, _ := m.remap(args[i])
-		if i > 0 && args[i-1] == "--listen" {
+		if i > 0 && (args[i-1] == "--listen" || args[i-1] == "--metrics-listen") {
 			host, _, ok := strings.Cut(a, ":")
 			if !ok {
-				t.Fatalf("--listen %s is not HOST:PORT", a)
+				t.Fatalf("%s %s is not HOST:PORT", args[i-1], a)
 			}
 			a = host + ":0"
 		}
