@@ -1039,6 +1039,18 @@ impl Tunneld {
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         Ok(self.child.try_wait()?)
     }
+
+    /// Waits up to `within` for the daemon to exit (after a signal the
+    /// test sent); its status.
+    pub async fn exited_within(&mut self, within: Duration) -> Result<ExitStatus> {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => bail!(
+                "tunneld still running {within:?} after the signal; its stderr:\n{}",
+                self.log()
+            ),
+        }
+    }
 }
 
 impl Drop for Tunneld {

@@ -32,11 +32,7 @@ async fn health(bed: &Bed, service: &str) -> Result<i32> {
 /// Waits for tunneld to exit; its status and how long that took.
 async fn exited(bed: &mut Bed, within: Duration) -> Result<(std::process::ExitStatus, Duration)> {
     let started = Instant::now();
-    let status = poll_until("tunneld to exit", within, || {
-        let r = bed.daemon.try_wait();
-        async move { r }
-    })
-    .await?;
+    let status = bed.daemon.exited_within(within).await?;
     Ok((status, started.elapsed()))
 }
 

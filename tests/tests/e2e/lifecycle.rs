@@ -50,15 +50,7 @@ async fn sigint_also_exits_zero() -> Result<()> {
         let mut bed = Bed::start().await?;
         exec::run_ok(&bed.client, "true").await?;
         bed.daemon.signal(nix::sys::signal::Signal::SIGINT)?;
-        let status = poll_until(
-            "tunneld to exit after SIGINT",
-            Duration::from_secs(5),
-            || {
-                let r = bed.daemon.try_wait();
-                async move { r }
-            },
-        )
-        .await?;
+        let status = bed.daemon.exited_within(Duration::from_secs(5)).await?;
         ensure!(
             status.code() == Some(0),
             "tunneld exited with {status} after SIGINT"

@@ -66,11 +66,7 @@ async fn systemd_is_told_ready_reloading_and_stopping() -> Result<()> {
         daemon.signal(Signal::SIGTERM)?;
         let stopping = next_notice(&socket, wait).await?;
         ensure!(stopping == "STOPPING=1\n", "on SIGTERM: {stopping:?}");
-        let status = tunneld_tests::wait::poll_until("tunneld to exit", wait, || {
-            let r = daemon.try_wait();
-            async move { r }
-        })
-        .await?;
+        let status = daemon.exited_within(wait).await?;
         ensure!(status.code() == Some(0), "exit {status}");
         Ok(())
     })
