@@ -58,7 +58,7 @@ use daemon::Daemon;
 pub use config::Config;
 pub use daemon::{Lifecycle, Phase};
 pub use error::{CertificateProblem, Error, HostKeyProblem, Result};
-pub use server::listen::{bind as bind_api, bind_metrics};
+pub use server::listen::{bind as bind_api, bind_health, bind_metrics};
 pub use server::{
     ApiAccess, ApiFlags, TlsFiles,
     listen::{ApiListener, Exposure, ListenAddr},
@@ -94,6 +94,15 @@ pub struct Control {
     pub lifecycle: Lifecycle,
 }
 
+/// Listeners for operators beside the API, each off unless bound.
+#[derive(Debug, Default)]
+pub struct OpsListeners {
+    /// Prometheus metrics and HTTP probes (bound by [`bind_metrics`]).
+    pub metrics: Option<tokio::net::TcpListener>,
+    /// The plaintext gRPC health service alone (bound by [`bind_health`]).
+    pub health: Option<tokio::net::TcpListener>,
+}
+
 /// Runs tunneld on `listener`, open to callers as `access` allows, with
 /// `config` until `shutdown` is cancelled; returns once every tunnel and SSH
 /// connection is closed.
@@ -107,15 +116,15 @@ pub async fn run(
         shutdown,
         ..Control::default()
     };
-    run_with(listener, None, access, config, control).await
+    run_with(listener, OpsListeners::default(), access, config, control).await
 }
 
 /// [`run`], drained first when `control.drain` is cancelled, its phases
-/// on `control.lifecycle`; with `metrics` (bound by [`bind_metrics`]),
-/// Prometheus metrics and health probes are served there until shutdown.
+/// on `control.lifecycle`; metrics and health are served on the `ops`
+/// listeners given, until shutdown.
 pub async fn run_with(
     listener: ApiListener,
-    metrics: Option<tokio::net::TcpListener>,
+    ops: OpsListeners,
     access: ApiAccess,
     config: Config,
     control: Control,
@@ -151,9 +160,17 @@ pub async fn run_with(
     // Config reloads (SIGHUP) for as long as tunneld runs.
     tokio::spawn(daemon.clone().follow_reloads());
     let grpc = Arc::new(metrics::GrpcStats::default());
-    if let Some(metrics_listener) = metrics {
+    if let Some(metrics_listener) = ops.metrics {
         let m = Arc::new(metrics::Metrics::new(daemon.clone(), &grpc));
         tokio::spawn(metrics::serve(metrics_listener, m, shutdown.clone()));
     }
-    server::serve(listener, access, daemon, grpc, shutdown).await
+    let health = server::Health::following(daemon.lifecycle()).await;
+    if let Some(health_listener) = ops.health {
+        tokio::spawn(server::health::serve(
+            health_listener,
+            health.service.clone(),
+            shutdown.clone(),
+        ));
+    }
+    server::serve(listener, access, daemon, health, grpc, shutdown).await
 }

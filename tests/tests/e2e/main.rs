@@ -25,6 +25,7 @@ mod forward_local;
 mod forward_remote;
 mod forward_unix;
 mod grpcurl;
+mod health_listen;
 mod host_certificates;
 mod host_thread;
 mod hostile;

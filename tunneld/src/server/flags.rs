@@ -63,4 +63,14 @@ pub struct ApiFlags {
     /// restrict who reaches the port (NetworkPolicy, firewall) instead.
     #[arg(long, requires = "metrics_listen")]
     pub insecure_metrics_listen: bool,
+
+    /// Serve the gRPC health service (grpc.health.v1) alone, plaintext and
+    /// without tokens, on HOST:PORT (port 0 picks a free one), for probes
+    /// that speak neither TLS nor tokens: Kubernetes' native gRPC probes,
+    /// grpc_health_probe. Service "" is SERVING until a drain starts;
+    /// "readiness" once declared and persisted tunnels were opened once.
+    /// Off unless given. It tells only whether tunneld is up and ready, so
+    /// any address is allowed.
+    #[arg(long, env = "TUNNELD_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<String>,
 }

@@ -37,11 +37,44 @@ pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// deadline: the length of the HTTP/2 client preface.
 pub const HANDSHAKE_BYTES: usize = 24;
 
-/// Connections refused at the cap, logged a few per 10 s.
-static AT_CAP: Throttle = Throttle::new(
-    "API connections closed at --max-api-connections",
-    5,
-    Duration::from_secs(10),
+/// How a listener logs the connections it closes at its cap: a few lines
+/// per period, naming the listener and what raises the cap.
+pub struct AtCap {
+    throttle: Throttle,
+    listener: &'static str,
+    accept_loop: &'static str,
+    raise: &'static str,
+}
+
+impl AtCap {
+    /// Lines as `throttle` admits them, about the connections of
+    /// `listener` (its accept loop's failures about `accept_loop`);
+    /// `raise` says how to raise the cap.
+    pub const fn new(
+        throttle: Throttle,
+        listener: &'static str,
+        accept_loop: &'static str,
+        raise: &'static str,
+    ) -> Self {
+        AtCap {
+            throttle,
+            listener,
+            accept_loop,
+            raise,
+        }
+    }
+}
+
+/// The API's connections refused at the cap.
+pub static API_AT_CAP: AtCap = AtCap::new(
+    Throttle::new(
+        "API connections closed at --max-api-connections",
+        5,
+        Duration::from_secs(10),
+    ),
+    "API",
+    "the API's listener",
+    "--max-api-connections",
 );
 
 /// Default cap on API connections for a soft descriptor limit of `nofile`:
@@ -75,14 +108,16 @@ impl Acceptor for UnixListener {
     }
 }
 
-/// The connections of `listener`, at most `max` open at once, each held to
-/// the handshake deadline. Never yields an error: failures are waited out.
+/// The connections of `listener`, at most `max` open at once (those past
+/// it closed and logged as `at_cap` says), each held to the handshake
+/// deadline. Never yields an error: failures are waited out.
 pub fn incoming<A: Acceptor>(
     listener: A,
     max: usize,
+    at_cap: &'static AtCap,
 ) -> impl Stream<Item = io::Result<Guarded<A::Io>>> + Send + 'static {
     let slots = Arc::new(Semaphore::new(max));
-    let state = (listener, slots, AcceptBackoff::new("the API's listener"));
+    let state = (listener, slots, AcceptBackoff::new(at_cap.accept_loop));
     futures_util::stream::unfold(state, move |(listener, slots, mut backoff)| async move {
         loop {
             match listener.accept().await {
@@ -95,10 +130,12 @@ pub fn incoming<A: Acceptor>(
                         }
                         Err(_) => {
                             drop(io);
-                            if AT_CAP.admit() {
+                            if at_cap.throttle.admit() {
                                 tracing::warn!(
                                     max,
-                                    "API connection closed: {max} are open (--max-api-connections)"
+                                    "{} connection closed: {max} are open ({})",
+                                    at_cap.listener,
+                                    at_cap.raise
                                 );
                             }
                         }
@@ -224,7 +261,7 @@ mod tests {
     async fn past_the_cap_a_connection_is_closed_at_once() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut conns = Box::pin(incoming(listener, 2));
+        let mut conns = Box::pin(incoming(listener, 2, &API_AT_CAP));
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(TcpStream::connect(addr).await.unwrap());

@@ -132,6 +132,17 @@ pub async fn bind_metrics(text: &str, insecure: bool) -> Result<TcpListener, Str
     crate::sys::tcp_listener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
 }
 
+/// Binds the health listener on `text` (`HOST:PORT`), any address: it
+/// serves only `grpc.health.v1`, which tells whether tunneld is up and
+/// ready and nothing else, to probes that speak neither TLS nor tokens.
+pub async fn bind_health(text: &str) -> Result<TcpListener, String> {
+    let addr = resolve(text)
+        .await
+        .ok_or_else(|| format!("--health-listen {text:?} is not HOST:PORT"))?;
+    crate::sys::tcp_listener::bind(addr)
+        .map_err(|e| format!("cannot serve health checks on {addr}: {e}"))
+}
+
 /// The first address `text` (`HOST:PORT`) resolves to.
 async fn resolve(text: &str) -> Option<SocketAddr> {
     tokio::net::lookup_host(text).await.ok()?.next()
@@ -231,6 +242,13 @@ mod tests {
         assert!(bind_metrics("0.0.0.0:0", true).await.is_ok());
         assert!(bind_metrics("127.0.0.1:0", false).await.is_ok());
         assert!(bind_metrics("nonsense", false).await.is_err());
+        // Health needs no flag beyond loopback: it tells only up or down.
+        assert!(bind_health("0.0.0.0:0").await.is_ok());
+        let e = bind_health("4523").await.err().unwrap();
+        assert!(
+            e.contains("--health-listen \"4523\" is not HOST:PORT"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -1,16 +1,19 @@
 //! Serving the API: `tunnel.v1.TunnelService`, gRPC server reflection (v1
 //! and v1alpha, for grpcurl) and `grpc.health.v1`, on a listener handed in
 //! from outside, behind the auth layer and optionally TLS, until a shutdown
-//! token is cancelled.
+//! token is cancelled; and `grpc.health.v1` alone, plaintext, on the
+//! health listener ([`health`]).
 
 mod access;
 mod flags;
+pub mod health;
 pub mod incoming;
 pub mod listen;
 mod tls;
 
 pub use access::ApiAccess;
 pub use flags::ApiFlags;
+pub use health::Health;
 pub use tls::TlsFiles;
 
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use tonic::transport::Server;
 use tunnel_proto::v1::tunnel_service_server::TunnelServiceServer;
 
 use crate::{
-    daemon::{Daemon, Phase},
+    daemon::Daemon,
     error::{Error, Result},
     grpc::{AuthLayer, TunnelApi},
     metrics::{GrpcMetricsLayer, GrpcStats},
@@ -89,41 +92,19 @@ fn served_methods() -> Vec<String> {
 
 /// Serves `daemon` on `listener` with `access` until `shutdown` is
 /// cancelled, then closes every tunnel and SSH connection. Calls are
-/// counted into `grpc`.
+/// counted into `grpc`; `health` is the health service's state.
 pub async fn serve(
     listener: ApiListener,
     access: ApiAccess,
     daemon: Arc<Daemon>,
+    health: Health,
     grpc: Arc<GrpcStats>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<TunnelServiceServer<TunnelApi>>().await;
-    // NOT_SERVING from the start of a drain, so load balancers and probes
-    // send no new work while open connections finish.
-    tokio::spawn({
-        let health = health.clone();
-        let mut phase = daemon.lifecycle().subscribe();
-        async move {
-            while phase.changed().await.is_ok() {
-                if matches!(
-                    *phase.borrow_and_update(),
-                    Phase::Draining | Phase::Stopping
-                ) {
-                    health
-                        .set_not_serving::<TunnelServiceServer<TunnelApi>>()
-                        .await;
-                    // The server as a whole too: probes (Kubernetes' gRPC
-                    // probe, grpc_health_probe) ask with no service name.
-                    health
-                        .set_service_status("", tonic_health::ServingStatus::NotServing)
-                        .await;
-                    return;
-                }
-            }
-        }
-    });
-
+    let Health {
+        reporter: health,
+        service: health_service,
+    } = health;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tunnel_proto::v1::FILE_DESCRIPTOR_SET)
@@ -181,13 +162,19 @@ pub async fn serve(
     let served = match listener {
         ApiListener::Tcp(listener) => {
             router
-                .serve_with_incoming_shutdown(incoming::incoming(listener, max), stopping)
+                .serve_with_incoming_shutdown(
+                    incoming::incoming(listener, max, &incoming::API_AT_CAP),
+                    stopping,
+                )
                 .await
         }
         ApiListener::Unix(listener, _file) => {
             // `_file` lives until serving ends, then removes the socket.
             router
-                .serve_with_incoming_shutdown(incoming::incoming(listener, max), stopping)
+                .serve_with_incoming_shutdown(
+                    incoming::incoming(listener, max, &incoming::API_AT_CAP),
+                    stopping,
+                )
                 .await
         }
     };

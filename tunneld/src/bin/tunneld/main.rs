@@ -97,6 +97,16 @@ async fn main() -> ExitCode {
         },
         None => None,
     };
+    let health = match &args.api.health_listen {
+        Some(text) => match tunneld::bind_health(text).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("tunneld: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let addr = listener.to_string();
     // One line on stdout so scripts and tests learn the port when it was 0.
     println!("tunneld listening on {addr}");
@@ -104,6 +114,12 @@ async fn main() -> ExitCode {
         match m.local_addr() {
             Ok(a) => println!("tunneld metrics on {a}"),
             Err(e) => tracing::warn!("metrics listener: {e}"),
+        }
+    }
+    if let Some(h) = &health {
+        match h.local_addr() {
+            Ok(a) => println!("tunneld health on {a}"),
+            Err(e) => tracing::warn!("health listener: {e}"),
         }
     }
     tracing::info!(%addr, hosts = ?config.hosts.keys().collect::<Vec<_>>(), default = ?config.default_host, "tunneld started");
@@ -114,7 +130,8 @@ async fn main() -> ExitCode {
         stop_signals(control.drain.clone(), shutdown.clone())
             .instrument(tracing::info_span!("stop_signal")),
     );
-    let run = tunneld::run_with(listener, metrics, access, config, control);
+    let ops = tunneld::OpsListeners { metrics, health };
+    let run = tunneld::run_with(listener, ops, access, config, control);
     let grace = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
