@@ -195,5 +195,7 @@ func TestDockerfileFlagsPassCheckConfig(t *testing.T) {
 // (and fails without a token), and SIGTERM stops it with exit 0.
 func TestDockerfileCmdServesAndHealthcheckPasses(t *testing.T) {
 	img := readImage(t)
-	serveAndProbe(t, img.m, img.cmd, img.health)
+	s := serve(t, img.m, img.cmd)
+	probeWithTunnelctl(t, s, img.m, img.health)
+	s.stop(t)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 )
 
 // kustomizeDir is the kustomize base, seen from this package.
@@ -218,12 +221,30 @@ func TestStatefulSetRunsTunneldAsTheIssueAsks(t *testing.T) {
 		t.Errorf("args must log JSON: %q", args)
 	}
 	// kubelet's gRPC probes speak plaintext, and the API serves TLS: the
-	// probes run tunnelctl status against the API's port.
-	for name, probe := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
-		if probe == nil || probe.Exec == nil || len(probe.Exec.Command) < 2 ||
-			probe.Exec.Command[0] != "tunnelctl" || probe.Exec.Command[len(probe.Exec.Command)-1] != "status" ||
-			flagValue(probe.Exec.Command, "--addr") != "https://127.0.0.1:4522" {
-			t.Errorf("%s probe must run tunnelctl --addr https://127.0.0.1:4522 ... status: %+v", name, probe)
+	// probes are native gRPC probes of the health listener, which serves
+	// grpc.health.v1 alone.
+	health := flagValue(args, "--health-listen")
+	healthHost, healthPort, _ := strings.Cut(health, ":")
+	if healthHost != "0.0.0.0" || healthPort == "" {
+		t.Fatalf("args must serve health on 0.0.0.0:PORT (--health-listen), for kubelet on the pod's IP: %q", args)
+	}
+	probes := map[string]struct {
+		probe   *corev1.Probe
+		service string
+	}{
+		"startup":   {c.StartupProbe, ""},
+		"liveness":  {c.LivenessProbe, ""},
+		"readiness": {c.ReadinessProbe, "readiness"},
+	}
+	for name, p := range probes {
+		probe := p.probe
+		switch {
+		case probe == nil || probe.GRPC == nil:
+			t.Errorf("%s probe must be a native gRPC probe: %+v", name, probe)
+		case fmt.Sprint(probe.GRPC.Port) != healthPort:
+			t.Errorf("%s probe asks port %d, not the --health-listen port %s", name, probe.GRPC.Port, healthPort)
+		case ptr.Deref(probe.GRPC.Service, "") != p.service:
+			t.Errorf("%s probe asks service %q, want %q", name, ptr.Deref(probe.GRPC.Service, ""), p.service)
 		}
 	}
 	if flagValue(args, "--tls-cert") == "" || flagValue(args, "--tls-key") == "" {
@@ -276,7 +297,15 @@ func TestStatefulSetRunsTunneldAsTheIssueAsks(t *testing.T) {
 			allowed[p.Port.IntVal] = true
 		}
 	}
+	// Only kubelet, from the node, probes: no pod is let in to the health
+	// port, and the Service does not carry it.
+	if port := names["health"]; fmt.Sprint(port) != healthPort || allowed[port] {
+		t.Errorf("container port \"health\" %d must be the --health-listen port %s and not let in by the NetworkPolicy", port, healthPort)
+	}
 	for _, p := range d.service.Spec.Ports {
+		if p.TargetPort.StrVal == "health" {
+			t.Errorf("service port %s carries the health port", p.Name)
+		}
 		port, found := names[p.TargetPort.StrVal]
 		if !found {
 			t.Errorf("service port %s targets %q, no port of the container", p.Name, p.TargetPort.String())
@@ -318,14 +347,43 @@ func TestManifestFlagsPassCheckConfig(t *testing.T) {
 	}
 }
 
-// The pod's tunneld, with real secrets in the Secret's place, serves and
-// its liveness and readiness probes pass.
+// The pod's tunneld, with real secrets in the Secret's place, serves, and
+// its startup, liveness and readiness probes pass as kubelet runs them;
+// the same probe of the API's port fails (TLS), which is why the health
+// listener exists. SIGTERM then stops it with exit 0.
 func TestManifestServesAndProbesPass(t *testing.T) {
 	d := load(t)
 	c, m := podOnDisk(t, d, true)
-	for _, probe := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
-		serveAndProbe(t, m, c.Args, probe.Exec.Command)
+	s := serve(t, m, c.Args)
+	if s.health == "" {
+		t.Fatalf("tunneld printed no health address: %q", c.Args)
 	}
+	for name, probe := range map[string]*corev1.Probe{
+		"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe,
+	} {
+		if probe == nil || probe.GRPC == nil {
+			t.Fatalf("%s probe is not a gRPC probe", name)
+		}
+		timeout := time.Duration(max(probe.TimeoutSeconds, 1)) * time.Second
+		service := ptr.Deref(probe.GRPC.Service, "")
+		// kubelet tries again each period; readiness waits for the
+		// declared tunnel's first try.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ok, got := kubeletProbe(s.health, service, timeout)
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the %s probe (service %q) of %s: %s\ntunneld's log:\n%s", name, service, s.health, got, s.log())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if ok, got := kubeletProbe(s.api, "", 2*time.Second); ok {
+		t.Errorf("a plaintext probe of the TLS API at %s passed: %s", s.api, got)
+	}
+	s.stop(t)
 }
 
 // podOnDisk lays the pod's volumes out under a temp dir (the ConfigMap's

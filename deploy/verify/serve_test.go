@@ -2,15 +2,21 @@ package verify
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // secretFiles writes what a deployment mounts as secrets into dir, mode
@@ -58,30 +64,42 @@ func secretFiles(t *testing.T, dir string) {
 	}
 }
 
-// serveAndProbe starts tunneld with args (paths remapped through m, the
-// --listen and --metrics-listen ports replaced by 0 so tests run side by
-// side), runs the health
-// probe against it (the probe's --addr port replaced by the real one),
-// which must pass, and again without its token, which must fail; then
-// stops tunneld with SIGTERM, which must exit 0.
-func serveAndProbe(t *testing.T, m mounts, args, probe []string) {
+// served is a tunneld started by serve, with the addresses it printed.
+type served struct {
+	cmd    *exec.Cmd
+	exited chan error
+	done   bool
+	log    func() string
+	// api is the API's HOST:PORT; health that of --health-listen, or "".
+	api, health string
+}
+
+// listenFlags are the flags whose HOST:PORT serve rewrites to port 0, so
+// tests run side by side.
+var listenFlags = []string{"--listen", "--metrics-listen", "--health-listen"}
+
+// serve starts tunneld with args (paths remapped through m, the ports of
+// listenFlags replaced by 0) and waits for the lines that say where it
+// listens. It is killed when the test ends unless stopped before.
+func serve(t *testing.T, m mounts, args []string) *served {
 	t.Helper()
 	tunneld := binary(t, "TUNNELD_BIN")
-	tunnelctl := binary(t, "TUNNELCTL_BIN")
 	var argv []string
+	wantHealth := false
 	for i := 0; i < len(args); i++ {
 		a, _ := m.remap(args[i])
-		if i > 0 && (args[i-1] == "--listen" || args[i-1] == "--metrics-listen") {
+		if i > 0 && slices.Contains(listenFlags, args[i-1]) {
 			host, _, ok := strings.Cut(a, ":")
 			if !ok {
 				t.Fatalf("%s %s is not HOST:PORT", args[i-1], a)
 			}
 			a = host + ":0"
+			wantHealth = wantHealth || args[i-1] == "--health-listen"
 		}
 		argv = append(argv, a)
 	}
-	cmd := exec.Command(tunneld, argv...)
-	stdout, err := cmd.StdoutPipe()
+	s := &served{cmd: exec.Command(tunneld, argv...), exited: make(chan error, 1)}
+	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,20 +108,18 @@ func serveAndProbe(t *testing.T, m mounts, args, probe []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	s.cmd.Stderr = stderr
+	s.log = func() string { b, _ := os.ReadFile(logFile); return string(b) }
+	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			<-exited
+	t.Cleanup(func() {
+		if !s.done {
+			_ = s.cmd.Process.Kill()
+			<-s.exited
 		}
-	}()
-	log := func() string { b, _ := os.ReadFile(logFile); return string(b) }
-	lines := make(chan string, 1)
+	})
+	lines := make(chan string, 8)
 	go func() {
 		scanner := bufio.NewScanner(stdout)
 		for scanner.Scan() {
@@ -112,23 +128,55 @@ func serveAndProbe(t *testing.T, m mounts, args, probe []string) {
 			default:
 			}
 		}
-		exited <- cmd.Wait()
+		s.exited <- s.cmd.Wait()
 	}()
-	var port string
-	select {
-	case line := <-lines:
-		addr, ok := strings.CutPrefix(line, "tunneld listening on ")
-		if !ok {
-			t.Fatalf("tunneld printed %q", line)
+	deadline := time.After(30 * time.Second)
+	for s.api == "" || (wantHealth && s.health == "") {
+		select {
+		case line := <-lines:
+			// Every interface includes loopback, where the probes go.
+			local := func(addr string) string {
+				return strings.Replace(addr, "0.0.0.0:", "127.0.0.1:", 1)
+			}
+			if addr, ok := strings.CutPrefix(line, "tunneld listening on "); ok {
+				s.api = local(addr)
+			} else if addr, ok := strings.CutPrefix(line, "tunneld health on "); ok {
+				s.health = local(addr)
+			}
+		case err := <-s.exited:
+			s.done = true
+			t.Fatalf("tunneld %q exited: %v\n%s", argv, err, s.log())
+		case <-deadline:
+			t.Fatalf("tunneld %q did not print where it listens within 30s\n%s", argv, s.log())
 		}
-		port = addr[strings.LastIndex(addr, ":")+1:]
-	case err := <-exited:
-		stopped = true
-		t.Fatalf("tunneld %q exited: %v\n%s", argv, err, log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tunneld %q did not listen within 30s\n%s", argv, log())
 	}
+	return s
+}
 
+// stop sends SIGTERM, after which tunneld must exit 0 within 30s.
+func (s *served) stop(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.exited:
+		s.done = true
+		if err != nil {
+			t.Errorf("tunneld on SIGTERM: %v\n%s", err, s.log())
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("tunneld still running 30s after SIGTERM")
+	}
+}
+
+// probeWithTunnelctl runs the tunnelctl command of an exec probe or a
+// HEALTHCHECK (paths remapped through m, its --addr port replaced by the
+// API's), which must pass, and again without its token, which must fail.
+func probeWithTunnelctl(t *testing.T, s *served, m mounts, probe []string) {
+	t.Helper()
+	tunnelctl := binary(t, "TUNNELCTL_BIN")
+	port := s.api[strings.LastIndex(s.api, ":")+1:]
 	var probeArgs, unauthenticated []string
 	for i := 1; i < len(probe); i++ {
 		a, _ := m.remap(probe[i])
@@ -141,22 +189,30 @@ func serveAndProbe(t *testing.T, m mounts, args, probe []string) {
 		}
 	}
 	if code, out, errOut := run(t, tunnelctl, probeArgs...); code != 0 {
-		t.Fatalf("the probe %q: exit %d\n%s%s\ntunneld's log:\n%s", probeArgs, code, out, errOut, log())
+		t.Fatalf("the probe %q: exit %d\n%s%s\ntunneld's log:\n%s", probeArgs, code, out, errOut, s.log())
 	}
 	if code, _, _ := run(t, tunnelctl, unauthenticated...); code == 0 {
 		t.Errorf("the probe passed without a token: %q", unauthenticated)
 	}
+}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+// kubeletProbe does what kubelet's gRPC prober does: a plaintext
+// connection to the address, with kubelet's user agent, one
+// grpc.health.v1 Check of service within timeout; it passes only on
+// SERVING. The reply (or the error) is returned for messages.
+func kubeletProbe(addr, service string, timeout time.Duration) (bool, string) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUserAgent("kube-probe/1.34"))
+	if err != nil {
+		return false, err.Error()
 	}
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Errorf("tunneld on SIGTERM: %v\n%s", err, log())
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("tunneld still running 30s after SIGTERM")
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	reply, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return false, err.Error()
 	}
+	return reply.GetStatus() == healthpb.HealthCheckResponse_SERVING, reply.GetStatus().String()
 }
