@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tunnel_proto::v1::OpenLocalForwardRequest;
 use tunneld_tests::peers::TcpPeer;
+use tunneld_tests::sshd::free_port;
 use tunneld_tests::{Sshd, Tunneld};
 
 use crate::support::{carries, close, e2e, local_port, open_local_req};
@@ -78,8 +79,14 @@ async fn json_logs_are_one_object_a_line_and_name_the_tunnel_and_host() -> Resul
     e2e(async {
         let sshd = Sshd::start()?;
         let echo = TcpPeer::echo().await?;
+        let mut declared = toml::Table::new();
+        declared.insert(
+            "local".into(),
+            format!("{}:127.0.0.1:{}", free_port()?, echo.port()).into(),
+        );
         let mut daemon = Tunneld::builder(&sshd)
             .arg("--log-format=json")
+            .tunnel("decl", declared)
             .start()
             .await?;
         let client = daemon.client();
@@ -100,6 +107,7 @@ async fn json_logs_are_one_object_a_line_and_name_the_tunnel_and_host() -> Resul
         let log = daemon.log();
         let mut lines = 0;
         let mut opened = None;
+        let mut declared_open = None;
         let mut conn_with_peer = false;
         for line in log.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line)
@@ -112,6 +120,9 @@ async fn json_logs_are_one_object_a_line_and_name_the_tunnel_and_host() -> Resul
             let fields = &v["fields"];
             if fields["message"] == "local forward open" {
                 opened = Some(v.clone());
+            }
+            if fields["message"] == "declared tunnel open" {
+                declared_open = Some(v.clone());
             }
             // A line inside a connection's span carries the peer, and the
             // tunnel and host of its forward's span.
@@ -128,6 +139,16 @@ async fn json_logs_are_one_object_a_line_and_name_the_tunnel_and_host() -> Resul
         ensure!(
             opened["fields"]["tunnel"] == t.id.as_str() && opened["fields"]["host"] == "default",
             "the open line lacks its tunnel and host: {opened}"
+        );
+        let Some(declared_open) = declared_open else {
+            bail!("no \"declared tunnel open\" line in:\n{log}")
+        };
+        let f = &declared_open["fields"];
+        ensure!(
+            f["name"] == "decl"
+                && f["host"] == "default"
+                && f["tunnel"].as_str().is_some_and(|t| t.starts_with("t-")),
+            "the declared tunnel's open line: {declared_open}"
         );
         ensure!(
             conn_with_peer,

@@ -320,7 +320,7 @@ impl Daemon {
         match self.open(&record.host, record.spec.clone(), how).await {
             Ok((seq, t)) => match self.persistence.take(seq).and_then(|w| w.claim) {
                 Some(claim) => {
-                    tracing::info!(tunnel = %id, name = ?record.name, local = %t.local, remote = %t.remote, "{what} open");
+                    tracing::info!(tunnel = %id, name = record.name.as_deref().unwrap_or(""), host = %record.host, local = %t.local, remote = %t.remote, "{what} open");
                     self.tunnels.insert(seq, t.clone(), claim);
                     t.announce();
                     false
@@ -339,7 +339,7 @@ impl Daemon {
                 } else {
                     "it is kept: fix the cause and restart, or close it to forget it"
                 };
-                tracing::error!(tunnel = %id, name = ?record.name, host = %record.host, "{what} not opened: {e}; {then}");
+                tracing::error!(tunnel = %id, name = record.name.as_deref().unwrap_or(""), host = %record.host, "{what} not opened: {e}; {then}");
                 self.persistence
                     .set_failed(seq, format!("not opened: {e}; {then}"));
                 retry
@@ -774,7 +774,7 @@ impl Daemon {
             .take(seq)
             .ok_or_else(|| Error::TunnelNotFound(key.to_string()))?;
         let r = waiting.record;
-        tracing::info!(tunnel = %id_of(seq), name = ?r.name, "tunnel that was not running forgotten");
+        tracing::info!(tunnel = %id_of(seq), name = r.name.as_deref().unwrap_or(""), "tunnel that was not running forgotten");
         Ok(TunnelSnapshot::not_running(
             id_of(seq),
             source,

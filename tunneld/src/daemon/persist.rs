@@ -91,7 +91,7 @@ impl Persistence {
                     let claim = match registry.claim_name(record.name.as_deref()) {
                         Ok(c) => Some(c),
                         Err(_) => {
-                            tracing::error!(tunnel = %id_of(seq), name = ?record.name, store = %path, "two persisted tunnels have one name; this one is kept but not restored");
+                            tracing::error!(tunnel = %id_of(seq), name = record.name.as_deref().unwrap_or(""), store = %path, "two persisted tunnels have one name; this one is kept but not restored");
                             None
                         }
                     };
