@@ -308,6 +308,9 @@ const (
 	// with exponential backoff (see reconnect_attempt, next_attempt_at) and
 	// restores them.
 	SshConnectionState_SSH_CONNECTION_STATE_RECONNECTING SshConnectionState = 5
+	// Only in Watch: the host was removed (RemoveHost, or a reload whose file
+	// no longer has it), after its tunnels; the last message about it.
+	SshConnectionState_SSH_CONNECTION_STATE_REMOVED SshConnectionState = 6
 )
 
 // Enum value maps for SshConnectionState.
@@ -319,6 +322,7 @@ var (
 		3: "SSH_CONNECTION_STATE_CONNECTED",
 		4: "SSH_CONNECTION_STATE_FAILED",
 		5: "SSH_CONNECTION_STATE_RECONNECTING",
+		6: "SSH_CONNECTION_STATE_REMOVED",
 	}
 	SshConnectionState_value = map[string]int32{
 		"SSH_CONNECTION_STATE_UNSPECIFIED":  0,
@@ -327,6 +331,7 @@ var (
 		"SSH_CONNECTION_STATE_CONNECTED":    3,
 		"SSH_CONNECTION_STATE_FAILED":       4,
 		"SSH_CONNECTION_STATE_RECONNECTING": 5,
+		"SSH_CONNECTION_STATE_REMOVED":      6,
 	}
 )
 
@@ -2862,7 +2867,9 @@ type isWatchResponse_Event interface {
 }
 
 type WatchResponse_Host struct {
-	// A host as it was when the call started, or after its state changed.
+	// A host as it was when the call started, when it was added, or after
+	// its state changed; state REMOVED when it was removed (the last
+	// message about it).
 	Host *SshHost `protobuf:"bytes,2,opt,name=host,proto3,oneof"`
 }
 
@@ -3793,14 +3800,15 @@ const file_tunnel_v1_tunnel_proto_rawDesc = "" +
 	"\x17HOST_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12HOST_SOURCE_CONFIG\x10\x01\x12\x13\n" +
 	"\x0fHOST_SOURCE_API\x10\x02\x12\x19\n" +
-	"\x15HOST_SOURCE_PERSISTED\x10\x03*\xea\x01\n" +
+	"\x15HOST_SOURCE_PERSISTED\x10\x03*\x8c\x02\n" +
 	"\x12SshConnectionState\x12$\n" +
 	" SSH_CONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19SSH_CONNECTION_STATE_IDLE\x10\x01\x12#\n" +
 	"\x1fSSH_CONNECTION_STATE_CONNECTING\x10\x02\x12\"\n" +
 	"\x1eSSH_CONNECTION_STATE_CONNECTED\x10\x03\x12\x1f\n" +
 	"\x1bSSH_CONNECTION_STATE_FAILED\x10\x04\x12%\n" +
-	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x052\xcd\a\n" +
+	"!SSH_CONNECTION_STATE_RECONNECTING\x10\x05\x12 \n" +
+	"\x1cSSH_CONNECTION_STATE_REMOVED\x10\x062\xcd\a\n" +
 	"\rTunnelService\x129\n" +
 	"\x04Exec\x12\x16.tunnel.v1.ExecRequest\x1a\x17.tunnel.v1.ExecResponse0\x01\x12M\n" +
 	"\n" +

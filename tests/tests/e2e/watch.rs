@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use tunnel_proto::v1::{
-    SshConnectionState, TunnelState, WatchRequest, WatchResponse, watch_response::Event,
+    AddHostRequest, HostSource, OpenLocalForwardRequest, RemoveHostRequest, SshConnectionState,
+    TunnelState, WatchRequest, WatchResponse, watch_response::Event,
 };
 use tunneld_tests::Client;
 use tunneld_tests::data::random_bytes;
@@ -14,7 +15,9 @@ use tunneld_tests::peers::TcpPeer;
 
 use crate::forward_remote::open_remote;
 use crate::reconnect::{echo_ok, fast_reconnect, host_state, next_event, tunnel_state};
-use crate::support::{Bed, IO_TIMEOUT, close, e2e, expect_status, local_port, open_local};
+use crate::support::{
+    Bed, IO_TIMEOUT, close, e2e, expect_status, local_port, open_local, open_local_req,
+};
 
 type Events = tonic::Streaming<WatchResponse>;
 
@@ -302,6 +305,72 @@ async fn watch_shows_the_link_going_down_and_coming_back() -> Result<()> {
             summary(&seen)
         );
         echo_ok(port, b"up again", IO_TIMEOUT).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_tells_a_host_added_and_removed_after_its_tunnels() -> Result<()> {
+    e2e(async {
+        let bed = Bed::start().await?;
+        let mut events = watch(&bed.client, "").await?;
+        initial(&mut events).await?;
+
+        bed.client
+            .clone()
+            .add_host(AddHostRequest {
+                name: "edge".into(),
+                ssh: bed.sshd.address(),
+                ..Default::default()
+            })
+            .await?;
+        let (added, _) = until(&mut events, "host edge added", IO_TIMEOUT, |e| match e {
+            Event::Host(h) if h.name == "edge" => Some(h.clone()),
+            _ => None,
+        })
+        .await?;
+        ensure!(
+            added.state != SshConnectionState::Removed as i32
+                && added.source == HostSource::Api as i32,
+            "host edge added: {added:?}"
+        );
+        let echo = TcpPeer::echo().await?;
+        let t = open_local_req(
+            &bed.client,
+            OpenLocalForwardRequest {
+                host: "edge".into(),
+                remote_host: "127.0.0.1".into(),
+                remote_port: u32::from(echo.port()),
+                ..Default::default()
+            },
+        )
+        .await?;
+
+        bed.client
+            .clone()
+            .remove_host(RemoveHostRequest {
+                name: "edge".into(),
+                force: true,
+            })
+            .await?;
+        let (removed, before) = until(&mut events, "host edge removed", IO_TIMEOUT, |e| match e {
+            Event::Host(h) if h.name == "edge" && h.state == SshConnectionState::Removed as i32 => {
+                Some(h.clone())
+            }
+            _ => None,
+        })
+        .await?;
+        ensure!(
+            before.iter().any(|e| matches!(e, Event::Tunnel(x)
+                if x.id == t.id && x.state == TunnelState::Closed as i32)),
+            "the tunnel over edge was not CLOSED before edge was removed: {}",
+            summary(&before)
+        );
+        ensure!(
+            removed.tunnels == 0 && removed.address == added.address,
+            "host edge removed: {removed:?}"
+        );
         Ok(())
     })
     .await

@@ -98,7 +98,8 @@ pub fn tunnel_state_name(state: i32) -> &'static str {
     }
 }
 
-/// `idle`, `connecting`, `connected`, `reconnecting` or `failed`.
+/// `idle`, `connecting`, `connected`, `reconnecting`, `failed` or
+/// `removed`.
 pub fn host_state_name(state: i32) -> &'static str {
     match SshConnectionState::try_from(state) {
         Ok(SshConnectionState::Idle) => "idle",
@@ -106,6 +107,7 @@ pub fn host_state_name(state: i32) -> &'static str {
         Ok(SshConnectionState::Connected) => "connected",
         Ok(SshConnectionState::Reconnecting) => "reconnecting",
         Ok(SshConnectionState::Failed) => "failed",
+        Ok(SshConnectionState::Removed) => "removed",
         _ => "unknown",
     }
 }

@@ -223,6 +223,10 @@ mod tests {
                 .unwrap()
                 .ends_with("  failed            connection refused")
         );
+        assert_eq!(
+            table(Event::Host(host(SshConnectionState::Removed))).unwrap(),
+            "2026-11-24T10:00:00Z  host default    removed           deploy@10.0.0.5:22"
+        );
         let mut h = host(SshConnectionState::Idle);
         h.name = "a-very-long-host-name".into();
         assert_eq!(

@@ -123,6 +123,7 @@ impl Daemon {
             {
                 if let Some(entry) = daemon.hosts.remove(&request.name) {
                     entry.stop().await;
+                    daemon.hosts.announce_removed(&entry);
                 }
                 return Err(e);
             }
@@ -215,6 +216,7 @@ impl Daemon {
                 }
             }
             entry.stop().await;
+            daemon.hosts.announce_removed(&entry);
             tracing::info!(host = %name, tunnels = closed.len(), "host removed");
             Ok(HostRemoved {
                 host: status,
@@ -299,6 +301,7 @@ impl Daemon {
             );
         }
         entry.stop().await;
+        self.hosts.announce_removed(&entry);
         tracing::info!(host = %name, "host removed from the config: closed");
     }
 

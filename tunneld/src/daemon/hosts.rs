@@ -216,6 +216,16 @@ impl Hosts {
         Some(entry)
     }
 
+    /// Tells watchers that `entry`, taken out by [`Hosts::remove`] and its
+    /// tunnels closed, is gone.
+    pub fn announce_removed(&self, entry: &HostEntry) {
+        self.bus.send(Change::HostRemoved(HostStatus {
+            host: entry.host.snapshot(),
+            tunnels: 0,
+            source: entry.source,
+        }));
+    }
+
     /// Takes every host out (shutdown).
     pub fn drain(&self) -> Vec<HostEntry> {
         std::mem::take(&mut self.write().map)

@@ -24,8 +24,10 @@ static LAGGING: Throttle = Throttle::new("watchers that fell behind", 5, Duratio
 /// One thing that changed.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A host's connection state changed.
+    /// A host was added or its connection state changed.
     Host(HostStatus),
+    /// A host was removed (after its tunnels): the last change about it.
+    HostRemoved(HostStatus),
     /// A tunnel was opened, changed state, or was closed.
     Tunnel(TunnelSnapshot),
     /// A tunnel's connection opened or closed.
@@ -103,7 +105,7 @@ impl WatchFilter {
             return true;
         };
         match change {
-            Change::Host(h) => &h.host.name == host,
+            Change::Host(h) | Change::HostRemoved(h) => &h.host.name == host,
             Change::Tunnel(t) => &t.id == id,
             Change::Connection { tunnel_id, .. } => tunnel_id == id,
         }

@@ -436,6 +436,14 @@ pub fn watch_event(e: WatchEvent) -> pb::WatchResponse {
     let event = match e {
         WatchEvent::Change(c) => match *c {
             Change::Host(h) => Event::Host(host(h)),
+            Change::HostRemoved(h) => Event::Host(pb::SshHost {
+                state: pb::SshConnectionState::Removed as i32,
+                state_detail: String::new(),
+                connected_at: None,
+                reconnect_attempt: 0,
+                next_attempt_at: None,
+                ..host(h)
+            }),
             Change::Tunnel(t) => Event::Tunnel(tunnel(t)),
             Change::Connection { tunnel_id, event } => match connection_event(&tunnel_id, event) {
                 Connection::Opened(o) => Event::ConnectionOpened(o),

@@ -218,6 +218,10 @@ class _SshConnectionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ss
     with exponential backoff (see reconnect_attempt, next_attempt_at) and
     restores them.
     """
+    SSH_CONNECTION_STATE_REMOVED: _SshConnectionState.ValueType  # 6
+    """Only in Watch: the host was removed (RemoveHost, or a reload whose file
+    no longer has it), after its tunnels; the last message about it.
+    """
 
 class SshConnectionState(_SshConnectionState, metaclass=_SshConnectionStateEnumTypeWrapper):
     """SshConnectionState is the state of the SSH connection to a host."""
@@ -238,6 +242,10 @@ SSH_CONNECTION_STATE_RECONNECTING: SshConnectionState.ValueType  # 5
 """The connection was lost while tunnels run over it; tunneld reconnects
 with exponential backoff (see reconnect_attempt, next_attempt_at) and
 restores them.
+"""
+SSH_CONNECTION_STATE_REMOVED: SshConnectionState.ValueType  # 6
+"""Only in Watch: the host was removed (RemoveHost, or a reload whose file
+no longer has it), after its tunnels; the last message about it.
 """
 Global___SshConnectionState: _TypeAlias = SshConnectionState  # noqa: Y015
 
@@ -1486,7 +1494,10 @@ class WatchResponse(_message.Message):
 
     @_builtins.property
     def host(self) -> Global___SshHost:
-        """A host as it was when the call started, or after its state changed."""
+        """A host as it was when the call started, when it was added, or after
+        its state changed; state REMOVED when it was removed (the last
+        message about it).
+        """
 
     @_builtins.property
     def tunnel(self) -> Global___Tunnel:
