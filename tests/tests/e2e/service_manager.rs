@@ -118,7 +118,8 @@ async fn json_logs_are_one_object_a_line_and_name_the_tunnel_and_host() -> Resul
             );
             lines += 1;
             let fields = &v["fields"];
-            if fields["message"] == "local forward open" {
+            // The API's tunnel's line (the declared one logs one too).
+            if fields["message"] == "local forward open" && fields["tunnel"] == t.id.as_str() {
                 opened = Some(v.clone());
             }
             if fields["message"] == "declared tunnel open" {
@@ -134,7 +135,7 @@ async fn json_logs_are_one_object_a_line_and_name_the_tunnel_and_host() -> Resul
         }
         ensure!(lines > 5, "only {lines} log lines");
         let Some(opened) = opened else {
-            bail!("no \"local forward open\" line in:\n{log}")
+            bail!("no \"local forward open\" line for {} in:\n{log}", t.id)
         };
         ensure!(
             opened["fields"]["tunnel"] == t.id.as_str() && opened["fields"]["host"] == "default",
