@@ -140,3 +140,32 @@ async fn every_problem_of_the_file_is_placed() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_declared_tunnel_the_policy_would_refuse_is_placed() -> Result<()> {
+    e2e(async {
+        let (_dir, path) = file(
+            "[hosts.a]\n\
+             address = \"u@h.example\"\n\
+             permit_open = [\"db:5432\"]\n\
+             [tunnels.ssh]\n\
+             local = \"2222:db:22\"\n\
+             [tunnels.pg]\n\
+             local = \"0.0.0.0:15432:db:5432\"\n",
+        )?;
+        let out = check(&path, &[]).await?;
+        refused(
+            &out,
+            &path,
+            &[
+                "5:9: tunnel \"ssh\": forwarding to db:22 is not permitted by permit_open of host \"a\" (allowed: db:5432)",
+                "7:9: tunnel \"pg\": local forwards may listen only on loopback addresses: 0.0.0.0 is not allowed by allow_local_bind",
+            ],
+        )?;
+        // The flags' policy applies too, and a loosened one passes.
+        let out = check(&path, &["--allow-local-bind", "0.0.0.0"]).await?;
+        refused(&out, &path, &["5:9: tunnel \"ssh\": forwarding to db:22"])?;
+        Ok(())
+    })
+    .await
+}

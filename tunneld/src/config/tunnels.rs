@@ -221,6 +221,18 @@ impl Config {
                 return None;
             }
         };
+        // What the host's permit_open and permit_listen, and
+        // allow_local_bind, would refuse at every open.
+        if let Some(config) = host.as_ref().and_then(|h| self.hosts.get(h))
+            && let Err(e) = spec.check_permitted(
+                &config.name,
+                &config.settings.policy,
+                &self.allow_local_bind,
+                spec.literal_bind_ip(),
+            )
+        {
+            problem(Some(text.span()), format!("tunnel {shown:?}: {e}"));
+        }
         if !problems.is_empty() {
             return None;
         }
@@ -483,6 +495,53 @@ dynamic = "[::1]:1081"
     }
 
     /// Every problem of the file at once, each at the value that is wrong.
+    #[test]
+    fn what_the_policy_would_refuse_at_every_open_is_a_problem_of_the_file() {
+        let text = r#"allow_local_bind = ["10.1.2.3"]
+[hosts.db]
+address = "u@10.0.0.5"
+permit_open = ["db.internal:5432", "/run/pg.sock"]
+permit_listen = ["8080"]
+[tunnels.ok]
+host = "db"
+local = "10.1.2.3:15432:db.internal:5432"
+[tunnels.named-bind]
+host = "db"
+local = "gateway.example:15433:db.internal:5432"
+[tunnels.target]
+host = "db"
+local = "15434:db.internal:22"
+[tunnels.socket]
+host = "db"
+local = "/tmp/x.sock:/run/other.sock"
+[tunnels.bind]
+host = "db"
+local = "0.0.0.0:15435:db.internal:5432"
+[tunnels.listen]
+host = "db"
+remote = "9090:localhost:80"
+[tunnels.proxy]
+host = "db"
+dynamic = "1080"
+"#;
+        let got: Vec<String> = match load_text(text) {
+            Ok(c) => panic!("loaded {:?}", c.tunnels),
+            Err(e) => e.lines().map(String::from).collect(),
+        };
+        // `ok` passes; a bind by name is left to the open (no lookup
+        // here); a dynamic forward's targets are checked per request.
+        let expected = [
+            "14:9: tunnel \"target\": forwarding to db.internal:22 is not permitted by permit_open of host \"db\"",
+            "17:9: tunnel \"socket\": forwarding to unix socket /run/other.sock is not permitted by permit_open",
+            "20:9: tunnel \"bind\": local forwards may listen only on loopback addresses: 0.0.0.0 is not allowed",
+            "23:10: tunnel \"listen\": listening on localhost port 9090 is not permitted by permit_listen",
+        ];
+        assert_eq!(got.len(), expected.len(), "{got:#?}");
+        for (got, want) in got.iter().zip(expected) {
+            assert!(got.contains(want), "{got}\n  does not contain\n{want}");
+        }
+    }
+
     #[test]
     fn every_problem_is_reported_at_its_place() {
         let got = problems(

@@ -574,29 +574,21 @@ impl Daemon {
     /// dynamic forward's targets are checked per SOCKS request.
     async fn check_policy(&self, host: &SshHost, spec: &ForwardSpec) -> Result<()> {
         let config = host.config();
-        let policy = &config.settings.policy;
-        match spec {
-            ForwardSpec::Local(l) => {
-                if let Endpoint::Tcp { host: bind, port } = &l.listen {
-                    let ip = tunnel::resolve_bind(bind, *port).await?.ip();
-                    self.allow_local_bind.check(bind, ip)?;
+        let bind_ip = match spec {
+            ForwardSpec::Local(l) => match &l.listen {
+                Endpoint::Tcp { host: bind, port } => {
+                    Some(tunnel::resolve_bind(bind, *port).await?.ip())
                 }
-                match &l.target {
-                    Endpoint::Tcp { host, port } => policy.check_open(&config.name, host, *port),
-                    Endpoint::Unix { path } => {
-                        policy.check_open_path(&config.name, &path.to_string_lossy())
-                    }
-                    Endpoint::Socks => Ok(()),
-                }
-            }
-            ForwardSpec::Remote(r) => match &r.listen {
-                Endpoint::Tcp { host, port } => policy.check_listen(&config.name, host, *port),
-                Endpoint::Unix { path } => {
-                    policy.check_listen_path(&config.name, &path.to_string_lossy())
-                }
-                Endpoint::Socks => Ok(()),
+                _ => None,
             },
-        }
+            ForwardSpec::Remote(_) => None,
+        };
+        spec.check_permitted(
+            &config.name,
+            &config.settings.policy,
+            &self.allow_local_bind,
+            bind_ip,
+        )
     }
 
     fn register(&self, seq: u64, t: Arc<Tunnel>, claim: NameClaim) -> TunnelSnapshot {

@@ -13,6 +13,7 @@ mod endpoint;
 mod events;
 mod local;
 mod observer;
+mod permitted;
 mod registry;
 mod remote;
 
