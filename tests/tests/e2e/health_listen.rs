@@ -50,6 +50,18 @@ async fn probe(port: u16, service: &str) -> Result<i32> {
     Ok(reply.into_inner().status)
 }
 
+/// Probes each service of `want` on `port`: each must have its status.
+async fn expect_statuses(port: u16, want: &[(&str, i32)], when: &str) -> Result<()> {
+    for &(service, status) in want {
+        let got = probe(port, service).await?;
+        ensure!(
+            got == status,
+            "{when}: health {service:?} is {got}, want {status}"
+        );
+    }
+    Ok(())
+}
+
 async fn probe_until(port: u16, service: &str, want: i32) -> Result<()> {
     poll_until(
         &format!("health {service:?} on port {port} to be {want}"),
@@ -87,15 +99,16 @@ async fn readiness_waits_for_declared_tunnels_and_only_health_is_served() -> Res
         };
 
         // Alive, the API's service too, but not ready.
-        ensure!(probe(health_port, "").await? == SERVING, "liveness");
-        ensure!(
-            probe(health_port, "tunnel.v1.TunnelService").await? == SERVING,
-            "the API's service"
-        );
-        ensure!(
-            probe(health_port, "readiness").await? == NOT_SERVING,
-            "ready while the declared tunnel's first open still hangs"
-        );
+        expect_statuses(
+            health_port,
+            &[
+                ("", SERVING),
+                ("tunnel.v1.TunnelService", SERVING),
+                ("readiness", NOT_SERVING),
+            ],
+            "while the declared tunnel's first open still hangs",
+        )
+        .await?;
         let unknown = HealthClient::new(probe_channel(health_port).await?)
             .check(HealthCheckRequest {
                 service: "no.such.Service".into(),
@@ -180,14 +193,12 @@ async fn a_drain_turns_both_probes_and_a_watch_not_serving_then_frees_the_port()
             .await??
             .context("the watch ended without NOT_SERVING")?;
         ensure!(next.status == NOT_SERVING, "watch on SIGTERM: {next:?}");
-        ensure!(
-            probe(health_port, "").await? == NOT_SERVING,
-            "liveness during the drain"
-        );
-        ensure!(
-            probe(health_port, "readiness").await? == NOT_SERVING,
-            "readiness during the drain"
-        );
+        expect_statuses(
+            health_port,
+            &[("", NOT_SERVING), ("readiness", NOT_SERVING)],
+            "during the drain",
+        )
+        .await?;
 
         // The connection ends, the drain with it; tunneld exits 0 and the
         // health port is free.
