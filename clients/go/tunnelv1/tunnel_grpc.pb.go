@@ -118,11 +118,13 @@ type TunnelServiceClient interface {
 	// GetInfo reports tunneld's version, process id and start time.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
 	// Watch streams what happens to hosts and tunnels as it happens. It first
-	// sends every host and every open tunnel as they are (one message each),
-	// then `synced`, then each change: a host's connection state (connecting,
-	// connected, reconnecting with its attempt and next try, ...), a tunnel
-	// opened, changing state, or closed (state CLOSED), and connections opened
-	// and closed. A caller that falls too far behind is sent `missed_events`
+	// sends every host and every tunnel as List shows them (one message each;
+	// persisted and declared tunnels not running yet included), then
+	// `synced`, then each change: a host added, its connection state
+	// (connecting, connected, reconnecting with its attempt and next try, ...)
+	// or its removal (state REMOVED), a tunnel opened, changing state (one
+	// waiting to open too: FAILED with why), or closed (state CLOSED), and
+	// connections opened and closed. A caller that falls too far behind is sent `missed_events`
 	// and continues with the newest events (call List to resynchronise). With
 	// `tunnel_id` set, only that tunnel and its host are watched and the call
 	// ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
@@ -385,11 +387,13 @@ type TunnelServiceServer interface {
 	// GetInfo reports tunneld's version, process id and start time.
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
 	// Watch streams what happens to hosts and tunnels as it happens. It first
-	// sends every host and every open tunnel as they are (one message each),
-	// then `synced`, then each change: a host's connection state (connecting,
-	// connected, reconnecting with its attempt and next try, ...), a tunnel
-	// opened, changing state, or closed (state CLOSED), and connections opened
-	// and closed. A caller that falls too far behind is sent `missed_events`
+	// sends every host and every tunnel as List shows them (one message each;
+	// persisted and declared tunnels not running yet included), then
+	// `synced`, then each change: a host added, its connection state
+	// (connecting, connected, reconnecting with its attempt and next try, ...)
+	// or its removal (state REMOVED), a tunnel opened, changing state (one
+	// waiting to open too: FAILED with why), or closed (state CLOSED), and
+	// connections opened and closed. A caller that falls too far behind is sent `missed_events`
 	// and continues with the newest events (call List to resynchronise). With
 	// `tunnel_id` set, only that tunnel and its host are watched and the call
 	// ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.

@@ -6,7 +6,10 @@ use std::net::TcpListener;
 
 use anyhow::{Context, Result, ensure};
 use tonic::Code;
-use tunnel_proto::v1::{CloseRequest, Tunnel, TunnelSource, TunnelState};
+use tunnel_proto::v1::{
+    CloseRequest, Tunnel, TunnelSource, TunnelState, WatchRequest, WatchResponse,
+    watch_response::Event,
+};
 use tunneld_tests::peers::TcpPeer;
 use tunneld_tests::wait::poll_until;
 use tunneld_tests::{Sshd, data, sshd};
@@ -110,12 +113,65 @@ async fn a_declared_tunnel_that_cannot_open_is_listed_as_failed_and_retried() ->
                 || failed.state_detail.contains(&port.to_string()),
             "the reason does not name the port: {failed:?}"
         );
+        // Watch shows it as List does, whole or by its name, and tells
+        // when it opens.
+        let mut all = watch(&bed, "").await?;
+        let mut one = watch(&bed, "db").await?;
+        for (what, events) in [("Watch", &mut all), ("Watch db", &mut one)] {
+            let first = tunnel_event(events, |t| t.name == "db").await?;
+            ensure!(
+                first.id == failed.id && first.state == TunnelState::Failed as i32,
+                "{what} began with {first:?}, not the FAILED tunnel {}",
+                failed.id
+            );
+        }
         drop(squatter);
         named(&bed, "db", TunnelState::Open).await?;
+        for (what, events) in [("Watch", &mut all), ("Watch db", &mut one)] {
+            let open = tunnel_event(events, |t| {
+                t.name == "db" && t.state == TunnelState::Open as i32
+            })
+            .await
+            .with_context(|| format!("{what}: db opening"))?;
+            ensure!(open.id == failed.id, "{what}: db opened as {open:?}");
+        }
         carries(port, "db once its port was free").await?;
         Ok(())
     })
     .await
+}
+
+/// A Watch of `tunnel` (an id or name; "" for all).
+async fn watch(bed: &Bed, tunnel: &str) -> Result<tonic::Streaming<WatchResponse>> {
+    Ok(bed
+        .client
+        .clone()
+        .watch(WatchRequest {
+            tunnel_id: tunnel.into(),
+        })
+        .await
+        .with_context(|| format!("Watch {tunnel:?}"))?
+        .into_inner())
+}
+
+/// The next tunnel message of `events` that `pick` takes, within
+/// [`IO_TIMEOUT`].
+async fn tunnel_event(
+    events: &mut tonic::Streaming<WatchResponse>,
+    pick: impl Fn(&Tunnel) -> bool,
+) -> Result<Tunnel> {
+    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, events.message())
+            .await
+            .context("no such tunnel message in time")??
+            .context("the Watch ended")?;
+        if let Some(Event::Tunnel(t)) = msg.event
+            && pick(&t)
+        {
+            return Ok(t);
+        }
+    }
 }
 
 /// Writes `config` (TOML) over the daemon's config file and sends SIGHUP.

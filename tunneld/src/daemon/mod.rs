@@ -171,7 +171,7 @@ impl Daemon {
             let _ = hosts.insert(h, HostSource::Config, false);
         }
         hosts.set_default(config.default_host);
-        let persistence = Persistence::open(config.state_dir.as_deref(), &tunnels);
+        let persistence = Persistence::open(config.state_dir.as_deref(), &tunnels, bus.clone());
         let declared = persistence
             .declare(&tunnels, config.tunnels)
             .into_iter()
@@ -616,24 +616,29 @@ impl Daemon {
         let rx = self.bus.subscribe();
         let hosts = self.hosts().into_iter().map(Change::Host);
         let watcher = if tunnel_id.is_empty() {
-            // The tunnels are walked as they are sent, not copied here.
+            // Those not running yet (persisted, declared: as List shows
+            // them, a few at most) come after the hosts; the running
+            // tunnels are walked as they are sent, not copied here.
+            let waiting = self.persistence.snapshots().into_iter().map(Change::Tunnel);
             let tunnels = self.tunnels.clone();
             let next: NextTunnel =
                 Box::new(move |after| tunnels.after(after).map(|(seq, t)| (seq, t.snapshot())));
             Watcher::new(
-                hosts.collect(),
+                hosts.chain(waiting).collect(),
                 Some(next),
                 rx,
                 WatchFilter::default(),
                 self.shutdown.child_token(),
             )
         } else {
-            let t = self
-                .tunnels
-                .find(tunnel_id)
-                .ok_or_else(|| Error::TunnelNotFound(tunnel_id.to_string()))?
-                .1
-                .snapshot();
+            let t = match self.tunnels.find(tunnel_id) {
+                Some((_, t)) => t.snapshot(),
+                // One not running yet: its opening is its next message.
+                None => self
+                    .persistence
+                    .snapshot(tunnel_id)
+                    .ok_or_else(|| Error::TunnelNotFound(tunnel_id.to_string()))?,
+            };
             let filter = WatchFilter {
                 tunnel: Some((t.id.clone(), t.host.clone())),
             };
@@ -763,7 +768,7 @@ impl Daemon {
         }
         let waiting = self
             .persistence
-            .take(seq)
+            .forget(seq)
             .ok_or_else(|| Error::TunnelNotFound(key.to_string()))?;
         let r = waiting.record;
         tracing::info!(tunnel = %id_of(seq), name = r.name.as_deref().unwrap_or(""), "tunnel that was not running forgotten");

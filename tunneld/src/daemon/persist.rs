@@ -17,6 +17,7 @@ use std::{
     },
 };
 
+use super::watch::{Bus, Change};
 use crate::{
     config::DeclaredTunnel,
     error::{Error, Result},
@@ -41,6 +42,8 @@ pub(super) struct Persistence {
     unrestored: Mutex<BTreeMap<u64, Unrestored>>,
     /// The persisted hosts read at start, until the daemon takes them.
     hosts: Mutex<Vec<HostRecord>>,
+    /// Where a waiting tunnel's changes are told (Watch).
+    bus: Bus,
 }
 
 /// A persisted tunnel waiting to be restored, or a declared one waiting to
@@ -57,16 +60,37 @@ pub(super) struct Unrestored {
     pub claim: Option<NameClaim>,
 }
 
+impl Unrestored {
+    /// As List and Watch show it, as tunnel `seq`, in `state`.
+    fn snapshot(&self, seq: u64, state: TunnelState) -> TunnelSnapshot {
+        let detail = match state {
+            TunnelState::Closed => String::new(),
+            _ => self.detail.clone(),
+        };
+        TunnelSnapshot::not_running(
+            id_of(seq),
+            self.source,
+            self.record.name.clone(),
+            self.record.host.clone(),
+            &self.record.spec,
+            state,
+            detail,
+        )
+    }
+}
+
 impl Persistence {
     /// Opens the store in `dir` (none: no store) and reads it; the tunnels
     /// it holds wait in `unrestored`, their names and ids held in `registry`.
-    pub fn open(dir: Option<&Path>, registry: &Arc<Registry>) -> Persistence {
+    /// The changes of waiting tunnels are told on `bus`.
+    pub fn open(dir: Option<&Path>, registry: &Arc<Registry>, bus: Bus) -> Persistence {
         let mut p = Persistence {
             store: None,
             missing: "tunneld runs without a state directory (--state-dir)".into(),
             reserved: AtomicU64::new(0),
             unrestored: Mutex::default(),
             hosts: Mutex::default(),
+            bus,
         };
         let Some(dir) = dir else { return p };
         let store = match Store::open(dir).and_then(|s| s.load().map(|l| (s, l))) {
@@ -185,16 +209,15 @@ impl Persistence {
                 host: declared.host,
                 spec: declared.spec,
             };
-            waiting.insert(
-                seq,
-                Unrestored {
-                    record,
-                    source: TunnelSource::Declared,
-                    state,
-                    detail,
-                    claim,
-                },
-            );
+            let u = Unrestored {
+                record,
+                source: TunnelSource::Declared,
+                state,
+                detail,
+                claim,
+            };
+            self.bus.send(Change::Tunnel(u.snapshot(seq, state)));
+            waiting.insert(seq, u);
         }
         declared_now
     }
@@ -248,16 +271,36 @@ impl Persistence {
     }
 
     /// Notes why a waiting tunnel is not running: it is `Failed` now.
+    /// Watchers are told when that changes what they saw.
     pub fn set_failed(&self, seq: u64, detail: String) {
-        if let Some(u) = self.unrestored().get_mut(&seq) {
+        let changed = {
+            let mut waiting = self.unrestored();
+            let Some(u) = waiting.get_mut(&seq) else {
+                return;
+            };
+            let changed = u.state != TunnelState::Failed || u.detail != detail;
             u.state = TunnelState::Failed;
             u.detail = detail;
+            changed.then(|| u.snapshot(seq, TunnelState::Failed))
+        };
+        if let Some(snapshot) = changed {
+            self.bus.send(Change::Tunnel(snapshot));
         }
     }
 
-    /// Takes a waiting tunnel out (restored, or closed), with its name.
+    /// Takes a waiting tunnel out to run it (restored or opened), with its
+    /// name; the running tunnel tells watchers.
     pub fn take(&self, seq: u64) -> Option<Unrestored> {
         self.unrestored().remove(&seq)
+    }
+
+    /// Takes a waiting tunnel out for good (closed, or gone from the
+    /// config): watchers see it CLOSED, its last message.
+    pub fn forget(&self, seq: u64) -> Option<Unrestored> {
+        let u = self.unrestored().remove(&seq)?;
+        self.bus
+            .send(Change::Tunnel(u.snapshot(seq, TunnelState::Closed)));
+        Some(u)
     }
 
     /// The waiting tunnel with this id or name, and where it comes from.
@@ -268,23 +311,21 @@ impl Persistence {
             .map(|(seq, u)| (*seq, u.source))
     }
 
-    /// The waiting tunnels as List shows them: RECONNECTING while first
-    /// tried, then FAILED, with why.
+    /// The waiting tunnels as List and Watch show them: RECONNECTING while
+    /// first tried, then FAILED, with why.
     pub fn snapshots(&self) -> Vec<TunnelSnapshot> {
         self.unrestored()
             .iter()
-            .map(|(seq, u)| {
-                TunnelSnapshot::not_running(
-                    id_of(*seq),
-                    u.source,
-                    u.record.name.clone(),
-                    u.record.host.clone(),
-                    &u.record.spec,
-                    u.state,
-                    u.detail.clone(),
-                )
-            })
+            .map(|(seq, u)| u.snapshot(*seq, u.state))
             .collect()
+    }
+
+    /// The waiting tunnel `key` (id or name) as List shows it.
+    pub fn snapshot(&self, key: &str) -> Option<TunnelSnapshot> {
+        self.unrestored()
+            .iter()
+            .find(|(seq, u)| id_of(**seq) == key || u.record.name.as_deref() == Some(key))
+            .map(|(seq, u)| u.snapshot(*seq, u.state))
     }
 
     /// The persisted hosts read at start (once; later calls get none).
@@ -301,16 +342,17 @@ impl Persistence {
         claim: NameClaim,
         why: &str,
     ) {
-        self.unrestored().insert(
-            record.seq,
-            Unrestored {
-                record,
-                source,
-                state: TunnelState::Reconnecting,
-                detail: format!("being reopened: {why}"),
-                claim: Some(claim),
-            },
-        );
+        let seq = record.seq;
+        let u = Unrestored {
+            record,
+            source,
+            state: TunnelState::Reconnecting,
+            detail: format!("being reopened: {why}"),
+            claim: Some(claim),
+        };
+        self.bus
+            .send(Change::Tunnel(u.snapshot(seq, TunnelState::Reconnecting)));
+        self.unrestored().insert(seq, u);
     }
 
     /// Sequence numbers of the waiting tunnels over host `host`.

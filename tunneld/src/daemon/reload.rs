@@ -200,7 +200,7 @@ impl Daemon {
         if let Some(t) = self.tunnels.remove(&id) {
             t.close().await;
         } else {
-            self.persistence.take(seq);
+            self.persistence.forget(seq);
         }
         tracing::info!(tunnel = %id, name, "declared tunnel closed: changed or removed in the config file");
     }

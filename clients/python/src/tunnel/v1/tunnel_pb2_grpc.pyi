@@ -118,11 +118,13 @@ class TunnelServiceStub:
     """GetInfo reports tunneld's version, process id and start time."""
     Watch: _grpc.UnaryStreamMultiCallable[_tunnel_pb2.WatchRequest, _tunnel_pb2.WatchResponse]
     """Watch streams what happens to hosts and tunnels as it happens. It first
-    sends every host and every open tunnel as they are (one message each),
-    then `synced`, then each change: a host's connection state (connecting,
-    connected, reconnecting with its attempt and next try, ...), a tunnel
-    opened, changing state, or closed (state CLOSED), and connections opened
-    and closed. A caller that falls too far behind is sent `missed_events`
+    sends every host and every tunnel as List shows them (one message each;
+    persisted and declared tunnels not running yet included), then
+    `synced`, then each change: a host added, its connection state
+    (connecting, connected, reconnecting with its attempt and next try, ...)
+    or its removal (state REMOVED), a tunnel opened, changing state (one
+    waiting to open too: FAILED with why), or closed (state CLOSED), and
+    connections opened and closed. A caller that falls too far behind is sent `missed_events`
     and continues with the newest events (call List to resynchronise). With
     `tunnel_id` set, only that tunnel and its host are watched and the call
     ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
@@ -226,11 +228,13 @@ class TunnelServiceAsyncStub(TunnelServiceStub):
     """GetInfo reports tunneld's version, process id and start time."""
     Watch: _aio.UnaryStreamMultiCallable[_tunnel_pb2.WatchRequest, _tunnel_pb2.WatchResponse]  # type: ignore[assignment]
     """Watch streams what happens to hosts and tunnels as it happens. It first
-    sends every host and every open tunnel as they are (one message each),
-    then `synced`, then each change: a host's connection state (connecting,
-    connected, reconnecting with its attempt and next try, ...), a tunnel
-    opened, changing state, or closed (state CLOSED), and connections opened
-    and closed. A caller that falls too far behind is sent `missed_events`
+    sends every host and every tunnel as List shows them (one message each;
+    persisted and declared tunnels not running yet included), then
+    `synced`, then each change: a host added, its connection state
+    (connecting, connected, reconnecting with its attempt and next try, ...)
+    or its removal (state REMOVED), a tunnel opened, changing state (one
+    waiting to open too: FAILED with why), or closed (state CLOSED), and
+    connections opened and closed. A caller that falls too far behind is sent `missed_events`
     and continues with the newest events (call List to resynchronise). With
     `tunnel_id` set, only that tunnel and its host are watched and the call
     ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
@@ -391,11 +395,13 @@ class TunnelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_tunnel_pb2.WatchResponse], _abc.AsyncIterator[_tunnel_pb2.WatchResponse]]:
         """Watch streams what happens to hosts and tunnels as it happens. It first
-        sends every host and every open tunnel as they are (one message each),
-        then `synced`, then each change: a host's connection state (connecting,
-        connected, reconnecting with its attempt and next try, ...), a tunnel
-        opened, changing state, or closed (state CLOSED), and connections opened
-        and closed. A caller that falls too far behind is sent `missed_events`
+        sends every host and every tunnel as List shows them (one message each;
+        persisted and declared tunnels not running yet included), then
+        `synced`, then each change: a host added, its connection state
+        (connecting, connected, reconnecting with its attempt and next try, ...)
+        or its removal (state REMOVED), a tunnel opened, changing state (one
+        waiting to open too: FAILED with why), or closed (state CLOSED), and
+        connections opened and closed. A caller that falls too far behind is sent `missed_events`
         and continues with the newest events (call List to resynchronise). With
         `tunnel_id` set, only that tunnel and its host are watched and the call
         ends after the tunnel's CLOSED message; an unknown id is NOT_FOUND.
