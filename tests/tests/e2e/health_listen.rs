@@ -218,30 +218,27 @@ async fn a_drain_turns_both_probes_and_a_watch_not_serving_then_frees_the_port()
 async fn a_health_listen_it_cannot_serve_is_refused_with_exit_2() -> Result<()> {
     e2e(async {
         let sshd = Sshd::start()?;
-        let refused = Tunneld::builder(&sshd)
-            .arg("--health-listen=4523")
-            .start_refused()
-            .await?;
-        ensure!(
-            refused.status.code() == Some(2)
-                && refused
-                    .stderr
-                    .contains("--health-listen \"4523\" is not HOST:PORT"),
-            "{refused:?}"
-        );
         let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = taken.local_addr()?;
-        let refused = Tunneld::builder(&sshd)
-            .arg(format!("--health-listen={addr}"))
-            .start_refused()
-            .await?;
-        ensure!(
-            refused.status.code() == Some(2)
-                && refused
-                    .stderr
-                    .contains(&format!("cannot serve health checks on {addr}: ")),
-            "{refused:?}"
-        );
+        for (value, want) in [
+            (
+                "4523".to_string(),
+                "--health-listen \"4523\" is not HOST:PORT".to_string(),
+            ),
+            (
+                addr.to_string(),
+                format!("cannot serve health checks on {addr}: "),
+            ),
+        ] {
+            let refused = Tunneld::builder(&sshd)
+                .arg(format!("--health-listen={value}"))
+                .start_refused()
+                .await?;
+            ensure!(
+                refused.status.code() == Some(2) && refused.stderr.contains(&want),
+                "--health-listen={value}: {refused:?}"
+            );
+        }
         Ok(())
     })
     .await
