@@ -11,7 +11,8 @@ use anyhow::{Context, Result, ensure};
 use tonic::Code;
 use tunnel_proto::v1::{
     AddHostRequest, ExecRequest, HostSource, ListResponse, OpenLocalForwardRequest, ReloadRequest,
-    RemoveHostRequest, SshHost, Tunnel, TunnelState,
+    RemoveHostRequest, SshHost, Tunnel, TunnelState, WatchRequest, WatchResponse,
+    watch_response::Event,
 };
 use tunneld_tests::daemon::HostSpec;
 use tunneld_tests::peers::{TcpPeer, port_is_free};
@@ -21,6 +22,27 @@ use tunneld_tests::{Client, Sshd, Tunneld, exec, sshd};
 use crate::support::{
     Bed, IO_TIMEOUT, carries, e2e, expect_status, list, local_port, open_local_req,
 };
+
+/// The states a Watch of one tunnel reports until the `n`th `last` (the
+/// initial state counts), within [`IO_TIMEOUT`].
+async fn states_until(
+    events: &mut tonic::Streaming<WatchResponse>,
+    last: TunnelState,
+    n: usize,
+) -> Result<Vec<TunnelState>> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+    while seen.iter().filter(|s| **s == last).count() < n {
+        let msg = tokio::time::timeout_at(deadline, events.message())
+            .await
+            .with_context(|| format!("no {last:?} in time; saw {seen:?}"))??
+            .with_context(|| format!("the watch ended; saw {seen:?}"))?;
+        if let Some(Event::Tunnel(t)) = msg.event {
+            seen.push(TunnelState::try_from(t.state)?);
+        }
+    }
+    Ok(seen)
+}
 
 /// A tunneld with no host of its own (no `--ssh`) on `state`.
 async fn hostless(sshd: &Sshd, state: &Path) -> Result<Tunneld> {
@@ -278,6 +300,13 @@ async fn a_reload_adds_replaces_and_removes_the_files_hosts() -> Result<()> {
         let keep =
             open_local_req(&client, forward("first", "keep", kport, echo.port(), true)).await?;
         carries(local_port(&api)?, "api").await?;
+        let mut watching = client
+            .clone()
+            .watch(WatchRequest {
+                tunnel_id: api.id.clone(),
+            })
+            .await?
+            .into_inner();
 
         // first changed (another keepalive), second added with a tunnel.
         let mut changed = first.clone();
@@ -307,6 +336,13 @@ async fn a_reload_adds_replaces_and_removes_the_files_hosts() -> Result<()> {
             .await?;
         }
         carries(wport, "web over the added host").await?;
+        // Its watcher saw it reopen, never end: RECONNECTING, then OPEN.
+        let states = states_until(&mut watching, TunnelState::Open, 2).await?;
+        ensure!(
+            states.contains(&TunnelState::Reconnecting) && !states.contains(&TunnelState::Closed),
+            "the watcher of {} saw {states:?} across its host's replacement",
+            api.id
+        );
 
         // An unchanged file changes nothing.
         let r = reload(&bed, &text).await?;
@@ -325,6 +361,10 @@ async fn a_reload_adds_replaces_and_removes_the_files_hosts() -> Result<()> {
         ensure!(r.hosts_removed == ["first"], "{r:?}");
         let l = list(&client).await?;
         ensure!(l.tunnels.iter().all(|t| t.id != api.id), "api still listed");
+        // Its watcher's last message is CLOSED, and the stream ends.
+        states_until(&mut watching, TunnelState::Closed, 1).await?;
+        let after = tokio::time::timeout(IO_TIMEOUT, watching.message()).await??;
+        ensure!(after.is_none(), "the watch went on after CLOSED: {after:?}");
         ensure!(port_is_free(local_port(&api)?), "api's port held");
         let waiting = l
             .tunnels

@@ -262,7 +262,7 @@ impl Daemon {
             let Some((t, claim)) = self.tunnels.take_keeping_name(seq) else {
                 continue;
             };
-            t.close().await;
+            t.close_to_reopen(format!("being reopened: {why}")).await;
             let record = TunnelRecord {
                 seq,
                 name: t.name.clone(),

@@ -334,7 +334,9 @@ impl Persistence {
     }
 
     /// Puts a tunnel that was running back to wait (its host replaced):
-    /// opened again with its id and name by `open_waiting`.
+    /// opened again with its id and name by `open_waiting`. Its close told
+    /// watchers it is RECONNECTING (`Tunnel::close_to_reopen`), so nothing
+    /// is told here.
     pub fn wait_again(
         &self,
         record: TunnelRecord,
@@ -342,17 +344,16 @@ impl Persistence {
         claim: NameClaim,
         why: &str,
     ) {
-        let seq = record.seq;
-        let u = Unrestored {
-            record,
-            source,
-            state: TunnelState::Reconnecting,
-            detail: format!("being reopened: {why}"),
-            claim: Some(claim),
-        };
-        self.bus
-            .send(Change::Tunnel(u.snapshot(seq, TunnelState::Reconnecting)));
-        self.unrestored().insert(seq, u);
+        self.unrestored().insert(
+            record.seq,
+            Unrestored {
+                record,
+                source,
+                state: TunnelState::Reconnecting,
+                detail: format!("being reopened: {why}"),
+                claim: Some(claim),
+            },
+        );
     }
 
     /// Sequence numbers of the waiting tunnels over host `host`.

@@ -514,6 +514,17 @@ impl Tunnel {
     /// Closes the tunnel: cancels its listener and connections, waits
     /// (bounded) for them to end, and returns it with its final counters.
     pub async fn close(&self) -> TunnelSnapshot {
+        self.close_as(TunnelState::Closed, String::new()).await
+    }
+
+    /// Closes the tunnel as [`Tunnel::close`] does, to be opened again
+    /// with its id (its host replaced): it ends RECONNECTING with `why`,
+    /// not CLOSED, so watchers are not told of an end that is not one.
+    pub async fn close_to_reopen(&self, why: String) -> TunnelSnapshot {
+        self.close_as(TunnelState::Reconnecting, why).await
+    }
+
+    async fn close_as(&self, last: TunnelState, detail: String) -> TunnelSnapshot {
         self.cancel.cancel();
         self.tasks.close();
         if tokio::time::timeout(CLOSE_TIMEOUT, self.tasks.wait())
@@ -523,7 +534,7 @@ impl Tunnel {
             tracing::warn!(tunnel = %self.id, "tunnel tasks did not finish within {}s", CLOSE_TIMEOUT.as_secs());
         }
         drop(self.hold.lock().unwrap_or_else(|p| p.into_inner()).take());
-        self.set_state(TunnelState::Closed, "");
+        self.set_state(last, detail);
         tracing::info!(tunnel = %self.id, "tunnel closed");
         self.snapshot()
     }
