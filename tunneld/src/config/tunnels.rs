@@ -412,8 +412,10 @@ mod tests {
 
     #[test]
     fn each_form_becomes_the_spec_the_api_would_open() {
+        // `any` listens on every interface, which the policy must allow.
         let c = load_text(&format!(
             r#"default_host = "bastion"
+allow_local_bind = ["0.0.0.0"]
 {HOSTS}
 [tunnels.db]
 host = "db"
@@ -494,7 +496,8 @@ dynamic = "[::1]:1081"
         assert_eq!(c.tunnels["db"].host, "only");
     }
 
-    /// Every problem of the file at once, each at the value that is wrong.
+    /// What the forward policy would refuse at every open is a problem of
+    /// the file, placed at the forward.
     #[test]
     fn what_the_policy_would_refuse_at_every_open_is_a_problem_of_the_file() {
         let text = r#"allow_local_bind = ["10.1.2.3"]
@@ -542,6 +545,7 @@ dynamic = "1080"
         }
     }
 
+    /// Every problem of the file at once, each at the value that is wrong.
     #[test]
     fn every_problem_is_reported_at_its_place() {
         let got = problems(
