@@ -367,7 +367,8 @@ const SLOW_SINK: u8 = b'S';
 const FLOOD: u8 = b'F';
 
 /// What a client sends first: `mode`, then the seed and the length (u64
-/// each, big-endian).
+/// each, big-endian). For a [`FLOOD`], the seed is its pace in bytes per
+/// second (0: as fast as the connection takes them).
 fn request(mode: u8, seed: u64, len: u64) -> Vec<u8> {
     let mut r = vec![mode];
     r.extend_from_slice(&seed.to_be_bytes());
@@ -377,7 +378,8 @@ fn request(mode: u8, seed: u64, len: u64) -> Vec<u8> {
 
 /// The target of the forwards here. A connection that starts with
 /// [`request`]`(SEND, ..)` gets that many bytes of the pattern, then EOF
-/// ([`FLOOD`]: that many bytes of one value); one that starts with
+/// ([`FLOOD`]: that many bytes of one value, at most at its pace); one
+/// that starts with
 /// [`request`]`(SLOW_SINK, ..)` is read at [`PACE`], compared with the
 /// pattern, and answered with one line, `intact N in T` or what went wrong
 /// (also kept in [`Target::verdicts`], for when the answer cannot get
@@ -439,8 +441,9 @@ async fn serve(
             s.shutdown().await
         }
         FLOOD => {
-            let (_, len) = (s.read_u64().await?, s.read_u64().await?);
+            let (pace, len) = (s.read_u64().await?, s.read_u64().await?);
             let chunk = vec![0x5a; CHUNK];
+            let started = tokio::time::Instant::now();
             let mut left = len;
             while left > 0 {
                 let n = s.write(&chunk[..left.min(CHUNK as u64) as usize]).await?;
@@ -449,6 +452,10 @@ async fn serve(
                 }
                 left -= n as u64;
                 sent.fetch_add(n as u64, Ordering::Relaxed);
+                if pace > 0 {
+                    let due = Duration::from_secs_f64((len - left) as f64 / pace as f64);
+                    tokio::time::sleep_until(started + due).await;
+                }
             }
             s.shutdown().await
         }
@@ -1352,6 +1359,13 @@ const STALLED_FLOOD: u64 = 1 << 30;
 /// Its `--max-connection-spill`.
 const STALLED_SPILL: u64 = 256 << 20;
 
+/// The stalled connection's flood pace: its 264 MiB of memory and disk
+/// fill in about 8 s, so the 20 round trips (well under 1 s unloaded) run
+/// while its spill file grows. Unpaced, a fast disk filled it before they
+/// ended and the reset came first (seen once in a full e2e run: the round
+/// trips all took under 0.11 s).
+const STALLED_PACE: u64 = 32 << 20;
+
 /// tunneld's default `--max-connection-buffer`.
 const DEFAULT_BUFFER: u64 = 8 << 20;
 
@@ -1377,7 +1391,9 @@ async fn a_stalled_reader_is_reset_only_at_its_spill_limit_and_its_disk_stays_bo
         let mut idle = held(port, "idle company").await?;
         let sampler = Sampler::start(pid, &spill);
         let mut stalled = connect(port).await?;
-        stalled.write_all(&request(FLOOD, 0, STALLED_FLOOD)).await?;
+        stalled
+            .write_all(&request(FLOOD, STALLED_PACE, STALLED_FLOOD))
+            .await?;
         // Its spill file opens, and it is not reset meanwhile.
         let deadline = Instant::now() + Duration::from_secs(30);
         while spill.open_files(pid)?.is_empty() {
