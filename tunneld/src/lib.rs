@@ -164,11 +164,11 @@ pub async fn run_with(
         let m = Arc::new(metrics::Metrics::new(daemon.clone(), &grpc));
         tokio::spawn(metrics::serve(metrics_listener, m, shutdown.clone()));
     }
-    let health = server::Health::following(daemon.lifecycle()).await;
+    let health = server::health::following(daemon.lifecycle()).await;
     if let Some(health_listener) = ops.health {
         tokio::spawn(server::health::serve(
             health_listener,
-            health.service.clone(),
+            health.clone(),
             shutdown.clone(),
         ));
     }

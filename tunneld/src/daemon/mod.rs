@@ -28,7 +28,7 @@ use crate::{
     tunnel::{
         self, Attachment, Endpoint, ForwardSpec, LocalForwardSpec, NameClaim, Registry,
         RemoteForwardSpec, Tunnel, TunnelObserver, TunnelOptions, TunnelSnapshot, TunnelSource,
-        TunnelState, id_of, seq_of,
+        id_of, seq_of,
     },
 };
 
@@ -766,21 +766,12 @@ impl Daemon {
             let store = self.persistence.store("tunnel")?;
             Persistence::remove(store, seq).await?;
         }
-        let waiting = self
+        let closed = self
             .persistence
             .forget(seq)
             .ok_or_else(|| Error::TunnelNotFound(key.to_string()))?;
-        let r = waiting.record;
-        tracing::info!(tunnel = %id_of(seq), name = r.name.as_deref().unwrap_or(""), "tunnel that was not running forgotten");
-        Ok(TunnelSnapshot::not_running(
-            id_of(seq),
-            source,
-            r.name,
-            r.host,
-            &r.spec,
-            TunnelState::Closed,
-            String::new(),
-        ))
+        tracing::info!(tunnel = %closed.id, name = closed.name.as_deref().unwrap_or(""), "tunnel that was not running forgotten");
+        Ok(closed)
     }
 
     /// Stops everything: cancels the root token, waits (bounded) for tunnels

@@ -295,20 +295,20 @@ impl Persistence {
     }
 
     /// Takes a waiting tunnel out for good (closed, or gone from the
-    /// config): watchers see it CLOSED, its last message.
-    pub fn forget(&self, seq: u64) -> Option<Unrestored> {
-        let u = self.unrestored().remove(&seq)?;
-        self.bus
-            .send(Change::Tunnel(u.snapshot(seq, TunnelState::Closed)));
-        Some(u)
+    /// config), and returns it as it ends: CLOSED, which watchers see as
+    /// its last message.
+    pub fn forget(&self, seq: u64) -> Option<TunnelSnapshot> {
+        let closed = self
+            .unrestored()
+            .remove(&seq)?
+            .snapshot(seq, TunnelState::Closed);
+        self.bus.send(Change::Tunnel(closed.clone()));
+        Some(closed)
     }
 
     /// The waiting tunnel with this id or name, and where it comes from.
     pub fn find(&self, key: &str) -> Option<(u64, TunnelSource)> {
-        self.unrestored()
-            .iter()
-            .find(|(seq, u)| id_of(**seq) == key || u.record.name.as_deref() == Some(key))
-            .map(|(seq, u)| (*seq, u.source))
+        lookup(&self.unrestored(), key).map(|(seq, u)| (seq, u.source))
     }
 
     /// The waiting tunnels as List and Watch show them: RECONNECTING while
@@ -322,10 +322,7 @@ impl Persistence {
 
     /// The waiting tunnel `key` (id or name) as List shows it.
     pub fn snapshot(&self, key: &str) -> Option<TunnelSnapshot> {
-        self.unrestored()
-            .iter()
-            .find(|(seq, u)| id_of(**seq) == key || u.record.name.as_deref() == Some(key))
-            .map(|(seq, u)| u.snapshot(*seq, u.state))
+        lookup(&self.unrestored(), key).map(|(seq, u)| u.snapshot(seq, u.state))
     }
 
     /// The persisted hosts read at start (once; later calls get none).
@@ -419,4 +416,12 @@ pub(super) fn worth_retrying(e: &Error) -> bool {
             | Error::NameTaken { .. }
             | Error::ShuttingDown
     )
+}
+
+/// The waiting tunnel whose id or name is `key`.
+fn lookup<'a>(waiting: &'a BTreeMap<u64, Unrestored>, key: &str) -> Option<(u64, &'a Unrestored)> {
+    waiting
+        .iter()
+        .find(|(seq, u)| id_of(**seq) == key || u.record.name.as_deref() == Some(key))
+        .map(|(seq, u)| (*seq, u))
 }

@@ -60,37 +60,33 @@ static AT_CAP: AtCap = AtCap::new(
 /// The health service, for the API's server and the health listener.
 pub type Service = HealthServer<HealthService>;
 
-/// The reporter and the service it feeds.
-pub struct Health {
-    /// Sets statuses.
-    pub reporter: HealthReporter,
-    /// Answers `Check` and `Watch`.
-    pub service: Service,
+/// The health service, its statuses as `lifecycle` stands and kept in step
+/// with it for as long as tunneld runs.
+pub async fn following(lifecycle: &Lifecycle) -> Service {
+    HealthServer::new(HealthService::from_health_reporter(
+        reporter_following(lifecycle).await,
+    ))
 }
 
-impl Health {
-    /// Statuses as `lifecycle` stands, kept in step with it for as long as
-    /// tunneld runs.
-    pub async fn following(lifecycle: &Lifecycle) -> Health {
-        let reporter = HealthReporter::new();
-        let service = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
-        let mut phase = lifecycle.subscribe();
-        let now = *phase.borrow_and_update();
-        report(&reporter, now).await;
-        tokio::spawn({
-            let reporter = reporter.clone();
-            async move {
-                while phase.changed().await.is_ok() {
-                    let now = *phase.borrow_and_update();
-                    report(&reporter, now).await;
-                    if now == Phase::Stopping {
-                        return;
-                    }
+/// The reporter behind [`following`].
+async fn reporter_following(lifecycle: &Lifecycle) -> HealthReporter {
+    let reporter = HealthReporter::new();
+    let mut phase = lifecycle.subscribe();
+    let now = *phase.borrow_and_update();
+    report(&reporter, now).await;
+    tokio::spawn({
+        let reporter = reporter.clone();
+        async move {
+            while phase.changed().await.is_ok() {
+                let now = *phase.borrow_and_update();
+                report(&reporter, now).await;
+                if now == Phase::Stopping {
+                    return;
                 }
             }
-        });
-        Health { reporter, service }
-    }
+        }
+    });
+    reporter
 }
 
 /// Sets every status for `phase`.
@@ -144,12 +140,12 @@ mod tests {
 
     use super::*;
 
-    async fn status(h: &Health, service: &str) -> i32 {
+    async fn status(h: &HealthReporter, service: &str) -> i32 {
         let req = tonic::Request::new(HealthCheckRequest {
             service: service.into(),
         });
         // The service behind the server: what a Check call reaches.
-        let svc = HealthService::from_health_reporter(h.reporter.clone());
+        let svc = HealthService::from_health_reporter(h.clone());
         svc.check(req)
             .await
             .map(|r| r.into_inner().status)
@@ -159,7 +155,7 @@ mod tests {
     #[tokio::test]
     async fn statuses_follow_the_lifecycle() {
         let lifecycle = Lifecycle::default();
-        let h = Health::following(&lifecycle).await;
+        let h = reporter_following(&lifecycle).await;
         let serving = ServingStatus::Serving as i32;
         let not = ServingStatus::NotServing as i32;
         let api = "tunnel.v1.TunnelService";

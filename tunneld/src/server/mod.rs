@@ -13,7 +13,6 @@ mod tls;
 
 pub use access::ApiAccess;
 pub use flags::ApiFlags;
-pub use health::Health;
 pub use tls::TlsFiles;
 
 use std::sync::Arc;
@@ -92,19 +91,16 @@ fn served_methods() -> Vec<String> {
 
 /// Serves `daemon` on `listener` with `access` until `shutdown` is
 /// cancelled, then closes every tunnel and SSH connection. Calls are
-/// counted into `grpc`; `health` is the health service's state.
+/// counted into `grpc`; `health_service` follows the daemon's lifecycle
+/// ([`health::following`]).
 pub async fn serve(
     listener: ApiListener,
     access: ApiAccess,
     daemon: Arc<Daemon>,
-    health: Health,
+    health_service: health::Service,
     grpc: Arc<GrpcStats>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let Health {
-        reporter: health,
-        service: health_service,
-    } = health;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tunnel_proto::v1::FILE_DESCRIPTOR_SET)
@@ -118,16 +114,14 @@ pub async fn serve(
     // The server drains in-flight calls only after this future returns, and
     // attached and exec calls last as long as their tunnels and commands: so
     // close those first, letting every call end with its last message.
+    // Health turns NOT_SERVING as the shutdown sets the lifecycle to
+    // Stopping.
     let stopping = {
         let shutdown = shutdown.clone();
-        let health = health.clone();
         let daemon = daemon.clone();
         async move {
             shutdown.cancelled().await;
             tracing::info!("shutting down");
-            health
-                .set_not_serving::<TunnelServiceServer<TunnelApi>>()
-                .await;
             daemon.shutdown().await;
         }
     };
