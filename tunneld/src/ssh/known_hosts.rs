@@ -294,17 +294,19 @@ pub fn certificate_algorithms(
         .collect()
 }
 
+/// Held while a key is appended: two connections to a new host (its shared
+/// connection and an Exec's own) may accept its key at the same moment.
+static APPENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Appends `[host]:port type base64` for `key` to the file, creating it (and
-/// its directory) with owner-only permissions if needed.
+/// its directory) with owner-only permissions if needed. The line goes in
+/// one write, on a line of its own (after a newline the file lacks), and
+/// not again when another connection of tunneld just added it.
 pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result<()> {
+    let _one = APPENDING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
     }
-    let mut opts = fs::OpenOptions::new();
-    opts.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
     let line = key
         .to_openssh()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
@@ -314,7 +316,26 @@ pub fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
-    writeln!(f, "{} {t} {b}", lookup_name(host, port))
+    let entry = format!("{} {t} {b}", lookup_name(host, port));
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if text.lines().any(|l| l.trim() == entry) {
+        return Ok(());
+    }
+    let lead = if text.is_empty() || text.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    let mut opts = fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?
+        .write_all(format!("{lead}{entry}\n").as_bytes())
 }
 
 /// How OpenSSH certificate key types end.
@@ -836,6 +857,30 @@ mod tests {
             // adds the plain key when a certificate falls back).
             assert!(!host_is_known(&text, "h", 2222));
         }
+    }
+
+    #[test]
+    fn concurrent_appends_leave_one_whole_line_after_a_last_line_without_newline() {
+        let dir = std::env::temp_dir().join(format!("tunneld-kh-race-{}", std::process::id()));
+        let path = dir.join("known_hosts");
+        fs::create_dir_all(&dir).unwrap();
+        // Written by hand, without a final newline.
+        fs::write(&path, "# mine").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || append(&path, "127.0.0.1", 2200, &key(KEY_A)))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert_eq!(lines[0], "# mine");
+        assert_eq!(check(&text, "127.0.0.1", 2200, &key(KEY_A)), Ok(()));
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
